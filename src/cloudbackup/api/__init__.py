@@ -1,0 +1,1 @@
+"""HTTP layer: Litestar app factory, controllers, msgspec request/response structs, auth."""

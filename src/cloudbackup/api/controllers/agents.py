@@ -1,0 +1,115 @@
+"""Agents: A1-A5 and A8 (spec §8, §9.1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter, RawBody
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from cloudbackup.api.body import convert_value, decode_patch
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.agents import AgentList, AgentOut, agent_out, parse_registration
+from cloudbackup.api.schemas.configurations import ConfigurationList, configuration_list
+from cloudbackup.domain.agents import AgentService, AgentUpdate
+from cloudbackup.domain.configurations import ConfigurationService
+from cloudbackup.domain.errors import InvalidInput
+from cloudbackup.store.tables import utcnow
+
+Query = Annotated[str | None, QueryParameter(required=False)]
+Agents = NamedDependency[AgentService]
+Configurations = NamedDependency[ConfigurationService]
+
+# path -> (AgentUpdate field, type of the value); OQ-22: `/log-level` is not accepted.
+PATCH_PATHS: dict[str, tuple[str, type[Any]]] = {
+    "/enabled": ("enabled", bool),
+    "/vault/region": ("vault_region", str),
+    "/vault/use_internal": ("vault_use_internal", bool),
+    "/log_level": ("log_level", str),
+}
+
+
+class AgentController(Controller):
+    path = "/v2/{project_id:str}/agents"
+
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    def register_agent(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        body: RawBody,
+        agents: Agents,
+    ) -> Response[AgentOut]:
+        row, password = agents.register(project_id, parse_registration(request, body))
+        links = LinkBuilder(request, project_id)
+        return Response(
+            agent_out(row, links, password),
+            status_code=HTTP_201_CREATED,
+            headers={"Location": links.href("agents", row.id)},
+        )
+
+    @get("/", sync_to_thread=True)
+    def list_agents(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agents: Agents,
+        host_machine_id: Query = None,
+    ) -> AgentList:
+        links = LinkBuilder(request, project_id)
+        rows = agents.list_project(project_id, host_machine_id)
+        return AgentList([agent_out(row, links) for row in rows])
+
+    @get("/{agent_id:str}", sync_to_thread=True)
+    def get_agent(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        agents: Agents,
+    ) -> AgentOut:
+        return agent_out(agents.get(project_id, agent_id), LinkBuilder(request, project_id))
+
+    @patch("/{agent_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
+    def update_agent(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        body: RawBody,
+        agents: Agents,
+    ) -> None:
+        agents.update(project_id, agent_id, parse_agent_patch(request, body))
+
+    @delete("/{agent_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
+    def delete_agent(
+        self, project_id: FromPath[str], agent_id: FromPath[str], agents: Agents
+    ) -> None:
+        agents.delete(project_id, agent_id)
+
+    @get("/{agent_id:str}/configurations", sync_to_thread=True)
+    def list_agent_configurations(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        configurations: Configurations,
+    ) -> ConfigurationList:
+        rows = configurations.list_for_agent(project_id, agent_id)
+        return configuration_list(rows, LinkBuilder(request, project_id), utcnow())
+
+
+def parse_agent_patch(request: Request[Any, Any, Any], body: bytes) -> AgentUpdate:
+    """Turn an A4 JSON Patch into an ``AgentUpdate``; unknown paths and bad values are 400s."""
+    values: dict[str, Any] = {}
+    for op in decode_patch(request, body, frozenset({"replace", "add"})):
+        if op.path not in PATCH_PATHS:
+            raise InvalidInput(
+                "Validation failed.",
+                [f"{op.path} cannot be changed; writable paths are {', '.join(PATCH_PATHS)}."],
+            )
+        field, type_ = PATCH_PATHS[op.path]
+        values[field] = convert_value(op.value, type_, op.path)
+    return AgentUpdate(**values)

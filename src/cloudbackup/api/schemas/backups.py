@@ -1,0 +1,160 @@
+"""Backup request/response structs (spec §3) and their mapping from table rows.
+
+Field order is the order of the seed's example body; msgspec keeps it when encoding.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.times import iso_z
+from cloudbackup.store.tables import Backup, BackupError
+
+ERROR_DESCRIPTIONS = {
+    "file_or_folder_missing": (
+        "The item was found during the search but was missing when we tried to back it up."
+    ),
+    "file_unreadable": "The item could not be read (permission denied or I/O error).",
+}
+
+
+class StartBackup(msgspec.Struct, forbid_unknown_fields=True):
+    """B1 request body."""
+
+    configuration_id: str
+    state: str
+
+
+class ErrorsSummary(msgspec.Struct):
+    count: int
+    reason: str
+    diagnostics: str
+    links: list[Link]
+
+
+class BackupOut(msgspec.Struct):
+    project_id: str
+    id: str
+    agent: Ref
+    configuration: Ref
+    state: str
+    started_time: str | None
+    ended_time: str | None
+    snapshot_id: int | None
+    errors: ErrorsSummary
+    files_searched: int
+    files_backed_up: int
+    bytes_searched: int
+    bytes_backed_up: int
+    bytes_in_db: int
+    bandwidth_avg_bps: int
+    restorable: bool
+    links: list[Link]
+
+
+class BackupList(msgspec.Struct):
+    backups: list[BackupOut]
+    links: list[Link]
+
+
+class ExceptionOut(msgspec.Struct):
+    code: int | None
+    description: str | None
+    details: str | None
+
+
+class ErrorItemOut(msgspec.Struct):
+    index: int
+    path: str
+    type: str
+    description: str
+    exception: ExceptionOut | None
+
+
+class ErrorListOut(msgspec.Struct):
+    count: int
+    reason: str
+    diagnostics: str
+    items: list[ErrorItemOut] = msgspec.field(name="list")
+    links: list[Link] = msgspec.field(default_factory=list)
+
+
+class ReportedException(msgspec.Struct, forbid_unknown_fields=True):
+    code: int
+    description: str
+    details: str
+
+
+class ReportedErrorItem(msgspec.Struct, forbid_unknown_fields=True):
+    index: int
+    path: str
+    type: str
+    exception: ReportedException | None = None
+
+
+class ReportedErrors(msgspec.Struct, forbid_unknown_fields=True):
+    """The `/errors` value of an agent's final report (spec B4)."""
+
+    count: int
+    reason: str
+    diagnostics: str
+    items: list[ReportedErrorItem] = msgspec.field(name="list", default_factory=list)
+
+
+def backup_out(row: Backup, links: LinkBuilder) -> BackupOut:
+    return BackupOut(
+        project_id=row.project_id,
+        id=row.id,
+        agent=links.ref("agents", row.agent_id),
+        configuration=links.ref("configurations", row.configuration_id),
+        state=row.state,
+        started_time=iso_z(row.started_time),
+        ended_time=iso_z(row.ended_time),
+        snapshot_id=row.snapshot_id,
+        errors=ErrorsSummary(
+            count=row.errors_count,
+            reason=row.errors_reason,
+            diagnostics=row.errors_diagnostics,
+            links=[links.link("full", "backups", row.id, "errors")],
+        ),
+        files_searched=row.files_searched,
+        files_backed_up=row.files_backed_up,
+        bytes_searched=row.bytes_searched,
+        bytes_backed_up=row.bytes_backed_up,
+        bytes_in_db=row.bytes_in_db,
+        bandwidth_avg_bps=row.bandwidth_avg_bps,
+        restorable=row.restorable,
+        links=[
+            links.link("self", "backups", row.id),
+            links.link("events", "backups", row.id, "events"),
+        ],
+    )
+
+
+def error_list_out(row: Backup, items: list[BackupError], links: LinkBuilder) -> ErrorListOut:
+    return ErrorListOut(
+        count=row.errors_count,
+        reason=row.errors_reason,
+        diagnostics=row.errors_diagnostics,
+        items=[
+            ErrorItemOut(
+                index=item.index,
+                path=item.path,
+                type=item.type,
+                description=ERROR_DESCRIPTIONS.get(
+                    item.type, item.type.replace("_", " ").capitalize() + "."
+                ),
+                exception=None
+                if item.exception_code is None and item.exception_description is None
+                else ExceptionOut(
+                    code=item.exception_code,
+                    description=item.exception_description,
+                    details=item.exception_details,
+                ),
+            )
+            for item in items
+        ],
+        links=[links.link("self", "backups", row.id, "errors")],
+    )

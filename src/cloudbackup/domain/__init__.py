@@ -1,0 +1,1 @@
+"""Domain layer: state machines and services. No HTTP or Celery imports here."""

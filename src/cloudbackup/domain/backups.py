@@ -1,0 +1,340 @@
+"""Backup services: start (B1), read (B2/B3), update (B4), errors (ER1), events (EV5).
+
+Every state change goes through :func:`transition`, which asks ``domain.states`` whether the
+move is allowed and writes it as a compare-and-set; the HTTP PATCH path and the workers share it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.events import record_backup_event
+from cloudbackup.domain.states import (
+    ACTIVE_STATES,
+    AGENT_SETTABLE,
+    EVENTS_WITH_REQUEST_ID,
+    FINAL_CONFLICT_MESSAGE,
+    FINAL_STATES,
+    RESTORABLE_STATES,
+    START_STATES,
+    STATE_EVENT,
+    USER_SETTABLE,
+    BackupState,
+    parse_state,
+    sources_of,
+)
+from cloudbackup.store.db import Database
+from cloudbackup.store.repositories import (
+    BackupRepository,
+    ConfigurationRepository,
+    EventRepository,
+    Page,
+    SortDir,
+)
+from cloudbackup.store.tables import (
+    AGENTS,
+    CONFIGURATIONS,
+    Agent,
+    Backup,
+    BackupError,
+    Configuration,
+    Event,
+    utcnow,
+)
+
+BACKUP_DIAGNOSTICS = "Some files could not be backed up. Partial list follows."
+BACKUP_ERROR_REASON = "unable_to_process_some_files"
+
+
+@dataclass(slots=True)
+class ErrorItem:
+    """One per-file error as an agent reports it (spec §2.3, without ``description``)."""
+
+    index: int
+    path: str
+    type: str
+    exception_code: int | None = None
+    exception_description: str | None = None
+    exception_details: str | None = None
+
+
+@dataclass(slots=True)
+class ErrorReport:
+    count: int
+    reason: str
+    diagnostics: str
+    items: list[ErrorItem] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class BackupUpdate:
+    """What a PATCH (or a worker) reports; ``None`` means "not reported"."""
+
+    state: BackupState | None = None
+    started_time: datetime | None = None
+    ended_time: datetime | None = None
+    snapshot_id: int | None = None
+    errors: ErrorReport | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def column_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = dict(self.counters)
+        if self.started_time is not None:
+            values["started_time"] = self.started_time
+        if self.ended_time is not None:
+            values["ended_time"] = self.ended_time
+        if self.snapshot_id is not None:
+            values["snapshot_id"] = self.snapshot_id
+        if self.errors is not None:
+            values.update(
+                errors_count=self.errors.count,
+                errors_reason=self.errors.reason,
+                errors_diagnostics=self.errors.diagnostics,
+            )
+        return values
+
+
+def transition(
+    session: Session,
+    backup: Backup,
+    target: BackupState,
+    values: dict[str, Any] | None = None,
+    *,
+    request_id: str | None = None,
+    event_extra: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``backup`` to ``target`` if the state machine allows it from its current state.
+
+    Returns False (and writes nothing) when another writer got there first. On success the row
+    object is updated, the state's event is recorded and final-state bookkeeping is done.
+    """
+    values = dict(values or {})
+    if target in FINAL_STATES:
+        snapshot = values.get("snapshot_id", backup.snapshot_id)
+        values["restorable"] = target in RESTORABLE_STATES and snapshot is not None
+        values["active_manual_lock"] = None
+        values.setdefault("ended_time", utcnow())
+    repo = BackupRepository(session)
+    if not repo.compare_and_set(backup.id, sources_of(target), target, values):
+        return False
+    for key, value in values.items():
+        setattr(backup, key, value)
+    backup.state = target
+    event = STATE_EVENT[target]
+    if request_id is None and event in EVENTS_WITH_REQUEST_ID:
+        request_id = str(uuid.uuid4())
+    record_backup_event(session, backup, event, request_id=request_id, extra=event_extra)
+    if target in RESTORABLE_STATES and values["restorable"]:
+        ConfigurationRepository(session).set_last_completed(backup.configuration_id, backup.id)
+    return True
+
+
+class BackupService:
+    """Use cases of the backups resource, for the API (and the CLI)."""
+
+    def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+
+    # -- B1 ---------------------------------------------------------------------------------
+    def start(
+        self, project_id: str, configuration_id: str, state_value: str, agent_header: str | None
+    ) -> Backup:
+        """Record a new run (committed) and only then hand it to a worker."""
+        state = parse_state(state_value)
+        if state not in START_STATES:
+            raise InvalidInput(
+                "Validation failed.",
+                [f"state must be 'start_requested' or 'start_scheduled', not {state_value!r}."],
+            )
+        if state is BackupState.START_SCHEDULED and not agent_header:
+            raise InvalidInput(
+                "Validation failed.",
+                ["The X-Agent-Id header is required when state is start_scheduled."],
+            )
+        try:
+            with self.db.transaction() as session:
+                backup = self._insert(session, project_id, configuration_id, state, agent_header)
+        except sa.exc.IntegrityError as exc:
+            # The unique active_manual_lock lost a race with a concurrent start.
+            raise Conflict(_ACTIVE_MESSAGE) from exc
+        if self.dispatcher is not None:
+            self.dispatcher.publish_backup(backup.id)
+        return backup
+
+    def _insert(
+        self,
+        session: Session,
+        project_id: str,
+        configuration_id: str,
+        state: BackupState,
+        agent_header: str | None,
+    ) -> Backup:
+        row = session.execute(
+            sa.select(Configuration, AGENTS.c.vault_id, AGENTS.c.enabled)
+            .join(Agent, AGENTS.c.id == CONFIGURATIONS.c.agent_id)
+            .where(
+                CONFIGURATIONS.c.id == configuration_id, CONFIGURATIONS.c.project_id == project_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound("Configuration not found.")
+        config, vault_id, agent_enabled = row
+        if state is BackupState.START_SCHEDULED and agent_header != config.agent_id:
+            raise Forbidden("X-Agent-Id is not the agent of this configuration.")
+        if config.deleted:
+            raise Conflict("The configuration has been deleted; backups of it cannot be started.")
+        if state is BackupState.START_SCHEDULED and not (config.enabled and agent_enabled):
+            raise Conflict(
+                "The configuration or its agent is disabled; scheduled backups do not run."
+            )
+        manual = state is BackupState.START_REQUESTED
+        repo = BackupRepository(session)
+        if manual and repo.has_active(config.id, ACTIVE_STATES):
+            raise Conflict(_ACTIVE_MESSAGE)
+        now = utcnow()
+        backup = Backup(
+            id=str(uuid.uuid4()),
+            project_id=project_id,
+            agent_id=config.agent_id,
+            configuration_id=config.id,
+            vault_id=vault_id,
+            state=state,
+            request_id=str(uuid.uuid4()),
+            active_manual_lock=config.id if manual else None,
+            published_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        repo.add(backup)
+        record_backup_event(session, backup, STATE_EVENT[state], request_id=backup.request_id)
+        return backup
+
+    # -- B2 / B3 ----------------------------------------------------------------------------
+    def get(self, project_id: str, backup_id: str) -> Backup:
+        with self.db.transaction() as session:
+            backup = BackupRepository(session).get(backup_id, project_id)
+        if backup is None:
+            raise NotFound("Backup not found.")
+        return backup
+
+    def page(
+        self,
+        project_id: str,
+        *,
+        marker: str | None,
+        limit: int,
+        sort_dir: SortDir,
+        restorable: bool | None,
+        configuration_id: str | None,
+    ) -> Page[Backup]:
+        with self.db.transaction() as session:
+            repo = BackupRepository(session)
+            marker_seq = None
+            if marker is not None:
+                marker_seq = repo.seq_of(marker, project_id)
+                if marker_seq is None:
+                    raise InvalidInput(
+                        "Validation failed.",
+                        [f"marker {marker!r} is not a backup of this project."],
+                    )
+            return repo.page(
+                project_id,
+                marker_seq=marker_seq,
+                limit=limit,
+                sort_dir=sort_dir,
+                restorable=restorable,
+                configuration_id=configuration_id,
+            )
+
+    # -- ER1 / EV5 --------------------------------------------------------------------------
+    def errors(self, project_id: str, backup_id: str) -> tuple[Backup, list[BackupError]]:
+        with self.db.transaction() as session:
+            repo = BackupRepository(session)
+            backup = repo.get(backup_id, project_id)
+            if backup is None:
+                raise NotFound("Backup not found.")
+            return backup, repo.errors(backup_id)
+
+    def events(
+        self, project_id: str, backup_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
+    ) -> Page[Event]:
+        with self.db.transaction() as session:
+            if BackupRepository(session).get(backup_id, project_id) is None:
+                raise NotFound("Backup not found.")
+            return EventRepository(session).page(
+                project_id, marker=marker, limit=limit, sort_dir=sort_dir, backup_id=backup_id
+            )
+
+    # -- B4 ---------------------------------------------------------------------------------
+    def update(
+        self, project_id: str, backup_id: str, update: BackupUpdate, agent_header: str | None
+    ) -> None:
+        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
+        with self.db.transaction() as session:
+            repo = BackupRepository(session)
+            backup = repo.get(backup_id, project_id)
+            if backup is None:
+                raise NotFound("Backup not found.")
+            if backup.state in FINAL_STATES:
+                raise Conflict(FINAL_CONFLICT_MESSAGE)
+            agent_fields = update.state in AGENT_SETTABLE or bool(update.column_values())
+            if agent_fields and agent_header != backup.agent_id:
+                raise Forbidden(
+                    "Progress and results may only be reported by the backup's agent "
+                    "(send its id in X-Agent-Id)."
+                )
+            values = update.column_values()
+            if update.state is None:
+                if not repo.update_where_state(backup.id, ACTIVE_STATES, values):
+                    raise Conflict(FINAL_CONFLICT_MESSAGE)
+            elif update.state in USER_SETTABLE:
+                self._stop(session, backup)
+            else:
+                if not transition(session, backup, update.state, values):
+                    current = repo.state_of(backup.id)
+                    if current in FINAL_STATES:
+                        raise Conflict(FINAL_CONFLICT_MESSAGE)
+                    raise Conflict(
+                        f"A backup in state '{current}' cannot move to '{update.state}'."
+                    )
+            if update.errors is not None:
+                repo.replace_errors(
+                    backup.id, [_error_row(backup.id, item) for item in update.errors.items]
+                )
+
+    def _stop(self, session: Session, backup: Backup) -> None:
+        was = backup.state
+        if was == BackupState.STOP_REQUESTED:
+            return  # a repeated stop request changes nothing
+        if not transition(session, backup, BackupState.STOP_REQUESTED):
+            state = BackupRepository(session).state_of(backup.id)
+            raise Conflict(f"A backup in state '{state}' cannot be stopped.")
+        if was in START_STATES:
+            # No worker has the run yet, so nobody else would end it (spec OQ-29).
+            transition(session, backup, BackupState.STOPPED)
+
+
+_ACTIVE_MESSAGE = (
+    "A backup of this configuration is already in progress; wait for it to finish or stop it first."
+)
+
+
+def _error_row(backup_id: str, item: ErrorItem) -> BackupError:
+    return BackupError(
+        backup_id=backup_id,
+        index=item.index,
+        path=item.path,
+        type=item.type,
+        exception_code=item.exception_code,
+        exception_description=item.exception_description,
+        exception_details=item.exception_details,
+    )

@@ -1,0 +1,59 @@
+"""The sweeper: nothing recorded is ever left without a worker.
+
+Runs periodically (Celery beat). It re-publishes backups that no worker has claimed (the publish
+after the commit failed, or the broker lost the message), backing off so that a long queue is not
+flooded with duplicates, and re-publishes runs whose heartbeat went stale (their worker died);
+the claim in ``backup_run`` decides whether to take such a run over or to fail it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.states import RUNNING_STATES, BackupState
+from cloudbackup.settings import Settings
+from cloudbackup.store.db import Database
+from cloudbackup.store.repositories import BackupRepository
+from cloudbackup.store.tables import as_utc, utcnow
+
+log = logging.getLogger("cloudbackup.sweeper")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    republished: int
+    redriven: int
+
+
+def sweep(
+    db: Database, dispatcher: Dispatcher, settings: Settings, now: datetime | None = None
+) -> SweepReport:
+    now = now or utcnow()
+    wait = timedelta(seconds=settings.sweep_after_seconds)
+    with db.transaction() as session:
+        repo = BackupRepository(session)
+        waiting = repo.waiting_starts(now - wait)
+        stale = repo.stale_runs(
+            now - timedelta(seconds=settings.heartbeat_timeout_seconds),
+            [*RUNNING_STATES, BackupState.STOP_REQUESTED],
+        )
+    # Back off: the n-th re-publish waits as long as the row had already waited (30 s, 30 s, 60 s,
+    # 120 s, ...), so a deep but healthy queue sees few duplicates.
+    due = [
+        backup_id
+        for backup_id, created, published in waiting
+        if published is None
+        or now - as_utc(published) >= max(wait, as_utc(published) - as_utc(created))
+    ]
+    published = [backup_id for backup_id in due if dispatcher.publish_backup(backup_id)]
+    if published:
+        with db.transaction() as session:
+            BackupRepository(session).mark_published(published)
+        log.info("re-published %d backups waiting for a worker", len(published))
+    redriven = [backup_id for backup_id in stale if dispatcher.publish_backup(backup_id)]
+    if redriven:
+        log.warning("re-drove %d backups whose worker stopped responding", len(redriven))
+    return SweepReport(republished=len(published), redriven=len(redriven))

@@ -1,0 +1,71 @@
+"""Per-path problems and the exceptions the engine raises.
+
+A per-path problem (a missing inclusion, an unreadable file) never aborts a run: it becomes a
+:class:`FileError` in the result and the run goes on. Only a stop request, a broken vault or a
+bug propagates as an exception.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+import msgspec
+
+# Error types of a backup (spec §6); the API reports them verbatim.
+FILE_OR_FOLDER_MISSING: Final = "file_or_folder_missing"
+FILE_UNREADABLE: Final = "file_unreadable"
+# Error types of a restore.
+FILE_EXISTS: Final = "file_exists"
+FILE_UNWRITABLE: Final = "file_unwritable"
+BLOB_MISSING: Final = "blob_missing"
+BLOB_CORRUPT: Final = "blob_corrupt"
+INVALID_ENTRY: Final = "invalid_entry"
+
+
+class FileError(msgspec.Struct, frozen=True):
+    """One problem with one path: the shape of a row of ``backup_errors``."""
+
+    path: str
+    type: str
+    code: int | None = None
+    description: str | None = None
+    details: str | None = None
+
+
+def path_str(path: bytes | str) -> str:
+    r"""Render a path for reports: UTF-8, with undecodable bytes spelled ``\xff``.
+
+    Not surrogate escapes: those cannot be encoded to UTF-8, so a JSON response or a database
+    row holding one would fail. Reports are for people; manifests keep the exact bytes.
+    """
+    raw = path if isinstance(path, bytes) else os.fsencode(path)
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def os_error(path: bytes | str, exc: OSError) -> FileError:
+    """Classify an OS failure on ``path``: gone means missing, anything else unreadable."""
+    # NotADirectoryError: a component of the path was replaced by a file, so the path is gone too.
+    missing = isinstance(exc, FileNotFoundError | NotADirectoryError)
+    return FileError(
+        path=path_str(path),
+        type=FILE_OR_FOLDER_MISSING if missing else FILE_UNREADABLE,
+        code=exc.errno,
+        description=exc.strerror or str(exc),
+    )
+
+
+class Stopped(Exception):
+    """A run ended early because its ``should_stop`` callback said so."""
+
+
+class BackupStopped(Stopped):
+    """The backup was stopped; no manifest was written, so no snapshot exists."""
+
+
+class RestoreStopped(Stopped):
+    """The restore was stopped; what was restored so far stays on disk."""
+
+
+class SnapshotNotFound(LookupError):
+    """The vault holds no complete snapshot with that id."""

@@ -1,0 +1,125 @@
+"""Engine and session factory for SQLite (embedded default) and PostgreSQL.
+
+Users give plain ``sqlite:///...`` or ``postgresql://...`` URLs; the drivers are picked here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloudbackup.domain.errors import Unavailable
+
+
+def driver_url(url: str) -> str:
+    """Map a plain database URL to the SQLAlchemy URL with the driver we use."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def is_sqlite(url: str) -> bool:
+    return driver_url(url).startswith("sqlite")
+
+
+def create_db_engine(url: str, *, connect_timeout: int = 3, pool_size: int = 10) -> Engine:
+    """Create the engine; on SQLite turn on WAL, a busy timeout, foreign keys, BEGIN IMMEDIATE."""
+    url = driver_url(url)
+    if is_sqlite(url):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            # One connection per process: SQLite serialises writers anyway, and waiting in the
+            # pool is cheaper than lock retries between pooled connections (field notes).
+            poolclass=sa.pool.QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return sa.create_engine(
+        url,
+        connect_args={"connect_timeout": connect_timeout},
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=connect_timeout + 2,
+        pool_pre_ping=True,
+    )
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Owns the engine and hands out sessions; database outages surface as ``Unavailable``."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 3) -> None:
+        self.url = url
+        self.engine = create_db_engine(url, connect_timeout=connect_timeout)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except sa.exc.OperationalError as exc:
+            if is_connection_error(exc):
+                raise Unavailable(
+                    "The database is unreachable; retry in a few seconds.",
+                ) from exc
+            raise
+        except sa.exc.TimeoutError as exc:  # pool exhausted while the database hangs
+            raise Unavailable("The database is not answering; retry in a few seconds.") from exc
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def is_connection_error(exc: sa.exc.DBAPIError) -> bool:
+    """True when the error means the server is gone, not that the statement was wrong."""
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    markers = (
+        "connection",
+        "could not connect",
+        "server closed",
+        "terminating",
+        "timeout",
+        "database is locked",
+        "the database system is",
+    )
+    return any(m in text for m in markers)
+
+
+def rowcount(result: sa.Result[Any]) -> int:
+    """Rows matched by an UPDATE/DELETE: how a compare-and-set learns whether it won."""
+    return result.rowcount if isinstance(result, sa.CursorResult) else 0

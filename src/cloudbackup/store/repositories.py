@@ -1,0 +1,239 @@
+"""Queries and conditional writes, one repository per aggregate.
+
+State changes are compare-and-set: ``UPDATE ... WHERE id = :id AND state IN (:from ...)`` checked
+by its row count, which behaves the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from cloudbackup.store.db import rowcount
+from cloudbackup.store.tables import (
+    BACKUP_ERRORS,
+    BACKUPS,
+    CONFIGURATIONS,
+    EVENTS,
+    Backup,
+    BackupError,
+    Configuration,
+    Event,
+    utcnow,
+)
+
+SortDir = Literal["asc", "desc"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: list[T]
+    has_more: bool
+
+
+class BackupRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, backup_id: str, project_id: str | None = None) -> Backup | None:
+        query = sa.select(Backup).where(BACKUPS.c.id == backup_id)
+        if project_id is not None:
+            query = query.where(BACKUPS.c.project_id == project_id)
+        return self.session.execute(query).scalar_one_or_none()
+
+    def add(self, row: Backup) -> None:
+        self.session.add(row)
+        self.session.flush()
+
+    def has_active(
+        self, configuration_id: str, states: Iterable[str], *, before_seq: int | None = None
+    ) -> bool:
+        query = sa.select(BACKUPS.c.seq).where(
+            BACKUPS.c.configuration_id == configuration_id, BACKUPS.c.state.in_(list(states))
+        )
+        if before_seq is not None:
+            query = query.where(BACKUPS.c.seq < before_seq)
+        return self.session.execute(query.limit(1)).first() is not None
+
+    def compare_and_set(
+        self,
+        backup_id: str,
+        from_states: Iterable[str],
+        to_state: str,
+        values: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the backup to ``to_state`` only if it is in one of ``from_states`` now."""
+        result = self.session.execute(
+            sa.update(Backup)
+            .where(BACKUPS.c.id == backup_id, BACKUPS.c.state.in_(list(from_states)))
+            .values(state=to_state, updated_at=utcnow(), **(values or {}))
+        )
+        return bool(rowcount(result))
+
+    def update_where_state(
+        self,
+        backup_id: str,
+        states: Iterable[str],
+        values: dict[str, Any],
+        *,
+        heartbeat_was: Any = ...,
+    ) -> bool:
+        """Write counters/heartbeat while the backup is still in one of ``states`` (and, when
+        ``heartbeat_was`` is given, still carries that heartbeat: nobody took the run over)."""
+        query = sa.update(Backup).where(
+            BACKUPS.c.id == backup_id, BACKUPS.c.state.in_(list(states))
+        )
+        if heartbeat_was is not ...:
+            column = BACKUPS.c.heartbeat_at
+            query = query.where(
+                column.is_(None) if heartbeat_was is None else column == heartbeat_was
+            )
+        result = self.session.execute(query.values(updated_at=utcnow(), **values))
+        return bool(rowcount(result))
+
+    def state_of(self, backup_id: str) -> str | None:
+        return self.session.execute(
+            sa.select(BACKUPS.c.state).where(BACKUPS.c.id == backup_id)
+        ).scalar_one_or_none()
+
+    def page(
+        self,
+        project_id: str,
+        *,
+        marker_seq: int | None,
+        limit: int,
+        sort_dir: SortDir,
+        restorable: bool | None = None,
+        configuration_id: str | None = None,
+    ) -> Page[Backup]:
+        query = sa.select(Backup).where(BACKUPS.c.project_id == project_id)
+        if restorable is not None:
+            query = query.where(BACKUPS.c.restorable == restorable)
+        if configuration_id is not None:
+            query = query.where(BACKUPS.c.configuration_id == configuration_id)
+        seq = BACKUPS.c.seq
+        if marker_seq is not None:
+            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
+        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
+        rows = list(self.session.execute(query).scalars())
+        return Page(rows[:limit], len(rows) > limit)
+
+    def seq_of(self, backup_id: str, project_id: str) -> int | None:
+        return self.session.execute(
+            sa.select(BACKUPS.c.seq).where(
+                BACKUPS.c.id == backup_id, BACKUPS.c.project_id == project_id
+            )
+        ).scalar_one_or_none()
+
+    def waiting_starts(
+        self, published_before: Any, limit: int = 500
+    ) -> Sequence[tuple[str, Any, Any]]:
+        """(id, created_at, published_at) of backups no worker has claimed yet."""
+        published = BACKUPS.c.published_at
+        rows = self.session.execute(
+            sa.select(BACKUPS.c.id, BACKUPS.c.created_at, published)
+            .where(
+                BACKUPS.c.state.in_(["start_requested", "start_scheduled", "stop_requested"]),
+                BACKUPS.c.heartbeat_at.is_(None),
+                sa.or_(published.is_(None), published < published_before),
+            )
+            .order_by(BACKUPS.c.seq)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def stale_runs(self, older_than: Any, states: Iterable[str], limit: int = 500) -> Sequence[str]:
+        """Backups a worker claimed but whose heartbeat stopped (the worker died)."""
+        heartbeat = BACKUPS.c.heartbeat_at
+        return list(
+            self.session.execute(
+                sa.select(BACKUPS.c.id)
+                .where(
+                    BACKUPS.c.state.in_(list(states)),
+                    heartbeat.is_not(None),
+                    heartbeat < older_than,
+                )
+                .order_by(BACKUPS.c.seq)
+                .limit(limit)
+            ).scalars()
+        )
+
+    def mark_published(self, backup_ids: Sequence[str]) -> None:
+        if backup_ids:
+            self.session.execute(
+                sa.update(Backup)
+                .where(BACKUPS.c.id.in_(list(backup_ids)))
+                .values(published_at=utcnow())
+            )
+
+    def replace_errors(self, backup_id: str, items: Sequence[BackupError]) -> None:
+        self.session.execute(sa.delete(BackupError).where(BACKUP_ERRORS.c.backup_id == backup_id))
+        self.session.add_all(items)
+
+    def errors(self, backup_id: str) -> list[BackupError]:
+        return list(
+            self.session.execute(
+                sa.select(BackupError)
+                .where(BACKUP_ERRORS.c.backup_id == backup_id)
+                .order_by(BACKUP_ERRORS.c.index)
+            ).scalars()
+        )
+
+
+class ConfigurationRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, configuration_id: str, project_id: str | None = None) -> Configuration | None:
+        query = sa.select(Configuration).where(CONFIGURATIONS.c.id == configuration_id)
+        if project_id is not None:
+            query = query.where(CONFIGURATIONS.c.project_id == project_id)
+        return self.session.execute(query).scalar_one_or_none()
+
+    def set_last_completed(self, configuration_id: str, backup_id: str) -> None:
+        self.session.execute(
+            sa.update(Configuration)
+            .where(CONFIGURATIONS.c.id == configuration_id)
+            .values(last_completed_backup_id=backup_id)
+        )
+
+
+class EventRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def append(self, event: Event) -> Event:
+        self.session.add(event)
+        return event
+
+    def page(
+        self,
+        project_id: str,
+        *,
+        marker: int | None,
+        limit: int,
+        sort_dir: SortDir,
+        agent_id: str | None = None,
+        configuration_id: str | None = None,
+        backup_id: str | None = None,
+    ) -> Page[Event]:
+        column = EVENTS.c.id
+        query = sa.select(Event).where(EVENTS.c.project_id == project_id)
+        if agent_id is not None:
+            query = query.where(EVENTS.c.agent_id == agent_id)
+        if configuration_id is not None:
+            query = query.where(EVENTS.c.configuration_id == configuration_id)
+        if backup_id is not None:
+            query = query.where(EVENTS.c.backup_id == backup_id)
+        if marker is not None:
+            query = query.where(column > marker if sort_dir == "asc" else column < marker)
+        query = query.order_by(column.asc() if sort_dir == "asc" else column.desc()).limit(
+            limit + 1
+        )
+        rows = list(self.session.execute(query).scalars())
+        return Page(rows[:limit], len(rows) > limit)

@@ -1,0 +1,100 @@
+"""Row factories: insert agents and configurations straight into the database.
+
+For tests of other resources that need an agent or a configuration to exist but are not about
+how those are created (the agent and configuration API tests use ``factories.api``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from cloudbackup.domain.auth import hash_token
+from cloudbackup.store.db import Database
+from cloudbackup.store.tables import Agent, Backup, Configuration
+
+PROJECT = "110011"
+
+
+def agent(db: Database, project_id: str = PROJECT, **overrides: Any) -> Agent:
+    agent_id = str(uuid.uuid4())
+    vault_id = str(uuid.uuid4())
+    row = Agent(
+        id=agent_id,
+        project_id=project_id,
+        name="Web Server",
+        version="1.23.008344",
+        host_flavor="nova",
+        host_region="DFW",
+        host_machine_id=str(uuid.uuid4()),
+        os_name="Ubuntu",
+        os_version="14.04",
+        os_architecture="64-bit",
+        fingerprint="fp",
+        addresses=[{"version": 4, "addr": "67.23.10.132"}],
+        rsa_modulus="c4f1",
+        rsa_exponent=10001,
+        password_hash=hash_token("password"),
+        vault_id=vault_id,
+        vault_region="DFW",
+    )
+    for key, value in overrides.items():
+        setattr(row, key, value)
+    with db.transaction() as session:
+        session.add(row)
+    return row
+
+
+def configuration(
+    db: Database,
+    agent_row: Agent,
+    inclusions: list[dict[str, str]] | None = None,
+    exclusions: list[dict[str, str]] | None = None,
+    **overrides: Any,
+) -> Configuration:
+    row = Configuration(
+        id=str(uuid.uuid4()),
+        project_id=agent_row.project_id,
+        agent_id=agent_row.id,
+        name="Nightly",
+        enabled=True,
+        schedule=None,
+        retention_days=30,
+        inclusions=inclusions or [{"type": "folder", "path": "/web/"}],
+        exclusions=exclusions or [],
+        notifications=[
+            {
+                "type": "email",
+                "destination": "a@example.com",
+                "on_success": True,
+                "on_failure": True,
+            }
+        ],
+    )
+    for key, value in overrides.items():
+        setattr(row, key, value)
+    with db.transaction() as session:
+        session.add(row)
+    return row
+
+
+def backup(db: Database, configuration_id: str, **overrides: Any) -> Backup:
+    """A backup row of an existing configuration, in its agent's vault (default: completed)."""
+    with db.transaction() as session:
+        config = session.get(Configuration, configuration_id)
+        assert config is not None, configuration_id
+        owner = session.get(Agent, config.agent_id)
+        assert owner is not None
+        row = Backup(
+            id=str(uuid.uuid4()),
+            project_id=config.project_id,
+            agent_id=config.agent_id,
+            configuration_id=config.id,
+            vault_id=owner.vault_id,
+            state="completed",
+            request_id=str(uuid.uuid4()),
+        )
+        for key, value in overrides.items():
+            setattr(row, key, value)
+        session.add(row)
+    return row

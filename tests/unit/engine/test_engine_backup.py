@@ -1,0 +1,343 @@
+"""Backup runs: counters, deduplication, per-file errors, progress, stop, throttle, concurrency."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+from engine_trees import MIB, NON_UTF8_NAME, BackupFn, Tree, blobs_in, build_tree
+
+from cloudbackup.engine import (
+    FILE_OR_FOLDER_MISSING,
+    FILE_UNREADABLE,
+    BackupProgress,
+    BackupResult,
+    BackupStopped,
+    FileError,
+    Vault,
+    run_backup,
+)
+from cloudbackup.engine import backup as backup_module
+
+
+def test_first_backup_counts_and_stores_every_distinct_content(
+    tree: Tree, vault: Vault, backup: BackupFn
+) -> None:
+    result = backup(tree.inclusions())
+
+    # 7 regular files (symlinks and directories are not files); copy-of-top.txt repeats top.txt.
+    assert (result.files_searched, result.bytes_searched) == (7, 3_196_876)
+    assert (result.files_backed_up, result.bytes_backed_up) == (6, 3_196_870)
+    assert result.files_searched == tree.file_count
+    assert result.bytes_searched == tree.byte_count
+    assert result.bytes_backed_up == sum(len(c) for c in tree.unique_contents)
+    assert result.errors == []
+    assert result.snapshot_id == 1
+    assert vault.list_snapshots() == [1]
+    assert result.bytes_in_db == (vault.root / "snapshots" / "1.manifest").stat().st_size > 0
+    assert blobs_in(vault.root) == {blake3.blake3(c).hexdigest() for c in tree.unique_contents}
+    assert result.duration_seconds > 0
+
+
+def test_manifest_describes_every_entry(tree: Tree, vault: Vault, backup: BackupFn) -> None:
+    result = backup(tree.inclusions())
+    entries = {e.path: e for e in vault.read_manifest(result.snapshot_id).entries}
+
+    for path, content in tree.files.items():
+        assert entries[path].kind == "file"
+        assert entries[path].digest == blake3.blake3(content).hexdigest()
+        assert entries[path].size == len(content)
+    assert entries[tree.path(b"nested/" + NON_UTF8_NAME)].kind == "file"
+    assert entries[tree.path("empty")].kind == "dir"
+    assert entries[tree.path("link-to-dir")].target == b"nested/a"
+    assert entries[tree.path("nested/a/b/deep.txt")].mode == 0o600
+
+
+def test_second_run_of_an_unchanged_tree_stores_nothing(
+    tree: Tree, vault: Vault, backup: BackupFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup(tree.inclusions())
+    blobs = blobs_in(vault.root)
+    # Known content must not even be copied towards the vault (no second read, no temp file).
+    monkeypatch.setattr(vault, "put_blocks", lambda blocks: pytest.fail("content copied again"))
+
+    again = backup(tree.inclusions())
+
+    assert (again.files_searched, again.bytes_searched) == (7, 3_196_876)
+    assert (again.files_backed_up, again.bytes_backed_up) == (0, 0)
+    assert again.snapshot_id == 2
+    assert vault.list_snapshots() == [1, 2]
+    assert blobs_in(vault.root) == blobs
+
+
+def test_modifying_one_file_stores_exactly_that_file(
+    tree: Tree, vault: Vault, backup: BackupFn
+) -> None:
+    backup(tree.inclusions())
+    tree.write("nested/a/b/deep.txt", b"changed content, longer than before " * 50)
+
+    result = backup(tree.inclusions())
+
+    assert (result.files_backed_up, result.bytes_backed_up) == (1, 36 * 50)
+    entry = next(
+        e
+        for e in vault.read_manifest(result.snapshot_id).entries
+        if e.path == tree.path("nested/a/b/deep.txt")
+    )
+    assert vault.has(entry.digest or "")
+
+
+def test_missing_inclusion_is_an_error_and_the_rest_is_backed_up(
+    tree: Tree, vault: Vault, backup: BackupFn
+) -> None:
+    missing = f"{tree.root.parent}/gone.txt"
+    result = backup([*tree.inclusions(), {"type": "file", "path": missing}])
+
+    assert result.errors == [
+        FileError(
+            path=missing,
+            type=FILE_OR_FOLDER_MISSING,
+            code=errno.ENOENT,
+            description="No such file or directory",
+        )
+    ]
+    assert (result.files_searched, result.files_backed_up) == (7, 6)
+    assert vault.read_manifest(result.snapshot_id).errors == result.errors
+
+
+def test_exclusions_are_left_out(tree: Tree, backup: BackupFn) -> None:
+    result = backup(
+        tree.inclusions(),
+        [
+            {"type": "file", "path": os.fsdecode(tree.path("big.bin"))},
+            {"type": "folder", "path": os.fsdecode(tree.path("nested/a")) + "/"},
+        ],
+    )
+    # Left: top.txt, zero and the non-UTF-8 file.
+    assert (result.files_searched, result.bytes_searched) == (3, 6 + 0 + 13)
+
+
+def test_a_vault_inside_the_inclusion_is_not_backed_up(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "root", big_size=10)
+    vault = Vault(tmp_path / "root" / "vault")
+    for _ in range(2):
+        result = run_backup(
+            vault, tree.inclusions(), [], on_progress=lambda p: None, should_stop=lambda: False
+        )
+        assert result.files_searched == 7
+    paths = [e.path for e in vault.read_manifest(2).entries]
+    assert not any(p.startswith(os.fsencode(vault.root)) for p in paths)
+
+
+def test_file_vanished_between_scan_and_store(tree: Tree, vault: Vault, backup: BackupFn) -> None:
+    gone = tree.path("nested/a/sibling.bin")
+
+    def on_phase(phase: str) -> None:
+        if phase == "in_progress":
+            os.unlink(gone)
+
+    result = backup(tree.inclusions(), on_phase=on_phase)
+
+    assert result.files_searched == 7  # it was there when scanned
+    assert [(e.path, e.type, e.code) for e in result.errors] == [
+        (os.fsdecode(gone), FILE_OR_FOLDER_MISSING, errno.ENOENT)
+    ]
+    assert result.files_backed_up == 5
+    paths = {e.path for e in vault.read_manifest(result.snapshot_id).entries}
+    assert gone not in paths
+    assert tree.path("big.bin") in paths
+
+
+def test_unreadable_file_is_an_error(
+    tree: Tree, backup: BackupFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root ignores file modes, so refuse the open the way the kernel would for another user.
+    denied = tree.path(b"nested/" + NON_UTF8_NAME)
+    real_open = os.open
+
+    def fake_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if path == denied:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(backup_module.os, "open", fake_open)
+    result = backup(tree.inclusions())
+
+    assert result.errors == [
+        FileError(
+            path=f"{tree.root}/nested/caf\\xe9.txt",  # the undecodable byte spelled out
+            type=FILE_UNREADABLE,
+            code=errno.EACCES,
+            description="Permission denied",
+        )
+    ]
+    assert result.files_backed_up == 5
+
+
+def test_file_replaced_by_a_symlink_is_not_followed(tree: Tree, backup: BackupFn) -> None:
+    victim = tree.path("top.txt")
+
+    def on_phase(phase: str) -> None:
+        if phase == "in_progress":
+            os.unlink(victim)
+            os.symlink("/etc/passwd", victim)
+
+    result = backup(tree.inclusions(), on_phase=on_phase)
+    assert [(e.path, e.type) for e in result.errors] == [(os.fsdecode(victim), FILE_UNREADABLE)]
+
+
+def test_file_changing_while_copied_is_stored_under_the_copied_bytes(
+    tree: Tree, vault: Vault, backup: BackupFn
+) -> None:
+    big = tree.path("big.bin")
+    replacement = os.urandom(len(tree.files[big]))
+    changed = False
+
+    def on_progress(progress: BackupProgress) -> None:
+        nonlocal changed
+        # Mid-way through hashing big.bin (the first file in name order), rewrite it.
+        if not changed and 0 < progress.bytes_completed < len(replacement):
+            with open(big, "r+b") as f:
+                f.write(replacement)
+            changed = True
+
+    result = backup(tree.inclusions(), on_progress=on_progress)
+
+    assert changed
+    entry = next(e for e in vault.read_manifest(result.snapshot_id).entries if e.path == big)
+    assert entry.digest == blake3.blake3(replacement).hexdigest()
+    with vault.open_blob(entry.digest) as blob:
+        assert blob.read() == replacement
+
+
+def test_progress_is_reported_during_a_large_file(tree: Tree, backup: BackupFn) -> None:
+    progress: list[BackupProgress] = []
+    result = backup(tree.inclusions(), progress=progress)
+
+    big_size = len(tree.files[tree.path("big.bin")])
+    completed = [p.bytes_completed for p in progress]
+    assert completed == sorted(completed)  # never goes backwards
+    assert all(p.bytes_completed <= p.total_bytes for p in progress)
+    # big.bin is the first file stored: its 4 blocks show up as distinct partial values.
+    inside_big = {c for c in completed if 0 < c < big_size}
+    assert len(inside_big) >= 3
+    last = progress[-1]
+    assert (last.files_searched, last.bytes_searched) == (7, result.bytes_searched)
+    assert last.bytes_completed == last.total_bytes == result.bytes_searched
+    assert (last.files_backed_up, last.bytes_backed_up) == (6, result.bytes_backed_up)
+    assert last.errors_count == 0
+
+
+def test_phases_are_announced_before_their_work(tree: Tree, backup: BackupFn) -> None:
+    events: list[str] = []
+    backup(
+        tree.inclusions(),
+        on_phase=events.append,
+        on_progress=lambda p: events.append(f"progress {p.bytes_completed}"),
+    )
+    store_starts = events.index("in_progress")
+    assert events[0] == "preparing"
+    assert events.count("preparing") == events.count("in_progress") == 1
+    # Scan reports (nothing completed yet) come between the two, store reports after.
+    assert set(events[1:store_starts]) == {"progress 0"}
+    assert events[store_starts + 1] == "progress 1048576"
+
+
+# The tree gives 35 checks: 15 while scanning, then big.bin's 4 hashed blocks (16-19), its
+# 4 copied blocks (20-23) and its end (24), then 2 per small file. 35 is the very last one.
+@pytest.mark.parametrize("stop_after", [1, 17, 21, 35])
+def test_stop_request_raises_and_leaves_no_snapshot(
+    tree: Tree, vault: Vault, backup: BackupFn, stop_after: int
+) -> None:
+    calls = 0
+
+    def should_stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls >= stop_after
+
+    with pytest.raises(BackupStopped):
+        backup(tree.inclusions(), should_stop=should_stop)
+    assert calls == stop_after
+    assert vault.list_snapshots() == []
+    assert not list((vault.root / "snapshots").glob("*.manifest"))
+    assert os.listdir(vault.root / "tmp") == []
+
+
+def test_crash_before_the_manifest_leaves_no_snapshot(
+    tree: Tree, vault: Vault, backup: BackupFn
+) -> None:
+    def on_progress(progress: BackupProgress) -> None:
+        if progress.files_backed_up == 5:
+            raise RuntimeError("worker killed")
+
+    with pytest.raises(RuntimeError, match="worker killed"):
+        backup(tree.inclusions(), on_progress=on_progress)
+    assert vault.list_snapshots() == []
+    assert blobs_in(vault.root)  # content stored so far stays, for the next run to reuse
+    assert os.listdir(vault.root / "tmp") == []
+
+    result = backup(tree.inclusions())
+    assert result.snapshot_id == 1
+    assert result.files_backed_up == 1
+    assert vault.list_snapshots() == [1]
+
+
+def test_max_bps_throttles_reading(tmp_path: Path, vault: Vault, backup: BackupFn) -> None:
+    # One new 2 MiB file: read twice (hash, then copy), throttled once, so about 2 s at 1 MiB/s.
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "data").write_bytes(os.urandom(2 * MIB))
+    progress: list[BackupProgress] = []
+    started = time.monotonic()
+
+    result = backup(
+        [{"type": "folder", "path": f"{tmp_path}/src/"}], max_bps=MIB, progress=progress
+    )
+
+    elapsed = time.monotonic() - started
+    assert result.bytes_backed_up == 2 * MIB
+    assert 1.5 <= elapsed < 3.0
+    # Throttled reads are smaller than 1 MiB, so progress comes several times per MiB.
+    assert len({p.bytes_completed for p in progress if 0 < p.bytes_completed < 2 * MIB}) >= 6
+
+
+def test_concurrent_backups_get_distinct_snapshot_ids(tree: Tree, tmp_path: Path) -> None:
+    both_scanned = threading.Barrier(2)
+    results: list[BackupResult] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result = run_backup(
+                Vault(tmp_path / "vault"),
+                tree.inclusions(),
+                [],
+                on_progress=lambda p: None,
+                should_stop=lambda: False,
+                # Both runs store at the same time.
+                on_phase=lambda phase: phase == "in_progress" and both_scanned.wait(timeout=10),
+            )
+            results.append(result)
+        except BaseException as exc:  # re-raised in the test thread below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert failures == []
+    assert sorted(r.snapshot_id for r in results) == [1, 2]
+    vault = Vault(tmp_path / "vault")
+    assert vault.list_snapshots() == [1, 2]
+    assert blobs_in(vault.root) == {blake3.blake3(c).hexdigest() for c in tree.unique_contents}
+    # Each distinct content is new to exactly one of the runs, or to both if they raced on it.
+    assert sum(r.files_backed_up for r in results) >= 6
+    assert os.listdir(vault.root / "tmp") == []

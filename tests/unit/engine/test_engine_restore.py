@@ -1,0 +1,184 @@
+"""Restores: byte-identical trees, no silent overwrites, damaged vaults, stop requests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from engine_trees import MTIME_NS, NON_UTF8_NAME, BackupFn, Tree, describe
+
+from cloudbackup.engine import (
+    BLOB_CORRUPT,
+    BLOB_MISSING,
+    FILE_EXISTS,
+    INVALID_ENTRY,
+    Entry,
+    Manifest,
+    RestoreProgress,
+    RestoreStopped,
+    SnapshotNotFound,
+    Vault,
+    restore_snapshot,
+)
+
+
+def restored_root(destination: Path, tree: Tree) -> Path:
+    return destination / str(tree.root).lstrip("/")
+
+
+def test_restore_is_identical_to_the_source(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    destination = tmp_path / "restore"
+
+    result = restore_snapshot(vault, snapshot_id, destination)
+
+    assert result.errors == []
+    assert (result.files_restored, result.bytes_restored) == (tree.file_count, tree.byte_count)
+    expected = describe(tree.root)
+    restored = describe(restored_root(destination, tree))
+    assert restored == expected
+    # Spot checks of what the comparison above covers, so a broken describe() cannot hide it.
+    assert restored[b"empty"] == ("dir", 0o700, MTIME_NS)
+    assert restored[b"nested/a"][:2] == ("dir", 0o750)
+    assert restored[b"nested/a/b/deep.txt"][:3] == ("file", 0o600, MTIME_NS)
+    assert restored[b"link-to-dir"] == ("symlink", b"nested/a", MTIME_NS)
+    assert restored[b"dangling"][1] == b"/does/not/exist"
+    assert b"nested/" + NON_UTF8_NAME in restored
+    root_mtime = os.stat(restored_root(destination, tree)).st_mtime_ns
+    assert root_mtime == MTIME_NS  # set after its contents were written
+
+
+def test_restore_in_place(tree: Tree, vault: Vault, backup: BackupFn) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    expected = describe(tree.root)
+    shutil.rmtree(tree.root)
+
+    result = restore_snapshot(vault, snapshot_id, None)
+
+    assert result.errors == []
+    assert describe(tree.root) == expected
+
+
+def test_existing_files_are_kept_unless_overwrite(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    destination = tmp_path / "restore"
+    restore_snapshot(vault, snapshot_id, destination)
+    edited = restored_root(destination, tree) / "top.txt"
+    edited.write_bytes(b"local edit")
+
+    kept = restore_snapshot(vault, snapshot_id, destination)
+
+    assert (kept.files_restored, kept.bytes_restored) == (0, 0)
+    assert {e.type for e in kept.errors} == {FILE_EXISTS}
+    # Every file and every symlink collides; directories are merged into silently.
+    assert len(kept.errors) == tree.file_count + 3
+    assert edited.read_bytes() == b"local edit"
+
+    replaced = restore_snapshot(vault, snapshot_id, destination, overwrite=True)
+
+    assert replaced.errors == []
+    assert replaced.files_restored == tree.file_count
+    assert describe(restored_root(destination, tree)) == describe(tree.root)
+    assert not [p for p in restored_root(destination, tree).rglob("*.restore-*")]
+
+
+def test_damaged_and_missing_blobs_are_errors(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    entries = {e.path: e for e in vault.read_manifest(snapshot_id).entries}
+    big, deep = entries[tree.path("big.bin")], entries[tree.path("nested/a/b/deep.txt")]
+    assert big.digest and deep.digest
+    blob = vault.blob_path(big.digest)
+    damaged = bytearray(blob.read_bytes())
+    damaged[-1] ^= 0xFF
+    blob.chmod(0o600)
+    blob.write_bytes(bytes(damaged))
+    vault.blob_path(deep.digest).unlink()
+    destination = tmp_path / "restore"
+
+    result = restore_snapshot(vault, snapshot_id, destination)
+
+    root = restored_root(destination, tree)
+    assert sorted((e.path, e.type) for e in result.errors) == [
+        (str(root / "big.bin"), BLOB_CORRUPT),
+        (str(root / "nested/a/b/deep.txt"), BLOB_MISSING),
+    ]
+    assert result.files_restored == tree.file_count - 2
+    assert not (root / "big.bin").exists()
+    assert not [p.name for p in root.iterdir() if ".restore-" in p.name]
+
+
+def test_stop_request_raises_and_leaves_no_partial_file(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    progress: list[RestoreProgress] = []
+    destination = tmp_path / "restore"
+
+    with pytest.raises(RestoreStopped):
+        restore_snapshot(
+            vault,
+            snapshot_id,
+            destination,
+            on_progress=progress.append,
+            # Stop inside big.bin, the first file, after its second block.
+            should_stop=lambda: len(progress) >= 2,
+        )
+
+    assert progress[-1].bytes_completed == 2 * 1024 * 1024
+    assert progress[-1].total_bytes == tree.byte_count
+    assert progress[-1].files_restored == 0
+    root = restored_root(destination, tree)
+    assert [p.name for p in root.iterdir()] == []
+
+
+def test_progress_counts_up_to_the_totals(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    progress: list[RestoreProgress] = []
+
+    restore_snapshot(vault, snapshot_id, tmp_path / "restore", on_progress=progress.append)
+
+    assert len(progress) > tree.file_count  # per file and per block of big.bin
+    completed = [p.bytes_completed for p in progress]
+    assert completed == sorted(completed)
+    last = progress[-1]
+    assert (last.files_restored, last.total_files) == (tree.file_count, tree.file_count)
+    assert last.bytes_restored == last.bytes_completed == last.total_bytes == tree.byte_count
+
+
+def test_unknown_snapshot(vault: Vault, tmp_path: Path) -> None:
+    with pytest.raises(SnapshotNotFound):
+        restore_snapshot(vault, 7, tmp_path)
+
+
+def test_paths_escaping_the_destination_are_refused(vault: Vault, tmp_path: Path) -> None:
+    digest = vault.put_blocks([b"evil"]).digest
+    snapshot_id = vault.allocate()
+    entries = [
+        Entry(path=b"/ok", kind="file", mode=0o644, mtime_ns=1, size=4, digest=digest),
+        Entry(path=b"/a/../../escape", kind="file", mode=0o644, mtime_ns=1, size=4, digest=digest),
+        Entry(path=b"relative", kind="file", mode=0o644, mtime_ns=1, size=4, digest=digest),
+    ]
+    vault.write_manifest(
+        snapshot_id,
+        Manifest(
+            snapshot_id=snapshot_id, created_ns=1, inclusions=[], exclusions=[], entries=entries
+        ),
+    )
+    destination = tmp_path / "inside" / "restore"
+
+    result = restore_snapshot(vault, snapshot_id, destination)
+
+    assert [e.type for e in result.errors] == [INVALID_ENTRY, INVALID_ENTRY]
+    assert (destination / "ok").read_bytes() == b"evil"
+    assert sorted(os.listdir(tmp_path)) == ["inside", "vault"]
+    assert os.listdir(tmp_path / "inside") == ["restore"]
