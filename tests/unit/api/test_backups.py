@@ -510,7 +510,10 @@ def test_final_report_without_ended_time_gets_the_servers_time(client, setup):
 def test_nul_characters_never_reach_the_database(client, setup):
     _, config, secret = setup
     assert client.get(f"/v2/{PROJECT}/backups/a%00b", headers=headers(secret)).status_code == 404
-    assert client.get(f"/v2/{PROJECT}/backups?marker=a%00b", headers=headers(secret)).status_code == 400
+    assert (
+        client.get(f"/v2/{PROJECT}/backups?marker=a%00b", headers=headers(secret)).status_code
+        == 400
+    )
     body = b'{"configuration_id": "a\\u0000b", "state": "start_requested"}'
     response = client.post(f"/v2/{PROJECT}/backups", content=body, headers=headers(secret))
     assert response.status_code == 400
