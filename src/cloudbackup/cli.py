@@ -42,11 +42,20 @@ def web(
     workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
 ) -> None:
     """Serve the HTTP API."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import uvicorn
+    from litestar.concurrency import set_asyncio_executor
 
     from cloudbackup.logs import configure_logging
 
-    configure_logging(get_settings().log_level)
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    # Sync handlers run in this pool. Few threads: they share one GIL, and more of them only
+    # add contention (measured in bench/api_start_backup.py).
+    set_asyncio_executor(
+        ThreadPoolExecutor(max_workers=settings.api_threads, thread_name_prefix="api")
+    )
     uvicorn.run(
         "cloudbackup.api.app:create_app",
         factory=True,

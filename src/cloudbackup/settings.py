@@ -43,6 +43,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 3
     # Seconds a verified API token stays cached in the API process.
     token_cache_seconds: float = 10.0
+    # Threads that run the API's database work (per API process).
+    api_threads: int = 2
     log_level: str = "INFO"
 
     @property

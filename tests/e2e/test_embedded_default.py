@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from factories.api import agent_body, configuration_body
 from factories.trees import digests, make_tree
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import redis
-from factories.services import REDIS_URL, WorkerProcess, fresh_postgres_database, require_services
 from litestar.testing import TestClient
 
 from cloudbackup.api.app import create_app
@@ -21,6 +20,7 @@ from cloudbackup.queueing import CeleryDispatcher
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store import migrate
 from cloudbackup.store.db import Database
+from factories.services import REDIS_URL, WorkerProcess, fresh_postgres_database, require_services
 
 pytestmark = pytest.mark.services
 

@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-from factories import rows
-from factories.api import headers, start_backup, token
-from factories.trees import digests, make_tree
 
 from cloudbackup.domain.restores import locate_snapshot
 from cloudbackup.engine import restore_snapshot
+from factories import rows
+from factories.api import headers, start_backup, token
+from factories.trees import digests, make_tree
 
 pytestmark = pytest.mark.services
 

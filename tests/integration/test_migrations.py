@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from factories.services import fresh_postgres_database
 
 from cloudbackup.store import migrate
 from cloudbackup.store.db import create_db_engine
+from factories.services import fresh_postgres_database
 
 pytestmark = pytest.mark.services
 

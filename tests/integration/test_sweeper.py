@@ -6,14 +6,14 @@ import time
 
 import msgspec
 import pytest
-from factories import rows
-from factories.api import headers, start_backup, token
-from factories.trees import make_tree
 from litestar.testing import TestClient
 
 from cloudbackup.api.app import create_app
 from cloudbackup.domain.sweeper import sweep
 from cloudbackup.queueing import CeleryDispatcher
+from factories import rows
+from factories.api import headers, start_backup, token
+from factories.trees import make_tree
 
 pytestmark = pytest.mark.services
 

@@ -40,12 +40,8 @@ from cloudbackup.store.repositories import (
     SortDir,
 )
 from cloudbackup.store.tables import (
-    AGENTS,
-    CONFIGURATIONS,
-    Agent,
     Backup,
     BackupError,
-    Configuration,
     Event,
     utcnow,
 )
@@ -178,43 +174,37 @@ class BackupService:
         state: BackupState,
         agent_header: str | None,
     ) -> Backup:
-        row = session.execute(
-            sa.select(Configuration, AGENTS.c.vault_id, AGENTS.c.enabled)
-            .join(Agent, AGENTS.c.id == CONFIGURATIONS.c.agent_id)
-            .where(
-                CONFIGURATIONS.c.id == configuration_id, CONFIGURATIONS.c.project_id == project_id
-            )
-        ).first()
-        if row is None:
+        repo = BackupRepository(session)
+        config = repo.start_context(project_id, configuration_id, ACTIVE_STATES)
+        if config is None:
             raise NotFound("Configuration not found.")
-        config, vault_id, agent_enabled = row
-        if state is BackupState.START_SCHEDULED and agent_header != config.agent_id:
+        scheduled = state is BackupState.START_SCHEDULED
+        if scheduled and agent_header != config.agent_id:
             raise Forbidden("X-Agent-Id is not the agent of this configuration.")
         if config.deleted:
             raise Conflict("The configuration has been deleted; backups of it cannot be started.")
-        if state is BackupState.START_SCHEDULED and not (config.enabled and agent_enabled):
+        if scheduled and not (config.enabled and config.agent_enabled):
             raise Conflict(
                 "The configuration or its agent is disabled; scheduled backups do not run."
             )
-        manual = state is BackupState.START_REQUESTED
-        repo = BackupRepository(session)
-        if manual and repo.has_active(config.id, ACTIVE_STATES):
+        if not scheduled and config.has_active_run:
             raise Conflict(_ACTIVE_MESSAGE)
         now = utcnow()
-        backup = Backup(
-            id=str(uuid.uuid4()),
-            project_id=project_id,
-            agent_id=config.agent_id,
-            configuration_id=config.id,
-            vault_id=vault_id,
-            state=state,
-            request_id=str(uuid.uuid4()),
-            active_manual_lock=config.id if manual else None,
-            published_at=now,
-            created_at=now,
-            updated_at=now,
-        )
-        repo.add(backup)
+        values: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "project_id": project_id,
+            "agent_id": config.agent_id,
+            "configuration_id": configuration_id,
+            "vault_id": config.vault_id,
+            "state": state.value,
+            "request_id": str(uuid.uuid4()),
+            "active_manual_lock": None if scheduled else configuration_id,
+            "published_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        repo.insert(values)
+        backup = Backup.model_construct(**values)
         record_backup_event(session, backup, STATE_EVENT[state], request_id=backup.request_id)
         return backup
 

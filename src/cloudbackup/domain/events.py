@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.store.repositories import EventRepository
-from cloudbackup.store.tables import Backup, Event
+from cloudbackup.store.tables import Backup
 
 
 def record_backup_event(
@@ -17,7 +17,7 @@ def record_backup_event(
     *,
     request_id: str | None = None,
     extra: dict[str, Any] | None = None,
-) -> Event:
+) -> None:
     """Append a backup event tagged with its project, agent, configuration and backup."""
     members: dict[str, Any] = {
         "agent": {"id": backup.agent_id},
@@ -28,15 +28,13 @@ def record_backup_event(
         members["request_id"] = request_id
     if extra:
         members.update(extra)
-    return EventRepository(session).append(
-        Event(
-            event=event,
-            project_id=backup.project_id,
-            agent_id=backup.agent_id,
-            configuration_id=backup.configuration_id,
-            backup_id=backup.id,
-            members=members,
-        )
+    EventRepository(session).insert(
+        event=event,
+        project_id=backup.project_id,
+        agent_id=backup.agent_id,
+        configuration_id=backup.configuration_id,
+        backup_id=backup.id,
+        members=members,
     )
 
 
@@ -48,14 +46,12 @@ def record_event(
     agent_id: str | None = None,
     configuration_id: str | None = None,
     members: dict[str, Any] | None = None,
-) -> Event:
+) -> None:
     """Append any other event (agent and configuration events)."""
-    return EventRepository(session).append(
-        Event(
-            event=event,
-            project_id=project_id,
-            agent_id=agent_id,
-            configuration_id=configuration_id,
-            members=members or {},
-        )
+    EventRepository(session).insert(
+        event=event,
+        project_id=project_id,
+        agent_id=agent_id,
+        configuration_id=configuration_id,
+        members=members or {},
     )

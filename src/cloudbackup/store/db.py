@@ -55,7 +55,7 @@ def create_db_engine(url: str, *, connect_timeout: int = 3, pool_size: int = 10)
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=connect_timeout + 2,
-        pool_pre_ping=True,
+        pool_recycle=1800,
     )
 
 

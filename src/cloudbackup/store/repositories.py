@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.store.db import rowcount
 from cloudbackup.store.tables import (
+    AGENTS,
     BACKUP_ERRORS,
     BACKUPS,
     CONFIGURATIONS,
@@ -36,6 +38,49 @@ class Page(Generic[T]):
     has_more: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StartContext:
+    agent_id: str
+    deleted: bool
+    enabled: bool
+    vault_id: str
+    agent_enabled: bool
+    has_active_run: bool
+
+
+# Statements of the hot paths are built once: building a statement costs more CPU than running it.
+_INSERT_BACKUP = sa.insert(BACKUPS)
+_INSERT_EVENT = sa.insert(EVENTS)
+
+
+@lru_cache(maxsize=4)
+def _start_context_query(active_states: tuple[str, ...]) -> sa.Select[Any]:
+    active = (
+        sa.select(BACKUPS.c.seq)
+        .where(
+            BACKUPS.c.configuration_id == CONFIGURATIONS.c.id,
+            BACKUPS.c.state.in_(active_states),
+        )
+        .limit(1)
+        .exists()
+    )
+    return (
+        sa.select(
+            CONFIGURATIONS.c.agent_id,
+            CONFIGURATIONS.c.deleted,
+            CONFIGURATIONS.c.enabled,
+            AGENTS.c.vault_id,
+            AGENTS.c.enabled,
+            active,
+        )
+        .join_from(CONFIGURATIONS, AGENTS, AGENTS.c.id == CONFIGURATIONS.c.agent_id)
+        .where(
+            CONFIGURATIONS.c.id == sa.bindparam("configuration_id"),
+            CONFIGURATIONS.c.project_id == sa.bindparam("project_id"),
+        )
+    )
+
+
 class BackupRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -46,9 +91,21 @@ class BackupRepository:
             query = query.where(BACKUPS.c.project_id == project_id)
         return self.session.execute(query).scalar_one_or_none()
 
-    def add(self, row: Backup) -> None:
-        self.session.add(row)
-        self.session.flush()
+    def insert(self, values: dict[str, Any]) -> None:
+        """One Core INSERT (the start path is hot: no unit-of-work flush, no statement build)."""
+        self.session.execute(_INSERT_BACKUP, values)
+
+    def start_context(
+        self, project_id: str, configuration_id: str, active_states: Iterable[str]
+    ) -> StartContext | None:
+        """Everything B1 must know about a configuration, in one round trip."""
+        row = self.session.execute(
+            _start_context_query(tuple(active_states)),
+            {"configuration_id": configuration_id, "project_id": project_id},
+        ).first()
+        if row is None:
+            return None
+        return StartContext(*row)
 
     def has_active(
         self, configuration_id: str, states: Iterable[str], *, before_seq: int | None = None
@@ -207,9 +264,10 @@ class EventRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def append(self, event: Event) -> Event:
-        self.session.add(event)
-        return event
+    def insert(self, **values: Any) -> None:
+        """One Core INSERT: events are written often (every state change, progress)."""
+        values.setdefault("time", utcnow())
+        self.session.execute(_INSERT_EVENT, values)
 
     def page(
         self,

@@ -8,6 +8,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+from cloudbackup.domain.auth import hash_token
+from cloudbackup.store.tables import Agent, Configuration, Event
 from factories import rows
 from factories.api import (
     OTHER_PROJECT,
@@ -18,9 +21,6 @@ from factories.api import (
     register_agent,
     token,
 )
-
-from cloudbackup.domain.auth import hash_token
-from cloudbackup.store.tables import Agent, Configuration, Event
 
 BASE = "http://testserver.local"
 API = f"{BASE}/v2/{PROJECT}"

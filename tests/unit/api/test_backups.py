@@ -6,10 +6,10 @@ import json
 
 import pytest
 import redis
-from factories import rows
-from factories.api import OTHER_PROJECT, PROJECT, headers, start_backup, token
 
 from cloudbackup.domain.states import BackupState
+from factories import rows
+from factories.api import OTHER_PROJECT, PROJECT, headers, start_backup, token
 
 PATCH = {"Content-Type": "application/json-patch+json"}
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
+from cloudbackup.store.tables import Configuration, Event
 from factories import rows
 from factories.api import (
     OTHER_PROJECT,
@@ -19,8 +21,6 @@ from factories.api import (
     register_agent,
     token,
 )
-
-from cloudbackup.store.tables import Configuration, Event
 
 API = f"http://testserver.local/v2/{PROJECT}"
 EVERY_OTHER_HOUR = {"recurrence": ["RRULE:FREQ=HOURLY;INTERVAL=2"], "time_zone": "US/Central"}

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from factories import rows
-from factories.trees import make_tree
 
 from cloudbackup.domain.backup_run import claim_backup, execute_backup
 from cloudbackup.domain.backups import BackupService
 from cloudbackup.domain.states import BackupState
 from cloudbackup.store.tables import Backup, Event, utcnow
+from factories import rows
+from factories.trees import make_tree
 
 
 class Recorder:
