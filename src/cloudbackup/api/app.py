@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from litestar import Litestar, Request, get
+from litestar import Controller, Litestar, Request, get
 from litestar.datastructures import State
 from litestar.di import Provide
 
@@ -35,19 +36,20 @@ def versions(request: Request[Any, Any, Any]) -> dict[str, Any]:
     }
 
 
-def _backups(state: State) -> BackupService:
-    service: BackupService = state.backup_service
-    return service
+# Each resource: the name handlers ask for (`NamedDependency[...]`) and how to build its service.
+SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
+    "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
+    "agents": lambda db, _, __: AgentService(db),
+    "configurations": lambda db, _, __: ConfigurationService(db),
+}
+CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 
 
-def _agents(state: State) -> AgentService:
-    service: AgentService = state.agent_service
-    return service
+def _constant(value: object) -> Provide:
+    def provide() -> object:
+        return value
 
-
-def _configurations(state: State) -> ConfigurationService:
-    service: ConfigurationService = state.configuration_service
-    return service
+    return Provide(provide, sync_to_thread=False, use_cache=True)
 
 
 def create_app(
@@ -73,24 +75,18 @@ def create_app(
             "database": db,
             "dispatcher": dispatcher,
             "token_cache": TokenCache(settings.token_cache_seconds),
-            "backup_service": BackupService(db, dispatcher),
-            "agent_service": AgentService(db),
-            "configuration_service": ConfigurationService(db),
         }
     )
+    services = {name: build(db, dispatcher, settings) for name, build in SERVICES.items()}
 
     def _shutdown() -> None:
         if owns_database:
             db.dispose()
 
     return Litestar(
-        route_handlers=[versions, BackupController, AgentController, ConfigurationController],
+        route_handlers=[versions, *CONTROLLERS],
         guards=[require_token, reject_nul_characters],
-        dependencies={
-            "backups": Provide(_backups, sync_to_thread=False),
-            "agents": Provide(_agents, sync_to_thread=False),
-            "configurations": Provide(_configurations, sync_to_thread=False),
-        },
+        dependencies={name: _constant(service) for name, service in services.items()},
         exception_handlers=EXCEPTION_HANDLERS,
         state=state,
         on_shutdown=[_shutdown],

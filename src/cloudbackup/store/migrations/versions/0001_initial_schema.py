@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 93f6c444df42
+Revision ID: 091524e2fd21
 Revises:
-Create Date: 2026-11-27 08:36:49.775706
+Create Date: 2026-11-27 09:05:10.575385
 """
 
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision: str = "93f6c444df42"
+revision: str = "091524e2fd21"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
@@ -80,16 +80,20 @@ def upgrade() -> None:
         sa.Column("agent_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("configuration_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("backup_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("restore_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
+        sa.Column("cleanup_id", sqlmodel.sql.sqltypes.AutoString(length=36), nullable=True),
         sa.Column("members", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_events_agent_id"), ["agent_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_events_backup_id"), ["backup_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_events_cleanup_id"), ["cleanup_id"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_events_configuration_id"), ["configuration_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_events_project_id"), ["project_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_events_restore_id"), ["restore_id"], unique=False)
 
     op.create_table(
         "configurations",
@@ -211,8 +215,10 @@ def downgrade() -> None:
 
     op.drop_table("configurations")
     with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_events_restore_id"))
         batch_op.drop_index(batch_op.f("ix_events_project_id"))
         batch_op.drop_index(batch_op.f("ix_events_configuration_id"))
+        batch_op.drop_index(batch_op.f("ix_events_cleanup_id"))
         batch_op.drop_index(batch_op.f("ix_events_backup_id"))
         batch_op.drop_index(batch_op.f("ix_events_agent_id"))
 
