@@ -10,12 +10,20 @@ import logging
 
 from celery import Celery
 
+from cloudbackup.domain.dispatch import JobKind
 from cloudbackup.settings import Settings
 
 log = logging.getLogger("cloudbackup.queue")
 
 RUN_BACKUP_TASK = "cloudbackup.run_backup"
+RUN_RESTORE_TASK = "cloudbackup.run_restore"
+RUN_CLEANUP_TASK = "cloudbackup.run_cleanup"
 SWEEP_TASK = "cloudbackup.sweep"
+TASK_OF: dict[JobKind, str] = {
+    "backup": RUN_BACKUP_TASK,
+    "restore": RUN_RESTORE_TASK,
+    "cleanup": RUN_CLEANUP_TASK,
+}
 
 
 def make_celery(settings: Settings, *, name: str = "cloudbackup") -> Celery:
@@ -58,7 +66,7 @@ def make_celery(settings: Settings, *, name: str = "cloudbackup") -> Celery:
 
 
 class CeleryDispatcher:
-    """Publishes backup runs to the broker; a failed publish is logged and left to the sweeper."""
+    """Publishes runs to the broker; a failed publish is logged and left to the sweeper."""
 
     def __init__(self, app: Celery, queue: str) -> None:
         self.app = app
@@ -68,10 +76,12 @@ class CeleryDispatcher:
     def from_settings(cls, settings: Settings) -> CeleryDispatcher:
         return cls(make_celery(settings), settings.backup_queue)
 
-    def publish_backup(self, backup_id: str) -> bool:
+    def publish(self, kind: JobKind, resource_id: str, *, agent_id: str | None = None) -> bool:
         try:
-            self.app.send_task(RUN_BACKUP_TASK, args=[backup_id], queue=self.queue)
+            self.app.send_task(TASK_OF[kind], args=[resource_id], queue=self.queue)
         except Exception as exc:  # the broker is down: the row is committed, the sweeper retries
-            log.warning("could not publish backup %s, the sweeper will retry: %s", backup_id, exc)
+            log.warning(
+                "could not publish %s %s, the sweeper will retry: %s", kind, resource_id, exc
+            )
             return False
         return True

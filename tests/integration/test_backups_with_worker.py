@@ -183,7 +183,7 @@ def test_duplicate_delivery_runs_the_backup_once(
     secret = token(pg_db)
     created = start_backup(api, secret, config.id).json()
     for _ in range(3):
-        assert dispatcher.publish_backup(created["id"])
+        assert dispatcher.publish("backup", created["id"])
     body = wait_for(api, f"/v2/110011/backups/{created['id']}", headers(secret))
     time.sleep(1.0)  # give the duplicates time to arrive and be ignored
     events = _events(api, secret, body["id"])

@@ -163,7 +163,7 @@ class BackupService:
             # The unique active_manual_lock lost a race with a concurrent start.
             raise Conflict(_ACTIVE_MESSAGE) from exc
         if self.dispatcher is not None:
-            self.dispatcher.publish_backup(backup.id)
+            self.dispatcher.publish("backup", backup.id, agent_id=backup.agent_id)
         return backup
 
     def _insert(

@@ -6,10 +6,13 @@ for the caller: the row is already committed and the sweeper re-publishes it.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
+
+JobKind = Literal["backup", "restore", "cleanup"]
 
 
 class Dispatcher(Protocol):
-    def publish_backup(self, backup_id: str) -> bool:
-        """Ask a worker to run the backup; return False if the broker could not be reached."""
+    def publish(self, kind: JobKind, resource_id: str, *, agent_id: str | None = None) -> bool:
+        """Ask a worker to run the backup/restore/cleanup ``resource_id`` (for ``agent_id``, whose
+        queue it belongs to); return False if the broker could not be reached."""
         ...

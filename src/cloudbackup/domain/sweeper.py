@@ -43,17 +43,25 @@ def sweep(
     # Back off: the n-th re-publish waits as long as the row had already waited (30 s, 30 s, 60 s,
     # 120 s, ...), so a deep but healthy queue sees few duplicates.
     due = [
-        backup_id
-        for backup_id, created, published in waiting
+        (backup_id, agent_id)
+        for backup_id, agent_id, created, published in waiting
         if published is None
         or now - as_utc(published) >= max(wait, as_utc(published) - as_utc(created))
     ]
-    published = [backup_id for backup_id in due if dispatcher.publish_backup(backup_id)]
+    published = [
+        backup_id
+        for backup_id, agent_id in due
+        if dispatcher.publish("backup", backup_id, agent_id=agent_id)
+    ]
     if published:
         with db.transaction() as session:
             BackupRepository(session).mark_published(published)
         log.info("re-published %d backups waiting for a worker", len(published))
-    redriven = [backup_id for backup_id in stale if dispatcher.publish_backup(backup_id)]
+    redriven = [
+        backup_id
+        for backup_id, agent_id in stale
+        if dispatcher.publish("backup", backup_id, agent_id=agent_id)
+    ]
     if redriven:
         log.warning("re-drove %d backups whose worker stopped responding", len(redriven))
     return SweepReport(republished=len(published), redriven=len(redriven))

@@ -189,11 +189,11 @@ class BackupRepository:
 
     def waiting_starts(
         self, published_before: Any, limit: int = 500
-    ) -> Sequence[tuple[str, Any, Any]]:
-        """(id, created_at, published_at) of backups no worker has claimed yet."""
+    ) -> Sequence[tuple[str, str, Any, Any]]:
+        """(id, agent_id, created_at, published_at) of backups no worker has claimed yet."""
         published = BACKUPS.c.published_at
         rows = self.session.execute(
-            sa.select(BACKUPS.c.id, BACKUPS.c.created_at, published)
+            sa.select(BACKUPS.c.id, BACKUPS.c.agent_id, BACKUPS.c.created_at, published)
             .where(
                 BACKUPS.c.state.in_(["start_requested", "start_scheduled", "stop_requested"]),
                 BACKUPS.c.heartbeat_at.is_(None),
@@ -202,23 +202,24 @@ class BackupRepository:
             .order_by(BACKUPS.c.seq)
             .limit(limit)
         )
-        return [(r[0], r[1], r[2]) for r in rows]
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def stale_runs(self, older_than: Any, states: Iterable[str], limit: int = 500) -> Sequence[str]:
-        """Backups a worker claimed but whose heartbeat stopped (the worker died)."""
+    def stale_runs(
+        self, older_than: Any, states: Iterable[str], limit: int = 500
+    ) -> Sequence[tuple[str, str]]:
+        """(id, agent_id) of backups a worker claimed but whose heartbeat stopped (it died)."""
         heartbeat = BACKUPS.c.heartbeat_at
-        return list(
-            self.session.execute(
-                sa.select(BACKUPS.c.id)
-                .where(
-                    BACKUPS.c.state.in_(list(states)),
-                    heartbeat.is_not(None),
-                    heartbeat < older_than,
-                )
-                .order_by(BACKUPS.c.seq)
-                .limit(limit)
-            ).scalars()
+        rows = self.session.execute(
+            sa.select(BACKUPS.c.id, BACKUPS.c.agent_id)
+            .where(
+                BACKUPS.c.state.in_(list(states)),
+                heartbeat.is_not(None),
+                heartbeat < older_than,
+            )
+            .order_by(BACKUPS.c.seq)
+            .limit(limit)
         )
+        return [(r[0], r[1]) for r in rows]
 
     def mark_published(self, backup_ids: Sequence[str]) -> None:
         if backup_ids:

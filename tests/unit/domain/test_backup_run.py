@@ -22,8 +22,8 @@ class Recorder:
     def __init__(self) -> None:
         self.published: list[str] = []
 
-    def publish_backup(self, backup_id: str) -> bool:
-        self.published.append(backup_id)
+    def publish(self, kind: str, resource_id: str, *, agent_id: str | None = None) -> bool:
+        self.published.append(resource_id)
         return True
 
 
