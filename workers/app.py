@@ -1,12 +1,149 @@
-"""The Celery application of the workers (`celery -A workers.app worker`)."""
+"""The Celery application of the workers (`celery -A workers.app worker`) and of beat.
+
+Two additions to plain Celery: every worker reports a heartbeat (its queues and running tasks)
+to the database and follows the queue pauses stored there (:class:`WorkerReport`), and beat runs
+the schedule tick itself (:class:`Beat`), so scheduled backups fire on time even while every
+worker slot is busy with long backups.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import time
+from typing import Any
+
+from celery import bootsteps
+from celery.beat import PersistentScheduler, ScheduleEntry
+from celery.signals import setup_logging
+from celery.worker import state as worker_state
+
 from cloudbackup.logs import configure_logging
-from cloudbackup.queueing import make_celery
+from cloudbackup.queueing import (
+    SCHEDULE_TICK_TASK,
+    QueueAdmin,
+    QueueNames,
+    forget_worker,
+    make_celery,
+    record_heartbeat,
+)
 from cloudbackup.settings import get_settings
+from cloudbackup.store.db import Database
+from cloudbackup.store.tables import utcnow
+
+log = logging.getLogger("cloudbackup.worker")
 
 settings = get_settings()
 configure_logging(settings.log_level)
 app = make_celery(settings)
 app.conf.include = ["workers.tasks"]
+app.conf.beat_scheduler = "workers.app:Beat"
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _our_logging(**_: Any) -> None:
+    """Celery leaves logging alone when this signal has a receiver: keep our JSON lines."""
+    configure_logging(settings.log_level)
+
+
+class Beat(PersistentScheduler):  # type: ignore[misc]
+    """Beat that runs the schedule tick in its own process instead of publishing it.
+
+    Firing a schedule is a few database writes; doing it here means it never waits behind long
+    backups for a worker slot. Two beats may run: the tick's compare-and-set fires each
+    occurrence once.
+    """
+
+    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
+        if entry.task != SCHEDULE_TICK_TASK:
+            super().apply_entry(entry, producer=producer)
+            return
+        from workers.tasks import schedule_tick
+
+        try:
+            schedule_tick()
+        except Exception:  # one failed tick must not stop beat; the next one retries
+            log.exception("schedule tick failed")
+
+
+class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
+    """Every ``worker_sync_seconds``: apply queue pauses and record a heartbeat."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.db: Database | None = None
+        self.queues: list[str] = []
+        self.started_at = utcnow()
+        self.timer: Any = None
+        self.fork_hook = False
+
+    def _forget_connections(self) -> None:
+        if self.db is not None:
+            self.db.engine.dispose(close=False)
+
+    def start(self, consumer: Any) -> None:
+        # Every queue this worker was started for, including those paused right now.
+        self.queues = sorted(q.name for q in consumer.task_consumer.queues)
+        self.db = Database(
+            settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
+        )
+        if not self.fork_hook:
+            # Pool processes forked later must not reuse this process's connections.
+            os.register_at_fork(after_in_child=self._forget_connections)
+            self.fork_hook = True
+        self.report(consumer)
+        self.timer = consumer.timer.call_repeatedly(
+            settings.worker_sync_seconds, self.report, (consumer,), priority=10
+        )
+
+    def stop(self, consumer: Any) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.db is not None:
+            try:
+                forget_worker(self.db, consumer.hostname)
+            except Exception as exc:
+                log.warning("could not remove the heartbeat of %s: %s", consumer.hostname, exc)
+
+    def report(self, consumer: Any) -> None:
+        assert self.db is not None
+        try:
+            self.follow_pauses(consumer, QueueAdmin(self.db, settings, app=app).paused_queues())
+            names = QueueNames(settings.backup_queue)
+            agents = {names.agent_of(q) for q in self.queues} - {None}
+            record_heartbeat(
+                self.db,
+                hostname=consumer.hostname,
+                queues=self.queues,
+                concurrency=int(getattr(consumer.pool, "num_processes", 0) or 0),
+                running=[_describe(request) for request in list(worker_state.active_requests)],
+                pid=os.getpid(),
+                agent_id=next(iter(agents)) if len(agents) == 1 else None,
+                started_at=self.started_at,
+            )
+        except Exception as exc:  # the database may be back at the next beat
+            log.warning("worker heartbeat failed: %s", exc)
+
+    def follow_pauses(self, consumer: Any, paused: set[str]) -> None:
+        tasks = consumer.task_consumer
+        for queue in self.queues:
+            consuming = tasks.consuming_from(queue)
+            if queue in paused and consuming:
+                consumer.cancel_task_queue(queue)
+            elif queue not in paused and not consuming:
+                consumer.add_task_queue(queue)
+
+
+def _describe(request: Any) -> dict[str, Any]:
+    started = getattr(request, "time_start", None)
+    return {
+        "task": request.name,
+        "id": request.id,
+        "args": list(request.args or [])[:3],
+        "running_seconds": round(time.time() - started, 1) if started else None,
+    }
+
+
+app.steps["consumer"].add(WorkerReport)

@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 import os
+import signal
+from datetime import timedelta
+from types import FrameType
 
 from celery import Task
+from celery.exceptions import Reject
 from celery.signals import worker_process_init
 
-from cloudbackup.domain.backup_run import execute_backup
+from cloudbackup import logs
+from cloudbackup.domain import scheduler
+from cloudbackup.domain.backup_run import execute_backup, request_hand_back
+from cloudbackup.domain.browse import answer_browse, sweep_browse
+from cloudbackup.domain.cleanup_run import execute_cleanup, sweep_cleanups
+from cloudbackup.domain.event_stream import purge_expired_events
+from cloudbackup.domain.restore_run import execute_restore, sweep_restores
 from cloudbackup.domain.sweeper import sweep
-from cloudbackup.queueing import RUN_BACKUP_TASK, SWEEP_TASK, CeleryDispatcher
+from cloudbackup.queueing import (
+    AGENT_HEADER,
+    RUN_BACKUP_TASK,
+    RUN_BROWSE_TASK,
+    RUN_CLEANUP_TASK,
+    RUN_RESTORE_TASK,
+    SCHEDULE_TICK_TASK,
+    SWEEP_TASK,
+    CeleryDispatcher,
+    database_pins,
+    run_gated,
+)
 from cloudbackup.store.db import Database
 from workers.app import app, settings
 
@@ -35,9 +56,84 @@ def _reset_database(**_: object) -> None:
     _database = None
 
 
+_hand_back_installed: int | None = None
+
+
+def _hand_back_on_shutdown() -> None:
+    """In this pool process: the termination signal (Celery cancelling tasks at the end of a soft
+    shutdown, or a warm shutdown of the whole process group) makes a running backup hand itself
+    back instead of dying mid-write; a process with nothing running exits as before.
+
+    Installed when a task first runs: billiard sets its own handlers after worker_process_init.
+    A signal the pool ignores (SIGTERM under REMAP_SIGTERM=SIGQUIT) stays ignored, so the soft
+    shutdown window is kept.
+    """
+    global _hand_back_installed
+    if _hand_back_installed == os.getpid():
+        return
+    _hand_back_installed = os.getpid()
+    for signum in (signal.SIGTERM, signal.SIGQUIT):
+        previous = signal.getsignal(signum)
+        if previous in (signal.SIG_IGN, None):
+            continue
+
+        def handler(sig: int, frame: FrameType | None, previous: object = previous) -> None:
+            if request_hand_back():
+                return
+            if callable(previous):
+                previous(sig, frame)
+            else:
+                signal.signal(sig, signal.SIG_DFL)
+                os.kill(os.getpid(), sig)
+
+        signal.signal(signum, handler)
+
+
+_dispatcher: tuple[int, CeleryDispatcher] | None = None
+
+
+def dispatcher() -> CeleryDispatcher:
+    """The dispatcher of this process; it routes pinned agents' work to their own queues."""
+    global _dispatcher
+    if _dispatcher is None or _dispatcher[0] != os.getpid():
+        pins = database_pins(settings, database())
+        _dispatcher = (os.getpid(), CeleryDispatcher(app, settings.backup_queue, pins=pins))
+    return _dispatcher[1]
+
+
 @app.task(name=RUN_BACKUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_backup(self: Task, backup_id: str) -> str:
-    outcome = execute_backup(database(), settings, backup_id)
+    _hand_back_on_shutdown()
+    logs.clear()
+    logs.bind(backup_id=backup_id)
+    # Limits, pauses and pins are checked here; the run itself is the domain's.
+    outcome = run_gated(
+        database(),
+        settings,
+        dispatcher(),
+        backup_id,
+        delivered_to=(self.request.delivery_info or {}).get("routing_key"),
+        agent_hint=self.request.get(AGENT_HEADER),
+        execute=execute_backup,
+    )
+    if outcome == "busy":
+        # Another worker's run looks alive (or is being handed back right now): look again soon,
+        # backing off to the moment its heartbeat could have gone stale.
+        raise self.retry(
+            countdown=min(2**self.request.retries, settings.heartbeat_timeout_seconds + 1),
+            max_retries=settings.max_attempts + 8,
+        )
+    if outcome == "handed_back":
+        # This worker is shutting down: back to the queue, for another worker to take over now.
+        raise Reject("worker shutting down; backup handed back", requeue=True)
+    return outcome
+
+
+@app.task(name=RUN_RESTORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_restore(self: Task, restore_id: str) -> str:
+    logs.clear()
+    logs.bind(restore_id=restore_id)
+    outcome = execute_restore(database(), settings, restore_id)
     if outcome == "busy":
         # Another worker's run looks alive; look again once its heartbeat could have gone stale.
         raise self.retry(
@@ -46,7 +142,48 @@ def run_backup(self: Task, backup_id: str) -> str:
     return outcome
 
 
+@app.task(name=RUN_CLEANUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_cleanup(self: Task, cleanup_id: str) -> str:
+    logs.clear()
+    logs.bind(cleanup_id=cleanup_id)
+    outcome = execute_cleanup(database(), settings, cleanup_id)
+    if outcome == "busy":
+        raise self.retry(
+            countdown=settings.heartbeat_timeout_seconds + 1, max_retries=settings.max_attempts
+        )
+    return outcome
+
+
+@app.task(name=RUN_BROWSE_TASK, acks_late=True)
+def run_browse(request_id: str) -> str:
+    logs.clear()
+    return answer_browse(database(), settings, request_id)
+
+
 @app.task(name=SWEEP_TASK, acks_late=True)
 def sweep_backups() -> dict[str, int]:
-    report = sweep(database(), CeleryDispatcher(app, settings.backup_queue), settings)
-    return {"republished": report.republished, "redriven": report.redriven}
+    report = sweep(database(), dispatcher(), settings)
+    # Events are transient (spec §10): older than the retention they go, in the same sweep.
+    purged = purge_expired_events(database(), timedelta(hours=settings.event_retention_hours))
+    # Restores, cleanups and browse requests are re-driven the same way as backups.
+    restores = sweep_restores(database(), dispatcher(), settings)
+    cleanups = sweep_cleanups(database(), dispatcher(), settings)
+    browse = sweep_browse(database(), dispatcher(), settings)
+    return {
+        "republished": report.republished,
+        "redriven": report.redriven,
+        "purged": purged,
+        "restores_republished": restores.republished,
+        "restores_redriven": restores.redriven,
+        "cleanups_republished": cleanups.republished,
+        "cleanups_redriven": cleanups.redriven,
+        "browse_republished": browse.republished,
+        "browse_purged": browse.purged,
+    }
+
+
+@app.task(name=SCHEDULE_TICK_TASK, acks_late=True)
+def schedule_tick() -> dict[str, int]:
+    """Fire due schedules (beat runs this in its own process, see workers.app.Beat)."""
+    report = scheduler.tick(database(), dispatcher().scheduled(), settings)
+    return {"fired": report.fired, "missed": report.missed, "expired": report.expired}

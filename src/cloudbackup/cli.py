@@ -14,7 +14,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from cloudbackup.client.cli import register as register_client
 from cloudbackup.domain.errors import DomainError
+from cloudbackup.engine_cli import register_engine
+from cloudbackup.ops_cli import register_operations
 from cloudbackup.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -24,6 +27,9 @@ db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens (X-Auth-Token).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(token_app, name="token")
+register_operations(app)  # queues, agent: for the operator
+register_client(app)  # agents, configs, backups, restores, events, login: the API client
+register_engine(app)  # verify: read a vault's packs back
 err = Console(stderr=True)
 
 

@@ -7,6 +7,7 @@ fresh clone runs without any server installed by hand.
 from __future__ import annotations
 
 import os
+import posixpath
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,79 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Threads that run the API's database work (per API process).
     api_threads: int = 2
     log_level: str = "INFO"
+    # -- operations (schedules, queues, limits, metrics, logs) --------------------------------
+    # `json` (one JSON object per line, for log shippers) or `console` (for people).
+    log_format: str = "json"
+    # Seconds between scheduler ticks (beat runs them); a tick fires every due configuration.
+    schedule_tick_seconds: float = 10.0
+    # A scheduled run that has not started this many seconds after it was due ends `missed`.
+    schedule_window_seconds: int = 3600
+    # Running backups allowed at once per agent / per project (0 = no limit); excess waits.
+    max_running_per_agent: int = 2
+    max_running_per_project: int = 0
+    # Seconds the API caches which agents are pinned to their own queue.
+    routing_cache_seconds: float = 5.0
+    # Seconds between a worker's heartbeats (which also apply queue pauses to it).
+    worker_sync_seconds: float = 5.0
+    # A worker whose last heartbeat is older than this (seconds) is shown offline.
+    worker_offline_seconds: int = 30
+    # On SIGQUIT (or SIGTERM with REMAP_SIGTERM=SIGQUIT) running tasks get this long to finish
+    # before they are handed back to the queue; keep a pod's grace period above it.
+    worker_soft_shutdown_seconds: float = 60.0
+    # Project whose admin tokens may use /v2/admin/* (queue administration).
+    admin_project: str = "operator"
+    # If set, GET /metrics needs `Authorization: Bearer <metrics_token>`.
+    metrics_token: str = ""
+    # -- restores, browsing, cleanups -------------------------------------------------------
+    # Bytes per second a restore may write; 0 means unlimited.
+    restore_max_bps: int = 0
+    # Seconds a browse result (B6/A11) stays readable after the worker answered (spec: ~1 min).
+    browse_result_seconds: float = 60.0
+    # Most entries one browse answer lists (a directory may hold millions).
+    browse_max_items: int = 10_000
+    # Share of the vault's packs a cleanup reads back and checks (0 = skip verification).
+    cleanup_verify_fraction: float = 1.0
+    # -- reliability (fault tolerance, input limits, agent tokens) -----------------------------
+    # Folders (`:`-separated absolute paths) that inclusions, restore destinations and browse
+    # paths must lie in; empty means anywhere. Workers also refuse symlinks leading out of them.
+    allowed_roots: str = ""
+    # Seconds a POST's Idempotency-Key (and the response it recorded) is remembered.
+    idempotency_ttl_seconds: int = 24 * 3600
+    # Lifetime (seconds) of a token an agent obtains with its id and password (A9).
+    agent_token_ttl_seconds: int = 24 * 3600
+    # Seconds a worker keeps retrying a write while the database is unreachable.
+    database_retry_seconds: float = 120.0
+    # Redis re-delivers a task not acknowledged within this many seconds; 0 means
+    # max_backup_seconds + 600 (a healthy run is never delivered twice). Tests shorten it.
+    broker_visibility_timeout: int = 0
+    # -- events, health (the rest of the v2 surface) --------------------------------------------
+    # Hours events are kept before the sweep deletes them (the spec's events live ~1 minute;
+    # we keep them long enough to read a whole backup's events afterwards).
+    event_retention_hours: float = 24.0
+    # Seconds each health check (database, broker) may take before it counts as down.
+    health_timeout_seconds: float = 1.0
+    # -- vault storage (the engine) -------------------------------------------------------------
+    # Where vaults live: empty = the folder vault_path; `s3://bucket/prefix` = an S3-compatible
+    # store (each vault under <prefix>/<vault_id>/); `file:///path` = another local folder.
+    vault_url: str = ""
+    # S3 endpoint (e.g. http://127.0.0.1:9000 for MinIO; empty = AWS), region and credentials
+    # (empty = boto3's usual chain: AWS_* variables, config files, instance roles).
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Folder of per-vault password files `<vault_id>.key` (mode 0600, readable by the worker
+    # only). A vault with a key file is encrypted with that password; empty = no encryption.
+    vault_key_dir: str = ""
+
+    @property
+    def allowed_root_list(self) -> tuple[str, ...]:
+        """``allowed_roots`` as normalized absolute folders (no trailing ``/``; ``/`` stays)."""
+        roots = [part.strip() for part in self.allowed_roots.split(":") if part.strip()]
+        relative = [root for root in roots if not root.startswith("/")]
+        if relative:
+            raise SystemExit(f"{PREFIX}ALLOWED_ROOTS must hold absolute paths, not {relative}")
+        return tuple("/" + posixpath.normpath(root).lstrip("/") for root in roots)
 
     @property
     def resolved_database_url(self) -> str:

@@ -98,3 +98,68 @@ def backup(db: Database, configuration_id: str, **overrides: Any) -> Backup:
             setattr(row, key, value)
         session.add(row)
     return row
+
+
+def restore(db: Database, backup_id: str, destination: Agent, **overrides: Any) -> Any:
+    """A restore row of an existing backup onto ``destination`` (default: completed)."""
+    import sqlalchemy as sa
+
+    from cloudbackup.store.tables import BACKUPS, Restore
+
+    with db.transaction() as session:
+        source = session.execute(sa.select(Backup).where(BACKUPS.c.id == backup_id)).scalar_one()
+        row = Restore(
+            id=str(uuid.uuid4()),
+            project_id=source.project_id,
+            backup_id=source.id,
+            source_agent_id=source.agent_id,
+            configuration_id=source.configuration_id,
+            vault_id=source.vault_id,
+            snapshot_id=source.snapshot_id or 1,
+            destination_agent_id=destination.id,
+            state="completed",
+            request_id=str(uuid.uuid4()),
+        )
+        for key, value in overrides.items():
+            setattr(row, key, value)
+        session.add(row)
+    return row
+
+
+def cleanup(db: Database, agent_row: Agent, **overrides: Any) -> Any:
+    """A cleanup row of an agent's vault (default: completed)."""
+    from cloudbackup.store.tables import Cleanup
+
+    row = Cleanup(
+        id=str(uuid.uuid4()),
+        project_id=agent_row.project_id,
+        agent_id=agent_row.id,
+        vault_id=agent_row.vault_id,
+        state="completed",
+        request_id=str(uuid.uuid4()),
+    )
+    for key, value in overrides.items():
+        setattr(row, key, value)
+    with db.transaction() as session:
+        session.add(row)
+    return row
+
+
+def worker_heartbeat(db: Database, agent_id: str | None = None, **overrides: Any) -> Any:
+    """A worker's last report (``worker_heartbeats``), fresh unless ``last_seen`` says otherwise."""
+    from cloudbackup.store.tables import WorkerHeartbeat, utcnow
+
+    row = WorkerHeartbeat(
+        hostname=f"worker-{uuid.uuid4().hex[:8]}@test",
+        agent_id=agent_id,
+        queues=["backups"],
+        concurrency=2,
+        running=[],
+        pid=1,
+        last_seen=utcnow(),
+    )
+    for key, value in overrides.items():
+        setattr(row, key, value)
+    with db.transaction() as session:
+        session.add(row)
+    return row

@@ -60,8 +60,15 @@ class WorkerProcess:
     """A real `celery worker` process with the given CLOUDBACKUP_* environment."""
 
     def __init__(
-        self, env: dict[str, str], log_path: Path, concurrency: int = 2, name: str = "w1"
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        concurrency: int = 2,
+        name: str = "w1",
+        argv: list[str] | None = None,
     ) -> None:
+        """``argv`` replaces the plain `celery worker` command (e.g. `cloudbackup agent`)."""
+        self.argv = argv
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
         self.concurrency = concurrency
@@ -71,7 +78,8 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [
+            self.argv
+            or [
                 sys.executable,
                 "-m",
                 "celery",

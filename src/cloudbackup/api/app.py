@@ -10,19 +10,52 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from cloudbackup.api.auth import TokenCache, require_token
+from cloudbackup.api.controllers.activities import ActivityController
+from cloudbackup.api.controllers.admin import AdminController
 from cloudbackup.api.controllers.agents import AgentController
 from cloudbackup.api.controllers.backups import BackupController
+from cloudbackup.api.controllers.browse import BrowseController
+from cloudbackup.api.controllers.cleanups import CleanupController
 from cloudbackup.api.controllers.configurations import ConfigurationController
+from cloudbackup.api.controllers.events import (
+    AgentEventController,
+    ConfigurationEventController,
+    ProjectEventController,
+)
+from cloudbackup.api.controllers.health import HealthController
+from cloudbackup.api.controllers.logfiles import LogfileController
+from cloudbackup.api.controllers.not_implemented import register_not_implemented
+from cloudbackup.api.controllers.restores import RestoreController
+from cloudbackup.api.controllers.settings import SummarySettingsController
+from cloudbackup.api.controllers.vault import VaultController
 from cloudbackup.api.errors import EXCEPTION_HANDLERS
-from cloudbackup.api.limits import reject_nul_characters
-from cloudbackup.domain.agents import AgentService
+from cloudbackup.api.idempotency import idempotency_middleware
+from cloudbackup.api.limits import (
+    MAX_BODY_BYTES,
+    limits_middleware,
+    reject_nul_characters,
+    reject_unknown_query,
+)
+from cloudbackup.api.metrics import metrics, observe
+from cloudbackup.api.openapi import openapi_config
+from cloudbackup.domain.activities import ActivityService
+from cloudbackup.domain.agent_document import AgentDocumentService
+from cloudbackup.domain.agents import AgentService, AgentTokenService
 from cloudbackup.domain.backups import BackupService
+from cloudbackup.domain.browse import BrowseService
+from cloudbackup.domain.cleanups import CleanupService
 from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.event_stream import EventStreamService
+from cloudbackup.domain.health import HealthService
+from cloudbackup.domain.logfiles import LogfileService
+from cloudbackup.domain.restores import RestoreService
+from cloudbackup.domain.summaries import SummaryService
+from cloudbackup.domain.vaults import VaultService
+from cloudbackup.queueing import QueueAdmin
 from cloudbackup.settings import Settings, get_settings
 from cloudbackup.store.db import Database
-
-MAX_BODY_BYTES = 2 * 1024 * 1024  # the agent document is capped at 1 MB (spec §1.8)
+from cloudbackup.web.console import ConsoleController
 
 
 @get("/", opt={"public": True}, sync_to_thread=False)
@@ -40,9 +73,27 @@ def versions(request: Request[Any, Any, Any]) -> dict[str, Any]:
 SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
     "agents": lambda db, _, __: AgentService(db),
-    "configurations": lambda db, _, __: ConfigurationService(db),
+    "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
+    "configurations": lambda db, _, s: ConfigurationService(db, s.allowed_root_list),
+    "restores": lambda db, dispatcher, _: RestoreService(db, dispatcher),
+    "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),
+    "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
+    "events": lambda db, dispatcher, _: EventStreamService(db, dispatcher),
+    "activities": lambda db, _, __: ActivityService(db),
+    "health": lambda db, _, settings: HealthService(db, settings),
+    "logfiles": lambda db, _, __: LogfileService(db),
+    "summaries": lambda db, _, __: SummaryService(db),
+    "vaults": lambda db, _, __: VaultService(db),
+    "agent_documents": lambda db, _, __: AgentDocumentService(db),
+    "queue_admin": lambda db, _, settings: QueueAdmin(db, settings),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
+CONTROLLERS += [RestoreController, BrowseController, CleanupController]
+CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEventController]
+CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
+CONTROLLERS += [SummarySettingsController]
+CONTROLLERS += [AdminController]
+CONTROLLERS += [ConsoleController]  # the web console, /console (cloudbackup.web)
 
 
 def _constant(value: object) -> Provide:
@@ -83,13 +134,17 @@ def create_app(
         if owns_database:
             db.dispose()
 
-    return Litestar(
-        route_handlers=[versions, *CONTROLLERS],
-        guards=[require_token, reject_nul_characters],
+    app = Litestar(
+        route_handlers=[versions, metrics, *CONTROLLERS],
+        guards=[require_token, reject_nul_characters, reject_unknown_query],
         dependencies={name: _constant(service) for name, service in services.items()},
         exception_handlers=EXCEPTION_HANDLERS,
         state=state,
         on_shutdown=[_shutdown],
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=None,
+        # Outermost first: limits before anything reads the body, then idempotent replays.
+        middleware=[observe, limits_middleware, idempotency_middleware],
+        openapi_config=openapi_config(),
     )
+    # Every operation of the spec's index that no controller serves answers 501 (§1.9).
+    return register_not_implemented(app)

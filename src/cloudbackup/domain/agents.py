@@ -7,17 +7,20 @@ pointing at it) but the agent disappears from the API, and its configurations ar
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from cloudbackup.domain.auth import hash_token
-from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.auth import create_token, hash_token
+from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from cloudbackup.domain.events import record_event
 from cloudbackup.domain.states import ACTIVE_STATES
 from cloudbackup.store.db import Database
@@ -323,3 +326,105 @@ def vault_has_data(session: Session, vault_id: str) -> bool:
         .limit(1)
     )
     return session.execute(query).first() is not None
+
+
+# -- A9: an agent trades its id and password for a token ---------------------------------------
+
+AGENT_ROLE = "cloudbackup:creator"  # agents start, read and report; they never delete
+BAD_CREDENTIALS = "The agent id or password is wrong."
+FINGERPRINT_MISMATCH = (
+    "The host fingerprint differs from the one the agent registered with: another host may be "
+    "using this agent's identity."
+)
+# Compared against when the agent does not exist, so a miss costs the same time as a hit.
+_NO_AGENT_HASH = hashlib.sha256(b"no such agent").hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentLogin:
+    """An A9 body, flattened."""
+
+    project_id: str
+    agent_id: str
+    password: str
+    name: str
+    version: str
+    os_name: str
+    os_version: str
+    os_architecture: str
+    fingerprint: str
+    addresses: tuple[Address, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    secret: str
+    expires: datetime
+
+
+def _digest(text: str) -> str:
+    """SHA-256 like ``hash_token``, but total: text with lone surrogates hashes too."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class AgentTokenService:
+    """A9: credentials checked in constant time; the token is bound to the agent's project."""
+
+    def __init__(self, db: Database, ttl_seconds: int) -> None:
+        self.db = db
+        self.ttl = timedelta(seconds=ttl_seconds)
+
+    def issue(self, project_id: str, login: AgentLogin) -> IssuedToken:
+        """400 for a bad body, 401 for unknown/deleted/other-project agents and wrong passwords
+        (one answer for all), 409 when the host fingerprint differs from the registered one."""
+        problems = [] if login.project_id == project_id else ["project_id must be the path's."]
+        problems += check_registration(
+            Registration(
+                name=login.name,
+                version=login.version,
+                flavor="nova",
+                region=None,
+                machine_id="-",
+                os_name=login.os_name,
+                os_version=login.os_version,
+                os_architecture=login.os_architecture,
+                fingerprint=login.fingerprint,
+                addresses=login.addresses,
+                rsa_modulus="0",
+                rsa_exponent=1,
+            )
+        )
+        if problems:
+            raise InvalidInput("Validation failed.", problems)
+        with self.db.transaction() as session:
+            agent = None
+            if storable(login.agent_id):
+                agent = session.execute(
+                    sa.select(Agent).where(
+                        col(Agent.id) == login.agent_id,
+                        col(Agent.project_id) == project_id,
+                        col(Agent.deleted).is_(False),
+                    )
+                ).scalar_one_or_none()
+            stored = agent.password_hash if agent is not None else _NO_AGENT_HASH
+            password_ok = hmac.compare_digest(stored.encode(), _digest(login.password).encode())
+            if agent is None or not password_ok:
+                raise Unauthenticated(BAD_CREDENTIALS)
+            same_host = hmac.compare_digest(
+                agent.fingerprint.encode("utf-8", "surrogatepass"),
+                login.fingerprint.encode("utf-8", "surrogatepass"),
+            )
+            if not same_host:
+                raise Conflict(FINGERPRINT_MISMATCH)
+            # The agent reports what it runs now (spec A9 [inf]): keep A2/A3 true after upgrades.
+            agent.name = login.name
+            agent.version = login.version
+            agent.os_name = login.os_name
+            agent.os_version = login.os_version
+            agent.os_architecture = login.os_architecture
+            agent.addresses = [{"version": a.version, "addr": a.addr} for a in login.addresses]
+            secret, row = create_token(
+                session, project_id, [AGENT_ROLE], ttl=self.ttl, agent_id=agent.id
+            )
+        assert row.expires_at is not None
+        return IssuedToken(secret, row.expires_at)

@@ -7,6 +7,7 @@ operation) are judged the same way. Deletion is soft: the row stays readable wit
 
 from __future__ import annotations
 
+import posixpath
 import re
 import uuid
 from collections.abc import Sequence
@@ -203,8 +204,29 @@ def check_notifications(notifications: Sequence[Notification]) -> list[str]:
     return problems
 
 
-def require_valid(draft: ConfigurationDraft) -> None:
-    problems = check_rules(draft)
+def outside_roots(path: str, roots: Sequence[str]) -> bool:
+    """True when allowed roots are configured and the absolute ``path`` lies in none of them.
+
+    ``..`` is resolved first, so ``/srv/data/../../etc`` is judged as ``/etc``. Restore
+    destinations and browse paths use the same rule (``CLOUDBACKUP_ALLOWED_ROOTS``).
+    """
+    if not roots:
+        return False
+    key = path_key(posixpath.normpath("/" + path.lstrip("/")))
+    return not any(key[: len(path_key(root))] == path_key(root) for root in roots)
+
+
+def check_roots(inclusions: Sequence[PathItem], roots: Sequence[str]) -> list[str]:
+    """Every inclusion lies in an allowed root (exclusions lie inside inclusions anyway)."""
+    return [
+        f"Inclusion {item.path!r} lies outside the allowed roots ({', '.join(roots)})."
+        for item in inclusions
+        if outside_roots(item.path, roots)
+    ]
+
+
+def require_valid(draft: ConfigurationDraft, roots: Sequence[str] = ()) -> None:
+    problems = check_rules(draft) + check_roots(draft.inclusions, roots)
     if problems:
         raise InvalidInput("Validation failed.", problems)
 
@@ -257,12 +279,13 @@ def _apply(row: Configuration, draft: ConfigurationDraft) -> None:
 class ConfigurationService:
     """Use cases of the configurations resource."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, allowed_roots: Sequence[str] = ()) -> None:
         self.db = db
+        self.allowed_roots = tuple(allowed_roots)
 
     # -- CF1 --------------------------------------------------------------------------------
     def create(self, project_id: str, agent_id: str, draft: ConfigurationDraft) -> Configuration:
-        require_valid(draft)
+        require_valid(draft, self.allowed_roots)
         now = utcnow()
         with self.db.transaction() as session:
             agent = live_agent(session, project_id, agent_id, lock=True)
@@ -324,7 +347,7 @@ class ConfigurationService:
             if row.deleted:
                 raise NotFound(NOT_FOUND)
             draft = replace(ConfigurationDraft.of(row), **changes)
-            require_valid(draft)
+            require_valid(draft, self.allowed_roots)
             _apply(row, draft)
             row.next_scheduled_time = next_scheduled_time(row, now)
             row.updated_at = now

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-JobKind = Literal["backup", "restore", "cleanup"]
+JobKind = Literal["backup", "restore", "cleanup", "browse"]
 
 
 class Dispatcher(Protocol):

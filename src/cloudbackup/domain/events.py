@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.store.repositories import EventRepository
-from cloudbackup.store.tables import Backup
+from cloudbackup.store.tables import Backup, Cleanup, Restore
 
 
 def record_backup_event(
@@ -54,4 +54,70 @@ def record_event(
         agent_id=agent_id,
         configuration_id=configuration_id,
         members=members or {},
+    )
+
+
+def record_restore_event(
+    session: Session,
+    restore: Restore,
+    event: str,
+    *,
+    request_id: str | None = None,
+    vault_encrypted: bool | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Append a restore event (spec §15.2) tagged with its project, destination agent, the
+    backup's configuration (so EV8 lists it) and the restore. The start request (given
+    ``vault_encrypted``) also describes the source vault, the snapshot and the whole request."""
+    members: dict[str, Any] = {"agent": {"id": restore.destination_agent_id}}
+    if vault_encrypted is not None:
+        members["source_agent"] = {"vault": {"id": restore.vault_id, "encrypted": vault_encrypted}}
+    members["configuration"] = {"id": restore.configuration_id}
+    if vault_encrypted is not None:
+        members["backup"] = {"snapshot_id": restore.snapshot_id}
+        members["restore"] = {
+            "id": restore.id,
+            "destination_path": restore.destination_path,
+            "overwrite_files": restore.overwrite_files,
+            "inclusions": list(restore.inclusions or []),
+            "exclusions": list(restore.exclusions or []),
+        }
+    else:
+        members["restore"] = {"id": restore.id}
+    if request_id is not None:
+        members["request_id"] = request_id
+    if extra:
+        members.update(extra)
+    EventRepository(session).insert(
+        event=event,
+        project_id=restore.project_id,
+        agent_id=restore.destination_agent_id,
+        configuration_id=restore.configuration_id,
+        restore_id=restore.id,
+        members=members,
+    )
+
+
+def record_cleanup_event(
+    session: Session,
+    cleanup: Cleanup,
+    event: str,
+    *,
+    request_id: str | None = None,
+    vault_encrypted: bool | None = None,
+) -> None:
+    """Append a cleanup event (spec §15.3) tagged with its project, agent and cleanup; the start
+    request also names the vault (``vault_encrypted`` given)."""
+    agent: dict[str, Any] = {"id": cleanup.agent_id}
+    if vault_encrypted is not None:
+        agent["vault"] = {"id": cleanup.vault_id, "encrypted": vault_encrypted}
+    members: dict[str, Any] = {"agent": agent, "cleanup": {"id": cleanup.id}}
+    if request_id is not None:
+        members["request_id"] = request_id
+    EventRepository(session).insert(
+        event=event,
+        project_id=cleanup.project_id,
+        agent_id=cleanup.agent_id,
+        cleanup_id=cleanup.id,
+        members=members,
     )

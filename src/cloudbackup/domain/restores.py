@@ -1,20 +1,64 @@
-"""Finding what to restore: a restorable backup's vault and snapshot."""
+"""Restores: start (R1), read (R2/R3), update (R4), errors (ER2), events (EV6); and finding what
+to restore: a restorable backup's vault and snapshot (also used by the CLI).
+
+Every state change goes through :func:`transition`, a compare-and-set that asks
+``domain.states`` whether the move is allowed; the HTTP PATCH path and the workers share it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from cloudbackup.domain.errors import Conflict, NotFound
-from cloudbackup.engine import Vault
+from sqlalchemy.orm import Session
+
+from cloudbackup.domain.agents import live_agent, storable
+from cloudbackup.domain.backups import ErrorItem, ErrorReport
+from cloudbackup.domain.configurations import PathItem, is_inside, path_key
+from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.events import record_restore_event
+from cloudbackup.domain.states import (
+    RESTORE_ACTIVE_STATES,
+    RESTORE_AGENT_SETTABLE,
+    RESTORE_EVENTS_WITH_REQUEST_ID,
+    RESTORE_FINAL_CONFLICT_MESSAGE,
+    RESTORE_FINAL_STATES,
+    RESTORE_STATE_EVENT,
+    RESTORE_USER_SETTABLE,
+    RestoreState,
+    restore_sources_of,
+)
+from cloudbackup.engine import Vault, open_vault
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import BackupRepository
+from cloudbackup.store.repositories import BackupRepository, Page, SortDir
+from cloudbackup.store.run_repositories import RestoreRepository, vault_encrypted
+from cloudbackup.store.tables import Agent, Event, Restore, RestoreError, utcnow
+
+NOT_FOUND = "Restore not found."
+RESTORE_ERROR_REASON = "unable_to_process_some_files"
+RESTORE_DIAGNOSTICS = "Some files may not have been restored."
+MAX_PATH_LENGTH = 4096
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+# -- the vault and snapshot of a backup -------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class RestoreTarget:
     vault: Vault
     snapshot_id: int
+
+
+def open_backup_vault(settings: Settings, vault_id: str) -> Vault:
+    """The vault a worker reads backups from: the one place that knows how vaults are opened."""
+    return open_vault(settings, vault_id)
 
 
 def locate_snapshot(
@@ -26,4 +70,333 @@ def locate_snapshot(
         raise NotFound(f"Backup {backup_id} not found.")
     if not backup.restorable or backup.snapshot_id is None:
         raise Conflict(f"Backup {backup_id} is {backup.state} and not restorable.")
-    return RestoreTarget(Vault(settings.resolved_vault_path / backup.vault_id), backup.snapshot_id)
+    return RestoreTarget(open_vault(settings, backup.vault_id), backup.snapshot_id)
+
+
+# -- R1 input rules ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreRequest:
+    """An R1 body after decoding (types checked; values not yet)."""
+
+    backup_id: str
+    destination_agent_id: str
+    destination_path: str | None
+    overwrite_files: bool
+    encrypted_password_hex: str | None
+    inclusions: tuple[PathItem, ...]
+    exclusions: tuple[PathItem, ...]
+
+
+def path_problem(label: str, path: str, *, folder: bool = True) -> str | None:
+    """Why ``path`` is not an acceptable absolute path (OQ-33), or None."""
+    if not path.startswith("/"):
+        return f"{label} {path!r}: the path must be absolute (start with '/')."
+    if len(path) > MAX_PATH_LENGTH:
+        return f"{label}: the path may be at most {MAX_PATH_LENGTH} characters long."
+    if any(ord(ch) < 32 for ch in path):
+        return f"{label} {path!r}: the path contains a control character."
+    parts = path.rstrip("/").split("/")[1:] if path != "/" else []
+    if any(part in ("", ".", "..") for part in parts):
+        return f"{label} {path!r}: the path contains an empty, '.' or '..' component."
+    if not folder and (path.endswith("/") or not parts):
+        return f"{label} {path!r}: a file path must not end with '/'."
+    return None
+
+
+def check_selection(inclusions: Sequence[PathItem], exclusions: Sequence[PathItem]) -> list[str]:
+    """The rules of spec §16.2 for a restore's paths (OQ-33), except that an exclusion need not
+    lie inside an inclusion (an empty ``inclusions`` selects the whole backup)."""
+    problems: list[str] = []
+    for kind, items in (("Inclusion", inclusions), ("Exclusion", exclusions)):
+        for item in items:
+            if item.type not in ("file", "folder"):
+                problems.append(
+                    f"{kind} {item.path!r}: type must be 'file' or 'folder', not {item.type!r}."
+                )
+            elif (
+                problem := path_problem(kind, item.path, folder=item.type == "folder")
+            ) is not None:
+                problems.append(problem)
+    if problems:
+        return problems  # the relations below need well-formed paths
+    for kind, items in (("Inclusion", inclusions), ("Exclusion", exclusions)):
+        seen: set[tuple[str, ...]] = set()
+        for item in items:
+            key = path_key(item.path)
+            if key in seen:
+                problems.append(f"{kind} {item.path!r} is listed more than once.")
+            seen.add(key)
+            problems += [
+                f"{kind} {item.path!r} lies inside {kind.lower()} {other.path!r}."
+                for other in items
+                if is_inside(key, other)
+            ]
+    exclusion_keys = {path_key(e.path): e for e in exclusions}
+    for inc in inclusions:
+        key = path_key(inc.path)
+        if key in exclusion_keys:
+            problems.append(
+                f"Inclusion {inc.path!r} has the same path as exclusion "
+                f"{exclusion_keys[key].path!r}."
+            )
+        problems += [
+            f"Inclusion {inc.path!r} lies inside exclusion {exc.path!r}."
+            for exc in exclusions
+            if is_inside(key, exc)
+        ]
+    return problems
+
+
+def check_request(request: RestoreRequest) -> list[str]:
+    """Every value rule an R1 body breaks, one message each."""
+    problems: list[str] = []
+    if request.destination_path is not None:
+        problem = path_problem("destination_path", request.destination_path)
+        if problem is not None:
+            problems.append(problem)
+    secret = request.encrypted_password_hex
+    if secret is not None and not _HEX.fullmatch("".join(secret.split())):
+        problems.append("encrypted_password_hex must be hexadecimal digits (or null).")
+    return problems + check_selection(request.inclusions, request.exclusions)
+
+
+# -- state changes ----------------------------------------------------------------------------
+
+
+def transition(
+    session: Session,
+    restore: Restore,
+    target: RestoreState,
+    values: dict[str, Any] | None = None,
+    *,
+    request_id: str | None = None,
+    event_extra: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``restore`` to ``target`` if the state machine allows it from its current state.
+
+    Returns False (and writes nothing) when another writer got there first; on success the row
+    object is updated and the state's event recorded.
+    """
+    values = dict(values or {})
+    if target in RESTORE_FINAL_STATES:
+        values.setdefault("ended_time", utcnow())
+    if not RestoreRepository(session).compare_and_set(
+        restore.id, restore_sources_of(target), target, values
+    ):
+        return False
+    for key, value in values.items():
+        setattr(restore, key, value)
+    restore.state = target
+    event = RESTORE_STATE_EVENT[target]
+    if request_id is None and event in RESTORE_EVENTS_WITH_REQUEST_ID:
+        request_id = str(uuid.uuid4())
+    record_restore_event(session, restore, event, request_id=request_id, extra=event_extra)
+    return True
+
+
+@dataclass(slots=True)
+class RestoreUpdate:
+    """What an R4 PATCH (or a worker) reports; ``None`` means "not reported"."""
+
+    state: RestoreState | None = None
+    started_time: datetime | None = None
+    ended_time: datetime | None = None
+    errors: ErrorReport | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def column_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = dict(self.counters)
+        if self.started_time is not None:
+            values["started_time"] = self.started_time
+        if self.ended_time is not None:
+            values["ended_time"] = self.ended_time
+        if self.errors is not None:
+            values.update(
+                errors_count=self.errors.count,
+                errors_reason=self.errors.reason,
+                errors_diagnostics=self.errors.diagnostics,
+            )
+        return values
+
+
+def error_row(restore_id: str, item: ErrorItem) -> RestoreError:
+    return RestoreError(
+        restore_id=restore_id,
+        index=item.index,
+        path=item.path,
+        type=item.type,
+        exception_code=item.exception_code,
+        exception_description=item.exception_description,
+        exception_details=item.exception_details,
+    )
+
+
+# -- the service ------------------------------------------------------------------------------
+
+
+class RestoreService:
+    """Use cases of the restores resource, for the API."""
+
+    def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+
+    # -- R1 ---------------------------------------------------------------------------------
+    def start(self, project_id: str, request: RestoreRequest) -> Restore:
+        """Record a new restore (committed) and only then hand it to a worker."""
+        problems = check_request(request)
+        if problems:
+            raise InvalidInput("Validation failed.", problems)
+        with self.db.transaction() as session:
+            restore = self._insert(session, project_id, request)
+        if self.dispatcher is not None:
+            self.dispatcher.publish("restore", restore.id, agent_id=restore.destination_agent_id)
+        return restore
+
+    def _insert(self, session: Session, project_id: str, request: RestoreRequest) -> Restore:
+        backup = (
+            BackupRepository(session).get(request.backup_id, project_id)
+            if storable(request.backup_id)
+            else None
+        )
+        if backup is None:
+            raise NotFound("Backup not found.")
+        destination = live_agent(session, project_id, request.destination_agent_id)
+        source = session.get(Agent, backup.agent_id)
+        if request.destination_path is None and not (
+            destination.id == backup.agent_id
+            or (source is not None and source.host_machine_id == destination.host_machine_id)
+        ):
+            raise InvalidInput(
+                "Validation failed.",
+                [
+                    "destination_path may be null (original locations) only when the "
+                    "destination agent is on the host that made the backup."
+                ],
+            )
+        if not backup.restorable or backup.snapshot_id is None:
+            raise Conflict(f"Backup {backup.id} is {backup.state} and not restorable.")
+        now = utcnow()
+        values: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "project_id": project_id,
+            "backup_id": backup.id,
+            "source_agent_id": backup.agent_id,
+            "configuration_id": backup.configuration_id,
+            "vault_id": backup.vault_id,
+            "snapshot_id": backup.snapshot_id,
+            "destination_agent_id": destination.id,
+            "destination_path": request.destination_path,
+            "overwrite_files": request.overwrite_files,
+            "inclusions": [{"type": i.type, "path": i.path} for i in request.inclusions],
+            "exclusions": [{"type": e.type, "path": e.path} for e in request.exclusions],
+            "state": RestoreState.START_REQUESTED.value,
+            "request_id": str(uuid.uuid4()),
+            "published_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        RestoreRepository(session).insert(values)
+        restore = Restore.model_construct(**values)
+        record_restore_event(
+            session,
+            restore,
+            RESTORE_STATE_EVENT[RestoreState.START_REQUESTED],
+            request_id=restore.request_id,
+            vault_encrypted=vault_encrypted(session, backup.vault_id),
+        )
+        return restore
+
+    # -- R2 / R3 ----------------------------------------------------------------------------
+    def get(self, project_id: str, restore_id: str) -> Restore:
+        with self.db.transaction() as session:
+            return self._get(session, project_id, restore_id)
+
+    def page(
+        self, project_id: str, *, marker: str | None, limit: int, sort_dir: SortDir
+    ) -> Page[Restore]:
+        with self.db.transaction() as session:
+            repo = RestoreRepository(session)
+            marker_seq = None
+            if marker is not None:
+                marker_seq = repo.seq_of(marker, project_id)
+                if marker_seq is None:
+                    raise InvalidInput(
+                        "Validation failed.",
+                        [f"marker {marker!r} is not a restore of this project."],
+                    )
+            return repo.page(project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir)
+
+    # -- ER2 / EV6 --------------------------------------------------------------------------
+    def errors(self, project_id: str, restore_id: str) -> tuple[Restore, list[RestoreError]]:
+        with self.db.transaction() as session:
+            restore = self._get(session, project_id, restore_id)
+            return restore, RestoreRepository(session).errors(restore_id)
+
+    def events(
+        self, project_id: str, restore_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
+    ) -> Page[Event]:
+        with self.db.transaction() as session:
+            self._get(session, project_id, restore_id)
+            return RestoreRepository(session).events(
+                project_id, restore_id, marker=marker, limit=limit, sort_dir=sort_dir
+            )
+
+    # -- R4 ---------------------------------------------------------------------------------
+    def update(
+        self, project_id: str, restore_id: str, update: RestoreUpdate, agent_header: str | None
+    ) -> None:
+        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
+        with self.db.transaction() as session:
+            repo = RestoreRepository(session)
+            restore = self._get(session, project_id, restore_id)
+            if restore.state in RESTORE_FINAL_STATES:
+                raise Conflict(RESTORE_FINAL_CONFLICT_MESSAGE)
+            values = update.column_values()
+            agent_fields = update.state in RESTORE_AGENT_SETTABLE or bool(values)
+            if agent_fields and agent_header != restore.destination_agent_id:
+                raise Forbidden(
+                    "Progress and results may only be reported by the restore's destination "
+                    "agent (send its id in X-Agent-Id)."
+                )
+            if update.state is None:
+                if not repo.update_where_state(restore.id, RESTORE_ACTIVE_STATES, values):
+                    raise Conflict(RESTORE_FINAL_CONFLICT_MESSAGE)
+            elif update.state in RESTORE_USER_SETTABLE:
+                if values:
+                    repo.update_where_state(restore.id, RESTORE_ACTIVE_STATES, values)
+                self._stop(session, restore)
+            elif not transition(session, restore, update.state, values):
+                current = repo.state_of(restore.id)
+                if current in RESTORE_FINAL_STATES:
+                    raise Conflict(RESTORE_FINAL_CONFLICT_MESSAGE)
+                raise Conflict(f"A restore in state '{current}' cannot move to '{update.state}'.")
+            if update.errors is not None:
+                repo.replace_errors(
+                    restore.id, [error_row(restore.id, item) for item in update.errors.items]
+                )
+
+    def _stop(self, session: Session, restore: Restore) -> None:
+        was = restore.state
+        if was == RestoreState.STOP_REQUESTED:
+            return  # a repeated stop request changes nothing
+        if not transition(session, restore, RestoreState.STOP_REQUESTED):
+            state = RestoreRepository(session).state_of(restore.id)
+            raise Conflict(f"A restore in state '{state}' cannot be stopped.")
+        if (
+            was in {RestoreState.START_REQUESTED}
+            and RestoreRepository(session).heartbeat_of(restore.id) is None
+        ):
+            # Nobody has claimed it (a worker's claim writes the first heartbeat in the same
+            # UPDATE as `queued`), so nobody else would end it: stop it now (OQ-29/OQ-30).
+            transition(session, restore, RestoreState.STOPPED)
+
+    def _get(self, session: Session, project_id: str, restore_id: str) -> Restore:
+        restore = (
+            RestoreRepository(session).get(restore_id, project_id) if storable(restore_id) else None
+        )
+        if restore is None:
+            raise NotFound(NOT_FOUND)
+        return restore

@@ -118,3 +118,156 @@ def parse_state(value: str) -> BackupState | None:
         return BackupState(value)
     except ValueError:
         return None
+
+
+# -- Restores (spec §14.2, OQ-30) ------------------------------------------------------------
+# Like backups minus start_scheduled/skipped/missed; users and agents may both request a stop.
+
+
+class RestoreState(StrEnum):
+    START_REQUESTED = "start_requested"
+    QUEUED = "queued"
+    PREPARING = "preparing"
+    IN_PROGRESS = "in_progress"
+    STOP_REQUESTED = "stop_requested"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+R = RestoreState
+
+RESTORE_FINAL_STATES: frozenset[RestoreState] = frozenset(
+    {R.COMPLETED, R.COMPLETED_WITH_ERRORS, R.FAILED, R.STOPPED}
+)
+RESTORE_RUNNING_STATES: frozenset[RestoreState] = frozenset({R.QUEUED, R.PREPARING, R.IN_PROGRESS})
+RESTORE_ACTIVE_STATES: frozenset[RestoreState] = frozenset(set(RestoreState) - RESTORE_FINAL_STATES)
+
+# Transitions r2-r7: target state -> the states it may be entered from.
+_RESTORE_ALLOWED_FROM: dict[RestoreState, frozenset[RestoreState]] = {
+    R.QUEUED: frozenset({R.START_REQUESTED}),
+    R.PREPARING: frozenset({R.QUEUED}),
+    R.IN_PROGRESS: frozenset({R.QUEUED, R.PREPARING}),
+    R.STOP_REQUESTED: frozenset({R.START_REQUESTED} | RESTORE_RUNNING_STATES),
+    R.COMPLETED: frozenset({R.IN_PROGRESS, R.STOP_REQUESTED}),
+    R.COMPLETED_WITH_ERRORS: frozenset({R.IN_PROGRESS, R.STOP_REQUESTED}),
+    R.FAILED: frozenset({R.START_REQUESTED, R.STOP_REQUESTED} | RESTORE_RUNNING_STATES),
+    R.STOPPED: frozenset({R.IN_PROGRESS, R.STOP_REQUESTED}),
+}
+
+# What each kind of writer may set through R4 (the stop is open to users and agents alike).
+RESTORE_AGENT_SETTABLE: frozenset[RestoreState] = frozenset(
+    RESTORE_RUNNING_STATES | RESTORE_FINAL_STATES
+)
+RESTORE_USER_SETTABLE: frozenset[RestoreState] = frozenset({R.STOP_REQUESTED})
+
+RESTORE_STATE_EVENT: dict[RestoreState, str] = {
+    R.START_REQUESTED: "restore_start_request",
+    R.QUEUED: "restore_queued",
+    R.PREPARING: "restore_preparing",
+    R.IN_PROGRESS: "restore_in_progress",
+    R.STOP_REQUESTED: "restore_stop_request",
+    R.COMPLETED: "restore_completed",
+    R.COMPLETED_WITH_ERRORS: "restore_completed",
+    R.FAILED: "restore_failed",
+    R.STOPPED: "restore_stopped",
+}
+RESTORE_EVENTS_WITH_REQUEST_ID = frozenset({"restore_start_request", "restore_stop_request"})
+
+RESTORE_FINAL_CONFLICT_MESSAGE = (
+    "Modifying a restore that is already in a state of "
+    "['completed', 'completed_with_errors', 'failed', 'stopped'] is not allowed."
+)
+
+
+def restore_sources_of(target: RestoreState) -> frozenset[RestoreState]:
+    """States from which a restore may enter ``target`` (empty for ``start_requested``)."""
+    return _RESTORE_ALLOWED_FROM.get(target, frozenset())
+
+
+def restore_can_move(current: RestoreState | str, target: RestoreState | str) -> bool:
+    return RestoreState(current) in restore_sources_of(RestoreState(target))
+
+
+def parse_restore_state(value: str) -> RestoreState | None:
+    try:
+        return RestoreState(value)
+    except ValueError:
+        return None
+
+
+# -- Cleanups (spec §14.3, OQ-12) ------------------------------------------------------------
+# No preparing, skipped or missed; a scheduled start needs the agent's own X-Agent-Id.
+
+
+class CleanupState(StrEnum):
+    START_REQUESTED = "start_requested"
+    START_SCHEDULED = "start_scheduled"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    STOP_REQUESTED = "stop_requested"
+    COMPLETED = "completed"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+C = CleanupState
+
+CLEANUP_FINAL_STATES: frozenset[CleanupState] = frozenset(
+    {C.COMPLETED, C.COMPLETED_WITH_ERRORS, C.FAILED, C.STOPPED}
+)
+CLEANUP_START_STATES: frozenset[CleanupState] = frozenset({C.START_REQUESTED, C.START_SCHEDULED})
+CLEANUP_RUNNING_STATES: frozenset[CleanupState] = frozenset({C.QUEUED, C.IN_PROGRESS})
+CLEANUP_ACTIVE_STATES: frozenset[CleanupState] = frozenset(set(CleanupState) - CLEANUP_FINAL_STATES)
+
+# Transitions c2-c7: target state -> the states it may be entered from.
+_CLEANUP_ALLOWED_FROM: dict[CleanupState, frozenset[CleanupState]] = {
+    C.QUEUED: CLEANUP_START_STATES,
+    C.IN_PROGRESS: frozenset({C.QUEUED}),
+    C.STOP_REQUESTED: frozenset(CLEANUP_START_STATES | CLEANUP_RUNNING_STATES),
+    C.COMPLETED: frozenset({C.IN_PROGRESS, C.STOP_REQUESTED}),
+    C.COMPLETED_WITH_ERRORS: frozenset({C.IN_PROGRESS, C.STOP_REQUESTED}),
+    C.FAILED: frozenset(CLEANUP_START_STATES | CLEANUP_RUNNING_STATES | {C.STOP_REQUESTED}),
+    C.STOPPED: frozenset({C.IN_PROGRESS, C.STOP_REQUESTED}),
+}
+
+CLEANUP_AGENT_SETTABLE: frozenset[CleanupState] = frozenset(
+    CLEANUP_RUNNING_STATES | CLEANUP_FINAL_STATES
+)
+CLEANUP_USER_SETTABLE: frozenset[CleanupState] = frozenset({C.STOP_REQUESTED})
+
+CLEANUP_STATE_EVENT: dict[CleanupState, str] = {
+    C.START_REQUESTED: "cleanup_start_request",
+    C.START_SCHEDULED: "cleanup_start_request",
+    C.QUEUED: "cleanup_queued",
+    C.IN_PROGRESS: "cleanup_in_progress",
+    C.STOP_REQUESTED: "cleanup_stop_request",
+    C.COMPLETED: "cleanup_completed",
+    C.COMPLETED_WITH_ERRORS: "cleanup_completed",
+    C.FAILED: "cleanup_failed",
+    C.STOPPED: "cleanup_stopped",
+}
+CLEANUP_EVENTS_WITH_REQUEST_ID = frozenset({"cleanup_start_request", "cleanup_stop_request"})
+
+CLEANUP_FINAL_CONFLICT_MESSAGE = (
+    "Modifying a cleanup that is already in a state of "
+    "['completed', 'completed_with_errors', 'failed', 'stopped'] is not allowed."
+)
+
+
+def cleanup_sources_of(target: CleanupState) -> frozenset[CleanupState]:
+    """States from which a cleanup may enter ``target`` (empty for the two start states)."""
+    return _CLEANUP_ALLOWED_FROM.get(target, frozenset())
+
+
+def cleanup_can_move(current: CleanupState | str, target: CleanupState | str) -> bool:
+    return CleanupState(current) in cleanup_sources_of(CleanupState(target))
+
+
+def parse_cleanup_state(value: str) -> CleanupState | None:
+    try:
+        return CleanupState(value)
+    except ValueError:
+        return None

@@ -1,10 +1,13 @@
 """The backup engine: pure file-and-vault algorithms, no database, HTTP or task queue.
 
 ``run_backup`` turns a configuration's inclusions and exclusions into a deduplicated snapshot in a
-:class:`Vault`; ``restore_snapshot`` rebuilds a snapshot's tree byte-identical.
+:class:`Vault` (content-defined chunks, compressed, optionally encrypted, packed, indexed);
+``restore_snapshot`` rebuilds a snapshot's tree byte-identical; ``forget``, ``prune`` and
+``verify`` maintain a vault. The contract is written down in ``docs/engine.md``.
 """
 
 from cloudbackup.engine.backup import BackupProgress, BackupResult, Phase, run_backup
+from cloudbackup.engine.crypto import KdfParams
 from cloudbackup.engine.errors import (
     BLOB_CORRUPT,
     BLOB_MISSING,
@@ -15,14 +18,35 @@ from cloudbackup.engine.errors import (
     INVALID_ENTRY,
     BackupStopped,
     FileError,
+    NotEncrypted,
+    PasswordRequired,
+    PruneStopped,
     RestoreStopped,
     SnapshotNotFound,
     Stopped,
+    VaultError,
+    VaultLocked,
+    VerifyStopped,
+    WrongPassword,
+)
+from cloudbackup.engine.location import VaultLocation, open_vault, read_vault_password
+from cloudbackup.engine.maintenance import (
+    DamagedChunk,
+    ForgetResult,
+    PruneProgress,
+    PruneResult,
+    SnapshotFile,
+    VerifyProgress,
+    VerifyReport,
+    forget,
+    prune,
+    verify,
 )
 from cloudbackup.engine.restore import RestoreProgress, RestoreResult, restore_snapshot
 from cloudbackup.engine.selection import PathItem, Selection, SelectionItem
-from cloudbackup.engine.snapshot import Entry, Manifest
-from cloudbackup.engine.vault import BLOCK_SIZE, BlobStore, PutResult, Vault
+from cloudbackup.engine.snapshot import Entry, Manifest, SnapshotInfo
+from cloudbackup.engine.storage import LocalStorage, ObjectInfo, S3Storage, Storage
+from cloudbackup.engine.vault import BLOCK_SIZE, ChunkError, Vault
 
 __all__ = [
     "BLOB_CORRUPT",
@@ -36,21 +60,46 @@ __all__ = [
     "BackupProgress",
     "BackupResult",
     "BackupStopped",
-    "BlobStore",
+    "ChunkError",
+    "DamagedChunk",
     "Entry",
     "FileError",
+    "ForgetResult",
+    "KdfParams",
+    "LocalStorage",
     "Manifest",
+    "NotEncrypted",
+    "ObjectInfo",
+    "PasswordRequired",
     "PathItem",
     "Phase",
-    "PutResult",
+    "PruneProgress",
+    "PruneResult",
+    "PruneStopped",
     "RestoreProgress",
     "RestoreResult",
     "RestoreStopped",
+    "S3Storage",
     "Selection",
     "SelectionItem",
+    "SnapshotFile",
+    "SnapshotInfo",
     "SnapshotNotFound",
     "Stopped",
+    "Storage",
     "Vault",
+    "VaultError",
+    "VaultLocation",
+    "VaultLocked",
+    "VerifyProgress",
+    "VerifyReport",
+    "VerifyStopped",
+    "WrongPassword",
+    "forget",
+    "open_vault",
+    "prune",
+    "read_vault_password",
     "restore_snapshot",
     "run_backup",
+    "verify",
 ]

@@ -1,13 +1,16 @@
-"""One backup run: scan the selection, store new content in the vault, publish a manifest.
+"""One backup run: scan the selection, store new chunks in the vault, publish a snapshot.
 
-The run has two phases. *Scan* lists every selected entry (no content read) so the totals are
-known; *store* hashes each file and copies it into the vault only when the vault lacks that
-content. The manifest is written last: a run that stops, crashes or raises leaves no snapshot.
+The run has two phases. *Scan* walks the selection without reading any content, so the totals
+are known early. *Store* walks it again and, file by file, either reuses the previous snapshot's
+chunk list (same size, mtime and inode: the file is not read at all) or reads the file once,
+cutting it into content-defined chunks. Chunks are hashed, deduplicated, compressed, sealed and
+packed by a thread pool while the main thread reads on (hashing, zstd, AES and the chunker all
+release the GIL), with a bounded number of chunks in flight, so memory stays flat whatever the
+file sizes. Entries stream into the snapshot's tree in walk order.
 
-A file whose content is new is read twice: once to hash it (so unchanged content costs no vault
-writes at all), then again to copy it, storing the copy under the hash of the bytes actually
-copied, so a file modified meanwhile is never stored under a stale digest. Files of at most
-``BLOCK_SIZE`` bytes are kept in memory by the first read and never read twice.
+The snapshot object is written last, after every pack and index it depends on: a run that stops,
+crashes or raises leaves no snapshot (its packs are reused by the next run or pruned). A lease
+lock announces the run to ``prune`` from before the index is read until the snapshot exists.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import errno
 import os
 import stat
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import BinaryIO, Literal
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO, Final, Literal
 
 import msgspec
 
+from cloudbackup.engine.chunking import Cutter
 from cloudbackup.engine.errors import (
     FILE_UNREADABLE,
     BackupStopped,
@@ -28,20 +34,24 @@ from cloudbackup.engine.errors import (
     os_error,
     path_str,
 )
-from cloudbackup.engine.selection import Selection, SelectionItem
-from cloudbackup.engine.snapshot import Entry, Manifest
-from cloudbackup.engine.vault import BLOCK_SIZE, Vault, new_hasher
+from cloudbackup.engine.selection import Selection, SelectionItem, normalize
+from cloudbackup.engine.snapshot import Entry, SnapshotInfo, encode_frames
+from cloudbackup.engine.vault import BLOCK_SIZE, ChunkError, ChunkWriter, Index, Vault
 from cloudbackup.engine.walk import walk
 
 Phase = Literal["preparing", "in_progress"]
 _MIN_THROTTLED_BLOCK = 4096
+#: Chunks below this size are hashed and compressed in batches (one task per batch).
+_SMALL_CHUNK: Final = 256 * 1024
+_BATCH_BYTES: Final = 2 * 1024 * 1024
+_BATCH_ITEMS: Final = 256
 
 
 class BackupProgress(msgspec.Struct, frozen=True):
     """Counters of a running backup at one instant.
 
-    ``bytes_completed`` counts scanned bytes of the files already processed (hashed or failed),
-    so it rises from 0 to ``total_bytes`` and never past it, even if files grow meanwhile.
+    ``bytes_completed`` counts scanned bytes of the files already processed (read, skipped as
+    unchanged, or failed), so it rises from 0 to ``total_bytes`` and never past it.
     """
 
     files_searched: int
@@ -54,7 +64,7 @@ class BackupProgress(msgspec.Struct, frozen=True):
 
 
 class BackupResult(msgspec.Struct, frozen=True):
-    """What a finished run reports; ``bytes_in_db`` is the manifest's size."""
+    """What a finished run reports; ``bytes_in_db`` is the size of the snapshot's metadata."""
 
     snapshot_id: int
     files_searched: int
@@ -75,52 +85,130 @@ def run_backup(
     should_stop: Callable[[], bool],
     on_phase: Callable[[Phase], None] | None = None,
     max_bps: int = 0,
+    workers: int | None = None,
 ) -> BackupResult:
     """Back up ``inclusions`` minus ``exclusions`` into ``vault`` as a new snapshot.
 
     ``on_progress`` and ``should_stop`` are called after every entry and after every block read
     (at most 1 MiB), so the caller must throttle any expensive reaction. ``max_bps`` > 0 caps the
-    rate at which source bytes are processed: every byte counts once, on the hashing read; the
-    copying re-read of new content (usually served from the page cache) is not slowed, so a run
-    takes about ``bytes_searched / max_bps`` seconds.
+    rate at which source bytes are read, so a run takes about ``bytes read / max_bps`` seconds.
     Per-path problems end up in ``errors``; a stop request raises :class:`BackupStopped`; any
-    exception leaves no snapshot behind. The snapshot id is allocated just before the manifest
+    exception leaves no snapshot behind. The snapshot id is allocated just before the snapshot
     is written, so ids follow completion order and failed runs use none. A malformed rule
     raises ``ValueError`` before any work starts.
     """
     started = time.monotonic()
     selection = Selection(inclusions, exclusions)
-    # Backing up the vault into itself would grow it forever when it lies inside an inclusion.
-    walked = selection.with_excluded_folders(
-        {os.path.abspath(vault.root), os.path.realpath(vault.root)}
-    )
+    walked = selection
+    if vault.storage.local_root is not None:
+        # Backing up the vault into itself would grow it forever when it lies in an inclusion.
+        walked = selection.with_excluded_folders(
+            {os.path.abspath(vault.root), os.path.realpath(vault.root)}
+        )
     run = _Run(vault, on_progress, should_stop, max_bps)
     if on_phase is not None:
         on_phase("preparing")
-    entries = run.scan(walked)
+    run.scan(walked)
     if on_phase is not None:
         on_phase("in_progress")
-    stored = run.store(entries)
-    snapshot_id = vault.allocate()
-    manifest = Manifest(
-        snapshot_id=snapshot_id,
-        created_ns=time.time_ns(),
-        inclusions=list(selection.inclusions),
-        exclusions=list(selection.exclusions),
-        entries=stored,
-        errors=run.errors,
-    )
-    manifest_size = vault.write_manifest(snapshot_id, manifest)
+    with vault.lock("backup") as lock:
+        # After the lock: packs a prune has planned to delete are invisible from here on.
+        view = vault.load_index(exclude=vault.planned_packs())
+        previous = _previous_snapshot(vault, selection)
+        writer = ChunkWriter(vault, view, writer=lock.info.id)
+        # The file list goes to packs of its own (as restic's trees do): losing a data pack
+        # then never loses the names of the files it held.
+        tree_writer = ChunkWriter(vault, view, writer=lock.info.id)
+        threads = workers or max(2, os.cpu_count() or 2)
+        pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="backup")
+        try:
+            tree = run.store(
+                walked, writer, tree_writer, pool, threads, _previous_entries(vault, view, previous)
+            )
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        writer.flush()
+        tree_writer.flush()
+        snapshot_id = vault.allocate()
+        info = SnapshotInfo(
+            snapshot_id=snapshot_id,
+            created_ns=time.time_ns(),
+            inclusions=list(selection.inclusions),
+            exclusions=list(selection.exclusions),
+            errors=run.errors,
+            tree=tree.chunk_ids,
+            entry_count=tree.entries,
+            tree_size=tree.size,
+            files=run.files_searched,
+            file_bytes=run.bytes_stored,
+        )
+        info_size = vault.write_snapshot(info)
     return BackupResult(
         snapshot_id=snapshot_id,
         files_searched=run.files_searched,
         bytes_searched=run.bytes_searched,
         files_backed_up=run.files_backed_up,
         bytes_backed_up=run.bytes_backed_up,
-        bytes_in_db=manifest_size,
+        bytes_in_db=info_size + tree.size,
         errors=run.errors,
         duration_seconds=time.monotonic() - started,
     )
+
+
+def _previous_snapshot(vault: Vault, selection: Selection) -> SnapshotInfo | None:
+    """The newest snapshot of the same inclusions: the baseline for skipping unchanged files."""
+    wanted = _rule_key(selection.inclusions)
+    for snapshot_id in reversed(vault.list_snapshots()):
+        try:
+            info = vault.read_info(snapshot_id)
+        except Exception:  # forgotten meanwhile, or unreadable: just do not use it
+            continue
+        if _rule_key(info.inclusions) == wanted:
+            return info
+    return None
+
+
+def _rule_key(items: Iterable[object]) -> list[tuple[str, bytes]]:
+    return sorted((getattr(i, "type", ""), normalize(getattr(i, "path", "/"))) for i in items)
+
+
+def _previous_entries(vault: Vault, view: Index, info: SnapshotInfo | None) -> Iterator[Entry]:
+    """The previous snapshot's entries; ends early (so nothing more is skipped) if its tree is
+    unreadable or sits in packs a prune has planned to delete."""
+    if info is None:
+        return
+    try:
+        for chunk_id in info.tree:
+            if chunk_id not in view:
+                return
+        yield from vault.iter_entries(info, index=view)
+    except (ChunkError, msgspec.DecodeError):
+        return
+
+
+def _path_key(path: bytes) -> list[bytes]:
+    # Walk order (a directory, then its children by name) is the order of component lists.
+    return path.split(b"/")
+
+
+class _Previous:
+    """Merge-join cursor over the previous snapshot's entries, which are in walk order too."""
+
+    def __init__(self, entries: Iterator[Entry]) -> None:
+        self._entries = entries
+        self._current: Entry | None = None
+        self._key: list[bytes] | None = None
+        self._advance()
+
+    def _advance(self) -> None:
+        self._current = next(self._entries, None)
+        self._key = None if self._current is None else _path_key(self._current.path)
+
+    def find(self, path: bytes) -> Entry | None:
+        key = _path_key(path)
+        while self._key is not None and self._key < key:
+            self._advance()
+        return self._current if self._key == key else None
 
 
 class _SourceFailed(Exception):
@@ -151,6 +239,63 @@ class _Throttle:
             time.sleep(ahead)
 
 
+_Stored = list[tuple[bytes, bool, int]]  # per chunk: id, newly stored, plaintext length
+
+
+class _Batch:
+    """Chunks sent to the pool as one task; small files travel many to a batch."""
+
+    __slots__ = ("chunks", "nbytes", "future")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.nbytes = 0
+        self.future: Future[_Stored] | None = None
+
+
+class _Pending:
+    """An entry waiting for its chunks (files) or ready as it is (everything else)."""
+
+    __slots__ = ("entry", "slots", "failed")
+
+    def __init__(self, entry: Entry, slots: list[tuple[_Batch, int]] | None = None) -> None:
+        self.entry = entry
+        self.slots = slots if slots is not None else []
+        self.failed = False
+
+
+class _Tree:
+    """The snapshot's entry stream, chunked and stored as it grows."""
+
+    def __init__(self, writer: ChunkWriter, cutter: Cutter) -> None:
+        self._writer = writer
+        self._cutter = cutter
+        self._batch: list[Entry] = []
+        self.chunk_ids: list[bytes] = []
+        self.entries = 0
+        self.size = 0
+
+    def add(self, entry: Entry) -> None:
+        self._batch.append(entry)
+        self.entries += 1
+        if len(self._batch) >= 512:
+            self._emit()
+
+    def _emit(self) -> None:
+        for frame in encode_frames(self._batch):
+            self.size += len(frame)
+            self._store(self._cutter.feed(frame))
+        self._batch = []
+
+    def _store(self, chunks: list[bytes]) -> None:
+        self.chunk_ids.extend(self._writer.store(c)[0] for c in chunks)
+
+    def finish(self) -> _Tree:
+        self._emit()
+        self._store(self._cutter.finish())
+        return self
+
+
 class _Run:
     """Mutable state of one run: counters, errors, callbacks and the read throttle."""
 
@@ -169,89 +314,130 @@ class _Run:
         self.block_size = (
             BLOCK_SIZE if max_bps <= 0 else min(BLOCK_SIZE, max(_MIN_THROTTLED_BLOCK, max_bps // 4))
         )
+        self.scanned_files = 0
+        self.scanned_bytes = 0
         self.files_searched = 0
         self.bytes_searched = 0
         self.files_backed_up = 0
         self.bytes_backed_up = 0
         self.bytes_completed = 0
+        self.bytes_stored = 0  # bytes of the files in the snapshot
         self.errors: list[FileError] = []
+        self._scan_errors = 0
 
     def checkpoint(self) -> None:
+        # While storing, the scan's totals stand until the second walk has seen more.
+        files = max(self.files_searched, self.scanned_files)
+        total = max(self.bytes_searched, self.scanned_bytes)
         self.on_progress(
             BackupProgress(
-                files_searched=self.files_searched,
-                bytes_searched=self.bytes_searched,
+                files_searched=files,
+                bytes_searched=total,
                 files_backed_up=self.files_backed_up,
                 bytes_backed_up=self.bytes_backed_up,
-                bytes_completed=self.bytes_completed,
-                total_bytes=self.bytes_searched,
-                errors_count=len(self.errors),
+                bytes_completed=min(self.bytes_completed, total),
+                total_bytes=total,
+                errors_count=max(len(self.errors), self._scan_errors),
             )
         )
         if self.should_stop():
             raise BackupStopped("stop requested")
 
-    def scan(self, selection: Selection) -> list[Entry]:
-        entries: list[Entry] = []
+    def scan(self, selection: Selection) -> None:
+        """Count what the selection holds, reading no content."""
+        for item in walk(selection):
+            if isinstance(item, FileError):
+                self._scan_errors += 1
+            elif item.kind == "file":
+                self.scanned_files += 1
+                self.scanned_bytes += item.size
+            self.checkpoint()
+
+    def store(
+        self,
+        selection: Selection,
+        writer: ChunkWriter,
+        tree_writer: ChunkWriter,
+        pool: ThreadPoolExecutor,
+        threads: int,
+        previous: Iterator[Entry],
+    ) -> _Tree:
+        self.writer = writer
+        self.pool = pool
+        self.cutter = self.vault.new_cutter()
+        self.batch = _Batch()
+        self.inflight: deque[_Batch] = deque()
+        self.max_inflight = 2 * (threads + 1)
+        self.out: deque[_Pending] = deque()
+        self.tree = _Tree(tree_writer, self.vault.new_cutter())
+        prev = _Previous(previous)
+        view = writer.view
         for item in walk(selection):
             if isinstance(item, FileError):
                 self.errors.append(item)
+            elif item.kind != "file":
+                self.out.append(_Pending(item))
             else:
-                entries.append(item)
-                if item.kind == "file":
-                    self.files_searched += 1
-                    self.bytes_searched += item.size
-            self.checkpoint()
-        return entries
-
-    def store(self, entries: list[Entry]) -> list[Entry]:
-        stored: list[Entry] = []
-        for entry in entries:
-            if entry.kind != "file":
-                stored.append(entry)
-                continue
-            done_before = self.bytes_completed
-            try:
-                stored.append(self._store_file(entry, done_before))
-            except _SourceFailed as failed:
-                self.errors.append(failed.error)
-            self.bytes_completed = done_before + entry.size
-            self.checkpoint()
-        return stored
-
-    def _store_file(self, entry: Entry, done_before: int) -> Entry:
-        with _open_regular(entry.path) as source:
-            st = os.fstat(source.fileno())
-            hasher = new_hasher()
-            hashed = 0
-            # Up to BLOCK_SIZE bytes are kept from the hashing pass so small files are read once.
-            kept: list[bytes] | None = []
-            for block in self._read(source, entry, done_before):
-                hasher.update(block)
-                hashed += len(block)
-                if kept is not None and hashed <= BLOCK_SIZE:
-                    kept.append(block)
+                self.files_searched += 1
+                self.bytes_searched += item.size
+                old = prev.find(item.path)
+                if (
+                    old is not None
+                    and old.kind == "file"
+                    and item.inode != 0
+                    and (old.size, old.mtime_ns, old.inode)
+                    == (item.size, item.mtime_ns, item.inode)
+                    and all(c in view for c in old.chunks)
+                ):
+                    # Unchanged since the last snapshot: reuse its chunks without reading.
+                    self.out.append(_Pending(msgspec.structs.replace(item, chunks=old.chunks)))
+                    self.bytes_completed += item.size
                 else:
-                    kept = None
-            digest = hasher.hexdigest()
-            if self.vault.has(digest):
-                return _with_content(entry, st, digest, hashed)
-            if kept is not None:
-                result = self.vault.put_blocks(kept)
-            else:
-                source.seek(0)
-                result = self.vault.put_blocks(self._read(source, entry, None))
-        if result.stored:
-            self.files_backed_up += 1
-            self.bytes_backed_up += result.size
-        return _with_content(entry, st, result.digest, result.size)
+                    self._read_file(item)
+            self._drain(block=False)
+            self.checkpoint()
+        self._submit_batch()
+        self._drain(block=True)
+        self.checkpoint()  # the final counters, once every chunk is stored
+        return self.tree.finish()
 
-    def _read(self, source: BinaryIO, entry: Entry, done_before: int | None) -> Iterator[bytes]:
-        """Yield the file's blocks with a checkpoint after each.
+    # -- reading --------------------------------------------------------------------------------
 
-        ``done_before`` is set on the hashing pass only: that pass moves ``bytes_completed`` and
-        is throttled; the copy pass re-reads bytes already counted and throttled once.
-        """
+    def _read_file(self, entry: Entry) -> None:
+        done_before = self.bytes_completed
+        slots: list[tuple[_Batch, int]] = []
+        pending = _Pending(entry, slots)
+        try:
+            source, st = _open_regular(entry.path)
+            with source:
+                read = 0
+                for block, last in self._read(source, entry, done_before):
+                    read += len(block)
+                    for chunk in self.cutter.feed(block, last=last):
+                        slots.append(self._add_chunk(chunk))
+                for chunk in self.cutter.finish():
+                    slots.append(self._add_chunk(chunk))
+            # Metadata from the open file, not the scan: it belongs with the bytes read.
+            pending.entry = msgspec.structs.replace(
+                entry,
+                size=read,
+                mode=stat.S_IMODE(st.st_mode),
+                mtime_ns=st.st_mtime_ns,
+                uid=st.st_uid,
+                gid=st.st_gid,
+                inode=st.st_ino,
+            )
+        except _SourceFailed as failed:
+            self.cutter.finish()  # drop the partial stream
+            self.errors.append(failed.error)
+            pending.failed = True
+        self.bytes_completed = done_before + entry.size
+        self.out.append(pending)
+
+    def _read(
+        self, source: BinaryIO, entry: Entry, done_before: int
+    ) -> Iterator[tuple[bytes, bool]]:
+        """Yield the file's blocks, each with whether it is the last, and checkpoint after each."""
         read = 0
         while True:
             try:
@@ -261,14 +447,92 @@ class _Run:
             if not block:
                 return
             read += len(block)
-            if done_before is not None:
-                self.throttle.consume(len(block))
-                self.bytes_completed = done_before + min(read, entry.size)
-            yield block
+            self.throttle.consume(len(block))
+            self.bytes_completed = done_before + min(read, entry.size)
+            # A short read of a regular file is its end: save the empty read (and the GIL
+            # round trip it costs) that would confirm it.
+            last = len(block) < self.block_size
+            yield block, last
+            self._drain(block=False)
             self.checkpoint()
+            if last:
+                return
+
+    # -- the pool ---------------------------------------------------------------------------------
+
+    def _add_chunk(self, chunk: bytes) -> tuple[_Batch, int]:
+        if len(chunk) >= _SMALL_CHUNK:
+            single = _Batch()
+            single.chunks.append(chunk)
+            self._submit(single)
+            return single, 0
+        batch = self.batch
+        batch.chunks.append(chunk)
+        batch.nbytes += len(chunk)
+        if batch.nbytes >= _BATCH_BYTES or len(batch.chunks) >= _BATCH_ITEMS:
+            self._submit_batch()
+        return batch, len(batch.chunks) - 1
+
+    def _submit_batch(self) -> None:
+        if self.batch.chunks:
+            self._submit(self.batch)
+            self.batch = _Batch()
+
+    def _submit(self, batch: _Batch) -> None:
+        # Back-pressure: never more than a few batches in memory at once.
+        while len(self.inflight) >= self.max_inflight:
+            self.inflight.popleft().future.result()  # type: ignore[union-attr]
+            self._drain(block=False)
+        store = self.writer.store
+        chunks = batch.chunks
+
+        def work() -> _Stored:
+            stored = [(*store(c), len(c)) for c in chunks]
+            # Only the ids are needed from here on: let the bytes go now, not when the file
+            # (possibly many chunks long) is finished.
+            chunks.clear()
+            return stored
+
+        batch.future = self.pool.submit(work)
+        self.inflight.append(batch)
+        while self.inflight and self.inflight[0].future.done():  # type: ignore[union-attr]
+            self.inflight.popleft().future.result()  # type: ignore[union-attr]
+
+    def _drain(self, *, block: bool) -> None:
+        """Move finished entries, in walk order, into the tree."""
+        out = self.out
+        while out:
+            head = out[0]
+            if not head.failed and head.slots:
+                last_batch = head.slots[-1][0]
+                if last_batch.future is None:
+                    if not block:
+                        return
+                    self._submit_batch()
+                if not block and not all(b.future.done() for b, _ in head.slots):  # type: ignore[union-attr]
+                    return
+            out.popleft()
+            if head.failed:
+                continue
+            entry = head.entry
+            if head.slots:
+                chunks: list[bytes] = []
+                new_bytes = 0
+                for batch, i in head.slots:
+                    chunk_id, new, length = batch.future.result()[i]  # type: ignore[union-attr]
+                    chunks.append(chunk_id)
+                    if new:
+                        new_bytes += length
+                entry = msgspec.structs.replace(entry, chunks=tuple(chunks))
+                if new_bytes:
+                    self.files_backed_up += 1
+                    self.bytes_backed_up += new_bytes
+            if entry.kind == "file":
+                self.bytes_stored += entry.size
+            self.tree.add(entry)
 
 
-def _open_regular(path: bytes) -> BinaryIO:
+def _open_regular(path: bytes) -> tuple[BinaryIO, os.stat_result]:
     """Open ``path`` for reading only if it is still a regular file (never through a link)."""
     # O_NONBLOCK: if the path became a FIFO since the scan, opening it must not hang the run.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -279,9 +543,10 @@ def _open_regular(path: bytes) -> BinaryIO:
             raise _SourceFailed(_changed_kind(path, "a symbolic link")) from exc
         raise _SourceFailed(os_error(path, exc)) from exc
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise _SourceFailed(_changed_kind(path, "not a regular file"))
-        return os.fdopen(fd, "rb", buffering=0)
+        return os.fdopen(fd, "rb", buffering=0), st
     except BaseException:
         os.close(fd)
         raise
@@ -290,17 +555,4 @@ def _open_regular(path: bytes) -> BinaryIO:
 def _changed_kind(path: bytes, now: str) -> FileError:
     return FileError(
         path=path_str(path), type=FILE_UNREADABLE, description=f"was a file when scanned, now {now}"
-    )
-
-
-def _with_content(entry: Entry, st: os.stat_result, digest: str, size: int) -> Entry:
-    # Metadata from the open file, not the scan: it belongs with the bytes that were stored.
-    return msgspec.structs.replace(
-        entry,
-        digest=digest,
-        size=size,
-        mode=stat.S_IMODE(st.st_mode),
-        mtime_ns=st.st_mtime_ns,
-        uid=st.st_uid,
-        gid=st.st_gid,
     )

@@ -69,3 +69,31 @@ class RestoreStopped(Stopped):
 
 class SnapshotNotFound(LookupError):
     """The vault holds no complete snapshot with that id."""
+
+
+class VaultError(Exception):
+    """The vault cannot be used as asked; the message is meant for people."""
+
+
+class PasswordRequired(VaultError):
+    """The vault is encrypted and no password was given."""
+
+
+class WrongPassword(VaultError):
+    """The password does not open the vault."""
+
+
+class NotEncrypted(VaultError):
+    """A password was given for a vault that is not encrypted."""
+
+
+class VaultLocked(VaultError):
+    """Another process holds an exclusive lock on the vault (e.g. a prune is running)."""
+
+
+class PruneStopped(Stopped):
+    """The prune was stopped; the vault stays consistent."""
+
+
+class VerifyStopped(Stopped):
+    """The verification was stopped before every pack was read."""

@@ -5,22 +5,30 @@ then symbolic links, so a restored link can never redirect a later write of the 
 outside the destination; then directory modes and mtimes, once nothing else will be created in
 them: a new entry would bump the mtime and a read-only mode would block the writes.
 
-Every file is written to a temp name in its target directory, checked against the snapshot's
-blake3 digest while being written, then moved into place: a target path only ever holds a complete
-file. Ownership, extended attributes, hard links and sparseness are not restored.
+Every file is written to a temp name in its target directory from its chunks (each one decrypted,
+decompressed and checked against its id as it is read), then moved into place: a target path only
+ever holds a complete, verified file. Entries stream from the snapshot's tree, so memory does not
+grow with the number of files (only directories and links are kept for the final passes).
+Ownership, extended attributes, hard links and sparseness are not restored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import itertools
 import os
 import secrets
 import stat
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, Final
 
 import msgspec
 
@@ -36,8 +44,13 @@ from cloudbackup.engine.errors import (
 )
 from cloudbackup.engine.selection import normalize
 from cloudbackup.engine.snapshot import Entry
-from cloudbackup.engine.vault import BLOCK_SIZE, Vault, new_hasher
+from cloudbackup.engine.vault import ChunkError, Vault
 
+#: Bytes of files handed to the writer threads and not yet finished, at most (but one batch).
+_AHEAD_BYTES: Final = 2 * 1024 * 1024
+#: A batch of files for one thread: this many files, or this many bytes.
+_BATCH_FILES: Final = 64
+_BATCH_BYTES: Final = 512 * 1024
 # os.link fails with these where hard links are unsupported; then rename is the fallback.
 _NO_HARDLINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
 
@@ -70,34 +83,81 @@ def restore_snapshot(
     overwrite: bool = False,
     on_progress: Callable[[RestoreProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    select: Callable[[Entry], bool] | None = None,
+    workers: int = 4,
 ) -> RestoreResult:
     """Restore snapshot ``snapshot_id`` below ``destination`` (or in place when it is None).
 
     An entry ``/a/b`` lands at ``destination/a/b``. An existing path is left alone and reported
     as ``file_exists`` unless ``overwrite``; existing directories are merged into either way.
-    Raises :class:`SnapshotNotFound` for an unknown id and :class:`RestoreStopped` on a stop.
+    ``select``, when given, restores only the entries it returns True for (the totals then count
+    the whole snapshot only if ``select`` is None). Raises :class:`SnapshotNotFound` for an
+    unknown id and :class:`RestoreStopped` on a stop. Files are written by ``workers``
+    threads (file creation is mostly system calls, which run outside the GIL); the callbacks
+    are only ever called from the calling thread.
     """
     started = time.monotonic()
-    manifest = vault.read_manifest(snapshot_id)
+    info = vault.read_info(snapshot_id)
     run = _Restore(vault, destination, overwrite, on_progress, should_stop)
-    files = [e for e in manifest.entries if e.kind == "file"]
-    run.total_files = len(files)
-    run.total_bytes = sum(e.size for e in files)
+    if select is None:
+        run.total_files, run.total_bytes = info.files, info.file_bytes
+    else:
+        for entry in vault.iter_entries(info):
+            if entry.kind == "file" and select(entry):
+                run.total_files += 1
+                run.total_bytes += entry.size
 
     dirs: list[tuple[bytes, Entry]] = []
     links: list[tuple[bytes, Entry]] = []
-    for entry in manifest.entries:
-        target = run.target_of(entry)
-        if target is None:
-            continue
-        if entry.kind == "dir":
-            if run.make_dir(target):
-                dirs.append((target, entry))
-        elif entry.kind == "file":
-            run.restore_file(target, entry)
-            run.checkpoint()
-        else:
-            links.append((target, entry))
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore")
+    pending: deque[tuple[Future[None], int]] = deque()
+    batch: list[tuple[bytes, Entry]] = []
+    batch_bytes = 0
+
+    def hand_over() -> None:
+        # Files go to the threads in batches: one hand-over (and its thread wake-ups) per
+        # batch rather than per file, which a restore of many small files would pay dearly.
+        nonlocal batch, batch_bytes
+        if batch:
+            pending.append((pool.submit(run.restore_files, batch), batch_bytes))
+            batch, batch_bytes = [], 0
+        # Few batches and few bytes ahead of the callbacks: a caller that throttles by
+        # sleeping in on_progress still holds the restore to its pace.
+        while pending and (
+            len(pending) > 2 * workers
+            or sum(size for _f, size in pending) > _AHEAD_BYTES
+            or pending[0][0].done()
+        ):
+            _wait_first(pending, run)
+
+    try:
+        for entry in vault.iter_entries(info):
+            if select is not None and not select(entry):
+                continue
+            target = run.target_of(entry)
+            if target is None:
+                continue
+            if entry.kind == "dir":
+                # Before any file inside it: walk order puts a directory before its contents.
+                if run.make_dir(target):
+                    dirs.append((target, entry))
+            elif entry.kind == "file":
+                batch.append((target, entry))
+                batch_bytes += entry.size
+                if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
+                    hand_over()
+                run.checkpoint()
+            else:
+                links.append((target, entry))
+        hand_over()
+        while pending:
+            _wait_first(pending, run)
+        run.checkpoint()  # every file is written: the final counters
+    except BaseException:
+        run.stopping.set()  # files being written are abandoned (their temp files removed)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     for target, entry in links:
         run.make_link(target, entry)
     for target, entry in dirs:
@@ -109,6 +169,18 @@ def restore_snapshot(
         errors=run.errors,
         duration_seconds=time.monotonic() - started,
     )
+
+
+def _wait_first(pending: deque[tuple[Future[None], int]], run: _Restore) -> None:
+    """Wait for the oldest file to be written, reporting progress (and stops) meanwhile."""
+    while True:
+        try:
+            pending[0][0].result(timeout=0.2)
+        except FutureTimeout:
+            run.checkpoint()
+            continue
+        pending.popleft()
+        return
 
 
 class _Restore:
@@ -133,11 +205,18 @@ class _Restore:
         self.total_files = 0
         self.total_bytes = 0
         self.errors: list[FileError] = []
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        # Directories known to exist, so files skip a makedirs (several system calls) each.
+        self.known_dirs: set[bytes] = set()
+        self.tag = secrets.token_hex(4).encode()
+        self.counter = itertools.count()
+        self.umask = _current_umask()
 
     def checkpoint(self) -> None:
         if self.on_progress is not None:
-            self.on_progress(
-                RestoreProgress(
+            with self._lock:
+                progress = RestoreProgress(
                     files_restored=self.files_restored,
                     bytes_restored=self.bytes_restored,
                     bytes_completed=self.bytes_restored + self.bytes_in_flight,
@@ -145,7 +224,7 @@ class _Restore:
                     total_bytes=self.total_bytes,
                     errors_count=len(self.errors),
                 )
-            )
+            self.on_progress(progress)
         if self.should_stop is not None and self.should_stop():
             raise RestoreStopped("stop requested")
 
@@ -180,68 +259,99 @@ class _Restore:
                 existing = os.lstat(target)
             except FileNotFoundError:
                 os.makedirs(target, exist_ok=True)
+                self.known_dirs.add(target)
                 return True
             if stat.S_ISDIR(existing.st_mode):
+                self.known_dirs.add(target)
                 return self.overwrite
             if not self.overwrite:
                 self.fail(target, FILE_EXISTS, "exists and is not a directory")
                 return False
             os.unlink(target)
             os.mkdir(target)
+            self.known_dirs.add(target)
             return True
         except OSError as exc:
             self.fail_os(target, exc)
             return False
 
+    def restore_files(self, batch: list[tuple[bytes, Entry]]) -> None:
+        """Write a batch of files in order (in a worker thread); stops early on a stop."""
+        for target, entry in batch:
+            if self.stopping.is_set():
+                return
+            self.restore_file(target, entry)
+
     def restore_file(self, target: bytes, entry: Entry) -> None:
+        """Write one file (in a worker thread); never calls the callbacks."""
         if not self.overwrite and os.path.lexists(target):
             self.fail(target, FILE_EXISTS, "already exists")
             return
-        if entry.digest is None:
-            self.fail(target, INVALID_ENTRY, "file entry without content digest")
-            return
-        try:
-            blob = self.vault.open_blob(entry.digest)
-        except (FileNotFoundError, ValueError):
-            self.fail(target, BLOB_MISSING, f"content {entry.digest} is not in the vault")
+        if entry.size and not entry.chunks:
+            self.fail(target, INVALID_ENTRY, "file entry without content chunks")
             return
         parent, name = os.path.split(target)
-        tmp = os.path.join(parent, b"." + name[:200] + b".restore-" + secrets.token_hex(4).encode())
+        tmp: bytes | None = None
         placed = False
+        written = [0]
         try:
-            with blob:
+            if parent not in self.known_dirs:
                 os.makedirs(parent, exist_ok=True)
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    if not self._copy_verified(blob, out, target, entry):
-                        return
-                    out.flush()
-                    os.fchmod(out.fileno(), entry.mode)
-                    # After the last write: closing does not touch the mtime again.
-                    os.utime(out.fileno(), ns=(entry.mtime_ns, entry.mtime_ns))
+                self.known_dirs.add(parent)
+            # A unique temp name without a system call per file (no fresh random bytes).
+            tmp = b"%s/.%s.restore-%s-%d" % (parent, name[:200], self.tag, next(self.counter))
+            # Created with its final permissions when the umask lets them through (saves a
+            # chmod per file); special bits and masked ones are set explicitly below.
+            exact = entry.mode & 0o7000 == 0 and entry.mode & self.umask == 0
+            create_mode = entry.mode if exact else 0o600
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(tmp, flags, create_mode)
+            try:
+                if not self._copy_verified(fd, target, entry, written):
+                    return
+                if not exact:
+                    os.fchmod(fd, entry.mode)
+                # After the last write: closing does not touch the mtime again.
+                os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+            finally:
+                os.close(fd)
             placed = self._place(tmp, target)
         except OSError as exc:
             self.fail_os(target, exc)
         finally:
-            self.bytes_in_flight = 0
-            if not placed:
+            if not placed and tmp is not None:
                 _unlink_quietly(tmp)
-        if placed:
-            self.files_restored += 1
-            self.bytes_restored += entry.size
+            with self._lock:
+                self.bytes_in_flight -= written[0]
+                if placed:
+                    self.files_restored += 1
+                    self.bytes_restored += entry.size
 
-    def _copy_verified(self, blob: BinaryIO, out: BinaryIO, target: bytes, entry: Entry) -> bool:
-        """Copy a blob, hashing what is written; on a mismatch report it and return False."""
-        hasher = new_hasher()
-        written = 0
-        for block in iter(lambda: blob.read(BLOCK_SIZE), b""):
-            hasher.update(block)
-            out.write(block)
-            written += len(block)
-            self.bytes_in_flight = min(written, entry.size)
-            self.checkpoint()
-        if written != entry.size or hasher.hexdigest() != entry.digest:
-            self.fail(target, BLOB_CORRUPT, f"content {entry.digest} in the vault is damaged")
+    def _copy_verified(self, fd: int, target: bytes, entry: Entry, written: list[int]) -> bool:
+        """Write a file's chunks, each checked on read; on a problem report it, return False.
+        ``written[0]`` counts the bytes written (and reported in flight) so far."""
+        total = 0
+        for chunk_id in entry.chunks:
+            if self.stopping.is_set():
+                return False
+            try:
+                data = self.vault.read_chunk(chunk_id)
+            except ChunkError as exc:
+                kind = BLOB_MISSING if exc.kind == "missing" else BLOB_CORRUPT
+                self.fail(target, kind, f"content chunk {chunk_id.hex()} is {exc.kind}")
+                return False
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            total += len(data)
+            counted = min(len(data), max(entry.size - written[0], 0))
+            written[0] += counted
+            with self._lock:
+                self.bytes_in_flight += counted
+            if total > entry.size:
+                break
+        if total != entry.size:
+            self.fail(target, BLOB_CORRUPT, f"content is {total} bytes, expected {entry.size}")
             return False
         return True
 
@@ -250,6 +360,12 @@ class _Restore:
         if self.overwrite:
             os.replace(tmp, target)
             return True
+        try:
+            if _rename_noreplace(tmp, target):
+                return True
+        except FileExistsError:
+            self.fail(target, FILE_EXISTS, "appeared during the restore")
+            return False
         try:
             # link() refuses an existing target atomically, unlike rename().
             os.link(tmp, target)
@@ -291,6 +407,48 @@ class _Restore:
             os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
         except OSError as exc:
             self.fail_os(target, exc)
+
+
+_AT_FDCWD: Final = -100
+_RENAME_NOREPLACE: Final = 1
+
+
+def _load_renameat2() -> Any:
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    return func
+
+
+_renameat2 = _load_renameat2()
+
+
+def _rename_noreplace(source: bytes, target: bytes) -> bool:
+    """rename() that refuses an existing target (renameat2 RENAME_NOREPLACE): one directory
+    change where link() and unlink() make two. False where the kernel or filesystem lacks it;
+    ``FileExistsError`` if the target exists."""
+    global _renameat2
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, source, _AT_FDCWD, target, _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        raise FileExistsError(err, os.strerror(err), target)
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        _renameat2 = None  # not here: link() and unlink() from now on
+        return False
+    raise OSError(err, os.strerror(err), target)
+
+
+def _current_umask() -> int:
+    # The only way to read the umask is to set it; done once per restore, then put back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _unlink_quietly(path: bytes) -> None:

@@ -97,6 +97,7 @@ def _entry(
         uid=st.st_uid,
         gid=st.st_gid,
         target=target,
+        inode=st.st_ino if kind == "file" else 0,
     )
 
 

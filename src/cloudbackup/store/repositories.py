@@ -27,6 +27,7 @@ from cloudbackup.store.tables import (
     Event,
     utcnow,
 )
+from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS
 
 SortDir = Literal["asc", "desc"]
 T = TypeVar("T")
@@ -296,3 +297,66 @@ class EventRepository:
         )
         rows = list(self.session.execute(query).scalars())
         return Page(rows[:limit], len(rows) > limit)
+
+
+class IdempotencyRepository:
+    """Rows of ``idempotency_keys``; ``created_at`` doubles as the reservation's token, so a
+    completion or release by a request that lost its reservation changes nothing."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, key_id: str) -> sa.Row[Any] | None:
+        table = IDEMPOTENCY_KEYS
+        return self.session.execute(
+            sa.select(table).where(table.c.id == key_id).with_for_update()
+        ).first()
+
+    def insert(self, key_id: str, project_id: str, fingerprint: str, now: Any) -> None:
+        """Reserve the key (raises ``IntegrityError`` when a concurrent request got it first)."""
+        self.session.execute(
+            sa.insert(IDEMPOTENCY_KEYS).values(
+                id=key_id, project_id=project_id, fingerprint=fingerprint, created_at=now
+            )
+        )
+
+    def take_over(self, key_id: str, was_created: Any, fingerprint: str, now: Any) -> bool:
+        """Reuse an expired or abandoned reservation, if nobody else did meanwhile."""
+        table = IDEMPOTENCY_KEYS
+        result = self.session.execute(
+            sa.update(table)
+            .where(table.c.id == key_id, table.c.created_at == was_created)
+            .values(
+                fingerprint=fingerprint,
+                created_at=now,
+                status=None,
+                headers=None,
+                body=None,
+                completed_at=None,
+            )
+        )
+        return bool(rowcount(result))
+
+    def complete(
+        self, key_id: str, token: Any, status: int, headers: list[Any], body: bytes
+    ) -> None:
+        table = IDEMPOTENCY_KEYS
+        self.session.execute(
+            sa.update(table)
+            .where(table.c.id == key_id, table.c.created_at == token, table.c.status.is_(None))
+            .values(status=status, headers=headers, body=body, completed_at=utcnow())
+        )
+
+    def release(self, key_id: str, token: Any) -> None:
+        table = IDEMPOTENCY_KEYS
+        self.session.execute(
+            sa.delete(table).where(
+                table.c.id == key_id, table.c.created_at == token, table.c.status.is_(None)
+            )
+        )
+
+    def purge(self, older_than: Any) -> int:
+        """Forget keys older than the retention time; returns how many went."""
+        table = IDEMPOTENCY_KEYS
+        result = self.session.execute(sa.delete(table).where(table.c.created_at < older_than))
+        return rowcount(result)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_trees import BackupFn, Tree, build_tree
+from engine_trees import FAST_KDF, BackupFn, Tree, build_tree
 
 from cloudbackup.engine import BackupProgress, BackupResult, Vault, run_backup
 
@@ -42,3 +42,8 @@ def backup(vault: Vault) -> BackupFn:
 
 def _ignore(_progress: BackupProgress) -> None:
     pass
+
+
+@pytest.fixture
+def encrypted_vault(tmp_path: Path) -> Vault:
+    return Vault(tmp_path / "secret-vault", password="correct horse", kdf=FAST_KDF)

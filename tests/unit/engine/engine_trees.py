@@ -12,13 +12,16 @@ from typing import Any
 
 import blake3
 
-from cloudbackup.engine import BackupResult
+from cloudbackup.engine import BackupResult, Entry, KdfParams, Vault
 
 MIB = 1024 * 1024
 # Not valid UTF-8 ("café" in Latin-1): must survive backup and restore byte for byte.
 NON_UTF8_NAME = b"caf\xe9.txt"
 # A fixed past instant, so restored mtimes cannot match by accident of "now".
 MTIME_NS = 1_600_000_000_123_456_789
+
+# Cheap scrypt for tests: the cost parameters are stored per vault, so this changes nothing else.
+FAST_KDF = KdfParams(n=2**10, r=8, p=1)
 
 # run_backup bound to the test vault, with no-op callbacks unless given (see conftest).
 BackupFn = Callable[..., BackupResult]
@@ -110,6 +113,29 @@ def describe(root: bytes | Path) -> dict[bytes, tuple[Any, ...]]:
     return found
 
 
-def blobs_in(vault_root: Path) -> set[str]:
-    """Digests of every blob stored in a vault directory."""
-    return {p.name for p in (vault_root / "objects").glob("*/*")}
+def packs_in(vault_root: Path) -> set[str]:
+    """Names of every pack object in a local vault directory."""
+    return {p.name for p in (vault_root / "packs").glob("*/*")}
+
+
+def chunk_ids(vault: Vault) -> set[bytes]:
+    """Ids of every chunk the vault's index knows."""
+    index = vault.load_index()
+    return {cid for cid in index._chunks}
+
+
+def content_ids(vault: Vault, content: bytes) -> tuple[bytes, ...]:
+    """The chunk ids ``content`` gets in ``vault`` (without storing anything)."""
+    cutter = vault.new_cutter()
+    return tuple(vault.sealer.chunk_id(c) for c in cutter.feed(content, last=True))
+
+
+def file_bytes(vault: Vault, entry: Entry) -> bytes:
+    """A file entry's content, read back from the vault."""
+    return b"".join(vault.read_chunk(c) for c in entry.chunks)
+
+
+def tmp_leftovers(vault_root: Path) -> list[str]:
+    """Half-written objects left in a local vault's temp folder (none, normally)."""
+    folder = vault_root / "tmp"
+    return os.listdir(folder) if folder.exists() else []

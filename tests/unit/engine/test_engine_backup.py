@@ -11,7 +11,17 @@ from typing import Any
 
 import blake3
 import pytest
-from engine_trees import MIB, NON_UTF8_NAME, BackupFn, Tree, blobs_in, build_tree
+from engine_trees import (
+    MIB,
+    NON_UTF8_NAME,
+    BackupFn,
+    Tree,
+    build_tree,
+    chunk_ids,
+    content_ids,
+    file_bytes,
+    tmp_leftovers,
+)
 
 from cloudbackup.engine import (
     FILE_OR_FOLDER_MISSING,
@@ -26,23 +36,34 @@ from cloudbackup.engine import (
 from cloudbackup.engine import backup as backup_module
 
 
+def locks_in(vault: Vault) -> list[str]:
+    folder = vault.root / "locks"
+    return sorted(os.listdir(folder)) if folder.exists() else []
+
+
 def test_first_backup_counts_and_stores_every_distinct_content(
     tree: Tree, vault: Vault, backup: BackupFn
 ) -> None:
     result = backup(tree.inclusions())
 
-    # 7 regular files (symlinks and directories are not files); copy-of-top.txt repeats top.txt.
+    # 7 regular files (symlinks and directories are not files); copy-of-top.txt repeats top.txt
+    # and the empty file has no content to store.
     assert (result.files_searched, result.bytes_searched) == (7, 3_196_876)
-    assert (result.files_backed_up, result.bytes_backed_up) == (6, 3_196_870)
+    assert (result.files_backed_up, result.bytes_backed_up) == (5, 3_196_870)
     assert result.files_searched == tree.file_count
     assert result.bytes_searched == tree.byte_count
     assert result.bytes_backed_up == sum(len(c) for c in tree.unique_contents)
     assert result.errors == []
     assert result.snapshot_id == 1
     assert vault.list_snapshots() == [1]
-    assert result.bytes_in_db == (vault.root / "snapshots" / "1.manifest").stat().st_size > 0
-    assert blobs_in(vault.root) == {blake3.blake3(c).hexdigest() for c in tree.unique_contents}
+    info = vault.read_info(1)
+    manifest_size = (vault.root / "snapshots" / "1.manifest").stat().st_size
+    assert result.bytes_in_db == manifest_size + info.tree_size > 0
+    # Every distinct content's chunks, plus the chunks of the snapshot's own file list.
+    expected = {c for content in tree.unique_contents for c in content_ids(vault, content)}
+    assert chunk_ids(vault) == expected | set(info.tree)
     assert result.duration_seconds > 0
+    assert locks_in(vault) == []  # the backup's lock is released
 
 
 def test_manifest_describes_every_entry(tree: Tree, vault: Vault, backup: BackupFn) -> None:
@@ -51,8 +72,10 @@ def test_manifest_describes_every_entry(tree: Tree, vault: Vault, backup: Backup
 
     for path, content in tree.files.items():
         assert entries[path].kind == "file"
-        assert entries[path].digest == blake3.blake3(content).hexdigest()
+        assert entries[path].chunks == content_ids(vault, content)
         assert entries[path].size == len(content)
+        assert file_bytes(vault, entries[path]) == content
+        assert entries[path].inode == os.stat(path).st_ino
     assert entries[tree.path(b"nested/" + NON_UTF8_NAME)].kind == "file"
     assert entries[tree.path("empty")].kind == "dir"
     assert entries[tree.path("link-to-dir")].target == b"nested/a"
@@ -63,9 +86,11 @@ def test_second_run_of_an_unchanged_tree_stores_nothing(
     tree: Tree, vault: Vault, backup: BackupFn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backup(tree.inclusions())
-    blobs = blobs_in(vault.root)
-    # Known content must not even be copied towards the vault (no second read, no temp file).
-    monkeypatch.setattr(vault, "put_blocks", lambda blocks: pytest.fail("content copied again"))
+    chunks = chunk_ids(vault)
+    # Unchanged files (same size, mtime and inode) must not even be opened.
+    monkeypatch.setattr(
+        backup_module, "_open_regular", lambda path: pytest.fail(f"{path!r} read again")
+    )
 
     again = backup(tree.inclusions())
 
@@ -73,7 +98,39 @@ def test_second_run_of_an_unchanged_tree_stores_nothing(
     assert (again.files_backed_up, again.bytes_backed_up) == (0, 0)
     assert again.snapshot_id == 2
     assert vault.list_snapshots() == [1, 2]
-    assert blobs_in(vault.root) == blobs
+    assert chunk_ids(vault) == chunks  # the same file list: its chunks deduplicate too
+    first, second = vault.read_manifest(1), vault.read_manifest(2)
+    assert [e.chunks for e in first.entries] == [e.chunks for e in second.entries]
+
+
+def test_a_file_is_read_again_when_mtime_or_inode_differ(
+    tree: Tree, vault: Vault, backup: BackupFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup(tree.inclusions())
+    touched = tree.path("nested/a/sibling.bin")
+    os.utime(touched, ns=(5, 5))
+    replaced = tree.path("top.txt")
+    # Same size and mtime, new inode: replaced by rename, as editors and package managers do.
+    st = os.stat(replaced)
+    with open(replaced + b".new", "wb") as f:
+        f.write(b"HELLO\n")
+    os.utime(replaced + b".new", ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replaced + b".new", replaced)
+    opened: list[bytes] = []
+    real_open = backup_module._open_regular
+
+    def spy(path: bytes) -> Any:
+        opened.append(path)
+        return real_open(path)
+
+    monkeypatch.setattr(backup_module, "_open_regular", spy)
+    result = backup(tree.inclusions())
+
+    assert sorted(opened) == sorted([touched, replaced])
+    assert (result.files_backed_up, result.bytes_backed_up) == (1, 6)  # sibling.bin is known
+    entries = {e.path: e for e in vault.read_manifest(result.snapshot_id).entries}
+    assert file_bytes(vault, entries[replaced]) == b"HELLO\n"
+    assert entries[touched].mtime_ns == 5
 
 
 def test_modifying_one_file_stores_exactly_that_file(
@@ -90,7 +147,7 @@ def test_modifying_one_file_stores_exactly_that_file(
         for e in vault.read_manifest(result.snapshot_id).entries
         if e.path == tree.path("nested/a/b/deep.txt")
     )
-    assert vault.has(entry.digest or "")
+    assert file_bytes(vault, entry) == b"changed content, longer than before " * 50
 
 
 def test_missing_inclusion_is_an_error_and_the_rest_is_backed_up(
@@ -107,7 +164,7 @@ def test_missing_inclusion_is_an_error_and_the_rest_is_backed_up(
             description="No such file or directory",
         )
     ]
-    assert (result.files_searched, result.files_backed_up) == (7, 6)
+    assert (result.files_searched, result.files_backed_up) == (7, 5)
     assert vault.read_manifest(result.snapshot_id).errors == result.errors
 
 
@@ -135,20 +192,26 @@ def test_a_vault_inside_the_inclusion_is_not_backed_up(tmp_path: Path) -> None:
     assert not any(p.startswith(os.fsencode(vault.root)) for p in paths)
 
 
-def test_file_vanished_between_scan_and_store(tree: Tree, vault: Vault, backup: BackupFn) -> None:
+def test_file_vanished_between_listing_and_reading(
+    tree: Tree, vault: Vault, backup: BackupFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gone = tree.path("nested/a/sibling.bin")
+    real_open = backup_module._open_regular
 
-    def on_phase(phase: str) -> None:
-        if phase == "in_progress":
+    def open_then_delete_a_sibling(path: bytes) -> Any:
+        # deep.txt is read after nested/a was listed, before sibling.bin is opened.
+        if path == tree.path("nested/a/b/deep.txt"):
             os.unlink(gone)
+        return real_open(path)
 
-    result = backup(tree.inclusions(), on_phase=on_phase)
+    monkeypatch.setattr(backup_module, "_open_regular", open_then_delete_a_sibling)
+    result = backup(tree.inclusions())
 
-    assert result.files_searched == 7  # it was there when scanned
+    assert result.files_searched == 6  # listed, but gone before it could be looked at
     assert [(e.path, e.type, e.code) for e in result.errors] == [
         (os.fsdecode(gone), FILE_OR_FOLDER_MISSING, errno.ENOENT)
     ]
-    assert result.files_backed_up == 5
+    assert result.files_backed_up == 4
     paths = {e.path for e in vault.read_manifest(result.snapshot_id).entries}
     assert gone not in paths
     assert tree.path("big.bin") in paths
@@ -177,31 +240,37 @@ def test_unreadable_file_is_an_error(
             description="Permission denied",
         )
     ]
-    assert result.files_backed_up == 5
+    assert result.files_backed_up == 4
 
 
-def test_file_replaced_by_a_symlink_is_not_followed(tree: Tree, backup: BackupFn) -> None:
+def test_file_replaced_by_a_symlink_is_not_followed(
+    tree: Tree, backup: BackupFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
     victim = tree.path("top.txt")
+    real_open = backup_module._open_regular
 
-    def on_phase(phase: str) -> None:
-        if phase == "in_progress":
+    def swap_then_open(path: bytes) -> Any:
+        if path == victim:
             os.unlink(victim)
             os.symlink("/etc/passwd", victim)
+        return real_open(path)
 
-    result = backup(tree.inclusions(), on_phase=on_phase)
+    monkeypatch.setattr(backup_module, "_open_regular", swap_then_open)
+    result = backup(tree.inclusions())
     assert [(e.path, e.type) for e in result.errors] == [(os.fsdecode(victim), FILE_UNREADABLE)]
 
 
-def test_file_changing_while_copied_is_stored_under_the_copied_bytes(
+def test_file_changing_while_read_is_stored_as_the_bytes_read(
     tree: Tree, vault: Vault, backup: BackupFn
 ) -> None:
     big = tree.path("big.bin")
-    replacement = os.urandom(len(tree.files[big]))
+    original = tree.files[big]
+    replacement = os.urandom(len(original))
     changed = False
 
     def on_progress(progress: BackupProgress) -> None:
         nonlocal changed
-        # Mid-way through hashing big.bin (the first file in name order), rewrite it.
+        # After big.bin's first block (it is the first file in name order), rewrite it.
         if not changed and 0 < progress.bytes_completed < len(replacement):
             with open(big, "r+b") as f:
                 f.write(replacement)
@@ -211,9 +280,10 @@ def test_file_changing_while_copied_is_stored_under_the_copied_bytes(
 
     assert changed
     entry = next(e for e in vault.read_manifest(result.snapshot_id).entries if e.path == big)
-    assert entry.digest == blake3.blake3(replacement).hexdigest()
-    with vault.open_blob(entry.digest) as blob:
-        assert blob.read() == replacement
+    # Each chunk is stored under the hash of the bytes actually read, so what is restored is
+    # exactly what was read: never bytes under a stale id.
+    assert file_bytes(vault, entry) == original[:MIB] + replacement[MIB:]
+    assert all(blake3.blake3(vault.read_chunk(c)).digest() == c for c in entry.chunks)
 
 
 def test_progress_is_reported_during_a_large_file(tree: Tree, backup: BackupFn) -> None:
@@ -230,7 +300,7 @@ def test_progress_is_reported_during_a_large_file(tree: Tree, backup: BackupFn) 
     last = progress[-1]
     assert (last.files_searched, last.bytes_searched) == (7, result.bytes_searched)
     assert last.bytes_completed == last.total_bytes == result.bytes_searched
-    assert (last.files_backed_up, last.bytes_backed_up) == (6, result.bytes_backed_up)
+    assert (last.files_backed_up, last.bytes_backed_up) == (5, result.bytes_backed_up)
     assert last.errors_count == 0
 
 
@@ -244,14 +314,19 @@ def test_phases_are_announced_before_their_work(tree: Tree, backup: BackupFn) ->
     store_starts = events.index("in_progress")
     assert events[0] == "preparing"
     assert events.count("preparing") == events.count("in_progress") == 1
-    # Scan reports (nothing completed yet) come between the two, store reports after.
+    # Scan reports (nothing completed yet) come between the two, store reports after: the
+    # first one that completed anything is after big.bin's first block.
     assert set(events[1:store_starts]) == {"progress 0"}
-    assert events[store_starts + 1] == "progress 1048576"
+    assert (
+        next(e for e in events[store_starts:] if e.startswith("progress ") and e != "progress 0")
+        == "progress 1048576"
+    )
 
 
-# The tree gives 35 checks: 15 while scanning, then big.bin's 4 hashed blocks (16-19), its
-# 4 copied blocks (20-23) and its end (24), then 2 per small file. 35 is the very last one.
-@pytest.mark.parametrize("stop_after", [1, 17, 21, 35])
+# The tree gives 40 checks: 15 while scanning, 15 entries while storing, one after each block
+# read (big.bin's 4, and the one block of each of the 5 other non-empty files), and a final
+# one once everything is stored. 40 is the very last one.
+@pytest.mark.parametrize("stop_after", [1, 17, 21, 40])
 def test_stop_request_raises_and_leaves_no_snapshot(
     tree: Tree, vault: Vault, backup: BackupFn, stop_after: int
 ) -> None:
@@ -267,30 +342,43 @@ def test_stop_request_raises_and_leaves_no_snapshot(
     assert calls == stop_after
     assert vault.list_snapshots() == []
     assert not list((vault.root / "snapshots").glob("*.manifest"))
-    assert os.listdir(vault.root / "tmp") == []
+    assert tmp_leftovers(vault.root) == []
+    assert locks_in(vault) == []
+
+
+def test_the_stop_checks_are_counted_right(tree: Tree, backup: BackupFn) -> None:
+    calls = 0
+
+    def should_stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return False
+
+    backup(tree.inclusions(), should_stop=should_stop)
+    assert calls == 40  # the last stop_after above is the very last check
 
 
 def test_crash_before_the_manifest_leaves_no_snapshot(
     tree: Tree, vault: Vault, backup: BackupFn
 ) -> None:
     def on_progress(progress: BackupProgress) -> None:
-        if progress.files_backed_up == 5:
+        if progress.files_backed_up > 0:
             raise RuntimeError("worker killed")
 
     with pytest.raises(RuntimeError, match="worker killed"):
         backup(tree.inclusions(), on_progress=on_progress)
     assert vault.list_snapshots() == []
-    assert blobs_in(vault.root)  # content stored so far stays, for the next run to reuse
-    assert os.listdir(vault.root / "tmp") == []
+    assert tmp_leftovers(vault.root) == []
+    assert locks_in(vault) == []
 
     result = backup(tree.inclusions())
     assert result.snapshot_id == 1
-    assert result.files_backed_up == 1
+    assert result.files_backed_up == 5
     assert vault.list_snapshots() == [1]
 
 
 def test_max_bps_throttles_reading(tmp_path: Path, vault: Vault, backup: BackupFn) -> None:
-    # One new 2 MiB file: read twice (hash, then copy), throttled once, so about 2 s at 1 MiB/s.
+    # One new 2 MiB file, read once and throttled: about 2 s at 1 MiB/s.
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "data").write_bytes(os.urandom(2 * MIB))
     progress: list[BackupProgress] = []
@@ -337,7 +425,12 @@ def test_concurrent_backups_get_distinct_snapshot_ids(tree: Tree, tmp_path: Path
     assert sorted(r.snapshot_id for r in results) == [1, 2]
     vault = Vault(tmp_path / "vault")
     assert vault.list_snapshots() == [1, 2]
-    assert blobs_in(vault.root) == {blake3.blake3(c).hexdigest() for c in tree.unique_contents}
+    stored = chunk_ids(vault)
+    assert {c for content in tree.unique_contents for c in content_ids(vault, content)} <= stored
     # Each distinct content is new to exactly one of the runs, or to both if they raced on it.
-    assert sum(r.files_backed_up for r in results) >= 6
-    assert os.listdir(vault.root / "tmp") == []
+    assert sum(r.files_backed_up for r in results) >= 5
+    assert tmp_leftovers(vault.root) == []
+    for snapshot_id in (1, 2):
+        for entry in vault.read_manifest(snapshot_id).entries:
+            if entry.kind == "file":
+                assert file_bytes(vault, entry) == tree.files[entry.path]

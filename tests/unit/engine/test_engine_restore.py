@@ -6,8 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
-from engine_trees import MTIME_NS, NON_UTF8_NAME, BackupFn, Tree, describe
+from engine_trees import FAST_KDF, MTIME_NS, NON_UTF8_NAME, BackupFn, Tree, describe
 
 from cloudbackup.engine import (
     BLOB_CORRUPT,
@@ -21,7 +22,9 @@ from cloudbackup.engine import (
     SnapshotNotFound,
     Vault,
     restore_snapshot,
+    run_backup,
 )
+from cloudbackup.engine.vault import pack_name
 
 
 def restored_root(destination: Path, tree: Tree) -> Path:
@@ -88,22 +91,68 @@ def test_existing_files_are_kept_unless_overwrite(
     assert not [p for p in restored_root(destination, tree).rglob("*.restore-*")]
 
 
-def test_damaged_and_missing_blobs_are_errors(
+def test_restore_from_an_encrypted_vault(tree: Tree, tmp_path: Path) -> None:
+    vault = Vault(tmp_path / "secret", password="pw", kdf=FAST_KDF)
+    result = run_backup(
+        vault, tree.inclusions(), [], on_progress=lambda p: None, should_stop=lambda: False
+    )
+    destination = tmp_path / "restore"
+
+    restored = restore_snapshot(
+        Vault(tmp_path / "secret", password="pw"), result.snapshot_id, destination
+    )
+
+    assert restored.errors == []
+    assert describe(restored_root(destination, tree)) == describe(tree.root)
+
+
+def test_select_restores_only_the_chosen_entries(
     tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
 ) -> None:
     snapshot_id = backup(tree.inclusions()).snapshot_id
-    entries = {e.path: e for e in vault.read_manifest(snapshot_id).entries}
-    big, deep = entries[tree.path("big.bin")], entries[tree.path("nested/a/b/deep.txt")]
-    assert big.digest and deep.digest
-    blob = vault.blob_path(big.digest)
-    damaged = bytearray(blob.read_bytes())
-    damaged[-1] ^= 0xFF
-    blob.chmod(0o600)
-    blob.write_bytes(bytes(damaged))
-    vault.blob_path(deep.digest).unlink()
+    nested = tree.path("nested")
+
+    result = restore_snapshot(
+        vault,
+        snapshot_id,
+        tmp_path / "restore",
+        select=lambda e: e.path == nested or e.path.startswith(nested + b"/"),
+    )
+
+    root = restored_root(tmp_path / "restore", tree)
+    assert result.errors == []
+    assert result.files_restored == 4  # deep.txt, sibling.bin, copy-of-top.txt, café
+    assert sorted(os.listdir(root)) == ["nested"]
+    assert describe(root / "nested") == describe(tree.root / "nested")
+
+
+def test_damaged_and_missing_chunks_are_errors(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    manifest = vault.read_manifest(snapshot_id)
+    entries = {e.path: e for e in manifest.entries}
+    big = entries[tree.path("big.bin")]
+    # Flip one byte in the middle of big.bin's second chunk, inside its pack.
+    loc = vault.load_index().get(big.chunks[1])
+    assert loc is not None
+    pack = vault.root / pack_name(loc.pack)
+    damaged = bytearray(pack.read_bytes())
+    damaged[loc.offset + loc.length // 2] ^= 0xFF
+    pack.write_bytes(bytes(damaged))
+    # And a snapshot whose deep.txt names a chunk the vault never had.
+    deep = entries[tree.path("nested/a/b/deep.txt")]
+    broken = [
+        msgspec.structs.replace(e, chunks=(b"\1" * 32,)) if e.path == deep.path else e
+        for e in manifest.entries
+    ]
+    second = vault.allocate()
+    vault.write_manifest(
+        second, msgspec.structs.replace(manifest, snapshot_id=second, entries=broken)
+    )
     destination = tmp_path / "restore"
 
-    result = restore_snapshot(vault, snapshot_id, destination)
+    result = restore_snapshot(Vault(vault.root), second, destination)
 
     root = restored_root(destination, tree)
     assert sorted((e.path, e.type) for e in result.errors) == [
@@ -128,15 +177,22 @@ def test_stop_request_raises_and_leaves_no_partial_file(
             snapshot_id,
             destination,
             on_progress=progress.append,
-            # Stop inside big.bin, the first file, after its second block.
-            should_stop=lambda: len(progress) >= 2,
+            # Stop at the first check: right after big.bin, the first file, was handed over.
+            should_stop=lambda: True,
         )
 
-    assert progress[-1].bytes_completed == 2 * 1024 * 1024
+    assert len(progress) == 1
     assert progress[-1].total_bytes == tree.byte_count
-    assert progress[-1].files_restored == 0
     root = restored_root(destination, tree)
-    assert [p.name for p in root.iterdir()] == []
+    # Whatever was written is whole (files appear complete or not at all); no temp files.
+    for path in root.rglob("*"):
+        assert ".restore-" not in path.name
+        if path.is_file() and not path.is_symlink():
+            assert (
+                path.read_bytes()
+                == tree.files[os.fsencode(path).replace(os.fsencode(destination), b"", 1)]
+            )
+    assert progress[-1].files_restored <= 1
 
 
 def test_progress_counts_up_to_the_totals(
@@ -147,7 +203,7 @@ def test_progress_counts_up_to_the_totals(
 
     restore_snapshot(vault, snapshot_id, tmp_path / "restore", on_progress=progress.append)
 
-    assert len(progress) > tree.file_count  # per file and per block of big.bin
+    assert len(progress) > tree.file_count  # per file, plus waits and the final report
     completed = [p.bytes_completed for p in progress]
     assert completed == sorted(completed)
     last = progress[-1]
@@ -161,12 +217,12 @@ def test_unknown_snapshot(vault: Vault, tmp_path: Path) -> None:
 
 
 def test_paths_escaping_the_destination_are_refused(vault: Vault, tmp_path: Path) -> None:
-    digest = vault.put_blocks([b"evil"]).digest
+    chunks = vault.store_bytes(b"evil")
     snapshot_id = vault.allocate()
     entries = [
-        Entry(path=b"/ok", kind="file", mode=0o644, mtime_ns=1, size=4, digest=digest),
-        Entry(path=b"/a/../../escape", kind="file", mode=0o644, mtime_ns=1, size=4, digest=digest),
-        Entry(path=b"relative", kind="file", mode=0o644, mtime_ns=1, size=4, digest=digest),
+        Entry(path=b"/ok", kind="file", mode=0o644, mtime_ns=1, size=4, chunks=chunks),
+        Entry(path=b"/a/../../escape", kind="file", mode=0o644, mtime_ns=1, size=4, chunks=chunks),
+        Entry(path=b"relative", kind="file", mode=0o644, mtime_ns=1, size=4, chunks=chunks),
     ]
     vault.write_manifest(
         snapshot_id,
@@ -182,3 +238,33 @@ def test_paths_escaping_the_destination_are_refused(vault: Vault, tmp_path: Path
     assert (destination / "ok").read_bytes() == b"evil"
     assert sorted(os.listdir(tmp_path)) == ["inside", "vault"]
     assert os.listdir(tmp_path / "inside") == ["restore"]
+
+
+def test_files_are_placed_without_ever_replacing_one(tmp_path: Path) -> None:
+    from cloudbackup.engine import restore as restore_module
+
+    (tmp_path / "tmp").write_bytes(b"new")
+    (tmp_path / "taken").write_bytes(b"someone else's")
+    with pytest.raises(FileExistsError):
+        restore_module._rename_noreplace(
+            os.fsencode(tmp_path / "tmp"), os.fsencode(tmp_path / "taken")
+        )
+    assert (tmp_path / "taken").read_bytes() == b"someone else's"
+    assert restore_module._rename_noreplace(
+        os.fsencode(tmp_path / "tmp"), os.fsencode(tmp_path / "free")
+    )
+    assert (tmp_path / "free").read_bytes() == b"new" and not (tmp_path / "tmp").exists()
+
+
+def test_restore_without_renameat2_falls_back_to_link(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloudbackup.engine import restore as restore_module
+
+    monkeypatch.setattr(restore_module, "_renameat2", None)
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+
+    result = restore_snapshot(vault, snapshot_id, tmp_path / "restore")
+
+    assert result.errors == []
+    assert describe(restored_root(tmp_path / "restore", tree)) == describe(tree.root)

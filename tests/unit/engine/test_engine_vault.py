@@ -1,19 +1,31 @@
-"""The vault: content-addressed blobs, snapshot ids, manifests written atomically."""
+"""The vault: config and keys, chunks in packs, the index, snapshot ids, manifests."""
 
 from __future__ import annotations
 
-import io
 import os
+import random
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import blake3
 import msgspec
 import pytest
-from engine_trees import blobs_in
+from engine_trees import FAST_KDF, MIB, chunk_ids, content_ids, packs_in, tmp_leftovers
 
-from cloudbackup.engine import Entry, Manifest, PathItem, SnapshotNotFound, Vault
+from cloudbackup.engine import (
+    ChunkError,
+    Entry,
+    Manifest,
+    NotEncrypted,
+    PasswordRequired,
+    PathItem,
+    SnapshotNotFound,
+    Vault,
+    VaultError,
+    WrongPassword,
+    read_vault_password,
+)
+from cloudbackup.engine.chunking import MAX_CHUNK, MIN_CHUNK
 
 
 def manifest(snapshot_id: int, entries: list[Entry] | None = None) -> Manifest:
@@ -26,54 +38,119 @@ def manifest(snapshot_id: int, entries: list[Entry] | None = None) -> Manifest:
     )
 
 
-def test_put_stores_under_the_blake3_of_the_content(vault: Vault) -> None:
-    data = os.urandom(3 * 1024 * 1024 + 5)
-    digest = blake3.blake3(data).hexdigest()
-    assert not vault.has(digest)
+def test_content_is_chunked_by_content_and_read_back(vault: Vault) -> None:
+    data = random.Random(1).randbytes(9 * MIB + 5)
+    ids = vault.store_bytes(data)
 
-    result = vault.put_file(io.BytesIO(data))
-
-    assert result == (digest, len(data), True)
-    assert vault.has(digest)
-    assert vault.blob_path(digest) == vault.root / "objects" / digest[:2] / digest
-    with vault.open_blob(digest) as blob:
-        assert blob.read() == data
-    assert os.listdir(vault.root / "tmp") == []
-
-
-def test_put_of_known_content_stores_nothing(vault: Vault) -> None:
-    first = vault.put_blocks([b"abc", b"def"])
-    again = vault.put_blocks([b"abcdef"])
-    assert first.stored and not again.stored
-    assert again.digest == first.digest
-    assert blobs_in(vault.root) == {first.digest}
-    assert os.listdir(vault.root / "tmp") == []
+    assert len(ids) >= 3  # ~1 MiB average chunks, never above the maximum
+    assert b"".join(vault.read_chunk(c) for c in ids) == data
+    sizes = [len(vault.read_chunk(c)) for c in ids]
+    assert all(MIN_CHUNK <= s <= MAX_CHUNK for s in sizes[:-1])
+    # Unencrypted: a chunk's id is the plain BLAKE3 of its bytes.
+    assert ids[0] == blake3.blake3(vault.read_chunk(ids[0])).digest()
+    assert len(packs_in(vault.root)) == 1  # many chunks to one pack object
+    assert tmp_leftovers(vault.root) == []
 
 
-def test_empty_content_is_a_blob_too(vault: Vault) -> None:
-    result = vault.put_blocks([])
-    assert result == (blake3.blake3(b"").hexdigest(), 0, True)
-    with vault.open_blob(result.digest) as blob:
-        assert blob.read() == b""
+def test_an_insertion_moves_only_nearby_chunk_boundaries(vault: Vault) -> None:
+    data = random.Random(2).randbytes(12 * MIB)
+    before = vault.store_bytes(data)
+    after = vault.store_bytes(b"a few new bytes at the start" + data)
+
+    assert before != after
+    shared = set(before) & set(after)
+    assert len(shared) >= len(before) - 2  # content-defined: the rest realigns
 
 
-def test_failing_source_leaves_nothing_behind(vault: Vault) -> None:
-    def blocks() -> Iterator[bytes]:
-        yield b"partial"
-        raise OSError(5, "Input/output error")
+def test_known_chunks_are_stored_once(vault: Vault) -> None:
+    data = random.Random(3).randbytes(2 * MIB)
+    vault.store_bytes(data)
+    packs = packs_in(vault.root)
 
-    with pytest.raises(OSError, match="Input/output"):
-        vault.put_blocks(blocks())
-    assert blobs_in(vault.root) == set()
-    assert os.listdir(vault.root / "tmp") == []
+    vault.store_bytes(data)
+
+    assert packs_in(vault.root) == packs  # nothing new written
+    assert len(chunk_ids(vault)) == len(content_ids(vault, data))
 
 
-@pytest.mark.parametrize("digest", ["../../etc/passwd", "AB" * 32, "ab" * 31, "zz" * 32])
-def test_only_hex_digests_name_blobs(vault: Vault, digest: str) -> None:
-    with pytest.raises(ValueError):
-        vault.blob_path(digest)
-    with pytest.raises(ValueError):
-        vault.open_blob(digest)
+def test_compressible_chunks_are_stored_compressed_random_ones_not(vault: Vault) -> None:
+    text = b"the same line of text, again and again\n" * 50_000
+    noise = os.urandom(len(text))
+    vault.store_bytes(text)
+    size_after_text = _pack_bytes(vault)
+    vault.store_bytes(noise)
+    size_after_noise = _pack_bytes(vault)
+
+    assert size_after_text < len(text) // 20
+    # Incompressible data is stored as is (plus a pack header), not grown by compression.
+    assert len(noise) <= size_after_noise - size_after_text < len(noise) + 4096
+    index = vault.load_index()
+    flags = {index.get(c).compressed for c in content_ids(vault, text)}  # type: ignore[union-attr]
+    assert flags == {True}
+    flags = {index.get(c).compressed for c in content_ids(vault, noise)}  # type: ignore[union-attr]
+    assert flags == {False}
+
+
+def _pack_bytes(vault: Vault) -> int:
+    return sum(p.stat().st_size for p in (vault.root / "packs").glob("*/*"))
+
+
+def test_encrypted_vault_hides_content_and_ids(encrypted_vault: Vault, tmp_path: Path) -> None:
+    secret = b"my very secret document " * 1000
+    ids = encrypted_vault.store_bytes(secret)
+
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "secret-vault").rglob("*") if p.is_file())
+    assert b"secret document" not in stored
+    assert blake3.blake3(secret).digest() not in ids  # ids are keyed: they reveal nothing
+    config = (tmp_path / "secret-vault" / "config").read_bytes()
+    assert b"correct horse" not in config
+    assert encrypted_vault.read_chunk(ids[0]) == secret
+
+    reopened = Vault(tmp_path / "secret-vault", password="correct horse")
+    assert reopened.read_chunk(ids[0]) == secret
+
+
+def test_wrong_or_missing_password_is_refused_clearly(
+    encrypted_vault: Vault, tmp_path: Path
+) -> None:
+    root = tmp_path / "secret-vault"
+    with pytest.raises(WrongPassword, match="wrong password for this vault"):
+        Vault(root, password="battery staple")
+    with pytest.raises(PasswordRequired, match="encrypted: a password is required"):
+        Vault(root)
+    plain = Vault(tmp_path / "plain")
+    with pytest.raises(NotEncrypted, match="not encrypted"):
+        Vault(plain.root, password="anything")
+    assert Vault.check_password(root, "correct horse")
+    assert not Vault.check_password(root, "battery staple")
+
+
+def test_change_password_rewraps_the_key_and_keeps_the_data(
+    encrypted_vault: Vault, tmp_path: Path
+) -> None:
+    ids = encrypted_vault.store_bytes(b"kept across a password change")
+    with pytest.raises(WrongPassword):
+        encrypted_vault.change_password("not the old one", "new secret")
+
+    encrypted_vault.change_password("correct horse", "new secret")
+
+    root = tmp_path / "secret-vault"
+    with pytest.raises(WrongPassword):
+        Vault(root, password="correct horse")
+    assert Vault(root, password="new secret").read_chunk(ids[0]) == b"kept across a password change"
+
+
+def test_damaged_chunk_is_detected_never_returned(encrypted_vault: Vault, tmp_path: Path) -> None:
+    (chunk,) = encrypted_vault.store_bytes(b"x" * 5000)
+    (pack,) = (tmp_path / "secret-vault" / "packs").rglob("*/*")
+    data = bytearray(pack.read_bytes())
+    data[20] ^= 0x01
+    pack.write_bytes(bytes(data))
+
+    with pytest.raises(ChunkError, match="corrupt"):
+        Vault(tmp_path / "secret-vault", password="correct horse").read_chunk(chunk)
+    with pytest.raises(ChunkError, match="missing"):
+        encrypted_vault.read_chunk(b"\0" * 32)
 
 
 def test_allocate_counts_up_and_never_reuses_ids(vault: Vault, tmp_path: Path) -> None:
@@ -83,6 +160,7 @@ def test_allocate_counts_up_and_never_reuses_ids(vault: Vault, tmp_path: Path) -
 
 
 def test_concurrent_allocations_get_distinct_ids(tmp_path: Path) -> None:
+    Vault(tmp_path / "vault")
     got: list[int] = []
     lock = threading.Lock()
     start = threading.Barrier(8)
@@ -104,19 +182,35 @@ def test_concurrent_allocations_get_distinct_ids(tmp_path: Path) -> None:
 
 
 def test_manifest_round_trip_and_size(vault: Vault) -> None:
-    digest = vault.put_blocks([b"content"]).digest
+    chunks = vault.store_bytes(b"content")
     entries = [
         Entry(path=b"/data", kind="dir", mode=0o755, mtime_ns=5),
-        Entry(path=b"/data/caf\xe9", kind="file", mode=0o600, mtime_ns=6, size=7, digest=digest),
+        Entry(path=b"/data/caf\xe9", kind="file", mode=0o600, mtime_ns=6, size=7, chunks=chunks),
         Entry(path=b"/data/l", kind="symlink", mode=0o777, mtime_ns=7, target=b"\xff/x"),
     ]
     snapshot_id = vault.allocate()
     size = vault.write_manifest(snapshot_id, manifest(snapshot_id, entries))
 
-    assert size == (vault.root / "snapshots" / f"{snapshot_id}.manifest").stat().st_size
+    info = vault.read_info(snapshot_id)
+    stored = (vault.root / "snapshots" / f"{snapshot_id}.manifest").stat().st_size
+    assert size == stored + info.tree_size
+    assert (info.files, info.file_bytes, info.entry_count) == (1, 7, 3)
     assert vault.read_manifest(snapshot_id) == manifest(snapshot_id, entries)
+    assert list(vault.iter_entries(snapshot_id)) == entries
     assert vault.list_snapshots() == [snapshot_id]
-    assert os.listdir(vault.root / "tmp") == []
+    assert tmp_leftovers(vault.root) == []
+
+
+def test_large_manifests_stream_in_many_chunks(vault: Vault) -> None:
+    entries = [
+        Entry(path=b"/data/f%07d" % i, kind="file", mode=0o644, mtime_ns=i, size=0)
+        for i in range(60_000)
+    ]
+    snapshot_id = vault.allocate()
+    vault.write_manifest(snapshot_id, manifest(snapshot_id, entries))
+
+    assert len(vault.read_info(snapshot_id).tree) > 1
+    assert list(vault.iter_entries(snapshot_id)) == entries
 
 
 def test_only_snapshots_with_a_manifest_are_listed(vault: Vault) -> None:
@@ -142,10 +236,40 @@ def test_manifest_is_written_once_and_only_for_allocated_ids(vault: Vault) -> No
         vault.write_manifest(other, manifest(snapshot_id))
 
 
-def test_foreign_manifest_format_is_rejected(vault: Vault) -> None:
+def test_foreign_formats_are_rejected(vault: Vault, tmp_path: Path) -> None:
     snapshot_id = vault.allocate()
-    (vault.root / "snapshots" / f"{snapshot_id}.manifest").write_bytes(
-        msgspec.msgpack.encode(msgspec.structs.replace(manifest(snapshot_id), format=99))
-    )
-    with pytest.raises(msgspec.ValidationError, match="unsupported manifest format 99"):
+    vault.put_object(f"snapshots/{snapshot_id}.manifest", msgspec.msgpack.encode({"format": 99}))
+    with pytest.raises(msgspec.ValidationError):
         vault.read_manifest(snapshot_id)
+    # A vault of the first format (whole-file blobs) is refused, not silently mixed with.
+    old = tmp_path / "old-vault"
+    (old / "snapshots").mkdir(parents=True)
+    (old / "snapshots" / "1.manifest").write_bytes(b"\x80")
+    with pytest.raises(VaultError, match="older format"):
+        Vault(old)
+    with pytest.raises(VaultError, match="no vault at"):
+        Vault(tmp_path / "nothing-here", create=False)
+
+
+def test_password_files_must_be_private(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    assert read_vault_password(keys, "vault-1") is None  # no file: not encrypted
+    key = keys / "vault-1.key"
+    key.write_text("s3cret\n")
+    key.chmod(0o644)
+    with pytest.raises(VaultError, match="chmod 600"):
+        read_vault_password(keys, "vault-1")
+    key.chmod(0o600)
+    assert read_vault_password(keys, "vault-1") == "s3cret"
+    with pytest.raises(VaultError, match="invalid vault id"):
+        read_vault_password(keys, "../etc/passwd")
+    os.symlink(key, keys / "vault-2.key")
+    with pytest.raises(VaultError, match="symbolic link"):
+        read_vault_password(keys, "vault-2")
+
+
+def test_cheap_kdf_parameters_are_kept_in_the_vault(encrypted_vault: Vault) -> None:
+    assert encrypted_vault.config.encryption is not None
+    assert encrypted_vault.config.encryption.kdf_params == FAST_KDF
+    assert encrypted_vault.encrypted

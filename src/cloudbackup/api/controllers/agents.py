@@ -1,4 +1,4 @@
-"""Agents: A1-A5 and A8 (spec §8, §9.1)."""
+"""Agents: A1-A8 (spec §8, §9.1)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,27 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter, RawBody
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.body import convert_value, decode_patch
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.agents import AgentList, AgentOut, agent_out, parse_registration
+from cloudbackup.api.schemas.agent_status import AgentStatusOut, agent_document_out
+from cloudbackup.api.schemas.agents import (
+    AgentList,
+    AgentOut,
+    AgentTokenOut,
+    agent_out,
+    agent_token_out,
+    parse_login,
+    parse_registration,
+)
 from cloudbackup.api.schemas.configurations import ConfigurationList, configuration_list
-from cloudbackup.domain.agents import AgentService, AgentUpdate
+from cloudbackup.domain.agent_document import AgentDocumentService
+from cloudbackup.domain.agents import AgentService, AgentTokenService, AgentUpdate
 from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.errors import InvalidInput
+from cloudbackup.domain.event_stream import EventStreamService
+from cloudbackup.domain.health import HealthService
 from cloudbackup.store.tables import utcnow
 
 Query = Annotated[str | None, QueryParameter(required=False)]
@@ -33,6 +45,17 @@ PATCH_PATHS: dict[str, tuple[str, type[Any]]] = {
 
 class AgentController(Controller):
     path = "/v2/{project_id:str}/agents"
+
+    @post("/tokens", status_code=HTTP_200_OK, opt={"public": True}, sync_to_thread=True)
+    def agent_token(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        body: RawBody,
+        agent_tokens: NamedDependency[AgentTokenService],
+    ) -> AgentTokenOut:
+        """A9: the agent's id, password and host fingerprint buy a token (no X-Auth-Token)."""
+        return agent_token_out(agent_tokens.issue(project_id, parse_login(request, body)))
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def register_agent(
@@ -99,6 +122,31 @@ class AgentController(Controller):
     ) -> ConfigurationList:
         rows = configurations.list_for_agent(project_id, agent_id)
         return configuration_list(rows, LinkBuilder(request, project_id), utcnow())
+
+    @get("/{agent_id:str}/status", sync_to_thread=True)
+    def agent_status(
+        self,
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        events: NamedDependency[EventStreamService],
+        health: NamedDependency[HealthService],
+    ) -> AgentStatusOut:
+        """A6 (OQ-41): busy and online; see ``EventStreamService.status``."""
+        status = events.status(project_id, agent_id, lambda: health.workers_online(agent_id))
+        return AgentStatusOut(busy=status.busy, online=status.online)
+
+    @get("/{agent_id:str}/configuration", sync_to_thread=True)
+    def agent_configuration(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        agent_documents: NamedDependency[AgentDocumentService],
+    ) -> dict[str, Any]:
+        """A7: the agent's working document."""
+        document = agent_documents.document(project_id, agent_id)
+        host = str(request.base_url).rstrip("/")
+        return agent_document_out(document, LinkBuilder(request, project_id), host)
 
 
 def parse_agent_patch(request: Request[Any, Any, Any], body: bytes) -> AgentUpdate:

@@ -14,7 +14,8 @@ from litestar import Request
 from cloudbackup.api.body import decode_object
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
-from cloudbackup.domain.agents import Address, Registration
+from cloudbackup.api.schemas.times import iso_z
+from cloudbackup.domain.agents import Address, AgentLogin, IssuedToken, Registration
 from cloudbackup.store.tables import Agent
 
 T = TypeVar("T")
@@ -215,3 +216,65 @@ def agent_out(row: Agent, links: LinkBuilder, password: str | None = None) -> Ag
             *(links.link(rel, "agents", row.id, rel) for rel in AGENT_LINK_RELS),
         ],
     )
+
+
+# -- A9 ---------------------------------------------------------------------------------------
+
+
+class LoginHostIn(msgspec.Struct, forbid_unknown_fields=True):
+    os: OsIn
+    fingerprint: str
+    addresses: list[AddressIn]
+
+
+class AgentLoginIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A9 request body."""
+
+    project_id: str
+    id: str
+    password: str
+    name: str
+    version: str
+    host: LoginHostIn
+
+
+LOGIN_REQUIRED = {
+    "project_id": "Project ID is required.",
+    "id": "Agent ID is required.",
+    "password": "Password is required.",
+    "name": "Name is required.",
+    "version": "Version is required.",
+    "host": "Host is required.",
+}
+
+
+def parse_login(request: Request[Any, Any, Any], body: bytes) -> AgentLogin:
+    data = decode_object(request, body, AgentLoginIn, LOGIN_REQUIRED)
+    host = data.host
+    return AgentLogin(
+        project_id=data.project_id,
+        agent_id=data.id,
+        password=data.password,
+        name=data.name,
+        version=data.version,
+        os_name=host.os.name,
+        os_version=host.os.version,
+        os_architecture=host.os.architecture,
+        fingerprint=host.fingerprint,
+        addresses=tuple(Address(a.version, a.addr) for a in host.addresses),
+    )
+
+
+class TokenOut(msgspec.Struct):
+    id: str
+    expires: str
+
+
+class AgentTokenOut(msgspec.Struct):
+    """A9 response body."""
+
+    token: TokenOut
+
+
+def agent_token_out(issued: IssuedToken) -> AgentTokenOut:
+    return AgentTokenOut(TokenOut(id=issued.secret, expires=iso_z(issued.expires) or ""))

@@ -1,0 +1,141 @@
+"""Cleanups: C1-C4, ER3 and EV7 (spec §5, §6, §10)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from cloudbackup.api.body import page_limit, sort_direction
+from cloudbackup.api.controllers.restores import event_list
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.paging import page_links
+from cloudbackup.api.schemas.cleanups import (
+    CleanupErrorListOut,
+    CleanupList,
+    CleanupOut,
+    cleanup_errors_out,
+    cleanup_out,
+    parse_patch,
+    parse_start,
+)
+from cloudbackup.domain.cleanups import CleanupService
+
+AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
+Query = Annotated[str | None, QueryParameter(required=False)]
+Cleanups = NamedDependency[CleanupService]
+
+
+class CleanupController(Controller):
+    path = "/v2/{project_id:str}/cleanups"
+
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    def start_cleanup(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        body: RawBody,
+        cleanups: Cleanups,
+        x_agent_id: AgentHeader = None,
+    ) -> Response[CleanupOut]:
+        data = parse_start(request, body)
+        row = cleanups.start(project_id, data.agent_id, data.state, x_agent_id)
+        links = LinkBuilder(request, project_id)
+        return Response(
+            cleanup_out(row, links),
+            status_code=HTTP_201_CREATED,
+            headers={"Location": links.href("cleanups", row.id)},
+        )
+
+    @get("/", sync_to_thread=True)
+    def list_cleanups(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        cleanups: Cleanups,
+        marker: Query = None,
+        limit: Query = None,
+        sort_dir: Query = None,
+    ) -> CleanupList:
+        size = page_limit(limit)
+        direction = sort_direction(sort_dir, "desc")
+        page = cleanups.page(
+            project_id,
+            marker=marker,
+            limit=size,
+            sort_dir=direction,  # type: ignore[arg-type]
+        )
+        links = LinkBuilder(request, project_id)
+        return CleanupList(
+            cleanups=[cleanup_out(row, links) for row in page.items],
+            links=page_links(
+                links,
+                ("cleanups",),
+                first_id=page.items[0].id if page.items else None,
+                last_id=page.items[-1].id if page.items else None,
+                has_more=page.has_more,
+                marker_given=marker is not None,
+                limit=size,
+                sort_dir=direction,
+                default_sort_dir="desc",
+            ),
+        )
+
+    @get("/{cleanup_id:str}", sync_to_thread=True)
+    def get_cleanup(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        cleanup_id: FromPath[str],
+        cleanups: Cleanups,
+    ) -> CleanupOut:
+        return cleanup_out(cleanups.get(project_id, cleanup_id), LinkBuilder(request, project_id))
+
+    @patch("/{cleanup_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
+    def update_cleanup(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        cleanup_id: FromPath[str],
+        body: RawBody,
+        cleanups: Cleanups,
+        x_agent_id: AgentHeader = None,
+    ) -> None:
+        cleanups.update(project_id, cleanup_id, parse_patch(request, body), x_agent_id)
+
+    @get("/{cleanup_id:str}/errors", sync_to_thread=True)
+    def list_errors(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        cleanup_id: FromPath[str],
+        cleanups: Cleanups,
+    ) -> CleanupErrorListOut:
+        row, items = cleanups.errors(project_id, cleanup_id)
+        return cleanup_errors_out(row, items, LinkBuilder(request, project_id))
+
+    @get("/{cleanup_id:str}/events", sync_to_thread=True)
+    def list_events(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        cleanup_id: FromPath[str],
+        cleanups: Cleanups,
+        marker: Query = None,
+        limit: Query = None,
+        sort_dir: Query = None,
+    ) -> dict[str, Any]:
+        return event_list(
+            request,
+            project_id,
+            ("cleanups", cleanup_id, "events"),
+            lambda after, size, direction: cleanups.events(
+                project_id, cleanup_id, marker=after, limit=size, sort_dir=direction
+            ),
+            marker,
+            limit,
+            sort_dir,
+        )

@@ -1,0 +1,188 @@
+"""Events: EV1-EV4 and EV8 (spec §10, §15). EV5 lives with the backups."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from cloudbackup.api.body import page_limit, sort_direction
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.paging import page_links
+from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
+from cloudbackup.api.schemas.events import event_out
+from cloudbackup.domain.errors import InvalidInput
+from cloudbackup.domain.event_stream import EventStreamService
+from cloudbackup.store.repositories import Page, SortDir
+from cloudbackup.store.tables import Event
+
+AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
+Query = Annotated[str | None, QueryParameter(required=False)]
+Events = NamedDependency[EventStreamService]
+
+
+def accepted() -> Response[bytes]:
+    """202 without a body (spec EV1, EV3)."""
+    return Response(content=b"", status_code=HTTP_202_ACCEPTED)
+
+
+def direction(value: str | None, default: SortDir) -> SortDir:
+    """``sort_dir`` (400 unless ``asc``/``desc``), typed for the services."""
+    return "asc" if sort_direction(value, default) == "asc" else "desc"
+
+
+def event_marker(marker: str | None) -> int | None:
+    if marker is None:
+        return None
+    if not marker.isdigit() or len(marker) > 18:
+        raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
+    return int(marker)
+
+
+def event_list(
+    request: Request[Any, Any, Any],
+    project_id: str,
+    parts: tuple[str, ...],
+    page: Page[Event],
+    *,
+    marker: str | None,
+    limit: int,
+    sort_dir: str,
+    default_sort_dir: str,
+) -> dict[str, Any]:
+    """The envelope of every event list: ``events`` and paging ``links`` (spec §10)."""
+    return {
+        "events": [event_out(row) for row in page.items],
+        "links": page_links(
+            LinkBuilder(request, project_id),
+            parts,
+            first_id=str(page.items[0].id) if page.items else None,
+            last_id=str(page.items[-1].id) if page.items else None,
+            has_more=page.has_more,
+            marker_given=marker is not None,
+            limit=limit,
+            sort_dir=sort_dir,
+            default_sort_dir=default_sort_dir,
+        ),
+    }
+
+
+class ProjectEventController(Controller):
+    path = "/v2/{project_id:str}/events"
+
+    @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
+    def activate_agents(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        body: RawBody,
+        events: Events,
+    ) -> Response[bytes]:
+        data = parse_activation(request, body)
+        events.activate_project(project_id, data.event, data.mode)
+        return accepted()
+
+    @get("/", sync_to_thread=True)
+    def list_project_events(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        events: Events,
+        marker: Query = None,
+        limit: Query = None,
+        sort_dir: Query = None,
+    ) -> dict[str, Any]:
+        size, order = page_limit(limit), direction(sort_dir, "desc")
+        page = events.project_events(
+            project_id, marker=event_marker(marker), limit=size, sort_dir=order
+        )
+        return event_list(
+            request,
+            project_id,
+            ("events",),
+            page,
+            marker=marker,
+            limit=size,
+            sort_dir=order,
+            default_sort_dir="desc",
+        )
+
+
+class AgentEventController(Controller):
+    path = "/v2/{project_id:str}/agents/{agent_id:str}/events"
+
+    @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
+    def post_agent_event(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        body: RawBody,
+        events: Events,
+        x_agent_id: AgentHeader = None,
+    ) -> Response[bytes]:
+        events.post_agent_event(project_id, agent_id, parse_agent_event(request, body), x_agent_id)
+        return accepted()
+
+    @get("/", sync_to_thread=True)
+    def list_agent_events(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        events: Events,
+        marker: Query = None,
+        limit: Query = None,
+        sort_dir: Query = None,
+    ) -> dict[str, Any]:
+        size, order = page_limit(limit), direction(sort_dir, "asc")
+        page = events.agent_events(
+            project_id, agent_id, marker=event_marker(marker), limit=size, sort_dir=order
+        )
+        return event_list(
+            request,
+            project_id,
+            ("agents", agent_id, "events"),
+            page,
+            marker=marker,
+            limit=size,
+            sort_dir=order,
+            default_sort_dir="asc",
+        )
+
+
+class ConfigurationEventController(Controller):
+    path = "/v2/{project_id:str}/configurations/{configuration_id:str}/events"
+
+    @get("/", sync_to_thread=True)
+    def list_configuration_events(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        configuration_id: FromPath[str],
+        events: Events,
+        marker: Query = None,
+        limit: Query = None,
+        sort_dir: Query = None,
+    ) -> dict[str, Any]:
+        size, order = page_limit(limit), direction(sort_dir, "desc")
+        page = events.configuration_events(
+            project_id,
+            configuration_id,
+            marker=event_marker(marker),
+            limit=size,
+            sort_dir=order,
+        )
+        return event_list(
+            request,
+            project_id,
+            ("configurations", configuration_id, "events"),
+            page,
+            marker=marker,
+            limit=size,
+            sort_dir=order,
+            default_sort_dir="desc",
+        )

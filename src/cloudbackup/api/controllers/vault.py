@@ -1,0 +1,134 @@
+"""Vault operations: V1 (move) works; V2-V7 (encryption and password verification) answer their
+documented refusals, then 501 (spec §9; why in :data:`ENCRYPTION_MISSING`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, RawBody
+from litestar.status_codes import HTTP_204_NO_CONTENT, HTTP_501_NOT_IMPLEMENTED
+
+from cloudbackup.api.controllers.not_implemented import not_implemented_response
+from cloudbackup.api.schemas.common import ErrorBody
+from cloudbackup.api.schemas.vault import parse_encryption, parse_move, parse_verification
+from cloudbackup.domain.auth import Permission
+from cloudbackup.domain.vaults import VaultService
+
+Vaults = NamedDependency[VaultService]
+# Marks the handlers that answer 501 (the README's status table is checked against it).
+MISSING: dict[str, Any] = {"not_implemented": True}
+# §1.7: an agent reporting a result needs the Update permission, not Create.
+REPORT: dict[str, Any] = {**MISSING, "permission": Permission.UPDATE}
+ENCRYPTION_MISSING = (
+    "Vault passwords reach the agent encrypted with the agent's RSA public key "
+    "(*_encrypted_password_hex). Here the workers act as the agent and hold the vault data, "
+    "but they do not have the agent's private key, so they cannot read the password to "
+    "encrypt, re-key or check the vault. Encrypt a new vault with a key file instead "
+    "(CLOUDBACKUP_VAULT_KEY_DIR/<vault_id>.key, see docs/engine.md)."
+)
+
+
+def _missing(operation_id: str) -> Response[ErrorBody]:
+    return not_implemented_response(operation_id, ENCRYPTION_MISSING)
+
+
+class VaultController(Controller):
+    path = "/v2/{project_id:str}/agents/{agent_id:str}"
+
+    @post("/vault", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
+    def move_vault(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        body: RawBody,
+        vaults: Vaults,
+    ) -> None:
+        """V1: this agent takes over the vault of ``source_agent_id`` (OQ-24)."""
+        vaults.move(project_id, agent_id, parse_move(request, body))
+
+    @post(
+        "/vault-encryption-requests",
+        status_code=HTTP_501_NOT_IMPLEMENTED,
+        opt=MISSING,
+        sync_to_thread=True,
+    )
+    def request_encryption(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        body: RawBody,
+        vaults: Vaults,
+    ) -> Response[ErrorBody]:
+        """V2: 400/404/403 as documented, else 501."""
+        vaults.check_encryption_request(project_id, agent_id, parse_encryption(request, body))
+        return _missing("V2")
+
+    @post(
+        "/vault-encryption-requests/{request_id:str}",
+        status_code=HTTP_501_NOT_IMPLEMENTED,
+        opt=REPORT,
+        sync_to_thread=True,
+    )
+    def report_encryption(
+        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
+    ) -> Response[ErrorBody]:
+        vaults.require_agent(project_id, agent_id)
+        return _missing("V3")
+
+    @get(
+        "/vault-encryption-requests/{request_id:str}",
+        status_code=HTTP_501_NOT_IMPLEMENTED,
+        opt=MISSING,
+        sync_to_thread=True,
+    )
+    def encryption_result(
+        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
+    ) -> Response[ErrorBody]:
+        vaults.require_agent(project_id, agent_id)
+        return _missing("V4")
+
+    @post(
+        "/vault-password-verification-requests",
+        status_code=HTTP_501_NOT_IMPLEMENTED,
+        opt=MISSING,
+        sync_to_thread=True,
+    )
+    def request_verification(
+        self,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        body: RawBody,
+        vaults: Vaults,
+    ) -> Response[ErrorBody]:
+        """V5: 400/404/403 as documented (an unencrypted vault has no password), else 501."""
+        vaults.check_verification_request(project_id, agent_id, parse_verification(request, body))
+        return _missing("V5")
+
+    @post(
+        "/vault-password-verification-requests/{request_id:str}",
+        status_code=HTTP_501_NOT_IMPLEMENTED,
+        opt=REPORT,
+        sync_to_thread=True,
+    )
+    def report_verification(
+        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
+    ) -> Response[ErrorBody]:
+        vaults.require_agent(project_id, agent_id)
+        return _missing("V6")
+
+    @get(
+        "/vault-password-verification-requests/{request_id:str}",
+        status_code=HTTP_501_NOT_IMPLEMENTED,
+        opt=MISSING,
+        sync_to_thread=True,
+    )
+    def verification_result(
+        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
+    ) -> Response[ErrorBody]:
+        vaults.require_agent(project_id, agent_id)
+        return _missing("V7")

@@ -1,0 +1,305 @@
+"""Prometheus metrics at `/metrics`, and the middleware that times requests and binds log ids.
+
+Backup, queue, schedule and worker figures are computed at scrape time from the database and the
+broker, so every API replica reports the same numbers and nothing depends on which Celery process
+did the work. Request latency is per API process; with several uvicorn workers set
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus-client's multi-process mode) to add them up.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from litestar import Request, Response, get
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from cloudbackup import logs
+from cloudbackup.domain.errors import Unauthenticated
+from cloudbackup.domain.states import FINAL_STATES, RESTORABLE_STATES, BackupState
+from cloudbackup.queueing import QueueAdmin
+from cloudbackup.settings import Settings
+from cloudbackup.store.db import Database
+from cloudbackup.store.tables import BACKUPS, CONFIGURATIONS, as_utc, utcnow
+
+DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
+BYTES_BUCKETS = tuple(float(2**p) for p in (10, 20, 24, 27, 30, 33, 36, 40))  # 1 KiB .. 1 TiB
+log = logging.getLogger("cloudbackup.api.requests")
+CACHE_SECONDS = 2.0  # several Prometheus servers scraping at once cost one set of queries
+
+HTTP_REGISTRY = CollectorRegistry()
+REQUEST_SECONDS = Histogram(
+    "cloudbackup_http_request_duration_seconds",
+    "API request latency by method, route template and status.",
+    ["method", "route", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=HTTP_REGISTRY,
+)
+
+
+def observe(app: ASGIApp) -> ASGIApp:
+    """Middleware: bind project/agent/backup ids to the request's log lines; time it."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        began = time.perf_counter()
+        with logs.bound(**_ids(scope)):
+            try:
+                await app(scope, receive, send_and_watch)
+            finally:
+                seconds = time.perf_counter() - began
+                method, route = scope.get("method", "GET"), scope.get("path_template", "unmatched")
+                REQUEST_SECONDS.labels(method, route, str(status)).observe(seconds)
+                log.debug("%s %s %d %.1f ms", method, route, status, seconds * 1000)
+
+    return middleware
+
+
+def _ids(scope: Scope) -> dict[str, str | None]:
+    params: dict[str, Any] = scope.get("path_params") or {}
+    agent = params.get("agent_id")
+    if agent is None:
+        for key, value in scope.get("headers", []):
+            if key == b"x-agent-id":
+                agent = value.decode("latin-1")[:64]
+                break
+    return {
+        "project_id": params.get("project_id"),
+        "backup_id": params.get("backup_id"),
+        "agent_id": agent,
+    }
+
+
+@get("/metrics", opt={"public": True}, sync_to_thread=True, media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text exposition (no tenant labels; optionally behind a bearer token)."""
+    state = request.app.state
+    settings: Settings = state.settings
+    if settings.metrics_token:
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {settings.metrics_token}".encode()):
+            raise Unauthenticated("GET /metrics needs Authorization: Bearer <metrics token>.")
+    registry = _service_registry(state)
+    body = _request_metrics() + generate_latest(registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+_registry_lock = threading.Lock()
+
+
+def _service_registry(state: Any) -> CollectorRegistry:
+    with _registry_lock:
+        registry: CollectorRegistry | None = state.get("metrics_registry")
+        if registry is None:
+            registry = CollectorRegistry()
+            registry.register(ServiceCollector(state.database, state.settings))
+            state.metrics_registry = registry
+        return registry
+
+
+def _request_metrics() -> bytes:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(HTTP_REGISTRY)
+
+
+class ServiceCollector(Collector):
+    """Figures of the whole service, read from the database and the broker at scrape time."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.admin = QueueAdmin(db, settings)
+        self._cached: tuple[float, list[Metric]] | None = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # no eager collection at registration
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > CACHE_SECONDS:
+                self._cached = (time.monotonic(), self._gather())
+            yield from self._cached[1]
+
+    def _gather(self) -> list[Metric]:
+        return [
+            *self._backups(),
+            *self._schedules(),
+            *self._queues(),
+            *self._workers(),
+        ]
+
+    def _backups(self) -> list[Metric]:
+        by_state = GaugeMetricFamily(
+            "cloudbackup_backups", "Backups by current state.", labels=["state"]
+        )
+        with self.db.transaction() as session:
+            counts: dict[str, int] = dict(
+                session.execute(
+                    sa.select(BACKUPS.c.state, sa.func.count()).group_by(BACKUPS.c.state)
+                ).all()
+            )
+            duration = _histogram(
+                session,
+                _seconds_between(session, BACKUPS.c.started_time, BACKUPS.c.ended_time),
+                DURATION_BUCKETS,
+                [s.value for s in FINAL_STATES],
+                BACKUPS.c.started_time.is_not(None) & BACKUPS.c.ended_time.is_not(None),
+            )
+            size = _histogram(
+                session,
+                BACKUPS.c.bytes_backed_up,
+                BYTES_BUCKETS,
+                [s.value for s in RESTORABLE_STATES],
+                sa.true(),
+            )
+        for state in BackupState:
+            by_state.add_metric([state.value], counts.get(state.value, 0))
+        durations = HistogramMetricFamily(
+            "cloudbackup_backup_duration_seconds",
+            "Run time of finished backups (started to ended), by final state.",
+            labels=["state"],
+        )
+        for name, (buckets, total) in duration.items():
+            durations.add_metric([name], buckets, total)
+        sizes = HistogramMetricFamily(
+            "cloudbackup_backup_bytes",
+            "New bytes stored by each successful backup (after deduplication), by final state.",
+            labels=["state"],
+        )
+        for name, (buckets, total) in size.items():
+            sizes.add_metric([name], buckets, total)
+        return [by_state, durations, sizes]
+
+    def _schedules(self) -> list[Metric]:
+        now = utcnow()
+        c = CONFIGURATIONS.c
+        with self.db.transaction() as session:
+            oldest, due = session.execute(
+                sa.select(sa.func.min(c.next_scheduled_time), sa.func.count()).where(
+                    c.next_scheduled_time <= now, c.deleted.is_(False), c.enabled.is_(True)
+                )
+            ).one()
+        behind = GaugeMetricFamily(
+            "cloudbackup_schedule_lag_seconds",
+            "How long the most overdue schedule has been due without firing (0 = on time).",
+        )
+        behind.add_metric([], 0.0 if oldest is None else (now - as_utc(oldest)).total_seconds())
+        overdue = GaugeMetricFamily(
+            "cloudbackup_schedules_due", "Schedules due and not yet fired by a tick."
+        )
+        overdue.add_metric([], int(due or 0))
+        return [behind, overdue]
+
+    def _queues(self) -> list[Metric]:
+        depth = GaugeMetricFamily(
+            "cloudbackup_queue_depth", "Messages waiting in the broker.", labels=["queue"]
+        )
+        age = GaugeMetricFamily(
+            "cloudbackup_queue_oldest_age_seconds",
+            "Age of the oldest message waiting in the broker.",
+            labels=["queue"],
+        )
+        running = GaugeMetricFamily(
+            "cloudbackup_queue_running", "Backups admitted from the queue.", labels=["queue"]
+        )
+        waiting = GaugeMetricFamily(
+            "cloudbackup_queue_waiting",
+            "Backups held back by a pause or a concurrency limit.",
+            labels=["queue"],
+        )
+        paused = GaugeMetricFamily(
+            "cloudbackup_queue_paused", "1 when an operator paused the queue.", labels=["queue"]
+        )
+        for info in self.admin.queues():
+            if info.depth is not None:
+                depth.add_metric([info.name], info.depth)
+            age.add_metric([info.name], info.oldest_age_seconds or 0.0)
+            running.add_metric([info.name], info.running)
+            waiting.add_metric([info.name], info.waiting)
+            paused.add_metric([info.name], 1 if info.paused else 0)
+        return [depth, age, running, waiting, paused]
+
+    def _workers(self) -> list[Metric]:
+        up = GaugeMetricFamily(
+            "cloudbackup_worker_up", "1 while the worker's heartbeat is fresh.", labels=["worker"]
+        )
+        seen = GaugeMetricFamily(
+            "cloudbackup_worker_last_heartbeat_timestamp_seconds",
+            "Unix time of the worker's last heartbeat.",
+            labels=["worker"],
+        )
+        busy = GaugeMetricFamily(
+            "cloudbackup_worker_running_tasks", "Tasks the worker runs now.", labels=["worker"]
+        )
+        for worker in self.admin.workers():
+            up.add_metric([worker.hostname], 1 if worker.online else 0)
+            if worker.last_seen is not None:
+                seen.add_metric([worker.hostname], worker.last_seen.timestamp())
+            busy.add_metric([worker.hostname], len(worker.running))
+        return [up, seen, busy]
+
+
+def _seconds_between(session: Any, start: Any, end: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return sa.func.extract("epoch", end - start)
+    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
+
+
+def _histogram(
+    session: Any,
+    value: Any,
+    bounds: Iterable[float],
+    states: list[str],
+    where: Any,
+) -> dict[str, tuple[list[tuple[str, float]], float]]:
+    """Cumulative bucket counts and the sum of ``value`` per state, in one query."""
+    bounds = list(bounds)
+    columns = [
+        sa.func.sum(sa.case((value <= bound, 1), else_=0)).label(f"b{i}")
+        for i, bound in enumerate(bounds)
+    ]
+    rows = session.execute(
+        sa.select(BACKUPS.c.state, sa.func.count(), sa.func.sum(value), *columns)
+        .where(BACKUPS.c.state.in_(states), where)
+        .group_by(BACKUPS.c.state)
+    ).all()
+    result: dict[str, tuple[list[tuple[str, float]], float]] = {}
+    for state, count, total, *cumulative in rows:
+        buckets = [(_le(bound), float(n or 0)) for bound, n in zip(bounds, cumulative, strict=True)]
+        buckets.append(("+Inf", float(count)))
+        result[state] = (buckets, float(total or 0))
+    return result
+
+
+def _le(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)

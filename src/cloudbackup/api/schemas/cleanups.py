@@ -1,0 +1,197 @@
+"""Cleanup request/response structs (spec §5, §6) and their mapping from table rows.
+
+Field order is the order of the spec's cleanup table; msgspec keeps it when encoding. A
+cleanup's error `diagnostics` and every item's `exception` are always null (spec §6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from cloudbackup.api.body import convert_value, decode_json, decode_patch
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.restores import describe
+from cloudbackup.api.schemas.times import iso_z, parse_iso
+from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
+from cloudbackup.domain.errors import InvalidInput
+from cloudbackup.domain.states import parse_cleanup_state
+from cloudbackup.store.tables import Cleanup, CleanupError
+
+CLEANUP_ERROR_DESCRIPTIONS = {
+    "file_missing_blocks": (
+        "A vault validation determined that the specified file is missing blocks."
+    ),
+}
+
+
+class StartCleanup(msgspec.Struct, forbid_unknown_fields=True):
+    """C1 request body."""
+
+    agent_id: str
+    state: str
+
+
+def parse_start(request: Request[Any, Any, Any], body: bytes) -> StartCleanup:
+    return decode_json(request, body, StartCleanup)
+
+
+# -- C4 ---------------------------------------------------------------------------------------
+
+
+class ReportedCleanupErrorItem(msgspec.Struct, forbid_unknown_fields=True):
+    index: int
+    path: str
+    type: str
+    exception: None = None
+
+
+class ReportedCleanupErrors(msgspec.Struct, forbid_unknown_fields=True):
+    """The `/errors` value of a cleanup's final report (spec C4): diagnostics must be null."""
+
+    count: int
+    reason: str
+    diagnostics: None = None
+    items: list[ReportedCleanupErrorItem] = msgspec.field(name="list", default_factory=list)
+
+
+COUNTER_PATHS = {"/bytes_before", "/bytes_after"}
+PATCH_PATHS = COUNTER_PATHS | {"/state", "/started_time", "/ended_time", "/snapshot_ids", "/errors"}
+
+
+def parse_patch(request: Request[Any, Any, Any], body: bytes) -> CleanupUpdate:
+    """Turn a C4 JSON Patch into a ``CleanupUpdate``; an unknown path or bad value is a 400."""
+    update = CleanupUpdate()
+    for op in decode_patch(request, body, frozenset({"replace", "add"})):
+        if op.path not in PATCH_PATHS:
+            raise InvalidInput(
+                "Validation failed.",
+                [f"{op.path} cannot be changed; writable: {', '.join(sorted(PATCH_PATHS))}."],
+            )
+        if op.path == "/state":
+            value = convert_value(op.value, str, op.path)
+            state = parse_cleanup_state(value)
+            if state is None or state.value in ("start_requested", "start_scheduled"):
+                raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
+            update.state = state
+        elif op.path in ("/started_time", "/ended_time"):
+            text = convert_value(op.value, str, op.path)
+            try:
+                moment = parse_iso(text)
+            except ValueError as exc:
+                raise InvalidInput(
+                    "Validation failed.", [f"{op.path}: {text!r} is not an ISO 8601 time."]
+                ) from exc
+            setattr(update, op.path[1:], moment)
+        elif op.path == "/snapshot_ids":
+            ids = convert_value(op.value, list[int], op.path)
+            if any(i < 1 for i in ids):
+                raise InvalidInput("Validation failed.", ["/snapshot_ids must be positive."])
+            update.snapshot_ids = ids
+        elif op.path == "/errors":
+            reported = convert_value(op.value, ReportedCleanupErrors, op.path)
+            update.errors = CleanupErrors(
+                count=reported.count,
+                reason=reported.reason,
+                items=[CleanupErrorItem(i.index, i.path, i.type) for i in reported.items],
+            )
+        else:
+            count = convert_value(op.value, int, op.path)
+            if count < 0:
+                raise InvalidInput("Validation failed.", [f"{op.path} must not be negative."])
+            update.counters[op.path[1:]] = count
+    return update
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class CleanupErrorsSummary(msgspec.Struct):
+    count: int
+    reason: str
+    diagnostics: str | None
+    links: list[Link]
+
+
+class CleanupOut(msgspec.Struct):
+    project_id: str
+    id: str
+    agent: Ref
+    state: str
+    started_time: str | None
+    ended_time: str | None
+    snapshot_ids: list[int]
+    errors: CleanupErrorsSummary
+    bytes_before: int
+    bytes_after: int
+    links: list[Link]
+
+
+class CleanupList(msgspec.Struct):
+    cleanups: list[CleanupOut]
+    links: list[Link]
+
+
+class CleanupErrorItemOut(msgspec.Struct):
+    index: int
+    path: str
+    type: str
+    description: str
+    exception: None
+
+
+class CleanupErrorListOut(msgspec.Struct):
+    count: int
+    reason: str
+    diagnostics: None
+    items: list[CleanupErrorItemOut] = msgspec.field(name="list")
+    links: list[Link] = msgspec.field(default_factory=list)
+
+
+def cleanup_out(row: Cleanup, links: LinkBuilder) -> CleanupOut:
+    return CleanupOut(
+        project_id=row.project_id,
+        id=row.id,
+        agent=links.ref("agents", row.agent_id),
+        state=row.state,
+        started_time=iso_z(row.started_time),
+        ended_time=iso_z(row.ended_time),
+        snapshot_ids=list(row.snapshot_ids or []),
+        errors=CleanupErrorsSummary(
+            count=row.errors_count,
+            reason=row.errors_reason,
+            diagnostics=row.errors_diagnostics,
+            links=[links.link("full", "cleanups", row.id, "errors")],
+        ),
+        bytes_before=row.bytes_before,
+        bytes_after=row.bytes_after,
+        links=[
+            links.link("self", "cleanups", row.id),
+            links.link("events", "cleanups", row.id, "events"),
+        ],
+    )
+
+
+def cleanup_errors_out(
+    row: Cleanup, items: list[CleanupError], links: LinkBuilder
+) -> CleanupErrorListOut:
+    """ER3 (spec §6): like ER1/ER2, with `diagnostics` and every `exception` null."""
+    return CleanupErrorListOut(
+        count=row.errors_count,
+        reason=row.errors_reason,
+        diagnostics=None,
+        items=[
+            CleanupErrorItemOut(
+                index=item.index,
+                path=item.path,
+                type=item.type,
+                description=describe(item.type, CLEANUP_ERROR_DESCRIPTIONS),
+                exception=None,
+            )
+            for item in items
+        ],
+        links=[links.link("self", "cleanups", row.id, "errors")],
+    )

@@ -1,0 +1,235 @@
+"""Restore request/response structs (spec §4, §6) and their mapping from table rows.
+
+Field order is the order of the spec's restore table; msgspec keeps it when encoding. The list
+form (R2) leaves out `inclusions` and `exclusions` and names the item's own link `full` (OQ-21).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request
+
+from cloudbackup.api.body import convert_value, decode_object, decode_patch
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.backups import (
+    ErrorItemOut,
+    ErrorsSummary,
+    ExceptionOut,
+    ReportedErrors,
+)
+from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.times import iso_z, parse_iso
+from cloudbackup.domain.backups import ErrorItem, ErrorReport
+from cloudbackup.domain.configurations import PathItem
+from cloudbackup.domain.errors import InvalidInput
+from cloudbackup.domain.restores import RestoreRequest, RestoreUpdate
+from cloudbackup.domain.states import parse_restore_state
+from cloudbackup.store.tables import Restore, RestoreError
+
+# Restore error types (spec §6 plus the engine's); unknown types get a generated sentence.
+RESTORE_ERROR_DESCRIPTIONS = {
+    "phx_exception": "The agent experience a problem (Phoenix).",
+    "file_or_folder_missing": "The item was not found in the backup.",
+    "file_exists": "The item already exists at the destination and overwrite_files is false.",
+    "file_unwritable": "The item could not be written at the destination.",
+    "blob_missing": "The item's data is missing from the vault.",
+    "blob_corrupt": "The item's data in the vault is damaged.",
+    "invalid_entry": "The backup's record of the item is invalid.",
+}
+
+
+def describe(error_type: str, known: dict[str, str]) -> str:
+    """The human text of an error type (spec §2.3 `description`)."""
+    return known.get(error_type, error_type.replace("_", " ").capitalize() + ".")
+
+
+class StartRestore(msgspec.Struct, forbid_unknown_fields=True):
+    """R1 request body (spec R1; only the lower-case `destination_agent_id`, OQ-7)."""
+
+    backup_id: str
+    destination_agent_id: str
+    destination_path: str | None
+    encrypted_password_hex: str | None
+    inclusions: list[PathItem]
+    exclusions: list[PathItem]
+    overwrite_files: bool = False
+
+
+START_REQUIRED = {
+    key: f"{key} is required."
+    for key in (
+        "backup_id",
+        "destination_agent_id",
+        "destination_path",
+        "encrypted_password_hex",
+        "inclusions",
+        "exclusions",
+    )
+}
+
+
+def parse_start(request: Request[Any, Any, Any], body: bytes) -> RestoreRequest:
+    data = decode_object(request, body, StartRestore, START_REQUIRED)
+    return RestoreRequest(
+        backup_id=data.backup_id,
+        destination_agent_id=data.destination_agent_id,
+        destination_path=data.destination_path,
+        overwrite_files=data.overwrite_files,
+        encrypted_password_hex=data.encrypted_password_hex,
+        inclusions=tuple(data.inclusions),
+        exclusions=tuple(data.exclusions),
+    )
+
+
+# -- R4 ---------------------------------------------------------------------------------------
+
+COUNTER_PATHS = {"/files_restored", "/bytes_restored"}
+# The example spellings (OQ-8); the reference table's garbled ones are 400 like any other path.
+PATCH_PATHS = COUNTER_PATHS | {"/state", "/started_time", "/ended_time", "/errors"}
+
+
+def parse_patch(request: Request[Any, Any, Any], body: bytes) -> RestoreUpdate:
+    """Turn an R4 JSON Patch into a ``RestoreUpdate``; an unknown path or bad value is a 400."""
+    update = RestoreUpdate()
+    for op in decode_patch(request, body, frozenset({"replace", "add"})):
+        if op.path not in PATCH_PATHS:
+            raise InvalidInput(
+                "Validation failed.",
+                [f"{op.path} cannot be changed; writable: {', '.join(sorted(PATCH_PATHS))}."],
+            )
+        if op.path == "/state":
+            value = convert_value(op.value, str, op.path)
+            state = parse_restore_state(value)
+            if state is None or state.value == "start_requested":
+                raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
+            update.state = state
+        elif op.path in ("/started_time", "/ended_time"):
+            text = convert_value(op.value, str, op.path)
+            try:
+                moment = parse_iso(text)
+            except ValueError as exc:
+                raise InvalidInput(
+                    "Validation failed.", [f"{op.path}: {text!r} is not an ISO 8601 time."]
+                ) from exc
+            setattr(update, op.path[1:], moment)
+        elif op.path == "/errors":
+            reported = convert_value(op.value, ReportedErrors, op.path)
+            update.errors = ErrorReport(
+                count=reported.count,
+                reason=reported.reason,
+                diagnostics=reported.diagnostics,
+                items=[
+                    ErrorItem(
+                        index=item.index,
+                        path=item.path,
+                        type=item.type,
+                        exception_code=item.exception.code if item.exception else None,
+                        exception_description=item.exception.description
+                        if item.exception
+                        else None,
+                        exception_details=item.exception.details if item.exception else None,
+                    )
+                    for item in reported.items
+                ],
+            )
+        else:
+            count = convert_value(op.value, int, op.path)
+            if count < 0:
+                raise InvalidInput("Validation failed.", [f"{op.path} must not be negative."])
+            update.counters[op.path[1:]] = count
+    return update
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class PathItemOut(msgspec.Struct):
+    type: str
+    path: str
+
+
+class RestoreOut(msgspec.Struct, kw_only=True):
+    project_id: str
+    id: str
+    backup: Ref
+    destination_agent: Ref
+    destination_path: str | None
+    overwrite_files: bool
+    # UNSET (left out of the JSON) in the list form (OQ-21).
+    inclusions: list[PathItemOut] | msgspec.UnsetType = msgspec.UNSET
+    exclusions: list[PathItemOut] | msgspec.UnsetType = msgspec.UNSET
+    state: str
+    started_time: str | None
+    ended_time: str | None
+    errors: ErrorsSummary
+    files_restored: int
+    bytes_restored: int
+    links: list[Link]
+
+
+class RestoreList(msgspec.Struct):
+    restores: list[RestoreOut]
+    links: list[Link]
+
+
+def restore_out(row: Restore, links: LinkBuilder, *, detail: bool = True) -> RestoreOut:
+    own = "self" if detail else "full"
+    return RestoreOut(
+        project_id=row.project_id,
+        id=row.id,
+        backup=links.ref("backups", row.backup_id),
+        destination_agent=links.ref("agents", row.destination_agent_id),
+        destination_path=row.destination_path,
+        overwrite_files=row.overwrite_files,
+        inclusions=[PathItemOut(i["type"], i["path"]) for i in row.inclusions or []]
+        if detail
+        else msgspec.UNSET,
+        exclusions=[PathItemOut(e["type"], e["path"]) for e in row.exclusions or []]
+        if detail
+        else msgspec.UNSET,
+        state=row.state,
+        started_time=iso_z(row.started_time),
+        ended_time=iso_z(row.ended_time),
+        errors=ErrorsSummary(
+            count=row.errors_count,
+            reason=row.errors_reason,
+            diagnostics=row.errors_diagnostics,
+            links=[links.link("full", "restores", row.id, "errors")],
+        ),
+        files_restored=row.files_restored,
+        bytes_restored=row.bytes_restored,
+        links=[
+            links.link(own, "restores", row.id),
+            links.link("events", "restores", row.id, "events"),
+        ],
+    )
+
+
+def restore_errors_out(
+    row: Restore, items: list[RestoreError], links: LinkBuilder
+) -> dict[str, Any]:
+    """ER2 (spec §6): the summary, the per-file list with descriptions, and a `self` link."""
+    return {
+        "count": row.errors_count,
+        "reason": row.errors_reason,
+        "diagnostics": row.errors_diagnostics,
+        "list": [
+            ErrorItemOut(
+                index=item.index,
+                path=item.path,
+                type=item.type,
+                description=describe(item.type, RESTORE_ERROR_DESCRIPTIONS),
+                exception=None
+                if item.exception_code is None and item.exception_description is None
+                else ExceptionOut(
+                    code=item.exception_code,
+                    description=item.exception_description,
+                    details=item.exception_details,
+                ),
+            )
+            for item in items
+        ],
+        "links": [links.link("self", "restores", row.id, "errors")],
+    }

@@ -1,0 +1,156 @@
+"""Health of the service's real dependencies: H1/H2 (spec §12, OQ-27, OQ-28, OQ-41).
+
+Dependencies, named ``{category: {system}}`` like the reference's ``storage.cassandra``:
+
+* ``storage.database``: the SQL database answers ``SELECT 1``;
+* ``queue.<broker>``: the Celery broker answers (``redis`` for ``redis://``, ``rabbitmq`` for
+  ``amqp://``);
+* ``workers.celery``: at least one worker reported a heartbeat (``worker_heartbeats``) within
+  ``CLOUDBACKUP_WORKER_OFFLINE_SECONDS``;
+* ``transport.litestar``: this API process (always up when it can answer), with ``node``.
+
+The broker check is bounded by ``CLOUDBACKUP_HEALTH_TIMEOUT_SECONDS``, the database checks by
+``CLOUDBACKUP_DATABASE_CONNECT_TIMEOUT``. The whole report is reused for :data:`CACHE_SECONDS` and
+computed by one caller at a time, so a load balancer polling many API threads costs one round of
+checks.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import sqlalchemy as sa
+
+from cloudbackup.settings import Settings
+from cloudbackup.store.db import Database
+from cloudbackup.store.tables import AGENT_QUEUES, WORKER_HEARTBEATS, utcnow
+
+log = logging.getLogger("cloudbackup.health")
+
+CACHE_SECONDS = 2.0
+BROKER_NAMES = {"redis": "redis", "rediss": "redis", "amqp": "rabbitmq", "amqps": "rabbitmq"}
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    category: str
+    system: str
+    online: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    checks: tuple[Check, ...]
+
+    @property
+    def online(self) -> bool:
+        return all(check.online for check in self.checks)
+
+    def find(self, name: str) -> Check | None:
+        """H2's ``{dependent_system}``: ``category/system`` or just ``system``."""
+        name = name.strip("/")
+        for check in self.checks:
+            if name in (f"{check.category}/{check.system}", check.system):
+                return check
+        return None
+
+
+def broker_system(broker_url: str) -> str:
+    scheme = urlsplit(broker_url).scheme
+    return BROKER_NAMES.get(scheme, scheme or "broker")
+
+
+class HealthService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.node = socket.gethostname()
+        self._lock = threading.Lock()
+        self._cached: tuple[float, HealthReport] | None = None
+
+    def report(self) -> HealthReport:
+        cached = self._cached
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        with self._lock:
+            cached = self._cached
+            if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+                return cached[1]
+            report = HealthReport(
+                (
+                    Check("storage", "database", _safely("database", self._database)),
+                    Check(
+                        "queue",
+                        broker_system(self.settings.broker_url),
+                        _safely("broker", self._broker),
+                    ),
+                    Check("workers", "celery", _safely("workers", self._workers)),
+                    Check("transport", "litestar", True, {"node": self.node}),
+                )
+            )
+            self._cached = (time.monotonic(), report)
+            return report
+
+    def workers_online(self, agent_id: str | None = None) -> bool:
+        """A worker is alive (for ``agent_id``: one that serves its queue, OQ-41)."""
+        return _safely("workers", lambda: self._workers(agent_id))
+
+    # -- the checks -------------------------------------------------------------------------
+    def _database(self) -> bool:
+        with self.db.transaction() as session:
+            return session.execute(sa.text("SELECT 1")).scalar() == 1
+
+    def _broker(self) -> bool:
+        url = self.settings.broker_url
+        if not url:
+            return False
+        timeout = self.settings.health_timeout_seconds
+        if broker_system(url) == "redis":
+            client = redis.Redis.from_url(
+                url, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        # Other brokers (AMQP): the port accepts connections.
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname or "localhost", parts.port or 5672), timeout):
+            return True
+
+    def _workers(self, agent_id: str | None = None) -> bool:
+        since = utcnow() - timedelta(seconds=self.settings.worker_offline_seconds)
+        fresh = WORKER_HEARTBEATS.c.last_seen >= since
+        with self.db.transaction() as session:
+            if agent_id is not None:
+                pinned = session.execute(
+                    sa.select(AGENT_QUEUES.c.agent_id).where(AGENT_QUEUES.c.agent_id == agent_id)
+                ).first()
+                # A pinned agent is served by its host's worker, the others by shared workers.
+                serves = (
+                    WORKER_HEARTBEATS.c.agent_id == agent_id
+                    if pinned
+                    else WORKER_HEARTBEATS.c.agent_id.is_(None)
+                )
+                fresh = sa.and_(fresh, serves)
+            found = session.execute(sa.select(WORKER_HEARTBEATS.c.hostname).where(fresh).limit(1))
+            return found.first() is not None
+
+
+def _safely(name: str, check: Callable[[], bool]) -> bool:
+    """A check that raises counts as down; the reason goes to the log, never to the caller."""
+    try:
+        return check()
+    except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "down"
+        log.warning("health check %s failed: %s", name, exc)
+        return False

@@ -1,0 +1,535 @@
+"""Deciding when and where backups run: schedules that fire, and the admission gate.
+
+Schedules. Each configuration with a schedule keeps its next run time in
+``configurations.next_scheduled_time``. A tick (beat runs one every few seconds) claims every due
+configuration with a compare-and-set on that column, moving it to the next occurrence after now,
+and records the run through the same service and state machine as B1 (``start_scheduled``, with
+the configuration's agent as the caller). The compare-and-set is why two beat processes never
+fire one occurrence twice, and the column is why a restarted beat carries on where it stopped.
+A run found due later than the window ends ``missed`` at once; occurrences that passed while no
+scheduler ran are collapsed into that one run (or one miss). A waiting ``start_scheduled`` run
+that no worker started within the window ends ``missed`` too.
+
+Admission. Before a worker runs a backup it asks :func:`admit`: a paused queue, a queue at its
+concurrency, or an agent or project at its limit of running backups makes the run wait. A waiting
+run keeps its ``start_*`` state and a ``waiting`` row in ``run_slots`` (so it is visible and never
+lost); :func:`release` hands the freed capacity to the oldest waiting runs, and every tick
+re-offers waiting runs as a safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from cloudbackup.domain.backups import BackupService, transition
+from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.errors import DomainError
+from cloudbackup.domain.schedules import ScheduleError, next_occurrence
+from cloudbackup.domain.states import FINAL_STATES, START_STATES, BackupState
+from cloudbackup.settings import Settings
+from cloudbackup.store.db import Database, rowcount
+from cloudbackup.store.tables import (
+    AGENT_QUEUES,
+    AGENTS,
+    BACKUPS,
+    CONFIGURATIONS,
+    QUEUE_SETTINGS,
+    RUN_SLOTS,
+    Backup,
+    as_utc,
+    utcnow,
+)
+
+log = logging.getLogger("cloudbackup.scheduler")
+
+Clock = Callable[[], datetime]
+S = BackupState
+_FINAL = [s.value for s in FINAL_STATES]
+_START = [s.value for s in START_STATES]
+BATCH = 200  # configurations claimed per transaction
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Fired:
+    """A scheduled run recorded by a tick, to publish once its transaction is committed."""
+
+    backup_id: str
+    agent_id: str
+    lag_seconds: float
+
+
+@dataclass(slots=True)
+class TickReport:
+    fired: int = 0
+    missed: int = 0  # occurrences found due after their window: recorded as `missed` runs
+    passed: int = 0  # occurrences of a disabled agent: skipped without a run
+    expired: int = 0  # waiting scheduled runs that no worker started in time: now `missed`
+    reoffered: int = 0  # waiting runs published again
+    lags: list[float] = field(default_factory=list)  # seconds from due time to firing
+
+
+def tick(
+    db: Database,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    *,
+    clock: Clock = utcnow,
+    batch: int = BATCH,
+) -> TickReport:
+    """Fire every due configuration once, expire overdue waiting runs, re-offer waiting runs."""
+    # Beat may tick before anything in its process used the ORM (B1 builds rows unmapped).
+    sa.orm.configure_mappers()
+    report = TickReport()
+    now = clock()
+    # Each committed batch is published by a helper thread while the next batch is claimed:
+    # broker and database round trips overlap instead of adding up.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="schedule-publish") as publisher:
+        while True:
+            fired, claimed = _fire_batch(db, settings, now, clock, batch, report)
+            if fired:
+                publisher.submit(_publish, dispatcher, [(r.backup_id, r.agent_id) for r in fired])
+            if claimed < batch:
+                break
+    # Rows carry real creation times, so the window of waiting runs is measured on the real clock.
+    report.expired = expire_waiting(db, settings, utcnow())
+    for backup_id, agent_id in waiting_to_reoffer(db, settings):
+        if dispatcher.publish("backup", backup_id, agent_id=agent_id):
+            report.reoffered += 1
+    forget_finished_slots(db)
+    if report.fired or report.missed or report.expired:
+        log.info(
+            "schedule tick: fired %d, missed %d, expired %d, passed %d",
+            report.fired,
+            report.missed,
+            report.expired,
+            report.passed,
+        )
+    return report
+
+
+def _publish(dispatcher: Dispatcher, runs: list[tuple[str, str]]) -> None:
+    many = getattr(dispatcher, "publish_many", None)  # one broker connection for a batch
+    if many is not None:
+        many("backup", runs)
+        return
+    for backup_id, agent_id in runs:
+        dispatcher.publish("backup", backup_id, agent_id=agent_id)
+
+
+def _due_query(now: datetime, limit: int) -> sa.Select[Any]:
+    c = CONFIGURATIONS.c
+    return (
+        sa.select(
+            c.id,
+            c.project_id,
+            c.agent_id,
+            c.schedule,
+            c.next_scheduled_time,
+            AGENTS.c.enabled,
+        )
+        .join_from(CONFIGURATIONS, AGENTS, AGENTS.c.id == c.agent_id)
+        .where(
+            c.next_scheduled_time <= now,
+            c.deleted.is_(False),
+            c.enabled.is_(True),
+            AGENTS.c.deleted.is_(False),
+        )
+        .order_by(c.next_scheduled_time, c.id)
+        .limit(limit)
+    )
+
+
+class _Retry(Exception):
+    """The fast path met a configuration that changed under it: redo the batch carefully."""
+
+
+def _fire_batch(
+    db: Database,
+    settings: Settings,
+    now: datetime,
+    clock: Clock,
+    batch: int,
+    report: TickReport,
+) -> tuple[list[Fired], int]:
+    """Claim and fire up to ``batch`` due configurations in one transaction.
+
+    The due rows are locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so a second scheduler
+    takes other rows; SQLite serialises writers anyway) and moved on with one compare-and-set
+    statement. If a run cannot be recorded (its configuration was disabled a moment ago), the
+    batch is redone with a savepoint per configuration.
+    """
+    try:
+        outcome = _claim(db, settings, now, clock, batch, careful=False)
+    except _Retry:
+        outcome = _claim(db, settings, now, clock, batch, careful=True)
+    fired, passed, missed, claimed = outcome
+    report.fired += len(fired)
+    report.passed += passed
+    report.missed += missed
+    report.lags += [run.lag_seconds for run in fired]
+    return fired, claimed
+
+
+def _claim(
+    db: Database, settings: Settings, now: datetime, clock: Clock, batch: int, *, careful: bool
+) -> tuple[list[Fired], int, int, int]:
+    window = timedelta(seconds=settings.schedule_window_seconds)
+    service = BackupService(db)
+    fired: list[Fired] = []
+    passed = missed = progress = 0
+    with db.transaction() as session:
+        query = _due_query(now, batch).with_for_update(of=CONFIGURATIONS, skip_locked=True)
+        rows = session.execute(query).all()
+        plans = []
+        for config_id, project_id, agent_id, schedule, due, agent_enabled in rows:
+            try:
+                following = next_occurrence(schedule, now)
+            except (ScheduleError, KeyError, TypeError, ValueError):
+                log.exception("configuration %s has an unreadable schedule", config_id)
+                following = None
+            plans.append((config_id, project_id, agent_id, as_utc(due), following, agent_enabled))
+        if not careful:
+            _advance_all(session, [(p[0], p[3], p[4]) for p in plans])
+        for config_id, project_id, agent_id, due, following, agent_enabled in plans:
+            late = now - due > window
+            try:
+                with session.begin_nested() if careful else _no_savepoint():
+                    if careful and not _advance(session, config_id, due, following):
+                        continue  # another scheduler, or an edit of the configuration, won
+                    backup = None
+                    if agent_enabled:
+                        backup = service._insert(  # the B1 path, as the configuration's agent
+                            session, project_id, config_id, S.START_SCHEDULED, agent_id
+                        )
+                        if late:
+                            row = _by_id(session, backup.id)  # a mapped row to update
+                            transition(session, row, S.MISSED, request_id=backup.request_id)
+            except DomainError as exc:
+                if not careful:
+                    raise _Retry from exc
+                # Deleted or disabled between the query and the insert: the next tick decides.
+                log.info("configuration %s did not fire: %s", config_id, exc.message)
+                continue
+            progress += 1
+            if backup is None:
+                passed += 1
+            elif late:
+                missed += 1
+            else:
+                fired.append(Fired(backup.id, agent_id, (clock() - due).total_seconds()))
+    return fired, passed, missed, len(rows) if progress else 0
+
+
+@contextmanager
+def _no_savepoint() -> Iterator[None]:
+    yield
+
+
+def _advance_all(session: Session, moves: list[tuple[str, datetime, datetime | None]]) -> None:
+    """One compare-and-set statement (executemany) for rows this transaction has locked."""
+    if not moves:
+        return
+    c = CONFIGURATIONS.c
+    session.execute(
+        sa.update(CONFIGURATIONS)
+        .where(c.id == sa.bindparam("b_id"), c.next_scheduled_time == sa.bindparam("b_due"))
+        .values(next_scheduled_time=sa.bindparam("b_next")),
+        [{"b_id": cid, "b_due": due, "b_next": following} for cid, due, following in moves],
+    )
+
+
+def _by_id(session: Session, backup_id: str) -> Backup:
+    return session.execute(sa.select(Backup).where(BACKUPS.c.id == backup_id)).scalar_one()
+
+
+def _advance(session: Session, config_id: str, due: datetime, following: datetime | None) -> bool:
+    """Compare-and-set: move the next run time from ``due`` to ``following``."""
+    c = CONFIGURATIONS.c
+    result = session.execute(
+        sa.update(CONFIGURATIONS)
+        .where(c.id == config_id, c.next_scheduled_time == due)
+        .values(next_scheduled_time=following)
+    )
+    return bool(rowcount(result))
+
+
+def expire_waiting(db: Database, settings: Settings, now: datetime, limit: int = 500) -> int:
+    """Scheduled runs no worker started within the window end ``missed`` (spec b10)."""
+    before = now - timedelta(seconds=settings.schedule_window_seconds)
+    expired = 0
+    with db.transaction() as session:
+        rows = (
+            session.execute(
+                sa.select(Backup)
+                .where(
+                    BACKUPS.c.state == S.START_SCHEDULED.value,
+                    BACKUPS.c.heartbeat_at.is_(None),
+                    BACKUPS.c.created_at < before,
+                )
+                .order_by(BACKUPS.c.seq)
+                .limit(limit)
+            )
+            .scalars()
+            .all()
+        )
+        for backup in rows:
+            if transition(session, backup, S.MISSED, request_id=backup.request_id):
+                expired += 1
+    return expired
+
+
+# -- admission ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Whether a delivery may run now; ``reason`` says why it waits."""
+
+    run: bool
+    reason: str = ""
+    project_id: str | None = None
+    agent_id: str | None = None
+
+
+def admit(db: Database, settings: Settings, backup_id: str, queue: str) -> Admission:
+    """Reserve a running slot for a backup about to start, or record why it must wait.
+
+    Only runs that have not started are gated: a re-drive or a duplicate delivery of a started run
+    passes (its slot is already held) and the claim in ``backup_run`` sorts it out.
+    """
+    with db.transaction() as session:
+        row = session.execute(
+            sa.select(BACKUPS.c.state, BACKUPS.c.project_id, BACKUPS.c.agent_id).where(
+                BACKUPS.c.id == backup_id
+            )
+        ).first()
+        if row is None:
+            return Admission(run=True)
+        state, project_id, agent_id = row
+        if state not in _START:
+            return Admission(run=True, project_id=project_id, agent_id=agent_id)
+        _lock(session, f"queue:{queue}", f"project:{project_id}")
+        reason = _blocked(session, settings, backup_id, queue, project_id, agent_id)
+        _put_slot(session, backup_id, project_id, agent_id, queue, reason)
+    if reason:
+        log.info("backup %s waits: %s", backup_id, reason)
+    return Admission(not reason, reason, project_id, agent_id)
+
+
+def _lock(session: Session, *keys: str) -> None:
+    """Serialise admissions that share a queue or project (SQLite already serialises writers)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted(keys):  # one order everywhere: no deadlocks
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+
+
+def _running(session: Session, backup_id: str, where: Any) -> int:
+    slots = RUN_SLOTS.c
+    query = (
+        sa.select(sa.func.count())
+        .select_from(RUN_SLOTS)
+        .join(BACKUPS, BACKUPS.c.id == slots.backup_id)
+        .where(
+            slots.state == "running",
+            slots.backup_id != backup_id,
+            BACKUPS.c.state.not_in(_FINAL),
+            where,
+        )
+    )
+    return int(session.execute(query).scalar_one())
+
+
+def _blocked(
+    session: Session,
+    settings: Settings,
+    backup_id: str,
+    queue: str,
+    project_id: str,
+    agent_id: str,
+) -> str:
+    setting = session.execute(
+        sa.select(QUEUE_SETTINGS.c.paused, QUEUE_SETTINGS.c.concurrency).where(
+            QUEUE_SETTINGS.c.queue == queue
+        )
+    ).first()
+    slots = RUN_SLOTS.c
+    if setting is not None:
+        paused, concurrency = setting
+        if paused:
+            return f"queue {queue} is paused"
+        if concurrency is not None and (
+            _running(session, backup_id, slots.queue == queue) >= concurrency
+        ):
+            return f"queue {queue} already runs its limit of {concurrency}"
+    per_agent = settings.max_running_per_agent
+    if per_agent > 0 and _running(session, backup_id, slots.agent_id == agent_id) >= per_agent:
+        return f"agent {agent_id} already runs its limit of {per_agent}"
+    per_project = settings.max_running_per_project
+    if (
+        per_project > 0
+        and _running(session, backup_id, slots.project_id == project_id) >= per_project
+    ):
+        return f"project {project_id} already runs its limit of {per_project}"
+    return ""
+
+
+def _put_slot(
+    session: Session, backup_id: str, project_id: str, agent_id: str, queue: str, reason: str
+) -> None:
+    values = {"queue": queue, "state": "waiting" if reason else "running", "reason": reason}
+    updated = session.execute(
+        sa.update(RUN_SLOTS).where(RUN_SLOTS.c.backup_id == backup_id).values(**values)
+    )
+    if not rowcount(updated):
+        session.execute(
+            sa.insert(RUN_SLOTS).values(
+                backup_id=backup_id,
+                project_id=project_id,
+                agent_id=agent_id,
+                since=utcnow(),
+                **values,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    backup_id: str
+    agent_id: str
+    queue: str
+
+
+def release(db: Database, backup_id: str, limit: int = 4) -> list[Waiting]:
+    """Give up the slot of a backup that is final; return the oldest runs waiting for it."""
+    with db.transaction() as session:
+        slot = session.execute(
+            sa.select(RUN_SLOTS.c.project_id, RUN_SLOTS.c.agent_id, RUN_SLOTS.c.queue)
+            .join(BACKUPS, BACKUPS.c.id == RUN_SLOTS.c.backup_id)
+            .where(RUN_SLOTS.c.backup_id == backup_id, BACKUPS.c.state.in_(_FINAL))
+        ).first()
+        if slot is None:
+            return []
+        project_id, agent_id, queue = slot
+        session.execute(sa.delete(RUN_SLOTS).where(RUN_SLOTS.c.backup_id == backup_id))
+        slots = RUN_SLOTS.c
+        return _waiting(
+            session,
+            sa.or_(
+                slots.agent_id == agent_id, slots.project_id == project_id, slots.queue == queue
+            ),
+            limit,
+        )
+
+
+def _waiting(session: Session, where: Any, limit: int) -> list[Waiting]:
+    slots = RUN_SLOTS.c
+    paused = sa.select(QUEUE_SETTINGS.c.queue).where(QUEUE_SETTINGS.c.paused.is_(True))
+    rows = session.execute(
+        sa.select(slots.backup_id, slots.agent_id, slots.queue)
+        .join(BACKUPS, BACKUPS.c.id == slots.backup_id)
+        .where(
+            slots.state == "waiting",
+            BACKUPS.c.state.in_(_START),
+            slots.queue.not_in(paused),
+            where,
+        )
+        .order_by(slots.since, slots.backup_id)
+        .limit(limit)
+    ).all()
+    return [Waiting(*row) for row in rows]
+
+
+def waiting_in(db: Database, queue: str, limit: int = 1000) -> list[Waiting]:
+    """Runs waiting in ``queue`` (to publish again when it is resumed or widened)."""
+    with db.transaction() as session:
+        return _waiting(session, RUN_SLOTS.c.queue == queue, limit)
+
+
+def waiting_to_reoffer(db: Database, settings: Settings, limit: int = 100) -> list[tuple[str, str]]:
+    """The oldest waiting run of each agent: offered again in case a hand-off was lost."""
+    with db.transaction() as session:
+        rows = _waiting(session, sa.true(), limit * 10)
+    seen: set[str] = set()
+    result: list[tuple[str, str]] = []
+    for row in rows:
+        if row.agent_id not in seen and len(result) < limit:
+            seen.add(row.agent_id)
+            result.append((row.backup_id, row.agent_id))
+    return result
+
+
+def forget_finished_slots(db: Database) -> int:
+    """Delete slots whose backup is final or gone (a worker died before releasing it)."""
+    with db.transaction() as session:
+        live = sa.select(BACKUPS.c.id).where(BACKUPS.c.state.not_in(_FINAL))
+        result = session.execute(sa.delete(RUN_SLOTS).where(RUN_SLOTS.c.backup_id.not_in(live)))
+        return rowcount(result)
+
+
+# -- agent pins -----------------------------------------------------------------------------
+
+
+def pinned_agents(db: Database) -> frozenset[str]:
+    with db.transaction() as session:
+        return frozenset(session.execute(sa.select(AGENT_QUEUES.c.agent_id)).scalars())
+
+
+def pin_agent(db: Database, agent_id: str) -> bool:
+    """Route the agent's work to its own queue from now on; False if it was pinned already."""
+    with db.transaction() as session:
+        exists = session.execute(
+            sa.select(AGENT_QUEUES.c.agent_id).where(AGENT_QUEUES.c.agent_id == agent_id)
+        ).first()
+        if exists:
+            return False
+        session.execute(sa.insert(AGENT_QUEUES).values(agent_id=agent_id, pinned_at=utcnow()))
+        return True
+
+
+def unpin_agent(db: Database, agent_id: str) -> bool:
+    with db.transaction() as session:
+        result = session.execute(sa.delete(AGENT_QUEUES).where(AGENT_QUEUES.c.agent_id == agent_id))
+        return bool(rowcount(result))
+
+
+def live_agent_ids(db: Database, agent_ids: Sequence[str]) -> set[str]:
+    """Which of ``agent_ids`` are registered and not deleted."""
+    with db.transaction() as session:
+        return set(
+            session.execute(
+                sa.select(AGENTS.c.id).where(
+                    AGENTS.c.id.in_(list(agent_ids)), AGENTS.c.deleted.is_(False)
+                )
+            ).scalars()
+        )
+
+
+def schedule_lag(db: Database, now: datetime | None = None) -> float:
+    """Seconds the most overdue active schedule has been due without firing (0 = on time)."""
+    now = now or utcnow()
+    c = CONFIGURATIONS.c
+    with db.transaction() as session:
+        oldest = session.execute(
+            sa.select(sa.func.min(c.next_scheduled_time))
+            .join_from(CONFIGURATIONS, AGENTS, AGENTS.c.id == c.agent_id)
+            .where(
+                c.next_scheduled_time <= now,
+                c.deleted.is_(False),
+                c.enabled.is_(True),
+                AGENTS.c.deleted.is_(False),
+            )
+        ).scalar_one()
+    return 0.0 if oldest is None else max(0.0, (now - as_utc(oldest)).total_seconds())

@@ -1,0 +1,491 @@
+"""Vault maintenance for cleanups (spec §5): forget snapshots, prune unused data, verify packs.
+
+Prune runs safely beside backups of the same vault (see docs/engine.md): it announces the packs
+it wants to delete in a *plan* before it looks at the backup locks, backups that start later never
+reuse chunks of planned packs, and a planned pack is deleted only once no live backup is older
+than the plan. Everything that replaces deleted data (repacked chunks, the new index) is durable
+before anything is deleted, so a prune that stops or crashes leaves a consistent vault.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Final
+
+import blake3
+import msgspec
+
+from cloudbackup.engine.errors import PruneStopped, VaultError, VerifyStopped, path_str
+from cloudbackup.engine.snapshot import SnapshotInfo
+from cloudbackup.engine.vault import (
+    BlobRef,
+    ChunkError,
+    ChunkWriter,
+    Index,
+    IndexPack,
+    LockInfo,
+    Plan,
+    Vault,
+    pack_name,
+)
+
+#: Clock skew and write latency allowed between a plan's timestamp and a lock's.
+LOCK_MARGIN_SECONDS: Final = 5.0
+_encoder = msgspec.msgpack.Encoder()
+
+
+class ForgetResult(msgspec.Struct, frozen=True):
+    removed: list[int]
+    missing: list[int]
+
+
+class PruneProgress(msgspec.Struct, frozen=True):
+    phase: str  # "scanning", "repacking" or "deleting"
+    done: int
+    total: int
+
+
+class PruneResult(msgspec.Struct, frozen=True):
+    bytes_before: int
+    bytes_after: int
+    packs_removed: int
+    packs_rewritten: int
+    chunks_deleted: int
+    packs_deferred: int
+    duration_seconds: float
+
+
+class SnapshotFile(msgspec.Struct, frozen=True):
+    snapshot_id: int
+    path: str
+
+
+class DamagedChunk(msgspec.Struct, frozen=True):
+    chunk_id: str  # hex; empty for damage outside any chunk (a pack header)
+    pack: str | None
+    reason: str
+    files: list[SnapshotFile] = msgspec.field(default_factory=list)
+
+
+class VerifyProgress(msgspec.Struct, frozen=True):
+    packs_done: int
+    packs_total: int
+    bytes_done: int
+    damaged: int
+
+
+class VerifyReport(msgspec.Struct, frozen=True):
+    packs_checked: int
+    packs_total: int
+    chunks_checked: int
+    bytes_checked: int
+    snapshots_checked: int
+    damaged: list[DamagedChunk]
+    duration_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.damaged
+
+
+# --- forget ------------------------------------------------------------------------------------
+
+
+def forget(vault: Vault, snapshot_ids: Iterable[int]) -> ForgetResult:
+    """Remove the snapshot objects of ``snapshot_ids``; their data stays until ``prune``."""
+    removed: list[int] = []
+    missing: list[int] = []
+    for snapshot_id in sorted(set(snapshot_ids)):
+        (removed if vault.delete_snapshot(snapshot_id) else missing).append(snapshot_id)
+    return ForgetResult(removed=removed, missing=missing)
+
+
+# --- prune -------------------------------------------------------------------------------------
+
+
+def _pack_listing(vault: Vault) -> dict[str, int]:
+    packs: dict[str, int] = {}
+    for info in vault.storage.list("packs/"):
+        packs[info.name.rsplit("/", 1)[-1]] = info.size
+    return packs
+
+
+def _live_backups(vault: Vault) -> list[LockInfo]:
+    return [lock for lock in vault.list_locks() if lock.kind == "backup" and not lock.stale]
+
+
+def prune(
+    vault: Vault,
+    *,
+    on_progress: Callable[[PruneProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    repack_below: float = 0.5,
+    lock_margin_seconds: float = LOCK_MARGIN_SECONDS,
+) -> PruneResult:
+    """Delete data no snapshot references; rewrite packs whose live fraction is below
+    ``repack_below`` (0 disables repacking). Raises ``VaultLocked`` if another prune runs,
+    ``PruneStopped`` on a stop and ``VaultError`` if a snapshot cannot be read (pruning then
+    could delete data that snapshot needs)."""
+    if not 0.0 <= repack_below <= 1.0:
+        raise ValueError("repack_below must be between 0 and 1")
+    started = time.monotonic()
+
+    def report(phase: str, done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(PruneProgress(phase=phase, done=done, total=total))
+        if should_stop is not None and should_stop():
+            raise PruneStopped("stop requested")
+
+    with vault.lock("prune", exclusive=True):
+        bytes_before = vault.size()
+        # The order of these reads is what makes prune safe; see docs/engine.md.
+        listed = _pack_listing(vault)
+        files = dict(vault.index_files())
+        locks_at_start = _live_backups(vault)
+        running_at_start = {lock.id for lock in locks_at_start}
+        infos = _snapshot_infos(vault)
+        for name, file in vault.index_files():
+            files.setdefault(name, file)
+
+        pack_refs: dict[str, IndexPack] = {}
+        pack_writer: dict[str, str | None] = {}
+        for file in files.values():
+            for pack in file.packs:
+                if pack.id not in pack_refs:
+                    pack_refs[pack.id] = pack
+                    pack_writer[pack.id] = file.writer
+        old_plans = vault.list_plans()
+        planned_before = {p for _name, plan in old_plans for p in plan.packs}
+        # A chunk stored twice (a repack, or a backup that stored it again beside a plan) lives
+        # in one *keeper* pack: one that exists and, if possible, is not planned for deletion.
+        # Copies elsewhere count as dead.
+        index = Index()
+        for ref in sorted(
+            pack_refs.values(), key=lambda r: (r.id not in listed, r.id in planned_before)
+        ):
+            index.add(ref.id, ref.blobs)
+
+        def keeps(pack_id: str, blob: BlobRef) -> bool:
+            loc = index.get(blob.id)
+            return loc is not None and loc.pack == pack_id and blob.id in referenced
+
+        referenced: set[bytes] = set()
+        for done, info in enumerate(infos, 1):
+            referenced.update(info.tree)
+            try:
+                for entry in vault.iter_entries(info, index=index):
+                    referenced.update(entry.chunks)
+            except (ChunkError, msgspec.DecodeError) as exc:
+                raise VaultError(
+                    f"snapshot {info.snapshot_id} cannot be read ({exc}); nothing was pruned. "
+                    "Run `cloudbackup verify` to see what is damaged."
+                ) from exc
+            report("scanning", done, len(infos))
+
+        delete: set[str] = set()
+        repack: set[str] = set()
+        for pack_id, size in listed.items():
+            indexed = pack_refs.get(pack_id)
+            if indexed is None:
+                # Not indexed: a crashed writer's, or a running backup's not yet indexed pack.
+                if not running_at_start:
+                    delete.add(pack_id)
+                continue
+            if pack_writer[pack_id] in running_at_start:
+                continue  # written by a backup that is still running
+            live = sum(b.length for b in indexed.blobs if keeps(pack_id, b))
+            if live == 0:
+                delete.add(pack_id)
+            elif repack_below > 0 and live / max(size, 1) < repack_below:
+                repack.add(pack_id)
+
+        condemned = delete | repack
+        announced: dict[str, int] = {}
+        for _name, plan in old_plans:
+            for pack_id in plan.packs:
+                announced[pack_id] = min(announced.get(pack_id, plan.created_ns), plan.created_ns)
+        new_plan_name = None
+        if condemned - announced.keys():
+            plan = Plan(id=secrets.token_hex(8), created_ns=time.time_ns(), packs=sorted(condemned))
+            new_plan_name = f"plans/{plan.id}"
+            vault.put_object(new_plan_name, _encoder.encode(plan))
+            for pack_id in condemned:
+                announced.setdefault(pack_id, plan.created_ns)
+
+        # Only now look at who is running: a backup that started after the plan was written
+        # has read it and will not reuse any planned pack.
+        margin = int(lock_margin_seconds * 1e9)
+        running = _live_backups(vault)
+        # Backups live when the snapshots were read may have written one since (and released
+        # their lock): they count as running too.
+        running += [lock for lock in locks_at_start if lock.id not in {r.id for r in running}]
+        executable = {
+            p for p in condemned if all(lock.created_ns > announced[p] + margin for lock in running)
+        }
+        # A backup that read the index before the plan existed and finished before the locks
+        # were listed again left a snapshot we have not seen: keep every pack it uses.
+        executable -= _packs_of_new_snapshots(vault, {i.snapshot_id for i in infos}, pack_refs)
+        deferred = condemned - executable
+
+        packs_rewritten = 0
+        chunks_deleted = 0
+        if executable:
+            keep_view = Index()
+            for pack_id, ref in pack_refs.items():
+                if pack_id not in executable:
+                    keep_view.add(pack_id, ref.blobs)
+            writer = ChunkWriter(vault, keep_view, writer=None)
+            to_repack = sorted(executable & repack)
+            for done, pack_id in enumerate(to_repack, 1):
+                chunks_deleted += _repack(vault, writer, pack_refs[pack_id], keeps)
+                packs_rewritten += 1
+                report("repacking", done, len(to_repack))
+            writer.flush()
+            for pack_id in executable - repack:
+                dead = pack_refs.get(pack_id)
+                chunks_deleted += len(dead.blobs) if dead is not None else 0
+            # The index without the condemned packs is durable before any of them goes.
+            kept = [ref for pack_id, ref in pack_refs.items() if pack_id not in executable]
+            vault.write_index(kept, writer=None)
+            for name in files:
+                vault.storage.delete(name)
+            for done, pack_id in enumerate(sorted(executable), 1):
+                vault.storage.delete(pack_name(pack_id))
+                report("deleting", done, len(executable))
+        # A plan stays as long as some of its packs are still waiting.
+        for name, plan in old_plans:
+            if not deferred.intersection(plan.packs):
+                vault.storage.delete(name)
+        if new_plan_name is not None and not deferred:
+            vault.storage.delete(new_plan_name)
+        vault.forget_cached_index()
+        return PruneResult(
+            bytes_before=bytes_before,
+            bytes_after=vault.size(),
+            packs_removed=len(executable),
+            packs_rewritten=packs_rewritten,
+            chunks_deleted=chunks_deleted,
+            packs_deferred=len(deferred),
+            duration_seconds=time.monotonic() - started,
+        )
+
+
+def _packs_of_new_snapshots(
+    vault: Vault, seen: set[int], pack_refs: dict[str, IndexPack]
+) -> set[str]:
+    """Packs holding any chunk of a snapshot written since ``seen`` was listed."""
+    new = [i for i in _snapshot_infos(vault) if i.snapshot_id not in seen]
+    if not new:
+        return set()
+    used: set[bytes] = set()
+    for info in new:
+        used.update(info.tree)
+        try:
+            for entry in vault.iter_entries(info, index=vault.load_index()):
+                used.update(entry.chunks)
+        except (ChunkError, msgspec.DecodeError):
+            return set(pack_refs)  # cannot tell what it uses: keep everything for now
+    return {pack_id for pack_id, ref in pack_refs.items() if any(b.id in used for b in ref.blobs)}
+
+
+def _snapshot_infos(vault: Vault) -> list[SnapshotInfo]:
+    infos: list[SnapshotInfo] = []
+    for snapshot_id in vault.list_snapshots():
+        try:
+            infos.append(vault.read_info(snapshot_id))
+        except FileNotFoundError:
+            continue  # forgotten meanwhile
+    return infos
+
+
+def _repack(
+    vault: Vault, writer: ChunkWriter, ref: IndexPack, keeps: Callable[[str, BlobRef], bool]
+) -> int:
+    """Copy a pack's live chunks (checked on the way) into new packs; returns chunks dropped."""
+    data = vault.storage.get(pack_name(ref.id))
+    dropped = 0
+    for blob in ref.blobs:
+        if not keeps(ref.id, blob):
+            dropped += 1
+            continue
+        stored = data[blob.offset : blob.offset + blob.length]
+        try:
+            vault.decode_chunk(blob.id, stored, blob.compressed)
+        except ChunkError:
+            dropped += 1  # already damaged: copying it would only hide the damage
+            continue
+        writer.add_stored(blob, stored)
+    return dropped
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+def verify(
+    vault: Vault,
+    *,
+    sample_fraction: float = 1.0,
+    on_progress: Callable[[VerifyProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    seed: int | None = None,
+) -> VerifyReport:
+    """Read back packs (all, or a random ``sample_fraction`` of them) and check every chunk;
+    check that every chunk a snapshot needs is indexed and its pack exists. Each damaged chunk
+    is reported with the files of every snapshot that use it."""
+    if not 0.0 < sample_fraction <= 1.0:
+        raise ValueError("sample_fraction must be greater than 0 and at most 1")
+    started = time.monotonic()
+    damaged: dict[bytes, DamagedChunk] = {}
+    pack_damage: list[DamagedChunk] = []
+
+    listed = _pack_listing(vault)
+    index = Index()
+    pack_refs: dict[str, IndexPack] = {}
+    for _name, file in vault.index_files():
+        for pack in file.packs:
+            index.add(pack.id, pack.blobs)
+            pack_refs.setdefault(pack.id, pack)
+
+    # Snapshots: every chunk they reference must be locatable.
+    infos = _snapshot_infos(vault)
+    for info in infos:
+        _check_snapshot(vault, info, index, listed, damaged)
+
+    candidates = sorted(p for p in pack_refs if p in listed)
+    count = min(len(candidates), max(1, math.ceil(len(candidates) * sample_fraction)))
+    chosen = (
+        candidates if count == len(candidates) else random.Random(seed).sample(candidates, count)
+    )
+    chunks_checked = 0
+    bytes_checked = 0
+
+    def report(done: int) -> None:
+        if on_progress is not None:
+            on_progress(
+                VerifyProgress(
+                    packs_done=done,
+                    packs_total=len(chosen),
+                    bytes_done=bytes_checked,
+                    damaged=len(damaged) + len(pack_damage),
+                )
+            )
+        if should_stop is not None and should_stop():
+            raise VerifyStopped("stop requested")
+
+    report(0)
+    for done, pack_id in enumerate(chosen, 1):
+        try:
+            data = vault.storage.get(pack_name(pack_id))
+        except FileNotFoundError:
+            data = b""
+        bytes_checked += len(data)
+        intact = blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() == pack_id
+        bad_in_pack = 0
+        for blob in pack_refs[pack_id].blobs:
+            chunks_checked += 1
+            problem = _check_blob(vault, blob, data)
+            if problem is not None:
+                bad_in_pack += 1
+                damaged.setdefault(
+                    blob.id, DamagedChunk(chunk_id=blob.id.hex(), pack=pack_id, reason=problem)
+                )
+        if not intact and not bad_in_pack:
+            pack_damage.append(
+                DamagedChunk(
+                    chunk_id="",
+                    pack=pack_id,
+                    reason="pack checksum mismatch outside its chunks (header or padding)",
+                )
+            )
+        report(done)
+
+    if damaged:
+        _name_files(vault, infos, index, damaged)
+    return VerifyReport(
+        packs_checked=len(chosen),
+        packs_total=len(listed),
+        chunks_checked=chunks_checked,
+        bytes_checked=bytes_checked,
+        snapshots_checked=len(infos),
+        damaged=[*damaged.values(), *pack_damage],
+        duration_seconds=time.monotonic() - started,
+    )
+
+
+def _check_blob(vault: Vault, blob: BlobRef, data: bytes) -> str | None:
+    if not data:
+        return "missing: its pack is gone"
+    stored = data[blob.offset : blob.offset + blob.length]
+    if len(stored) != blob.length:
+        return "corrupt: its pack is truncated"
+    try:
+        vault.decode_chunk(blob.id, stored, blob.compressed)
+    except ChunkError as exc:
+        return f"corrupt: {str(exc).split(': ', 1)[-1]}"
+    return None
+
+
+def _check_snapshot(
+    vault: Vault,
+    info: SnapshotInfo,
+    index: Index,
+    listed: dict[str, int],
+    damaged: dict[bytes, DamagedChunk],
+) -> None:
+    def locate(chunk_id: bytes) -> None:
+        loc = index.get(chunk_id)
+        if loc is None:
+            damaged.setdefault(
+                chunk_id, DamagedChunk(chunk_id.hex(), None, "missing: not in the index")
+            )
+        elif loc.pack not in listed:
+            damaged.setdefault(
+                chunk_id, DamagedChunk(chunk_id.hex(), loc.pack, "missing: its pack is gone")
+            )
+
+    for chunk_id in info.tree:
+        locate(chunk_id)
+    try:
+        for entry in vault.iter_entries(info, index=index):
+            for chunk_id in entry.chunks:
+                locate(chunk_id)
+    except (ChunkError, msgspec.DecodeError) as exc:
+        tree_id = exc.chunk_id if isinstance(exc, ChunkError) else b""
+        damaged.setdefault(
+            tree_id or info.snapshot_id.to_bytes(8, "big"),
+            DamagedChunk(
+                chunk_id=tree_id.hex(),
+                pack=None,
+                reason=f"snapshot {info.snapshot_id}'s file list is unreadable: {exc}",
+                files=[SnapshotFile(info.snapshot_id, "(the snapshot's list of files)")],
+            ),
+        )
+
+
+def _name_files(
+    vault: Vault, infos: list[SnapshotInfo], index: Index, damaged: dict[bytes, DamagedChunk]
+) -> None:
+    """Fill in, for each damaged chunk, every snapshot file that uses it."""
+    files: dict[bytes, list[SnapshotFile]] = {chunk_id: [] for chunk_id in damaged}
+    for info in infos:
+        tree_hit = [c for c in info.tree if c in files]
+        for chunk_id in tree_hit:
+            files[chunk_id].append(SnapshotFile(info.snapshot_id, "(the snapshot's list of files)"))
+        if tree_hit:
+            continue  # its entries cannot be trusted; the tree damage says it all
+        try:
+            for entry in vault.iter_entries(info, index=index):
+                for chunk_id in entry.chunks:
+                    hits = files.get(chunk_id)
+                    if hits is not None:
+                        hits.append(SnapshotFile(info.snapshot_id, path_str(entry.path)))
+        except (ChunkError, msgspec.DecodeError):
+            continue
+    for chunk_id, found in files.items():
+        current = damaged[chunk_id]
+        merged = [*current.files, *(f for f in found if f not in current.files)]
+        damaged[chunk_id] = msgspec.structs.replace(current, files=merged)
