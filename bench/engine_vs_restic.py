@@ -13,8 +13,8 @@ backup of each, then each incremental, then each restore), so a change in the ma
 hits all tools alike. Both encrypt (restic always does; our
 vault gets a password too) and both compress (restic's default ``auto``; borg uses lz4).
 
-    .venv/bin/python bench/engine_vs_restic.py              # ~1 GB, prints the table
-    .venv/bin/python bench/engine_vs_restic.py --size-mb 200 --no-borg
+    .venv/bin/python bench/engine_vs_restic.py              # ~1 GB, 2 runs, prints the tables
+    .venv/bin/python bench/engine_vs_restic.py --size-mb 200 --no-borg --runs 1
 """
 
 from __future__ import annotations
@@ -320,36 +320,54 @@ def main() -> None:
     parser.add_argument("--no-borg", action="store_true")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
     parser.add_argument(
-        "--reverse", action="store_true", help="run the tools in reverse order at each step"
+        "--runs", type=int, default=2, help="repetitions; every other one runs the tools in reverse"
     )
     args = parser.parse_args()
     tools = ensure_installed(["restic"] + ([] if args.no_borg else ["borg"]))
     if "restic" not in tools:
         raise SystemExit("restic is not installed and apt-get could not install it")
-    work = Path(tempfile.mkdtemp(prefix="engine-bench-", dir=args.workdir))
+    classes = [Ours, Restic] + ([Borg] if "borg" in tools else [])
+    # Nothing is deleted until every run is over: removing tens of thousands of files makes the
+    # next file creations slow for minutes (ext4 scans recently freed inodes when allocating),
+    # which would penalise whichever tool restores next.
+    works: list[Path] = []
     try:
-        classes = [Ours, Restic] + ([Borg] if "borg" in tools else [])
-        runs: list[Tool] = []
-        for cls in classes:
-            # Each tool backs up its own copy of the same deterministic dataset.
-            data = work / f"data-{cls.name}"
-            files, nbytes = generate(data, args.size_mb)
-            tool = cls(work, data)
-            tool.init()
-            runs.append(tool)
-        print(f"dataset: {files} files, {nbytes / 1e9:.2f} GB per tool", file=sys.stderr)
-        # Step by step, tools in turn: a change in the machine's load hits every tool alike.
-        order = list(reversed(runs)) if args.reverse else runs
-        for key in ("first", "incremental", "restore"):
-            if key == "incremental":
-                for tool in runs:
-                    change_one_percent(tool.data)
-            for tool in order:
-                tool.step(key)
-                print(f"{tool.name} {key}: {tool.result.steps[key]}", file=sys.stderr)
-        print(table([t.result for t in runs], nbytes))
+        for run in range(args.runs):
+            work = Path(tempfile.mkdtemp(prefix="engine-bench-", dir=args.workdir))
+            works.append(work)
+            one_run(work, classes, args.size_mb, reverse=run % 2 == 1, label=f"run {run + 1}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def one_run(
+    work: Path, classes: list[type[Tool]], size_mb: int, *, reverse: bool, label: str
+) -> None:
+    runs: list[Tool] = []
+    for cls in classes:
+        # Each tool backs up its own copy of the same deterministic dataset.
+        data = work / f"data-{cls.name}"
+        files, nbytes = generate(data, size_mb)
+        tool = cls(work, data)
+        tool.init()
+        runs.append(tool)
+    order = list(reversed(runs)) if reverse else runs
+    print(
+        f"{label}: {files} files, {nbytes / 1e9:.2f} GB per tool; order "
+        + ", ".join(t.name for t in order),
+        file=sys.stderr,
+    )
+    # Step by step, tools in turn: a change in the machine's load hits every tool alike.
+    for key in ("first", "incremental", "restore"):
+        if key == "incremental":
+            for tool in runs:
+                change_one_percent(tool.data)
+        for tool in order:
+            tool.step(key)
+            print(f"{tool.name} {key}: {tool.result.steps[key]}", file=sys.stderr)
+    print(f"== {label} (order: {', '.join(t.name for t in order)})")
+    print(table([t.result for t in runs], nbytes), flush=True)
 
 
 if __name__ == "__main__":

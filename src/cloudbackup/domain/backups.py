@@ -158,7 +158,9 @@ class BackupService:
             )
         try:
             with self.db.transaction() as session:
-                backup = self._insert(session, project_id, configuration_id, state, agent_header)
+                backup = self.record_start(
+                    session, project_id, configuration_id, state, agent_header
+                )
         except sa.exc.IntegrityError as exc:
             # The unique active_manual_lock lost a race with a concurrent start.
             raise Conflict(_ACTIVE_MESSAGE) from exc
@@ -166,7 +168,7 @@ class BackupService:
             self.dispatcher.publish("backup", backup.id, agent_id=backup.agent_id)
         return backup
 
-    def _insert(
+    def record_start(
         self,
         session: Session,
         project_id: str,
@@ -174,6 +176,8 @@ class BackupService:
         state: BackupState,
         agent_header: str | None,
     ) -> Backup:
+        """Insert a run and its start event in the caller's transaction (B1, and the scheduler
+        firing as the configuration's agent); publishing is the caller's job, after the commit."""
         repo = BackupRepository(session)
         config = repo.start_context(project_id, configuration_id, ACTIVE_STATES)
         if config is None:
@@ -204,7 +208,7 @@ class BackupService:
             "updated_at": now,
         }
         repo.insert(values)
-        backup = Backup.model_construct(**values)
+        backup = Backup(**values)
         record_backup_event(session, backup, STATE_EVENT[state], request_id=backup.request_id)
         return backup
 

@@ -36,6 +36,7 @@ from cloudbackup.domain.states import (
 from cloudbackup.engine import (
     PruneResult,
     Stopped,
+    VaultError,
     VaultLocked,
     VerifyReport,
     forget,
@@ -150,7 +151,16 @@ class _Run:
             vault = open_vault(self.settings, self.cleanup.vault_id)
             self._forgotten = forget(vault, expired).removed if expired else []
             self._flush(force=True)
-            pruned = prune(vault, on_progress=self._on_progress, should_stop=self.should_stop)
+            pruned: PruneResult | None
+            try:
+                pruned = prune(vault, on_progress=self._on_progress, should_stop=self.should_stop)
+            except VaultError:
+                # Prune refuses to delete anything from a damaged vault; the verify below
+                # names the damaged files, which is what the operator needs next.
+                if self.settings.cleanup_verify_fraction <= 0:
+                    raise
+                log.warning("cleanup %s: vault is damaged, nothing pruned", self.cleanup.id)
+                pruned = None
             report: VerifyReport | None = None
             if self.settings.cleanup_verify_fraction > 0:
                 report = verify(
@@ -257,7 +267,7 @@ class _Run:
             raise LostOwnership(self.cleanup.id)
 
     def _complete(
-        self, forgotten: list[int], pruned: PruneResult, report: VerifyReport | None
+        self, forgotten: list[int], pruned: PruneResult | None, report: VerifyReport | None
     ) -> str:
         damaged = [] if report is None else report.damaged
         files = sorted(
@@ -270,8 +280,8 @@ class _Run:
         ]
         values: dict[str, Any] = {
             "snapshot_ids": sorted(set(forgotten) | {snapshot for snapshot, _ in files}),
-            "bytes_before": pruned.bytes_before,
-            "bytes_after": pruned.bytes_after,
+            "bytes_before": pruned.bytes_before if pruned else 0,
+            "bytes_after": pruned.bytes_after if pruned else 0,
             "errors_diagnostics": None,
         }
         if damaged:

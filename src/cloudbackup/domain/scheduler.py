@@ -89,8 +89,6 @@ def tick(
     batch: int = BATCH,
 ) -> TickReport:
     """Fire every due configuration once, expire overdue waiting runs, re-offer waiting runs."""
-    # Beat may tick before anything in its process used the ORM (B1 builds rows unmapped).
-    sa.orm.configure_mappers()
     report = TickReport()
     now = clock()
     # Each committed batch is published by a helper thread while the next batch is claimed:
@@ -210,7 +208,7 @@ def _claim(
                         continue  # another scheduler, or an edit of the configuration, won
                     backup = None
                     if agent_enabled:
-                        backup = service._insert(  # the B1 path, as the configuration's agent
+                        backup = service.record_start(  # the B1 path, as the configuration's agent
                             session, project_id, config_id, S.START_SCHEDULED, agent_id
                         )
                         if late:

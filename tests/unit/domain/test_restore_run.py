@@ -208,7 +208,8 @@ def test_stop_ends_a_running_restore_within_two_seconds(db, settings, tmp_path):
     runner.join(10)
     assert outcome == ["stopped"] and time.monotonic() - asked < 2.0
     row = _row(db, restore.id)
-    assert row.state == "stopped" and 0 < row.bytes_restored < tree.bytes
+    # Under load the last block may land just before the stop is seen: bytes may reach the total.
+    assert row.state == "stopped" and 0 < row.bytes_restored <= tree.bytes
     assert _events(db, restore.id)[-2:] == ["restore_stop_request", "restore_stopped"]
     assert "restore_progress" in _events(db, restore.id) or row.bytes_restored > 0
 
