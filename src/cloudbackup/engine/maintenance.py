@@ -19,7 +19,7 @@ from typing import Final
 import blake3
 import msgspec
 
-from cloudbackup.engine.errors import PruneStopped, VaultError, VerifyStopped, path_str
+from cloudbackup.engine.errors import PruneStopped, VerifyStopped, path_str
 from cloudbackup.engine.snapshot import SnapshotInfo
 from cloudbackup.engine.vault import (
     BlobRef,
@@ -57,6 +57,9 @@ class PruneResult(msgspec.Struct, frozen=True):
     chunks_deleted: int
     packs_deferred: int
     duration_seconds: float
+    #: Snapshots whose file list could not be read: prune then deletes nothing at all, since it
+    #: cannot tell what they need (``verify`` says what is damaged).
+    unreadable_snapshots: list[int] = msgspec.field(default_factory=list)
 
 
 class SnapshotFile(msgspec.Struct, frozen=True):
@@ -127,9 +130,9 @@ def prune(
     lock_margin_seconds: float = LOCK_MARGIN_SECONDS,
 ) -> PruneResult:
     """Delete data no snapshot references; rewrite packs whose live fraction is below
-    ``repack_below`` (0 disables repacking). Raises ``VaultLocked`` if another prune runs,
-    ``PruneStopped`` on a stop and ``VaultError`` if a snapshot cannot be read (pruning then
-    could delete data that snapshot needs)."""
+    ``repack_below`` (0 disables repacking). Raises ``VaultLocked`` if another prune runs and
+    ``PruneStopped`` on a stop. If a snapshot's file list cannot be read, nothing is deleted
+    (that snapshot's needs are unknown) and the result lists it in ``unreadable_snapshots``."""
     if not 0.0 <= repack_below <= 1.0:
         raise ValueError("repack_below must be between 0 and 1")
     started = time.monotonic()
@@ -174,17 +177,26 @@ def prune(
             return loc is not None and loc.pack == pack_id and blob.id in referenced
 
         referenced: set[bytes] = set()
+        unreadable: list[int] = []
         for done, info in enumerate(infos, 1):
             referenced.update(info.tree)
             try:
                 for entry in vault.iter_entries(info, index=index):
                     referenced.update(entry.chunks)
-            except (ChunkError, msgspec.DecodeError) as exc:
-                raise VaultError(
-                    f"snapshot {info.snapshot_id} cannot be read ({exc}); nothing was pruned. "
-                    "Run `cloudbackup verify` to see what is damaged."
-                ) from exc
+            except (ChunkError, msgspec.DecodeError):
+                unreadable.append(info.snapshot_id)
             report("scanning", done, len(infos))
+        if unreadable:
+            return PruneResult(
+                bytes_before=bytes_before,
+                bytes_after=bytes_before,
+                packs_removed=0,
+                packs_rewritten=0,
+                chunks_deleted=0,
+                packs_deferred=0,
+                duration_seconds=time.monotonic() - started,
+                unreadable_snapshots=unreadable,
+            )
 
         delete: set[str] = set()
         repack: set[str] = set()

@@ -321,3 +321,27 @@ def test_a_backup_finishing_while_prune_decides_keeps_its_data(
     assert result.files_backed_up == 0
     assert restores_identically(vault, result.snapshot_id, src, tmp_path)
     assert verify(Vault(vault.root)).ok
+
+
+def test_a_damaged_file_list_makes_prune_delete_nothing(
+    vault: Vault, two_snapshots: tuple[Path, Path]
+) -> None:
+    # Snapshot 1's file list is in a pack of its own: damage it, and forget snapshot 2 so that
+    # there would be something to delete.
+    (tree_chunk,) = vault.read_info(1).tree
+    loc = vault.load_index().get(tree_chunk)
+    assert loc is not None
+    path = vault.root / "packs" / loc.pack[:2] / loc.pack
+    data = bytearray(path.read_bytes())
+    data[loc.offset + loc.length // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    forget(vault, [2])
+    size = vault.size()
+
+    result = prune(vault)
+
+    # Snapshot 1's needs are unknown: deleting anything could destroy what it still has.
+    assert result.unreadable_snapshots == [1]
+    assert (result.packs_removed, result.chunks_deleted) == (0, 0)
+    assert vault.size() == size
+    assert any("file list is unreadable" in d.reason for d in verify(vault).damaged)

@@ -273,3 +273,15 @@ def test_cheap_kdf_parameters_are_kept_in_the_vault(encrypted_vault: Vault) -> N
     assert encrypted_vault.config.encryption is not None
     assert encrypted_vault.config.encryption.kdf_params == FAST_KDF
     assert encrypted_vault.encrypted
+
+
+def test_the_compiled_chunker_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyfastcdc
+    import pyfastcdc.py
+
+    from cloudbackup.engine.chunking import ChunkerParams, new_chunker
+
+    assert pyfastcdc.FastCDC.__module__.startswith("pyfastcdc.cy")  # the native one loaded
+    monkeypatch.setattr(pyfastcdc, "FastCDC", pyfastcdc.py.FastCDC)  # the ~400x slower one
+    with pytest.raises(RuntimeError, match="compiled extension did not load"):
+        new_chunker(ChunkerParams(), 0)
