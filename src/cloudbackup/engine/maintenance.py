@@ -29,6 +29,7 @@ from cloudbackup.engine.vault import (
     IndexPack,
     LockInfo,
     Plan,
+    SnapshotNotFound,
     Vault,
     pack_name,
 )
@@ -309,8 +310,8 @@ def _snapshot_infos(vault: Vault) -> list[SnapshotInfo]:
     for snapshot_id in vault.list_snapshots():
         try:
             infos.append(vault.read_info(snapshot_id))
-        except FileNotFoundError:
-            continue  # forgotten meanwhile
+        except SnapshotNotFound:
+            continue  # forgotten between the listing and the read
     return infos
 
 

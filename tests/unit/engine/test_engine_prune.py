@@ -295,6 +295,26 @@ def test_backups_and_prunes_racing_freely_lose_nothing(vault: Vault, tmp_path: P
     assert verify(Vault(vault.root)).ok
 
 
+def test_a_snapshot_forgotten_while_prune_lists_them_is_skipped(
+    vault: Vault, two_snapshots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_list = vault.list_snapshots
+
+    def list_then_forget() -> list[int]:
+        listed = real_list()
+        if listed[0] == 1:
+            vault.delete_snapshot(1)  # a forget lands between the listing and the read
+        return listed
+
+    monkeypatch.setattr(vault, "list_snapshots", list_then_forget)
+    result = prune(vault)
+
+    assert result.unreadable_snapshots == []
+    monkeypatch.undo()
+    assert vault.list_snapshots() == [2]
+    assert verify(Vault(vault.root)).ok
+
+
 def test_a_backup_finishing_while_prune_decides_keeps_its_data(
     vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
