@@ -19,7 +19,7 @@ from typing import Final
 import blake3
 import msgspec
 
-from cloudbackup.engine.errors import PruneStopped, VerifyStopped, path_str
+from cloudbackup.engine.errors import PruneStopped, SnapshotNotFound, VerifyStopped, path_str
 from cloudbackup.engine.snapshot import SnapshotInfo
 from cloudbackup.engine.vault import (
     BlobRef,
@@ -29,7 +29,6 @@ from cloudbackup.engine.vault import (
     IndexPack,
     LockInfo,
     Plan,
-    SnapshotNotFound,
     Vault,
     pack_name,
 )
