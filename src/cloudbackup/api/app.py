@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ from cloudbackup.api.openapi import openapi_config
 from cloudbackup.domain.activities import ActivityService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
-from cloudbackup.domain.backups import BackupService
+from cloudbackup.domain.backups import BackupService, BackupStarter
 from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
 from cloudbackup.domain.configurations import ConfigurationService
@@ -52,8 +53,9 @@ from cloudbackup.domain.logfiles import LogfileService
 from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.summaries import SummaryService
 from cloudbackup.domain.vaults import VaultService
-from cloudbackup.queueing import QueueAdmin
+from cloudbackup.queueing import QueueAdmin, async_dispatcher
 from cloudbackup.settings import Settings, get_settings
+from cloudbackup.store.backup_starts import backup_start_store
 from cloudbackup.store.db import Database
 from cloudbackup.web.console import ConsoleController
 
@@ -129,8 +131,14 @@ def create_app(
         }
     )
     services = {name: build(db, dispatcher, settings) for name, build in SERVICES.items()}
+    # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
+    start_store = backup_start_store(db.url, connect_timeout=settings.database_connect_timeout)
+    publisher = async_dispatcher(dispatcher)
+    services["backup_starts"] = BackupStarter(start_store, publisher)
 
-    def _shutdown() -> None:
+    async def _shutdown() -> None:
+        await publisher.close()
+        await start_store.close()
         if owns_database:
             db.dispose()
 
@@ -148,3 +156,12 @@ def create_app(
     )
     # Every operation of the spec's index that no controller serves answers 501 (§1.9).
     return register_not_implemented(app)
+
+
+def create_served_app() -> Litestar:
+    """The app as ``cloudbackup web`` serves it: built, then its objects frozen out of the
+    garbage collector's reach, so a full collection (~90 ms over the ~160k objects of the
+    loaded app) never stalls the requests in flight."""
+    app = create_app()
+    gc.freeze()
+    return app

@@ -51,13 +51,16 @@ _QUERY_NAMES: weakref.WeakKeyDictionary[BaseRouteHandler, frozenset[str]] = (
 )
 
 
-def reject_nul_characters(
+# The guards are `async def` though they never wait: Litestar runs a sync guard in a thread.
+async def reject_nul_characters(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
     """Litestar guard: 404 for a NUL in a path parameter, 400 for one in a query value."""
     for value in connection.path_params.values():
         if isinstance(value, str) and "\x00" in value:
             raise NotFound("Not found.")
+    if not connection.scope["query_string"]:
+        return
     for key, value in connection.query_params.multi_items():
         if "\x00" in key or "\x00" in value:
             raise InvalidInput(
@@ -65,11 +68,11 @@ def reject_nul_characters(
             )
 
 
-def reject_unknown_query(
+async def reject_unknown_query(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """Litestar guard for the v2 API: 400 for a query parameter the operation does not take."""
-    if not connection.scope["path"].startswith("/v2/"):
+    if not connection.scope["query_string"] or not connection.scope["path"].startswith("/v2/"):
         return
     known = _QUERY_NAMES.get(handler)
     if known is None:

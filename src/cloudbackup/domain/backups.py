@@ -14,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cloudbackup.domain.events import record_backup_event
+from cloudbackup.domain.events import backup_event_values, record_backup_event
 from cloudbackup.domain.states import (
     ACTIVE_STATES,
     AGENT_SETTABLE,
@@ -31,6 +31,7 @@ from cloudbackup.domain.states import (
     parse_state,
     sources_of,
 )
+from cloudbackup.store.backup_starts import BackupStartStore, StartConflict
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import (
     BackupRepository,
@@ -38,6 +39,7 @@ from cloudbackup.store.repositories import (
     EventRepository,
     Page,
     SortDir,
+    StartContext,
 )
 from cloudbackup.store.tables import (
     Backup,
@@ -48,6 +50,9 @@ from cloudbackup.store.tables import (
 
 BACKUP_DIAGNOSTICS = "Some files could not be backed up. Partial list follows."
 BACKUP_ERROR_REASON = "unable_to_process_some_files"
+ACTIVE_MESSAGE = (
+    "A backup of this configuration is already in progress; wait for it to finish or stop it first."
+)
 
 
 @dataclass(slots=True)
@@ -133,6 +138,89 @@ def transition(
     return True
 
 
+def parse_start_state(state_value: str, agent_header: str | None) -> BackupState:
+    """The state a B1 body asks for, if a start may ask for it (400 otherwise)."""
+    state = parse_state(state_value)
+    if state not in START_STATES:
+        raise InvalidInput(
+            "Validation failed.",
+            [f"state must be 'start_requested' or 'start_scheduled', not {state_value!r}."],
+        )
+    if state is BackupState.START_SCHEDULED and not agent_header:
+        raise InvalidInput(
+            "Validation failed.",
+            ["The X-Agent-Id header is required when state is start_scheduled."],
+        )
+    return state
+
+
+def new_run_values(
+    project_id: str,
+    configuration_id: str,
+    state: BackupState,
+    agent_header: str | None,
+    config: StartContext | None,
+) -> dict[str, Any]:
+    """The row of a new run, if the configuration may start one now (404/403/409 otherwise).
+
+    The one place of B1's rules, for the API's asyncio path and the sync path alike."""
+    if config is None:
+        raise NotFound("Configuration not found.")
+    scheduled = state is BackupState.START_SCHEDULED
+    if scheduled and agent_header != config.agent_id:
+        raise Forbidden("X-Agent-Id is not the agent of this configuration.")
+    if config.deleted:
+        raise Conflict("The configuration has been deleted; backups of it cannot be started.")
+    if scheduled and not (config.enabled and config.agent_enabled):
+        raise Conflict("The configuration or its agent is disabled; scheduled backups do not run.")
+    if not scheduled and config.has_active_run:
+        raise Conflict(ACTIVE_MESSAGE)
+    now = utcnow()
+    return {
+        "id": str(uuid.uuid4()),
+        "project_id": project_id,
+        "agent_id": config.agent_id,
+        "configuration_id": configuration_id,
+        "vault_id": config.vault_id,
+        "state": state.value,
+        "request_id": str(uuid.uuid4()),
+        "active_manual_lock": None if scheduled else configuration_id,
+        "published_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+class BackupStarter:
+    """B1 on the asyncio engine, the API's hot path: the rules of :func:`new_run_values`, two
+    statements, then the publish (after the commit, as always)."""
+
+    def __init__(self, store: BackupStartStore, dispatcher: AsyncDispatcher | None) -> None:
+        self.store = store
+        self.dispatcher = dispatcher
+        sa.orm.configure_mappers()  # `model_construct` needs the mapped attributes in place
+
+    async def start(
+        self, project_id: str, configuration_id: str, state_value: str, agent_header: str | None
+    ) -> Backup:
+        state = parse_start_state(state_value, agent_header)
+        try:
+            async with self.store.session() as session:
+                config = await session.context(project_id, configuration_id, ACTIVE_STATES)
+                values = new_run_values(project_id, configuration_id, state, agent_header, config)
+                # No validation, no ORM state: a tenth of the CPU of `Backup(**values)`.
+                backup = Backup.model_construct(**values)
+                event = STATE_EVENT[state]
+                await session.insert(
+                    values, backup_event_values(backup, event, request_id=backup.request_id)
+                )
+        except StartConflict as exc:
+            raise Conflict(ACTIVE_MESSAGE) from exc  # a concurrent start won the manual lock
+        if self.dispatcher is not None:
+            await self.dispatcher.publish("backup", backup.id, agent_id=backup.agent_id)
+        return backup
+
+
 class BackupService:
     """Use cases of the backups resource, for the API (and the CLI)."""
 
@@ -145,17 +233,7 @@ class BackupService:
         self, project_id: str, configuration_id: str, state_value: str, agent_header: str | None
     ) -> Backup:
         """Record a new run (committed) and only then hand it to a worker."""
-        state = parse_state(state_value)
-        if state not in START_STATES:
-            raise InvalidInput(
-                "Validation failed.",
-                [f"state must be 'start_requested' or 'start_scheduled', not {state_value!r}."],
-            )
-        if state is BackupState.START_SCHEDULED and not agent_header:
-            raise InvalidInput(
-                "Validation failed.",
-                ["The X-Agent-Id header is required when state is start_scheduled."],
-            )
+        state = parse_start_state(state_value, agent_header)
         try:
             with self.db.transaction() as session:
                 backup = self.record_start(
@@ -163,7 +241,7 @@ class BackupService:
                 )
         except sa.exc.IntegrityError as exc:
             # The unique active_manual_lock lost a race with a concurrent start.
-            raise Conflict(_ACTIVE_MESSAGE) from exc
+            raise Conflict(ACTIVE_MESSAGE) from exc
         if self.dispatcher is not None:
             self.dispatcher.publish("backup", backup.id, agent_id=backup.agent_id)
         return backup
@@ -180,33 +258,7 @@ class BackupService:
         firing as the configuration's agent); publishing is the caller's job, after the commit."""
         repo = BackupRepository(session)
         config = repo.start_context(project_id, configuration_id, ACTIVE_STATES)
-        if config is None:
-            raise NotFound("Configuration not found.")
-        scheduled = state is BackupState.START_SCHEDULED
-        if scheduled and agent_header != config.agent_id:
-            raise Forbidden("X-Agent-Id is not the agent of this configuration.")
-        if config.deleted:
-            raise Conflict("The configuration has been deleted; backups of it cannot be started.")
-        if scheduled and not (config.enabled and config.agent_enabled):
-            raise Conflict(
-                "The configuration or its agent is disabled; scheduled backups do not run."
-            )
-        if not scheduled and config.has_active_run:
-            raise Conflict(_ACTIVE_MESSAGE)
-        now = utcnow()
-        values: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "project_id": project_id,
-            "agent_id": config.agent_id,
-            "configuration_id": configuration_id,
-            "vault_id": config.vault_id,
-            "state": state.value,
-            "request_id": str(uuid.uuid4()),
-            "active_manual_lock": None if scheduled else configuration_id,
-            "published_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = new_run_values(project_id, configuration_id, state, agent_header, config)
         repo.insert(values)
         backup = Backup(**values)
         record_backup_event(session, backup, STATE_EVENT[state], request_id=backup.request_id)
@@ -315,11 +367,6 @@ class BackupService:
         if was in START_STATES:
             # No worker has the run yet, so nobody else would end it (spec OQ-29).
             transition(session, backup, BackupState.STOPPED)
-
-
-_ACTIVE_MESSAGE = (
-    "A backup of this configuration is already in progress; wait for it to finish or stop it first."
-)
 
 
 def _error_row(backup_id: str, item: ErrorItem) -> BackupError:

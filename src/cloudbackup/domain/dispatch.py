@@ -16,3 +16,11 @@ class Dispatcher(Protocol):
         """Ask a worker to run the backup/restore/cleanup ``resource_id`` (for ``agent_id``, whose
         queue it belongs to); return False if the broker could not be reached."""
         ...
+
+
+class AsyncDispatcher(Protocol):
+    async def publish(
+        self, kind: JobKind, resource_id: str, *, agent_id: str | None = None
+    ) -> bool:
+        """:meth:`Dispatcher.publish` for asyncio callers (the API's hot path)."""
+        ...

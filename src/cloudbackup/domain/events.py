@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.store.repositories import EventRepository
-from cloudbackup.store.tables import Backup, Cleanup, Restore
+from cloudbackup.store.tables import Backup, Cleanup, Restore, utcnow
 
 
 def record_backup_event(
@@ -19,6 +19,19 @@ def record_backup_event(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Append a backup event tagged with its project, agent, configuration and backup."""
+    EventRepository(session).insert(
+        **backup_event_values(backup, event, request_id=request_id, extra=extra)
+    )
+
+
+def backup_event_values(
+    backup: Backup,
+    event: str,
+    *,
+    request_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The event row of a backup event (what :func:`record_backup_event` writes)."""
     members: dict[str, Any] = {
         "agent": {"id": backup.agent_id},
         "configuration": {"id": backup.configuration_id},
@@ -28,14 +41,15 @@ def record_backup_event(
         members["request_id"] = request_id
     if extra:
         members.update(extra)
-    EventRepository(session).insert(
-        event=event,
-        project_id=backup.project_id,
-        agent_id=backup.agent_id,
-        configuration_id=backup.configuration_id,
-        backup_id=backup.id,
-        members=members,
-    )
+    return {
+        "time": utcnow(),
+        "event": event,
+        "project_id": backup.project_id,
+        "agent_id": backup.agent_id,
+        "configuration_id": backup.configuration_id,
+        "backup_id": backup.id,
+        "members": members,
+    }
 
 
 def record_event(

@@ -5,14 +5,15 @@ Users give plain ``sqlite:///...`` or ``postgresql://...`` URLs; the drivers are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudbackup.domain.errors import Unavailable
@@ -23,6 +24,16 @@ def driver_url(url: str) -> str:
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def async_driver_url(url: str) -> str:
+    """The same database through an asyncio driver (asyncpg, aiosqlite)."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
     return url
 
 
@@ -52,6 +63,31 @@ def create_db_engine(url: str, *, connect_timeout: int = 3, pool_size: int = 10)
     return sa.create_engine(
         url,
         connect_args={"connect_timeout": connect_timeout},
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=connect_timeout + 2,
+        pool_recycle=1800,
+    )
+
+
+def create_async_db_engine(
+    url: str, *, connect_timeout: int = 3, pool_size: int = 10
+) -> AsyncEngine:
+    """The asyncio twin of :func:`create_db_engine` (same SQLite settings and pool sizes)."""
+    if is_sqlite(url):
+        engine = create_async_engine(
+            async_driver_url(url),
+            connect_args={"timeout": 30},
+            poolclass=sa.pool.AsyncAdaptedQueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=30,
+        )
+        _configure_sqlite(engine.sync_engine)
+        return engine
+    return create_async_engine(
+        async_driver_url(url),
+        connect_args={"timeout": connect_timeout},
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=connect_timeout + 2,
@@ -101,6 +137,32 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+class AsyncDatabase:
+    """The API's asyncio access to the same database (``Unavailable`` on outages, as above)."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 3) -> None:
+        self.url = url
+        self.engine = create_async_db_engine(url, connect_timeout=connect_timeout)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A connection inside one transaction: committed on success, rolled back on error."""
+        try:
+            async with self.engine.begin() as connection:
+                yield connection
+        except sa.exc.OperationalError as exc:
+            if is_connection_error(exc):
+                raise Unavailable("The database is unreachable; retry in a few seconds.") from exc
+            raise
+        except (sa.exc.InterfaceError, OSError) as exc:  # asyncpg reports a lost server so
+            raise Unavailable("The database is unreachable; retry in a few seconds.") from exc
+        except sa.exc.TimeoutError as exc:
+            raise Unavailable("The database is not answering; retry in a few seconds.") from exc
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
 
 
 def is_connection_error(exc: sa.exc.DBAPIError) -> bool:

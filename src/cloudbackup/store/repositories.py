@@ -50,12 +50,13 @@ class StartContext:
 
 
 # Statements of the hot paths are built once: building a statement costs more CPU than running it.
-_INSERT_BACKUP = sa.insert(BACKUPS)
-_INSERT_EVENT = sa.insert(EVENTS)
+INSERT_BACKUP = sa.insert(BACKUPS)
+INSERT_EVENT = sa.insert(EVENTS)
 
 
 @lru_cache(maxsize=4)
-def _start_context_query(active_states: tuple[str, ...]) -> sa.Select[Any]:
+def start_context_query(active_states: tuple[str, ...]) -> sa.Select[Any]:
+    """Everything B1 must know about a configuration (bound: configuration_id, project_id)."""
     active = (
         sa.select(BACKUPS.c.seq)
         .where(
@@ -94,14 +95,14 @@ class BackupRepository:
 
     def insert(self, values: dict[str, Any]) -> None:
         """One Core INSERT (the start path is hot: no unit-of-work flush, no statement build)."""
-        self.session.execute(_INSERT_BACKUP, values)
+        self.session.execute(INSERT_BACKUP, values)
 
     def start_context(
         self, project_id: str, configuration_id: str, active_states: Iterable[str]
     ) -> StartContext | None:
         """Everything B1 must know about a configuration, in one round trip."""
         row = self.session.execute(
-            _start_context_query(tuple(active_states)),
+            start_context_query(tuple(active_states)),
             {"configuration_id": configuration_id, "project_id": project_id},
         ).first()
         if row is None:
@@ -269,7 +270,7 @@ class EventRepository:
     def insert(self, **values: Any) -> None:
         """One Core INSERT: events are written often (every state change, progress)."""
         values.setdefault("time", utcnow())
-        self.session.execute(_INSERT_EVENT, values)
+        self.session.execute(INSERT_EVENT, values)
 
     def page(
         self,

@@ -30,13 +30,20 @@ from cloudbackup.api.schemas.backups import (
 )
 from cloudbackup.api.schemas.events import event_out
 from cloudbackup.api.schemas.times import parse_iso
-from cloudbackup.domain.backups import BackupService, BackupUpdate, ErrorItem, ErrorReport
+from cloudbackup.domain.backups import (
+    BackupService,
+    BackupStarter,
+    BackupUpdate,
+    ErrorItem,
+    ErrorReport,
+)
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.states import parse_state
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Query = Annotated[str | None, QueryParameter(required=False)]
 Backups = NamedDependency[BackupService]
+BackupStarts = NamedDependency[BackupStarter]
 
 COUNTER_PATHS = {
     "/files_searched",
@@ -52,17 +59,17 @@ PATCH_PATHS = COUNTER_PATHS | {"/state", "/started_time", "/ended_time", "/snaps
 class BackupController(Controller):
     path = "/v2/{project_id:str}/backups"
 
-    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
-    def start_backup(
+    @post("/", status_code=HTTP_201_CREATED)
+    async def start_backup(
         self,
         request: Request[Any, Any, Any],
         project_id: FromPath[str],
         body: RawBody,
-        backups: Backups,
+        backup_starts: BackupStarts,
         x_agent_id: AgentHeader = None,
     ) -> Response[BackupOut]:
         data = decode_json(request, body, StartBackup)
-        row = backups.start(project_id, data.configuration_id, data.state, x_agent_id)
+        row = await backup_starts.start(project_id, data.configuration_id, data.state, x_agent_id)
         links = LinkBuilder(request, project_id)
         return Response(
             backup_out(row, links),
