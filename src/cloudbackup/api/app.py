@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar import Controller, Litestar, Request, get
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
 
 from cloudbackup.api.auth import TokenCache, require_token
 from cloudbackup.api.controllers.activities import ActivityController
@@ -105,6 +107,22 @@ def _constant(value: object) -> Provide:
     return Provide(provide, sync_to_thread=False, use_cache=True)
 
 
+AsyncGuard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
+
+
+def _guard_all(*guards: AsyncGuard) -> AsyncGuard:
+    """One guard running ``guards`` in order: Litestar copies the route handler for each guard
+    of every request, so one guard instead of three is measurably cheaper on B1."""
+
+    async def guard(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        for each in guards:
+            await each(connection, handler)
+
+    return guard
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -144,7 +162,7 @@ def create_app(
 
     app = Litestar(
         route_handlers=[versions, metrics, *CONTROLLERS],
-        guards=[require_token, reject_nul_characters, reject_unknown_query],
+        guards=[_guard_all(require_token, reject_nul_characters, reject_unknown_query)],
         dependencies={name: _constant(service) for name, service in services.items()},
         exception_handlers=EXCEPTION_HANDLERS,
         state=state,

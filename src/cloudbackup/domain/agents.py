@@ -22,9 +22,17 @@ from sqlmodel import col
 from cloudbackup.domain.auth import create_token, hash_token
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from cloudbackup.domain.events import record_event
-from cloudbackup.domain.states import ACTIVE_STATES
+from cloudbackup.domain.states import ACTIVE_STATES, CLEANUP_ACTIVE_STATES, RESTORE_ACTIVE_STATES
 from cloudbackup.store.db import Database
-from cloudbackup.store.tables import Agent, Backup, Configuration, utcnow
+from cloudbackup.store.tables import (
+    BACKUPS,
+    CLEANUPS,
+    RESTORES,
+    Agent,
+    Backup,
+    Configuration,
+    utcnow,
+)
 
 FLAVORS = ("nova", "rackspace_dedicated", "rackspace_private_cloud")
 # vault.use_internal when the registration does not say (spec A1 flavor rules).
@@ -35,10 +43,18 @@ MAX_EXPONENT = 2**31 - 1  # stored in an INTEGER column
 MAX_MACHINE_ID = 255  # indexed column
 NOT_FOUND = "Agent not found."
 REGION_NOT_EMPTY = "The vault property (region) cannot be updated, reason: vault is not empty."
-ACTIVE_BACKUP = (
-    "The agent has a backup that has not finished; stop it or wait for it to end before "
-    "deleting the agent."
-)
+# What keeps an agent from being deleted: its runs that are not final (a restore runs on its
+# destination agent).
+_RUNS_OF_AN_AGENT: list[tuple[str, sa.Column[str], sa.Column[str], list[str]]] = [
+    ("backup", BACKUPS.c.agent_id, BACKUPS.c.state, sorted(map(str, ACTIVE_STATES))),
+    (
+        "restore",
+        RESTORES.c.destination_agent_id,
+        RESTORES.c.state,
+        sorted(map(str, RESTORE_ACTIVE_STATES)),
+    ),
+    ("cleanup", CLEANUPS.c.agent_id, CLEANUPS.c.state, sorted(map(str, CLEANUP_ACTIVE_STATES))),
+]
 
 _REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -271,19 +287,21 @@ class AgentService:
 
     # -- A5 ---------------------------------------------------------------------------------
     def delete(self, project_id: str, agent_id: str) -> None:
-        """OQ-23: refuse while a backup runs; else retire the agent and its configurations."""
+        """OQ-23: refuse while a backup, restore or cleanup of the agent is not final; else
+        retire the agent and its configurations."""
         with self.db.transaction() as session:
             agent = live_agent(session, project_id, agent_id, lock=True)
-            active = session.execute(
-                sa.select(col(Backup.id))
-                .where(
-                    col(Backup.agent_id) == agent.id,
-                    col(Backup.state).in_([str(s) for s in ACTIVE_STATES]),
-                )
-                .limit(1)
-            ).first()
-            if active is not None:
-                raise Conflict(ACTIVE_BACKUP)
+            for kind, agent_column, state_column, states in _RUNS_OF_AN_AGENT:
+                active = session.execute(
+                    sa.select(agent_column)
+                    .where(agent_column == agent.id, state_column.in_(states))
+                    .limit(1)
+                ).first()
+                if active is not None:
+                    raise Conflict(
+                        f"The agent has a {kind} that has not finished; stop it or wait for it "
+                        "to end before deleting the agent."
+                    )
             agent.deleted = True
             session.execute(
                 sa.update(Configuration)

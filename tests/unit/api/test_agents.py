@@ -614,6 +614,41 @@ def test_delete_is_refused_while_a_backup_is_not_final(client, db, secret, state
         assert session.get(Configuration, config["id"]).deleted is False  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("kind", ["restore", "cleanup"])
+def test_delete_is_refused_while_a_restore_to_it_or_its_cleanup_runs(
+    client, db, secret, kind
+) -> None:
+    source = rows.agent(db)
+    finished = rows.backup(db, rows.configuration(db, source).id, snapshot_id=1)
+    agent = register_agent(client, secret)
+    target = db_agent(db, agent["id"])
+    if kind == "restore":
+        running = rows.restore(db, finished.id, target, state="in_progress")
+    else:
+        running = rows.cleanup(db, target, state="queued")
+
+    response = client.delete(f"/v2/{PROJECT}/agents/{agent['id']}", headers=headers(secret))
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "message": f"The agent has a {kind} that has not finished; stop it or wait for it to "
+        "end before deleting the agent."
+    }
+    with db.transaction() as session:
+        table = type(running)
+        session.execute(sa.update(table).where(table.id == running.id).values(state="completed"))
+    done = client.delete(f"/v2/{PROJECT}/agents/{agent['id']}", headers=headers(secret))
+    assert done.status_code == 204
+
+
+def db_agent(db, agent_id: str) -> Agent:
+    with db.transaction() as session:
+        row = session.get(Agent, agent_id)
+        assert row is not None
+        session.expunge(row)
+        return row
+
+
 # -- A8 ---------------------------------------------------------------------------------------
 
 
