@@ -28,6 +28,16 @@ class Recorder:
         return True
 
 
+@dataclass
+class AsyncRecorder(Recorder):
+    """The same for asyncio callers (``BackupStarter``)."""
+
+    async def publish(  # type: ignore[override]
+        self, kind: str, resource_id: str, *, agent_id: str | None = None
+    ) -> bool:
+        return Recorder.publish(self, kind, resource_id, agent_id=agent_id)
+
+
 def backed_up(
     db: Database,
     settings: Settings,

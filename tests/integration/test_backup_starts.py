@@ -24,15 +24,7 @@ from cloudbackup.store.db import Database
 from cloudbackup.store.tables import BACKUPS, EVENTS
 from factories import rows
 from factories.private_services import free_port
-
-
-class AsyncRecorder:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, str, str | None]] = []
-
-    async def publish(self, kind: str, resource_id: str, *, agent_id: str | None = None) -> bool:
-        self.published.append((kind, resource_id, agent_id))
-        return True
+from factories.runs import AsyncRecorder
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

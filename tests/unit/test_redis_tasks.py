@@ -23,6 +23,7 @@ from cloudbackup.queueing import (
 from cloudbackup.redis_tasks import RedisTaskPublisher, encode_task_message
 from cloudbackup.settings import Settings
 from factories.private_services import free_port
+from factories.runs import Recorder
 
 # Values that differ between any two messages, by design.
 PER_MESSAGE = {"id", "root_id", "origin", PUBLISHED_HEADER}
@@ -112,16 +113,8 @@ def test_a_broker_that_is_down_makes_publish_say_false(
 
 
 def test_any_other_dispatcher_runs_in_a_thread() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.published: list[str] = []
-
-        def publish(self, kind: str, resource_id: str, *, agent_id: str | None = None) -> bool:
-            self.published.append(resource_id)
-            return True
-
     recorder = Recorder()
     threaded = async_dispatcher(recorder)
     assert isinstance(threaded, ThreadedDispatcher)
-    assert asyncio.run(threaded.publish("backup", "b-1")) is True
-    assert recorder.published == ["b-1"]
+    assert asyncio.run(threaded.publish("backup", "b-1", agent_id="a-1")) is True
+    assert recorder.published == [("backup", "b-1", "a-1")]
