@@ -376,13 +376,15 @@ class ThreadedDispatcher:
         return None
 
 
-def async_dispatcher(dispatcher: Dispatcher) -> AsyncCeleryDispatcher | ThreadedDispatcher:
+def async_dispatcher(
+    dispatcher: Dispatcher, *, timeout: float = 2.0
+) -> AsyncCeleryDispatcher | ThreadedDispatcher:
     """The asyncio publisher for ``dispatcher``: straight to Redis when it is a Celery dispatcher
     on a Redis broker, otherwise ``dispatcher`` itself in a thread."""
     if isinstance(dispatcher, CeleryDispatcher):
         url = str(dispatcher.app.conf.broker_url or "")
         if is_redis_url(url):
-            return AsyncCeleryDispatcher(dispatcher, RedisTaskPublisher(url))
+            return AsyncCeleryDispatcher(dispatcher, RedisTaskPublisher(url, timeout=timeout))
     return ThreadedDispatcher(dispatcher)
 
 

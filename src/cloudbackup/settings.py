@@ -46,6 +46,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     token_cache_seconds: float = 10.0
     # Threads that run the API's database work (per API process).
     api_threads: int = 2
+    # PostgreSQL connections of the API's asyncio pool (B1's path), per API process.
+    api_database_pool_size: int = 20
     log_level: str = "INFO"
     # -- operations (schedules, queues, limits, metrics, logs) --------------------------------
     # `json` (one JSON object per line, for log shippers) or `console` (for people).

@@ -150,8 +150,12 @@ def create_app(
     )
     services = {name: build(db, dispatcher, settings) for name, build in SERVICES.items()}
     # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
-    start_store = backup_start_store(db.url, connect_timeout=settings.database_connect_timeout)
-    publisher = async_dispatcher(dispatcher)
+    start_store = backup_start_store(
+        db.url,
+        connect_timeout=settings.database_connect_timeout,
+        pool_size=settings.api_database_pool_size,
+    )
+    publisher = async_dispatcher(dispatcher, timeout=settings.broker_publish_timeout)
     services["backup_starts"] = BackupStarter(start_store, publisher)
 
     async def _shutdown() -> None:

@@ -64,10 +64,12 @@ class BackupStartStore(Protocol):
     async def close(self) -> None: ...
 
 
-def backup_start_store(url: str, *, connect_timeout: int = 3) -> BackupStartStore:
+def backup_start_store(
+    url: str, *, connect_timeout: int = 3, pool_size: int = 20
+) -> BackupStartStore:
     """The fastest store for the database at ``url`` (a plain URL, as in the settings)."""
     if url.startswith(("postgresql://", "postgres://")):
-        return PostgresBackupStarts(url, connect_timeout=connect_timeout)
+        return PostgresBackupStarts(url, connect_timeout=connect_timeout, pool_size=pool_size)
     if not is_sqlite(url):
         raise ValueError(f"unsupported database URL: {url.split(':', 1)[0]}")
     return SqlBackupStarts(AsyncDatabase(url, connect_timeout=connect_timeout))
