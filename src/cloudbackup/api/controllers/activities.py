@@ -11,7 +11,7 @@ from litestar.params import FromPath, QueryParameter
 from cloudbackup.api.body import page_limit
 from cloudbackup.api.controllers.events import direction
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import page_links
+from cloudbackup.api.paging import links_of_page
 from cloudbackup.api.schemas.activities import ActivityList, activity_out
 from cloudbackup.domain.activities import ActivityService
 
@@ -43,13 +43,11 @@ def activity_list(
     links = LinkBuilder(request, project_id)
     return ActivityList(
         activities=[activity_out(item, links) for item in page.items],
-        links=page_links(
+        links=links_of_page(
             links,
             parts,
-            first_id=page.items[0].id if page.items else None,
-            last_id=page.items[-1].id if page.items else None,
-            has_more=page.has_more,
-            marker_given=marker is not None,
+            page,
+            marker=marker,
             limit=size,
             sort_dir=order,
             default_sort_dir="desc",

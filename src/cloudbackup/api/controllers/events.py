@@ -1,7 +1,9 @@
-"""Events: EV1-EV4 and EV8 (spec §10, §15). EV5 lives with the backups."""
+"""Events: EV1-EV4 and EV8 (spec §10, §15); the event list of one run (EV5-EV7) for the
+backups, restores and cleanups controllers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -11,7 +13,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED
 
 from cloudbackup.api.body import page_limit, sort_direction
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import page_links
+from cloudbackup.api.paging import links_of_page
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
 from cloudbackup.domain.errors import InvalidInput
@@ -56,18 +58,44 @@ def event_list(
     """The envelope of every event list: ``events`` and paging ``links`` (spec §10)."""
     return {
         "events": [event_out(row) for row in page.items],
-        "links": page_links(
+        "links": links_of_page(
             LinkBuilder(request, project_id),
             parts,
-            first_id=str(page.items[0].id) if page.items else None,
-            last_id=str(page.items[-1].id) if page.items else None,
-            has_more=page.has_more,
-            marker_given=marker is not None,
+            page,
+            marker=marker,
             limit=limit,
             sort_dir=sort_dir,
             default_sort_dir=default_sort_dir,
         ),
     }
+
+
+def run_event_list(
+    request: Request[Any, Any, Any],
+    project_id: str,
+    parts: tuple[str, ...],
+    fetch: Callable[[int | None, int, SortDir], Page[Event]],
+    marker: str | None,
+    limit: str | None,
+    sort_dir: str | None,
+) -> dict[str, Any]:
+    """The events of one backup, restore or cleanup (EV5-EV7): ``fetch(marker, limit, sort_dir)``
+    after ``marker`` (an event id) in ``sort_dir`` (default asc)."""
+    size = page_limit(limit)
+    order = direction(sort_dir, "asc")
+    if marker is not None and not marker.isdigit():
+        raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
+    page = fetch(int(marker) if marker else None, size, order)
+    return event_list(
+        request,
+        project_id,
+        parts,
+        page,
+        marker=marker,
+        limit=size,
+        sort_dir=order,
+        default_sort_dir="asc",
+    )
 
 
 class ProjectEventController(Controller):
