@@ -8,7 +8,7 @@ itself started after a marker (the first page has nothing before it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from litestar import Request
 
@@ -17,7 +17,15 @@ from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
 from cloudbackup.store.repositories import Page, SortDir
 
-RowT = TypeVar("RowT")
+
+class Identified(Protocol):
+    """A listed row: its ``id`` is what a ``marker`` names."""
+
+    @property
+    def id(self) -> object: ...
+
+
+RowT = TypeVar("RowT", bound=Identified)
 OutT = TypeVar("OutT")
 
 
@@ -51,32 +59,6 @@ def page_links(
     return result
 
 
-def links_of_page(
-    links: LinkBuilder,
-    parts: tuple[str, ...],
-    page: Page[Any],
-    *,
-    marker: str | None,
-    limit: int,
-    sort_dir: str,
-    default_sort_dir: str,
-    filters: dict[str, str] | None = None,
-) -> list[Link]:
-    """:func:`page_links` of a page of rows that have an ``id``, asked for after ``marker``."""
-    return page_links(
-        links,
-        parts,
-        first_id=str(page.items[0].id) if page.items else None,
-        last_id=str(page.items[-1].id) if page.items else None,
-        has_more=page.has_more,
-        marker_given=marker is not None,
-        limit=limit,
-        sort_dir=sort_dir,
-        default_sort_dir=default_sort_dir,
-        filters=filters,
-    )
-
-
 def paged_list(
     request: Request[Any, Any, Any],
     project_id: str,
@@ -90,17 +72,19 @@ def paged_list(
     default_sort_dir: SortDir = "desc",
     filters: dict[str, str] | None = None,
 ) -> tuple[list[OutT], list[Link]]:
-    """A list request's items and ``links``: ``limit`` and ``sort_dir`` checked (400), then
-    ``fetch(limit, sort_dir)``'s rows rendered with ``render(row, links)``."""
+    """A list request's items and ``links``: ``limit`` and ``sort_dir`` checked (400), then the
+    rows of ``fetch(limit, sort_dir)`` rendered with ``render(row, links)``."""
     size = page_limit(limit)
     order: SortDir = "asc" if sort_direction(sort_dir, default_sort_dir) == "asc" else "desc"
     page = fetch(size, order)
     links = LinkBuilder(request, project_id)
-    return [render(row, links) for row in page.items], links_of_page(
+    return [render(row, links) for row in page.items], page_links(
         links,
         parts,
-        page,
-        marker=marker,
+        first_id=str(page.items[0].id) if page.items else None,
+        last_id=str(page.items[-1].id) if page.items else None,
+        has_more=page.has_more,
+        marker_given=marker is not None,
         limit=size,
         sort_dir=order,
         default_sort_dir=default_sort_dir,
