@@ -3,10 +3,12 @@ documented refusals, then 501 (spec §9; why in :data:`ENCRYPTION_MISSING`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_204_NO_CONTENT, HTTP_501_NOT_IMPLEMENTED
 
@@ -34,6 +36,35 @@ def _missing(operation_id: str) -> Response[ErrorBody]:
     return not_implemented_response(operation_id, ENCRYPTION_MISSING)
 
 
+def _answers_501(
+    route: Callable[..., HTTPRouteHandler], path: str, opt: dict[str, Any]
+) -> HTTPRouteHandler:
+    """The route of an operation that gives its documented refusals, then answers 501."""
+    return route(path, status_code=HTTP_501_NOT_IMPLEMENTED, opt=opt, sync_to_thread=True)
+
+
+def _known_agent_then_501(
+    name: str,
+    operation_id: str,
+    route: Callable[..., HTTPRouteHandler],
+    path: str,
+    opt: dict[str, Any],
+) -> HTTPRouteHandler:
+    """The handler ``name`` of an operation on an agent's vault (V3, V4, V6, V7): 404 for an
+    unknown agent, else 501."""
+
+    # No docstring: the generated OpenAPI document takes a handler's docstring as its description.
+    def handler(
+        self: Controller, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
+    ) -> Response[ErrorBody]:
+        vaults.require_agent(project_id, agent_id)
+        return _missing(operation_id)
+
+    # Litestar names the route (and the OpenAPI summary) after the function.
+    handler.__name__ = handler.__qualname__ = name
+    return _answers_501(route, path, opt)(handler)
+
+
 class VaultController(Controller):
     path = "/v2/{project_id:str}/agents/{agent_id:str}"
 
@@ -49,12 +80,7 @@ class VaultController(Controller):
         """V1: this agent takes over the vault of ``source_agent_id`` (OQ-24)."""
         vaults.move(project_id, agent_id, parse_move(request, body))
 
-    @post(
-        "/vault-encryption-requests",
-        status_code=HTTP_501_NOT_IMPLEMENTED,
-        opt=MISSING,
-        sync_to_thread=True,
-    )
+    @_answers_501(post, "/vault-encryption-requests", MISSING)
     def request_encryption(
         self,
         request: Request[Any, Any, Any],
@@ -67,36 +93,7 @@ class VaultController(Controller):
         vaults.check_encryption_request(project_id, agent_id, parse_encryption(request, body))
         return _missing("V2")
 
-    @post(
-        "/vault-encryption-requests/{request_id:str}",
-        status_code=HTTP_501_NOT_IMPLEMENTED,
-        opt=REPORT,
-        sync_to_thread=True,
-    )
-    def report_encryption(
-        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
-    ) -> Response[ErrorBody]:
-        vaults.require_agent(project_id, agent_id)
-        return _missing("V3")
-
-    @get(
-        "/vault-encryption-requests/{request_id:str}",
-        status_code=HTTP_501_NOT_IMPLEMENTED,
-        opt=MISSING,
-        sync_to_thread=True,
-    )
-    def encryption_result(
-        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
-    ) -> Response[ErrorBody]:
-        vaults.require_agent(project_id, agent_id)
-        return _missing("V4")
-
-    @post(
-        "/vault-password-verification-requests",
-        status_code=HTTP_501_NOT_IMPLEMENTED,
-        opt=MISSING,
-        sync_to_thread=True,
-    )
+    @_answers_501(post, "/vault-password-verification-requests", MISSING)
     def request_verification(
         self,
         request: Request[Any, Any, Any],
@@ -109,26 +106,23 @@ class VaultController(Controller):
         vaults.check_verification_request(project_id, agent_id, parse_verification(request, body))
         return _missing("V5")
 
-    @post(
-        "/vault-password-verification-requests/{request_id:str}",
-        status_code=HTTP_501_NOT_IMPLEMENTED,
-        opt=REPORT,
-        sync_to_thread=True,
+    report_encryption = _known_agent_then_501(
+        "report_encryption", "V3", post, "/vault-encryption-requests/{request_id:str}", REPORT
     )
-    def report_verification(
-        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
-    ) -> Response[ErrorBody]:
-        vaults.require_agent(project_id, agent_id)
-        return _missing("V6")
-
-    @get(
-        "/vault-password-verification-requests/{request_id:str}",
-        status_code=HTTP_501_NOT_IMPLEMENTED,
-        opt=MISSING,
-        sync_to_thread=True,
+    encryption_result = _known_agent_then_501(
+        "encryption_result", "V4", get, "/vault-encryption-requests/{request_id:str}", MISSING
     )
-    def verification_result(
-        self, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
-    ) -> Response[ErrorBody]:
-        vaults.require_agent(project_id, agent_id)
-        return _missing("V7")
+    report_verification = _known_agent_then_501(
+        "report_verification",
+        "V6",
+        post,
+        "/vault-password-verification-requests/{request_id:str}",
+        REPORT,
+    )
+    verification_result = _known_agent_then_501(
+        "verification_result",
+        "V7",
+        get,
+        "/vault-password-verification-requests/{request_id:str}",
+        MISSING,
+    )
