@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,7 +19,7 @@ from cloudbackup.domain import runs
 from cloudbackup.domain.agents import live_agent
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput
 from cloudbackup.domain.events import record_cleanup_event
-from cloudbackup.domain.runs import RunKind, RunService
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
 from cloudbackup.domain.states import (
     CLEANUP_ACTIVE_STATES,
     CLEANUP_AGENT_SETTABLE,
@@ -58,6 +57,7 @@ class CleanupErrors:
     count: int
     reason: str
     items: list[CleanupErrorItem] = field(default_factory=list)
+    diagnostics: None = None
 
 
 def error_row(cleanup_id: str, item: CleanupErrorItem) -> CleanupError:
@@ -65,30 +65,16 @@ def error_row(cleanup_id: str, item: CleanupErrorItem) -> CleanupError:
 
 
 @dataclass(slots=True)
-class CleanupUpdate:
+class CleanupUpdate(RunUpdate[CleanupState, CleanupErrors]):
     """What a C4 PATCH (or a worker) reports; ``None`` means "not reported"."""
 
-    state: CleanupState | None = None
-    started_time: datetime | None = None
-    ended_time: datetime | None = None
     snapshot_ids: list[int] | None = None
-    errors: CleanupErrors | None = None
-    counters: dict[str, int] = field(default_factory=dict)
 
     def column_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = dict(self.counters)
-        if self.started_time is not None:
-            values["started_time"] = self.started_time
-        if self.ended_time is not None:
-            values["ended_time"] = self.ended_time
+        # Not super(): a slots dataclass is a new class, which zero-argument super() misses.
+        values = RunUpdate.column_values(self)
         if self.snapshot_ids is not None:
             values["snapshot_ids"] = list(self.snapshot_ids)
-        if self.errors is not None:
-            values.update(
-                errors_count=self.errors.count,
-                errors_reason=self.errors.reason,
-                errors_diagnostics=None,
-            )
         return values
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,7 +22,7 @@ from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import PathItem, is_inside, path_key
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
-from cloudbackup.domain.runs import RunKind, RunService
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
 from cloudbackup.domain.states import (
     RESTORE_ACTIVE_STATES,
     RESTORE_AGENT_SETTABLE,
@@ -170,28 +169,8 @@ def check_request(request: RestoreRequest) -> list[str]:
 
 
 @dataclass(slots=True)
-class RestoreUpdate:
+class RestoreUpdate(RunUpdate[RestoreState, ErrorReport]):
     """What an R4 PATCH (or a worker) reports; ``None`` means "not reported"."""
-
-    state: RestoreState | None = None
-    started_time: datetime | None = None
-    ended_time: datetime | None = None
-    errors: ErrorReport | None = None
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def column_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = dict(self.counters)
-        if self.started_time is not None:
-            values["started_time"] = self.started_time
-        if self.ended_time is not None:
-            values["ended_time"] = self.ended_time
-        if self.errors is not None:
-            values.update(
-                errors_count=self.errors.count,
-                errors_reason=self.errors.reason,
-                errors_diagnostics=self.errors.diagnostics,
-            )
-        return values
 
 
 def error_row(restore_id: str, item: ErrorItem) -> RestoreError:

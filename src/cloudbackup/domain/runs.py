@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
@@ -29,7 +30,6 @@ RunT = TypeVar("RunT", Restore, Cleanup)
 ErrorT = TypeVar("ErrorT", RestoreError, CleanupError)
 StateT = TypeVar("StateT", RestoreState, CleanupState)
 _RunT_contra = TypeVar("_RunT_contra", contravariant=True)
-_StateT_co = TypeVar("_StateT_co", covariant=True)
 
 
 class RecordEvent(Protocol[_RunT_contra]):
@@ -51,19 +51,45 @@ class ReportedErrors(Protocol):
     """The ``/errors`` a PATCH reports: its per-file ``items`` replace the run's."""
 
     @property
+    def count(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def diagnostics(self) -> str | None: ...
+
+    @property
     def items(self) -> Sequence[Any]: ...
 
 
-class RunUpdate(Protocol[_StateT_co]):
-    """What a PATCH (or a worker) reports (``RestoreUpdate``, ``CleanupUpdate``)."""
+ErrorsT = TypeVar("ErrorsT", bound=ReportedErrors)
 
-    @property
-    def state(self) -> _StateT_co | None: ...
 
-    @property
-    def errors(self) -> ReportedErrors | None: ...
+@dataclass(slots=True)
+class RunUpdate(Generic[StateT, ErrorsT]):
+    """What a PATCH (or a worker) reports about a run; ``None`` means "not reported"."""
 
-    def column_values(self) -> dict[str, Any]: ...
+    state: StateT | None = None
+    started_time: datetime | None = None
+    ended_time: datetime | None = None
+    errors: ErrorsT | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def column_values(self) -> dict[str, Any]:
+        """The run's columns this report writes (the per-file errors are rows of their own)."""
+        values: dict[str, Any] = dict(self.counters)
+        if self.started_time is not None:
+            values["started_time"] = self.started_time
+        if self.ended_time is not None:
+            values["ended_time"] = self.ended_time
+        if self.errors is not None:
+            values.update(
+                errors_count=self.errors.count,
+                errors_reason=self.errors.reason,
+                errors_diagnostics=self.errors.diagnostics,
+            )
+        return values
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +199,11 @@ class RunService(Generic[RunT, ErrorT, StateT]):
             )
 
     def update(
-        self, project_id: str, run_id: str, update: RunUpdate[StateT], agent_header: str | None
+        self,
+        project_id: str,
+        run_id: str,
+        update: RunUpdate[StateT, Any],
+        agent_header: str | None,
     ) -> None:
         """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
         kind = self.kind
