@@ -4,7 +4,7 @@ documented refusals, then 501 (spec §9; why in :data:`ENCRYPTION_MISSING`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
@@ -19,6 +19,7 @@ from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.vaults import VaultService
 
 Vaults = NamedDependency[VaultService]
+RequestT = TypeVar("RequestT")
 # Marks the handlers that answer 501 (the README's status table is checked against it).
 MISSING: dict[str, Any] = {"not_implemented": True}
 # §1.7: an agent reporting a result needs the Update permission, not Create.
@@ -65,6 +66,35 @@ def _known_agent_then_501(
     return _answers_501(route, path, opt)(handler)
 
 
+def _checked_then_501(
+    name: str,
+    operation_id: str,
+    path: str,
+    description: str,
+    parse: Callable[[Request[Any, Any, Any], bytes], RequestT],
+    check: Callable[[VaultService, str, str, RequestT], None],
+) -> HTTPRouteHandler:
+    """The handler ``name`` of a request on an agent's vault (V2, V5): its body ``parse``d (400),
+    then ``check``ed for the documented refusals, else 501."""
+
+    def handler(
+        self: Controller,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        agent_id: FromPath[str],
+        body: RawBody,
+        vaults: Vaults,
+    ) -> Response[ErrorBody]:
+        check(vaults, project_id, agent_id, parse(request, body))
+        return _missing(operation_id)
+
+    # Litestar names the route (and the OpenAPI summary) after the function, and describes the
+    # operation with its docstring.
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = description
+    return _answers_501(post, path, MISSING)(handler)
+
+
 class VaultController(Controller):
     path = "/v2/{project_id:str}/agents/{agent_id:str}"
 
@@ -80,32 +110,22 @@ class VaultController(Controller):
         """V1: this agent takes over the vault of ``source_agent_id`` (OQ-24)."""
         vaults.move(project_id, agent_id, parse_move(request, body))
 
-    @_answers_501(post, "/vault-encryption-requests", MISSING)
-    def request_encryption(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        body: RawBody,
-        vaults: Vaults,
-    ) -> Response[ErrorBody]:
-        """V2: 400/404/403 as documented, else 501."""
-        vaults.check_encryption_request(project_id, agent_id, parse_encryption(request, body))
-        return _missing("V2")
-
-    @_answers_501(post, "/vault-password-verification-requests", MISSING)
-    def request_verification(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        body: RawBody,
-        vaults: Vaults,
-    ) -> Response[ErrorBody]:
-        """V5: 400/404/403 as documented (an unencrypted vault has no password), else 501."""
-        vaults.check_verification_request(project_id, agent_id, parse_verification(request, body))
-        return _missing("V5")
-
+    request_encryption = _checked_then_501(
+        "request_encryption",
+        "V2",
+        "/vault-encryption-requests",
+        "V2: 400/404/403 as documented, else 501.",
+        parse_encryption,
+        VaultService.check_encryption_request,
+    )
+    request_verification = _checked_then_501(
+        "request_verification",
+        "V5",
+        "/vault-password-verification-requests",
+        "V5: 400/404/403 as documented (an unencrypted vault has no password), else 501.",
+        parse_verification,
+        VaultService.check_verification_request,
+    )
     report_encryption = _known_agent_then_501(
         "report_encryption", "V3", post, "/vault-encryption-requests/{request_id:str}", REPORT
     )
