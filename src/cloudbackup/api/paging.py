@@ -7,8 +7,26 @@ itself started after a marker (the first page has nothing before it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from litestar import Request
+
+from cloudbackup.api.body import page_limit, sort_direction
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
+from cloudbackup.store.repositories import Page, SortDir
+
+
+class Identified(Protocol):
+    """A listed row: its ``id`` is what a ``marker`` names."""
+
+    @property
+    def id(self) -> object: ...
+
+
+RowT = TypeVar("RowT", bound=Identified)
+OutT = TypeVar("OutT")
 
 
 def page_links(
@@ -39,3 +57,36 @@ def page_links(
             links.link("previous", *parts, query={**base, "marker": first_id, "sort_dir": opposite})
         )
     return result
+
+
+def paged_list(
+    request: Request[Any, Any, Any],
+    project_id: str,
+    parts: tuple[str, ...],
+    fetch: Callable[[int, SortDir], Page[RowT]],
+    render: Callable[[RowT, LinkBuilder], OutT],
+    *,
+    marker: str | None,
+    limit: str | None,
+    sort_dir: str | None,
+    default_sort_dir: SortDir = "desc",
+    filters: dict[str, str] | None = None,
+) -> tuple[list[OutT], list[Link]]:
+    """A list request's items and ``links``: ``limit`` and ``sort_dir`` checked (400), then the
+    rows of ``fetch(limit, sort_dir)`` rendered with ``render(row, links)``."""
+    size = page_limit(limit)
+    order: SortDir = "asc" if sort_direction(sort_dir, default_sort_dir) == "asc" else "desc"
+    page = fetch(size, order)
+    links = LinkBuilder(request, project_id)
+    return [render(row, links) for row in page.items], page_links(
+        links,
+        parts,
+        first_id=str(page.items[0].id) if page.items else None,
+        last_id=str(page.items[-1].id) if page.items else None,
+        has_more=page.has_more,
+        marker_given=marker is not None,
+        limit=size,
+        sort_dir=order,
+        default_sort_dir=default_sort_dir,
+        filters=filters,
+    )

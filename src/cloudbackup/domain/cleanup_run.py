@@ -1,10 +1,11 @@
 """Running one cleanup on a worker (acting as the agent): expire backups past their retention,
 then let the engine forget their snapshots, prune unreferenced data and verify the vault.
 
-Modelled on ``backup_run``: the claim is a compare-and-set on the state (a second delivery does
-nothing); the heartbeat is written at least every ``progress_interval`` seconds and the same write
-reads the state back, which is how a stop request reaches the engine; a run whose worker died is
-taken over a bounded number of times, then failed.
+Modelled on ``backup_run``, with what it shares with restores in ``run_worker``: the claim is a
+compare-and-set on the state (a second delivery does nothing); the heartbeat is written at least
+every ``progress_interval`` seconds and the same write reads the state back, which is how a stop
+request reaches the engine; a run whose worker died is taken over a bounded number of times, then
+failed.
 
 Retention (OQ-40): a backup of a configuration with ``retention.days`` = N > 0 expires N days
 after its ``ended_time``; 0 keeps it forever. Expiring sets ``restorable`` to false first (no new
@@ -20,19 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from cloudbackup.domain.backup_run import LostOwnership, RunIsAlive
-from cloudbackup.domain.cleanups import transition
+from cloudbackup.domain.cleanups import CLEANUP_RUNS, transition
 from cloudbackup.domain.dispatch import Dispatcher
-from cloudbackup.domain.errors import Unavailable
-from cloudbackup.domain.states import (
-    CLEANUP_FINAL_STATES,
-    CLEANUP_RUNNING_STATES,
-    CLEANUP_START_STATES,
-    RESTORE_ACTIVE_STATES,
-    CleanupState,
-)
+from cloudbackup.domain.run_worker import OwnedRun, RunClaim, SweepReport, claim_run, sweep_runs
+from cloudbackup.domain.states import RESTORE_ACTIVE_STATES, CleanupState
 from cloudbackup.engine import (
     PruneResult,
     Stopped,
@@ -47,7 +40,7 @@ from cloudbackup.engine import (
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.run_repositories import CleanupRepository, RestoreRepository
-from cloudbackup.store.tables import CLEANUPS, Cleanup, CleanupError, as_utc, utcnow
+from cloudbackup.store.tables import Cleanup, CleanupError, as_utc, utcnow
 
 log = logging.getLogger("cloudbackup.run")
 
@@ -57,12 +50,7 @@ DAMAGE_REASON = "vault_validation_failed"
 DAMAGE_TYPE = "file_missing_blocks"
 
 
-@dataclass(slots=True)
-class Claim:
-    """A cleanup this worker now owns: ``attempt`` identifies it in every later write."""
-
-    cleanup: Cleanup
-    attempt: int
+Claim = RunClaim[Cleanup, CleanupError, CleanupState]
 
 
 def execute_cleanup(db: Database, settings: Settings, cleanup_id: str) -> str:
@@ -77,54 +65,13 @@ def execute_cleanup(db: Database, settings: Settings, cleanup_id: str) -> str:
 
 
 def claim_cleanup(db: Database, settings: Settings, cleanup_id: str) -> Claim | None:
-    with db.transaction() as session:
-        repo = CleanupRepository(session)
-        cleanup = repo.get(cleanup_id)
-        if cleanup is None:
-            log.warning("cleanup %s does not exist; nothing to run", cleanup_id)
-            return None
-        state = S(cleanup.state)
-        if state in CLEANUP_FINAL_STATES:
-            return None
-        if state is S.STOP_REQUESTED and cleanup.heartbeat_at is None:
-            transition(session, cleanup, S.STOPPED)  # stopped before any worker picked it up
-            return None
-        now = utcnow()
-        if state in CLEANUP_START_STATES:
-            attempt = cleanup.attempts + 1
-            if not transition(
-                session, cleanup, S.QUEUED, {"heartbeat_at": now, "attempts": attempt}
-            ):
-                return None
-            return Claim(cleanup, attempt)
-        stale_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
-        if cleanup.heartbeat_at is not None and as_utc(cleanup.heartbeat_at) > stale_before:
-            raise RunIsAlive(cleanup.id)
-        if state is S.STOP_REQUESTED:
-            transition(session, cleanup, S.STOPPED)
-            return None
-        if cleanup.attempts >= settings.max_attempts:
-            transition(
-                session,
-                cleanup,
-                S.FAILED,
-                {
-                    "errors_reason": FAILED_REASON,
-                    "errors_diagnostics": None,
-                },
-            )
-            return None
-        attempt = cleanup.attempts + 1
-        if not repo.update_where_state(
-            cleanup.id,
-            [state],
-            {"heartbeat_at": now, "attempts": attempt},
-            heartbeat_was=cleanup.heartbeat_at,
-        ):
-            return None
-        cleanup.attempts = attempt
-        log.warning("re-driving cleanup %s (attempt %d)", cleanup.id, attempt)
-        return Claim(cleanup, attempt)
+    return claim_run(
+        CLEANUP_RUNS,
+        db,
+        settings,
+        cleanup_id,
+        give_up=lambda _: {"errors_reason": FAILED_REASON, "errors_diagnostics": None},
+    )
 
 
 class _Stop(Exception):
@@ -132,17 +79,12 @@ class _Stop(Exception):
 
 
 @dataclass
-class _Run:
-    db: Database
-    settings: Settings
-    claim: Claim
-    _last_flush: float = 0.0
-    _stop_seen: bool = False
+class _Run(OwnedRun[Cleanup, CleanupError, CleanupState]):
     _forgotten: list[int] = field(default_factory=list)
 
     @property
     def cleanup(self) -> Cleanup:
-        return self.claim.cleanup
+        return self.claim.run
 
     def run(self) -> str:
         try:
@@ -197,7 +139,7 @@ class _Run:
 
     def _enter_in_progress(self) -> None:
         with self.db.transaction() as session:
-            self._check_owner(session)
+            self.claim.check_owner(session)
             if self.cleanup.state == S.IN_PROGRESS:
                 return  # re-driven: the previous owner already entered it
             values = {"heartbeat_at": utcnow(), "started_time": utcnow()}
@@ -211,7 +153,7 @@ class _Run:
     def _expire(self, now: datetime) -> list[int]:
         """Flip the backups past their retention to not restorable; their snapshot ids."""
         with self.db.transaction() as session:
-            self._check_owner(session)
+            self.claim.check_owner(session)
             repo = CleanupRepository(session)
             due = [
                 (backup_id, snapshot_id, restorable)
@@ -243,28 +185,8 @@ class _Run:
         return self._stop_seen
 
     def _flush(self, *, force: bool = False) -> None:
-        if not force and time.monotonic() - self._last_flush < self.settings.progress_interval:
-            return
-        self._last_flush = time.monotonic()
-        try:
-            with self.db.transaction() as session:
-                repo = CleanupRepository(session)
-                self._check_owner(session)
-                repo.update_where_state(
-                    self.cleanup.id,
-                    CLEANUP_RUNNING_STATES | {S.STOP_REQUESTED},
-                    {"heartbeat_at": utcnow()},
-                )
-                self._stop_seen = repo.state_of(self.cleanup.id) == S.STOP_REQUESTED
-        except (Unavailable, sa.exc.OperationalError) as exc:
-            log.warning("could not record progress of cleanup %s: %s", self.cleanup.id, exc)
-
-    def _check_owner(self, session: Any) -> None:
-        attempts = session.execute(
-            sa.select(CLEANUPS.c.attempts).where(CLEANUPS.c.id == self.cleanup.id)
-        ).scalar_one()
-        if attempts != self.claim.attempt:
-            raise LostOwnership(self.cleanup.id)
+        if force or time.monotonic() - self._last_flush >= self.settings.progress_interval:
+            self._write_progress({})
 
     def _complete(
         self, forgotten: list[int], pruned: PruneResult | None, report: VerifyReport | None
@@ -289,53 +211,9 @@ class _Run:
         target = S.COMPLETED_WITH_ERRORS if damaged else S.COMPLETED
         return self._finish(target, values, errors)
 
-    def _finish(
-        self, target: CleanupState, values: dict[str, Any], errors: list[CleanupError] | None = None
-    ) -> str:
-        values = dict(values)
-        values["heartbeat_at"] = utcnow()
-        with self.db.transaction() as session:
-            self._check_owner(session)
-            if not transition(session, self.cleanup, target, values):
-                state = CleanupRepository(session).state_of(self.cleanup.id)
-                log.warning(
-                    "cleanup %s could not move to %s from %s", self.cleanup.id, target, state
-                )
-                return str(state)
-            if errors:
-                CleanupRepository(session).replace_errors(self.cleanup.id, errors)
-        log.info("cleanup %s ended %s", self.cleanup.id, target)
-        return str(target)
-
-
-@dataclass(frozen=True, slots=True)
-class SweepReport:
-    republished: int
-    redriven: int
-
 
 def sweep_cleanups(
     db: Database, dispatcher: Dispatcher, settings: Settings, now: datetime | None = None
 ) -> SweepReport:
     """Re-publish cleanups no worker has claimed and those whose worker died."""
-    now = now or utcnow()
-    wait = timedelta(seconds=settings.sweep_after_seconds)
-    with db.transaction() as session:
-        repo = CleanupRepository(session)
-        waiting = repo.waiting_starts([*CLEANUP_START_STATES, S.STOP_REQUESTED], now - wait)
-        stale = repo.stale_runs(
-            now - timedelta(seconds=settings.heartbeat_timeout_seconds),
-            [*CLEANUP_RUNNING_STATES, S.STOP_REQUESTED],
-        )
-    due = [
-        (run_id, agent_id)
-        for run_id, agent_id, created, published in waiting
-        if published is None
-        or now - as_utc(published) >= max(wait, as_utc(published) - as_utc(created))
-    ]
-    published = [r for r, a in due if dispatcher.publish("cleanup", r, agent_id=a)]
-    if published:
-        with db.transaction() as session:
-            CleanupRepository(session).mark_published(published)
-    redriven = [r for r, a in stale if dispatcher.publish("cleanup", r, agent_id=a)]
-    return SweepReport(republished=len(published), redriven=len(redriven))
+    return sweep_runs(CLEANUP_RUNS, db, dispatcher, settings, now)

@@ -3,28 +3,30 @@
 A cleanup maintains one agent's vault. Every state change goes through :func:`transition`, a
 compare-and-set that asks ``domain.states`` whether the move is allowed; the HTTP PATCH path and
 the workers share it. At most one cleanup per vault is active at a time (``active_lock``).
+What cleanups share with restores (reading, the PATCH, the state change) is in ``domain.runs``.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain.agents import live_agent, storable
-from cloudbackup.domain.dispatch import Dispatcher
-from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain import runs
+from cloudbackup.domain.agents import live_agent
+from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput
 from cloudbackup.domain.events import record_cleanup_event
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
 from cloudbackup.domain.states import (
     CLEANUP_ACTIVE_STATES,
     CLEANUP_AGENT_SETTABLE,
     CLEANUP_EVENTS_WITH_REQUEST_ID,
     CLEANUP_FINAL_CONFLICT_MESSAGE,
     CLEANUP_FINAL_STATES,
+    CLEANUP_RUNNING_STATES,
     CLEANUP_START_STATES,
     CLEANUP_STATE_EVENT,
     CLEANUP_USER_SETTABLE,
@@ -32,46 +34,13 @@ from cloudbackup.domain.states import (
     cleanup_sources_of,
     parse_cleanup_state,
 )
-from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import Page, SortDir
 from cloudbackup.store.run_repositories import CleanupRepository
-from cloudbackup.store.tables import Cleanup, CleanupError, Event, utcnow
+from cloudbackup.store.tables import Cleanup, CleanupError, utcnow
 
 NOT_FOUND = "Cleanup not found."
 ACTIVE_MESSAGE = (
     "A cleanup of this agent's vault is already in progress; wait for it to finish or stop it."
 )
-
-
-def transition(
-    session: Session,
-    cleanup: Cleanup,
-    target: CleanupState,
-    values: dict[str, Any] | None = None,
-    *,
-    request_id: str | None = None,
-) -> bool:
-    """Move ``cleanup`` to ``target`` if the state machine allows it from its current state.
-
-    Returns False (and writes nothing) when another writer got there first; on success the row
-    object is updated and the state's event recorded. A final state frees the vault's lock.
-    """
-    values = dict(values or {})
-    if target in CLEANUP_FINAL_STATES:
-        values.setdefault("ended_time", utcnow())
-        values["active_lock"] = None
-    if not CleanupRepository(session).compare_and_set(
-        cleanup.id, cleanup_sources_of(target), target, values
-    ):
-        return False
-    for key, value in values.items():
-        setattr(cleanup, key, value)
-    cleanup.state = target
-    event = CLEANUP_STATE_EVENT[target]
-    if request_id is None and event in CLEANUP_EVENTS_WITH_REQUEST_ID:
-        request_id = str(uuid.uuid4())
-    record_cleanup_event(session, cleanup, event, request_id=request_id)
-    return True
 
 
 @dataclass(slots=True)
@@ -88,42 +57,70 @@ class CleanupErrors:
     count: int
     reason: str
     items: list[CleanupErrorItem] = field(default_factory=list)
+    diagnostics: None = None
+
+
+def error_row(cleanup_id: str, item: CleanupErrorItem) -> CleanupError:
+    return CleanupError(cleanup_id=cleanup_id, index=item.index, path=item.path, type=item.type)
 
 
 @dataclass(slots=True)
-class CleanupUpdate:
+class CleanupUpdate(RunUpdate[CleanupState, CleanupErrors]):
     """What a C4 PATCH (or a worker) reports; ``None`` means "not reported"."""
 
-    state: CleanupState | None = None
-    started_time: datetime | None = None
-    ended_time: datetime | None = None
     snapshot_ids: list[int] | None = None
-    errors: CleanupErrors | None = None
-    counters: dict[str, int] = field(default_factory=dict)
 
     def column_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = dict(self.counters)
-        if self.started_time is not None:
-            values["started_time"] = self.started_time
-        if self.ended_time is not None:
-            values["ended_time"] = self.ended_time
+        # Not super(): a slots dataclass is a new class, which zero-argument super() misses.
+        values = RunUpdate.column_values(self)
         if self.snapshot_ids is not None:
             values["snapshot_ids"] = list(self.snapshot_ids)
-        if self.errors is not None:
-            values.update(
-                errors_count=self.errors.count,
-                errors_reason=self.errors.reason,
-                errors_diagnostics=None,
-            )
         return values
 
 
-class CleanupService:
-    """Use cases of the cleanups resource, for the API."""
+CLEANUP_RUNS: RunKind[Cleanup, CleanupError, CleanupState] = RunKind(
+    name="cleanup",
+    repository=CleanupRepository,
+    states=CleanupState,
+    start_states=CLEANUP_START_STATES,
+    running_states=CLEANUP_RUNNING_STATES,
+    active_states=CLEANUP_ACTIVE_STATES,
+    final_states=CLEANUP_FINAL_STATES,
+    agent_settable=CLEANUP_AGENT_SETTABLE,
+    user_settable=CLEANUP_USER_SETTABLE,
+    sources_of=cleanup_sources_of,
+    state_event=CLEANUP_STATE_EVENT,
+    events_with_request_id=CLEANUP_EVENTS_WITH_REQUEST_ID,
+    record_event=record_cleanup_event,
+    error_row=error_row,
+    agent_of=lambda cleanup: cleanup.agent_id,
+    not_found=NOT_FOUND,
+    final_conflict=CLEANUP_FINAL_CONFLICT_MESSAGE,
+    not_the_agent=(
+        "Progress and results may only be reported by the cleanup's agent "
+        "(send its id in X-Agent-Id)."
+    ),
+    final_values={"active_lock": None},  # a final state frees the vault's lock
+)
 
-    def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
-        self.db = db
-        self.dispatcher = dispatcher
+
+def transition(
+    session: Session,
+    cleanup: Cleanup,
+    target: CleanupState,
+    values: dict[str, Any] | None = None,
+    *,
+    request_id: str | None = None,
+) -> bool:
+    """Move ``cleanup`` to ``target`` if its state machine allows it (:func:`runs.transition`);
+    a final state frees the vault's lock."""
+    return runs.transition(CLEANUP_RUNS, session, cleanup, target, values, request_id=request_id)
+
+
+class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
+    """Use cases of the cleanups resource, for the API: the start here, the rest shared."""
+
+    kind = CLEANUP_RUNS
 
     # -- C1 ---------------------------------------------------------------------------------
     def start(
@@ -193,102 +190,4 @@ class CleanupService:
             request_id=cleanup.request_id,
             vault_encrypted=agent.vault_encrypted,
         )
-        return cleanup
-
-    # -- C2 / C3 ----------------------------------------------------------------------------
-    def get(self, project_id: str, cleanup_id: str) -> Cleanup:
-        with self.db.transaction() as session:
-            return self._get(session, project_id, cleanup_id)
-
-    def page(
-        self, project_id: str, *, marker: str | None, limit: int, sort_dir: SortDir
-    ) -> Page[Cleanup]:
-        with self.db.transaction() as session:
-            repo = CleanupRepository(session)
-            marker_seq = None
-            if marker is not None:
-                marker_seq = repo.seq_of(marker, project_id)
-                if marker_seq is None:
-                    raise InvalidInput(
-                        "Validation failed.",
-                        [f"marker {marker!r} is not a cleanup of this project."],
-                    )
-            return repo.page(project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir)
-
-    # -- ER3 / EV7 --------------------------------------------------------------------------
-    def errors(self, project_id: str, cleanup_id: str) -> tuple[Cleanup, list[CleanupError]]:
-        with self.db.transaction() as session:
-            cleanup = self._get(session, project_id, cleanup_id)
-            return cleanup, CleanupRepository(session).errors(cleanup_id)
-
-    def events(
-        self, project_id: str, cleanup_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
-    ) -> Page[Event]:
-        with self.db.transaction() as session:
-            self._get(session, project_id, cleanup_id)
-            return CleanupRepository(session).events(
-                project_id, cleanup_id, marker=marker, limit=limit, sort_dir=sort_dir
-            )
-
-    # -- C4 ---------------------------------------------------------------------------------
-    def update(
-        self, project_id: str, cleanup_id: str, update: CleanupUpdate, agent_header: str | None
-    ) -> None:
-        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
-        with self.db.transaction() as session:
-            repo = CleanupRepository(session)
-            cleanup = self._get(session, project_id, cleanup_id)
-            if cleanup.state in CLEANUP_FINAL_STATES:
-                raise Conflict(CLEANUP_FINAL_CONFLICT_MESSAGE)
-            values = update.column_values()
-            agent_fields = update.state in CLEANUP_AGENT_SETTABLE or bool(values)
-            if agent_fields and agent_header != cleanup.agent_id:
-                raise Forbidden(
-                    "Progress and results may only be reported by the cleanup's agent "
-                    "(send its id in X-Agent-Id)."
-                )
-            if update.state is None:
-                if not repo.update_where_state(cleanup.id, CLEANUP_ACTIVE_STATES, values):
-                    raise Conflict(CLEANUP_FINAL_CONFLICT_MESSAGE)
-            elif update.state in CLEANUP_USER_SETTABLE:
-                if values:
-                    repo.update_where_state(cleanup.id, CLEANUP_ACTIVE_STATES, values)
-                self._stop(session, cleanup)
-            elif not transition(session, cleanup, update.state, values):
-                current = repo.state_of(cleanup.id)
-                if current in CLEANUP_FINAL_STATES:
-                    raise Conflict(CLEANUP_FINAL_CONFLICT_MESSAGE)
-                raise Conflict(f"A cleanup in state '{current}' cannot move to '{update.state}'.")
-            if update.errors is not None:
-                repo.replace_errors(
-                    cleanup.id,
-                    [
-                        CleanupError(
-                            cleanup_id=cleanup.id, index=item.index, path=item.path, type=item.type
-                        )
-                        for item in update.errors.items
-                    ],
-                )
-
-    def _stop(self, session: Session, cleanup: Cleanup) -> None:
-        was = cleanup.state
-        if was == CleanupState.STOP_REQUESTED:
-            return  # a repeated stop request changes nothing
-        if not transition(session, cleanup, CleanupState.STOP_REQUESTED):
-            state = CleanupRepository(session).state_of(cleanup.id)
-            raise Conflict(f"A cleanup in state '{state}' cannot be stopped.")
-        if (
-            was in CLEANUP_START_STATES
-            and CleanupRepository(session).heartbeat_of(cleanup.id) is None
-        ):
-            # Nobody has claimed it (a worker's claim writes the first heartbeat in the same
-            # UPDATE as `queued`), so nobody else would end it: stop it now (OQ-29/OQ-30).
-            transition(session, cleanup, CleanupState.STOPPED)
-
-    def _get(self, session: Session, project_id: str, cleanup_id: str) -> Cleanup:
-        cleanup = (
-            CleanupRepository(session).get(cleanup_id, project_id) if storable(cleanup_id) else None
-        )
-        if cleanup is None:
-            raise NotFound(NOT_FOUND)
         return cleanup

@@ -119,6 +119,7 @@ def record_cleanup_event(
     *,
     request_id: str | None = None,
     vault_encrypted: bool | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """Append a cleanup event (spec §15.3) tagged with its project, agent and cleanup; the start
     request also names the vault (``vault_encrypted`` given)."""
@@ -128,6 +129,8 @@ def record_cleanup_event(
     members: dict[str, Any] = {"agent": agent, "cleanup": {"id": cleanup.id}}
     if request_id is not None:
         members["request_id"] = request_id
+    if extra:
+        members.update(extra)
     EventRepository(session).insert(
         event=event,
         project_id=cleanup.project_id,

@@ -1,10 +1,11 @@
 """Running one restore on a worker (the worker acts as the destination agent): claim it, let the
 engine rebuild the selected part of the snapshot, keep the row true, finish it.
 
-Modelled on ``backup_run``: the claim is a compare-and-set on the state (a second delivery does
-nothing); counters and the heartbeat are written at least every ``progress_interval`` seconds and
-the same write reads the state back, which is how a stop request reaches the running engine; a
-run whose worker died is taken over a bounded number of times, then failed.
+Modelled on ``backup_run``, with what it shares with cleanups in ``run_worker``: the claim is a
+compare-and-set on the state (a second delivery does nothing); counters and the heartbeat are
+written at least every ``progress_interval`` seconds and the same write reads the state back,
+which is how a stop request reaches the running engine; a run whose worker died is taken over a
+bounded number of times, then failed.
 
 The restore's inclusions and exclusions become the engine's ``select`` predicate
 (:class:`RestoreSelection`).
@@ -17,27 +18,24 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from cloudbackup.domain.backup_run import LostOwnership, RunIsAlive
 from cloudbackup.domain.dispatch import Dispatcher
-from cloudbackup.domain.errors import Unavailable
 from cloudbackup.domain.events import record_restore_event
 from cloudbackup.domain.restores import (
     RESTORE_DIAGNOSTICS,
     RESTORE_ERROR_REASON,
+    RESTORE_RUNS,
     open_backup_vault,
     transition,
 )
-from cloudbackup.domain.states import (
-    RESTORE_FINAL_STATES,
-    RESTORE_RUNNING_STATES,
-    RestoreState,
-)
+from cloudbackup.domain.run_worker import OwnedRun, RunClaim, SweepReport, claim_run, sweep_runs
+from cloudbackup.domain.states import RestoreState
 from cloudbackup.engine import (
     FileError,
     RestoreProgress,
@@ -49,7 +47,7 @@ from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
 from cloudbackup.store.run_repositories import RestoreRepository
-from cloudbackup.store.tables import RESTORES, Restore, RestoreError, as_utc, utcnow
+from cloudbackup.store.tables import Restore, RestoreError, utcnow
 
 log = logging.getLogger("cloudbackup.run")
 
@@ -112,13 +110,7 @@ class RestoreSelection:
 
 # -- claiming ---------------------------------------------------------------------------------
 
-
-@dataclass(slots=True)
-class Claim:
-    """A restore this worker now owns: ``attempt`` identifies it in every later write."""
-
-    restore: Restore
-    attempt: int
+Claim = RunClaim[Restore, RestoreError, RestoreState]
 
 
 def execute_restore(db: Database, settings: Settings, restore_id: str) -> str:
@@ -134,62 +126,17 @@ def execute_restore(db: Database, settings: Settings, restore_id: str) -> str:
 
 
 def claim_restore(db: Database, settings: Settings, restore_id: str) -> Claim | None:
-    with db.transaction() as session:
-        repo = RestoreRepository(session)
-        restore = repo.get(restore_id)
-        if restore is None:
-            log.warning("restore %s does not exist; nothing to run", restore_id)
-            return None
-        state = S(restore.state)
-        if state in RESTORE_FINAL_STATES:
-            return None
-        if state is S.STOP_REQUESTED and restore.heartbeat_at is None:
-            transition(session, restore, S.STOPPED)  # stopped before any worker picked it up
-            return None
-        now = utcnow()
-        if state is S.START_REQUESTED:
-            attempt = restore.attempts + 1
-            if not transition(
-                session, restore, S.QUEUED, {"heartbeat_at": now, "attempts": attempt}
-            ):
-                return None
-            return Claim(restore, attempt)
-        # Claimed before: a duplicate delivery, or a re-drive of a run whose worker died.
-        stale_before = now - timedelta(seconds=settings.heartbeat_timeout_seconds)
-        if restore.heartbeat_at is not None and as_utc(restore.heartbeat_at) > stale_before:
-            raise RunIsAlive(restore.id)
-        if state is S.STOP_REQUESTED:
-            transition(session, restore, S.STOPPED)
-            return None
-        if restore.attempts >= settings.max_attempts:
-            transition(
-                session,
-                restore,
-                S.FAILED,
-                {
-                    "errors_reason": FAILED_REASON,
-                    "errors_diagnostics": (
-                        f"The worker running this restore stopped responding {restore.attempts} "
-                        "times; giving up. Check the worker logs, then start the restore again."
-                    ),
-                },
-            )
-            return None
-        attempt = restore.attempts + 1
-        if not repo.update_where_state(
-            restore.id,
-            [state],
-            {"heartbeat_at": now, "attempts": attempt},
-            heartbeat_was=restore.heartbeat_at,
-        ):
-            return None
-        restore.attempts = attempt
-        log.warning(
-            "re-driving restore %s (attempt %d) after its worker stopped responding",
-            restore.id,
-            attempt,
-        )
-        return Claim(restore, attempt)
+    return claim_run(RESTORE_RUNS, db, settings, restore_id, give_up=_give_up)
+
+
+def _give_up(restore: Restore) -> dict[str, Any]:
+    return {
+        "errors_reason": FAILED_REASON,
+        "errors_diagnostics": (
+            f"The worker running this restore stopped responding {restore.attempts} "
+            "times; giving up. Check the worker logs, then start the restore again."
+        ),
+    }
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -200,19 +147,14 @@ class _Stop(Exception):
 
 
 @dataclass
-class _Run:
-    db: Database
-    settings: Settings
-    claim: Claim
-    _last_flush: float = 0.0
+class _Run(OwnedRun[Restore, RestoreError, RestoreState]):
     _last_event: float = 0.0
-    _stop_seen: bool = False
     _started: float = field(default_factory=time.monotonic)
     _progress: RestoreProgress | None = None
 
     @property
     def restore(self) -> Restore:
-        return self.claim.restore
+        return self.claim.run
 
     def run(self) -> str:
         selection = RestoreSelection(self.restore.inclusions or [], self.restore.exclusions or [])
@@ -260,7 +202,7 @@ class _Run:
     def _enter(self, target: RestoreState) -> None:
         """Move to a progress state; a pending stop request ends the run instead."""
         with self.db.transaction() as session:
-            self._check_owner(session)
+            self.claim.check_owner(session)
             values: dict[str, Any] = {"heartbeat_at": utcnow()}
             if target is S.PREPARING and self.restore.started_time is None:
                 values["started_time"] = utcnow()
@@ -313,40 +255,22 @@ class _Run:
         return {"files_restored": p.files_restored, "bytes_restored": p.bytes_restored}
 
     def _flush(self) -> None:
-        self._last_flush = time.monotonic()
-        values = self._counter_values()
-        values["heartbeat_at"] = utcnow()
-        try:
-            with self.db.transaction() as session:
-                repo = RestoreRepository(session)
-                self._check_owner(session)
-                repo.update_where_state(
-                    self.restore.id, RESTORE_RUNNING_STATES | {S.STOP_REQUESTED}, values
-                )
-                self._stop_seen = repo.state_of(self.restore.id) == S.STOP_REQUESTED
-                p = self._progress
-                if p is not None and time.monotonic() - self._last_event >= PROGRESS_EVENT_SECONDS:
-                    self._last_event = time.monotonic()
-                    record_restore_event(
-                        session,
-                        self.restore,
-                        "restore_progress",
-                        extra={
-                            "bytes_completed": p.bytes_completed,
-                            "bytes_remaining": max(p.total_bytes - p.bytes_completed, 0),
-                            "total_bytes": p.total_bytes,
-                        },
-                    )
-        except (Unavailable, sa.exc.OperationalError) as exc:
-            # Keep going: the database may be back before our heartbeat goes stale.
-            log.warning("could not record progress of restore %s: %s", self.restore.id, exc)
+        self._write_progress(self._counter_values(), also=self._progress_event)
 
-    def _check_owner(self, session: Any) -> None:
-        attempts = session.execute(
-            sa.select(RESTORES.c.attempts).where(RESTORES.c.id == self.restore.id)
-        ).scalar_one()
-        if attempts != self.claim.attempt:
-            raise LostOwnership(self.restore.id)
+    def _progress_event(self, session: Session) -> None:
+        p = self._progress
+        if p is not None and time.monotonic() - self._last_event >= PROGRESS_EVENT_SECONDS:
+            self._last_event = time.monotonic()
+            record_restore_event(
+                session,
+                self.restore,
+                "restore_progress",
+                extra={
+                    "bytes_completed": p.bytes_completed,
+                    "bytes_remaining": max(p.total_bytes - p.bytes_completed, 0),
+                    "total_bytes": p.total_bytes,
+                },
+            )
 
     def _complete(self, result: RestoreResult, unmatched: list[str]) -> str:
         problems: list[FileError] = [
@@ -381,68 +305,12 @@ class _Run:
         target = S.COMPLETED_WITH_ERRORS if errors else S.COMPLETED
         return self._finish(target, values, errors)
 
-    def _finish(
-        self, target: RestoreState, values: dict[str, Any], errors: list[RestoreError] | None = None
-    ) -> str:
-        values = dict(values)
-        values["heartbeat_at"] = utcnow()
-        with self.db.transaction() as session:
-            self._check_owner(session)
-            if not transition(session, self.restore, target, values):
-                state = RestoreRepository(session).state_of(self.restore.id)
-                log.warning(
-                    "restore %s could not move to %s from %s", self.restore.id, target, state
-                )
-                return str(state)
-            if errors:
-                RestoreRepository(session).replace_errors(self.restore.id, errors)
-        log.info("restore %s ended %s", self.restore.id, target)
-        return str(target)
-
 
 # -- the sweeper's part -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SweepReport:
-    republished: int
-    redriven: int
 
 
 def sweep_restores(
     db: Database, dispatcher: Dispatcher, settings: Settings, now: datetime | None = None
 ) -> SweepReport:
-    """Re-publish restores no worker has claimed (backing off 30 s, 30 s, 60 s, ...) and those
-    whose worker died (stale heartbeat); the claim decides whether to take them over or fail."""
-    now = now or utcnow()
-    wait = timedelta(seconds=settings.sweep_after_seconds)
-    with db.transaction() as session:
-        repo = RestoreRepository(session)
-        waiting = repo.waiting_starts([S.START_REQUESTED, S.STOP_REQUESTED], now - wait)
-        stale = repo.stale_runs(
-            now - timedelta(seconds=settings.heartbeat_timeout_seconds),
-            [*RESTORE_RUNNING_STATES, S.STOP_REQUESTED],
-        )
-    due = [
-        (run_id, agent_id)
-        for run_id, agent_id, created, published in waiting
-        if published is None
-        or now - as_utc(published) >= max(wait, as_utc(published) - as_utc(created))
-    ]
-    published = [
-        run_id
-        for run_id, agent_id in due
-        if dispatcher.publish("restore", run_id, agent_id=agent_id)
-    ]
-    if published:
-        with db.transaction() as session:
-            RestoreRepository(session).mark_published(published)
-        log.info("re-published %d restores waiting for a worker", len(published))
-    redriven = [
-        run_id
-        for run_id, agent_id in stale
-        if dispatcher.publish("restore", run_id, agent_id=agent_id)
-    ]
-    if redriven:
-        log.warning("re-drove %d restores whose worker stopped responding", len(redriven))
-    return SweepReport(republished=len(published), redriven=len(redriven))
+    """Re-publish restores no worker has claimed and those whose worker died."""
+    return sweep_runs(RESTORE_RUNS, db, dispatcher, settings, now)

@@ -3,6 +3,7 @@ to restore: a restorable backup's vault and snapshot (also used by the CLI).
 
 Every state change goes through :func:`transition`, a compare-and-set that asks
 ``domain.states`` whether the move is allowed; the HTTP PATCH path and the workers share it.
+What restores share with cleanups (reading, the PATCH, the state change) is in ``domain.runs``.
 """
 
 from __future__ import annotations
@@ -10,24 +11,26 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain import runs
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import PathItem, is_inside, path_key
-from cloudbackup.domain.dispatch import Dispatcher
-from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
 from cloudbackup.domain.states import (
     RESTORE_ACTIVE_STATES,
     RESTORE_AGENT_SETTABLE,
     RESTORE_EVENTS_WITH_REQUEST_ID,
     RESTORE_FINAL_CONFLICT_MESSAGE,
     RESTORE_FINAL_STATES,
+    RESTORE_RUNNING_STATES,
+    RESTORE_START_STATES,
     RESTORE_STATE_EVENT,
     RESTORE_USER_SETTABLE,
     RestoreState,
@@ -36,9 +39,9 @@ from cloudbackup.domain.states import (
 from cloudbackup.engine import Vault, open_vault
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import BackupRepository, Page, SortDir
+from cloudbackup.store.repositories import BackupRepository
 from cloudbackup.store.run_repositories import RestoreRepository, vault_encrypted
-from cloudbackup.store.tables import Agent, Event, Restore, RestoreError, utcnow
+from cloudbackup.store.tables import Agent, Restore, RestoreError, utcnow
 
 NOT_FOUND = "Restore not found."
 RESTORE_ERROR_REASON = "unable_to_process_some_files"
@@ -165,60 +168,9 @@ def check_request(request: RestoreRequest) -> list[str]:
 # -- state changes ----------------------------------------------------------------------------
 
 
-def transition(
-    session: Session,
-    restore: Restore,
-    target: RestoreState,
-    values: dict[str, Any] | None = None,
-    *,
-    request_id: str | None = None,
-    event_extra: dict[str, Any] | None = None,
-) -> bool:
-    """Move ``restore`` to ``target`` if the state machine allows it from its current state.
-
-    Returns False (and writes nothing) when another writer got there first; on success the row
-    object is updated and the state's event recorded.
-    """
-    values = dict(values or {})
-    if target in RESTORE_FINAL_STATES:
-        values.setdefault("ended_time", utcnow())
-    if not RestoreRepository(session).compare_and_set(
-        restore.id, restore_sources_of(target), target, values
-    ):
-        return False
-    for key, value in values.items():
-        setattr(restore, key, value)
-    restore.state = target
-    event = RESTORE_STATE_EVENT[target]
-    if request_id is None and event in RESTORE_EVENTS_WITH_REQUEST_ID:
-        request_id = str(uuid.uuid4())
-    record_restore_event(session, restore, event, request_id=request_id, extra=event_extra)
-    return True
-
-
 @dataclass(slots=True)
-class RestoreUpdate:
+class RestoreUpdate(RunUpdate[RestoreState, ErrorReport]):
     """What an R4 PATCH (or a worker) reports; ``None`` means "not reported"."""
-
-    state: RestoreState | None = None
-    started_time: datetime | None = None
-    ended_time: datetime | None = None
-    errors: ErrorReport | None = None
-    counters: dict[str, int] = field(default_factory=dict)
-
-    def column_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = dict(self.counters)
-        if self.started_time is not None:
-            values["started_time"] = self.started_time
-        if self.ended_time is not None:
-            values["ended_time"] = self.ended_time
-        if self.errors is not None:
-            values.update(
-                errors_count=self.errors.count,
-                errors_reason=self.errors.reason,
-                errors_diagnostics=self.errors.diagnostics,
-            )
-        return values
 
 
 def error_row(restore_id: str, item: ErrorItem) -> RestoreError:
@@ -233,15 +185,59 @@ def error_row(restore_id: str, item: ErrorItem) -> RestoreError:
     )
 
 
+RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
+    name="restore",
+    repository=RestoreRepository,
+    states=RestoreState,
+    start_states=RESTORE_START_STATES,
+    running_states=RESTORE_RUNNING_STATES,
+    active_states=RESTORE_ACTIVE_STATES,
+    final_states=RESTORE_FINAL_STATES,
+    agent_settable=RESTORE_AGENT_SETTABLE,
+    user_settable=RESTORE_USER_SETTABLE,
+    sources_of=restore_sources_of,
+    state_event=RESTORE_STATE_EVENT,
+    events_with_request_id=RESTORE_EVENTS_WITH_REQUEST_ID,
+    record_event=record_restore_event,
+    error_row=error_row,
+    agent_of=lambda restore: restore.destination_agent_id,
+    not_found=NOT_FOUND,
+    final_conflict=RESTORE_FINAL_CONFLICT_MESSAGE,
+    not_the_agent=(
+        "Progress and results may only be reported by the restore's destination "
+        "agent (send its id in X-Agent-Id)."
+    ),
+)
+
+
+def transition(
+    session: Session,
+    restore: Restore,
+    target: RestoreState,
+    values: dict[str, Any] | None = None,
+    *,
+    request_id: str | None = None,
+    event_extra: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``restore`` to ``target`` if its state machine allows it (:func:`runs.transition`)."""
+    return runs.transition(
+        RESTORE_RUNS,
+        session,
+        restore,
+        target,
+        values,
+        request_id=request_id,
+        event_extra=event_extra,
+    )
+
+
 # -- the service ------------------------------------------------------------------------------
 
 
-class RestoreService:
-    """Use cases of the restores resource, for the API."""
+class RestoreService(RunService[Restore, RestoreError, RestoreState]):
+    """Use cases of the restores resource, for the API: the start here, the rest shared."""
 
-    def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
-        self.db = db
-        self.dispatcher = dispatcher
+    kind = RESTORE_RUNS
 
     # -- R1 ---------------------------------------------------------------------------------
     def start(self, project_id: str, request: RestoreRequest) -> Restore:
@@ -307,96 +303,4 @@ class RestoreService:
             request_id=restore.request_id,
             vault_encrypted=vault_encrypted(session, backup.vault_id),
         )
-        return restore
-
-    # -- R2 / R3 ----------------------------------------------------------------------------
-    def get(self, project_id: str, restore_id: str) -> Restore:
-        with self.db.transaction() as session:
-            return self._get(session, project_id, restore_id)
-
-    def page(
-        self, project_id: str, *, marker: str | None, limit: int, sort_dir: SortDir
-    ) -> Page[Restore]:
-        with self.db.transaction() as session:
-            repo = RestoreRepository(session)
-            marker_seq = None
-            if marker is not None:
-                marker_seq = repo.seq_of(marker, project_id)
-                if marker_seq is None:
-                    raise InvalidInput(
-                        "Validation failed.",
-                        [f"marker {marker!r} is not a restore of this project."],
-                    )
-            return repo.page(project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir)
-
-    # -- ER2 / EV6 --------------------------------------------------------------------------
-    def errors(self, project_id: str, restore_id: str) -> tuple[Restore, list[RestoreError]]:
-        with self.db.transaction() as session:
-            restore = self._get(session, project_id, restore_id)
-            return restore, RestoreRepository(session).errors(restore_id)
-
-    def events(
-        self, project_id: str, restore_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
-    ) -> Page[Event]:
-        with self.db.transaction() as session:
-            self._get(session, project_id, restore_id)
-            return RestoreRepository(session).events(
-                project_id, restore_id, marker=marker, limit=limit, sort_dir=sort_dir
-            )
-
-    # -- R4 ---------------------------------------------------------------------------------
-    def update(
-        self, project_id: str, restore_id: str, update: RestoreUpdate, agent_header: str | None
-    ) -> None:
-        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
-        with self.db.transaction() as session:
-            repo = RestoreRepository(session)
-            restore = self._get(session, project_id, restore_id)
-            if restore.state in RESTORE_FINAL_STATES:
-                raise Conflict(RESTORE_FINAL_CONFLICT_MESSAGE)
-            values = update.column_values()
-            agent_fields = update.state in RESTORE_AGENT_SETTABLE or bool(values)
-            if agent_fields and agent_header != restore.destination_agent_id:
-                raise Forbidden(
-                    "Progress and results may only be reported by the restore's destination "
-                    "agent (send its id in X-Agent-Id)."
-                )
-            if update.state is None:
-                if not repo.update_where_state(restore.id, RESTORE_ACTIVE_STATES, values):
-                    raise Conflict(RESTORE_FINAL_CONFLICT_MESSAGE)
-            elif update.state in RESTORE_USER_SETTABLE:
-                if values:
-                    repo.update_where_state(restore.id, RESTORE_ACTIVE_STATES, values)
-                self._stop(session, restore)
-            elif not transition(session, restore, update.state, values):
-                current = repo.state_of(restore.id)
-                if current in RESTORE_FINAL_STATES:
-                    raise Conflict(RESTORE_FINAL_CONFLICT_MESSAGE)
-                raise Conflict(f"A restore in state '{current}' cannot move to '{update.state}'.")
-            if update.errors is not None:
-                repo.replace_errors(
-                    restore.id, [error_row(restore.id, item) for item in update.errors.items]
-                )
-
-    def _stop(self, session: Session, restore: Restore) -> None:
-        was = restore.state
-        if was == RestoreState.STOP_REQUESTED:
-            return  # a repeated stop request changes nothing
-        if not transition(session, restore, RestoreState.STOP_REQUESTED):
-            state = RestoreRepository(session).state_of(restore.id)
-            raise Conflict(f"A restore in state '{state}' cannot be stopped.")
-        if (
-            was in {RestoreState.START_REQUESTED}
-            and RestoreRepository(session).heartbeat_of(restore.id) is None
-        ):
-            # Nobody has claimed it (a worker's claim writes the first heartbeat in the same
-            # UPDATE as `queued`), so nobody else would end it: stop it now (OQ-29/OQ-30).
-            transition(session, restore, RestoreState.STOPPED)
-
-    def _get(self, session: Session, project_id: str, restore_id: str) -> Restore:
-        restore = (
-            RestoreRepository(session).get(restore_id, project_id) if storable(restore_id) else None
-        )
-        if restore is None:
-            raise NotFound(NOT_FOUND)
         return restore

@@ -141,6 +141,7 @@ R = RestoreState
 RESTORE_FINAL_STATES: frozenset[RestoreState] = frozenset(
     {R.COMPLETED, R.COMPLETED_WITH_ERRORS, R.FAILED, R.STOPPED}
 )
+RESTORE_START_STATES: frozenset[RestoreState] = frozenset({R.START_REQUESTED})
 RESTORE_RUNNING_STATES: frozenset[RestoreState] = frozenset({R.QUEUED, R.PREPARING, R.IN_PROGRESS})
 RESTORE_ACTIVE_STATES: frozenset[RestoreState] = frozenset(set(RestoreState) - RESTORE_FINAL_STATES)
 

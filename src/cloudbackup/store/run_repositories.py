@@ -46,7 +46,7 @@ def vault_encrypted(session: Session, vault_id: str) -> bool:
     return bool(flag)
 
 
-class _RunRepository(Generic[RunT, ErrorT]):
+class RunRepository(Generic[RunT, ErrorT]):
     """What restores and cleanups share: rows with ``seq``, ``id``, ``state``, a heartbeat."""
 
     model: ClassVar[type[Any]]
@@ -214,7 +214,7 @@ class _RunRepository(Generic[RunT, ErrorT]):
         raise NotImplementedError
 
 
-class RestoreRepository(_RunRepository[Restore, RestoreError]):
+class RestoreRepository(RunRepository[Restore, RestoreError]):
     model = Restore
     table = RESTORES
     error_model = RestoreError
@@ -235,7 +235,7 @@ class RestoreRepository(_RunRepository[Restore, RestoreError]):
         return {r[0] for r in rows}
 
 
-class CleanupRepository(_RunRepository[Cleanup, CleanupError]):
+class CleanupRepository(RunRepository[Cleanup, CleanupError]):
     model = Cleanup
     table = CLEANUPS
     error_model = CleanupError

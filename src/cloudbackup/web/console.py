@@ -10,7 +10,7 @@ refreshes the parts marked ``data-live`` while a run is going; without it the pa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, cast
 from urllib.parse import urlencode
@@ -109,6 +109,33 @@ def _view(
         path=request.url.path,
         **context,
     )
+
+
+async def _render(
+    request: AnyRequest,
+    template: str,
+    load: Callable[[AsyncApiClient], Awaitable[dict[str, Any]]],
+    **view: Any,
+) -> Response[str]:
+    """The logged-in user's page ``template`` with what ``load`` reads from the API."""
+    user = await current_user(request)
+    async with api_for(request, user) as api:
+        context = await load(api)
+    return _view(request, user, template, **view, **context)
+
+
+async def _post_action(
+    request: AnyRequest,
+    act: Callable[[AsyncApiClient], Awaitable[object]],
+    target: str,
+    **query: str,
+) -> Redirect:
+    """A form button that changes one thing: CSRF-checked, ``act`` on the API, then redirect."""
+    user = await current_user(request)
+    check_form(request, user, await request.form())
+    async with api_for(request, user) as api:
+        await act(api)
+    return _redirect(target, **query)
 
 
 # -- failures: HTML here, the API's own JSON handlers stay in charge of /v2 ----------------------
@@ -242,27 +269,16 @@ class ConsoleController(Controller):
         configuration: Query = "",
         notice: Query = "",
     ) -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            (config_names, agent_names), rows = await asyncio.gather(
-                pages.names(api),
-                pages.backup_rows(
-                    api, state=state_filter, agent=agent, configuration=configuration
-                ),
-            )
         filters = {"state": state_filter, "agent": agent, "configuration": configuration}
-        return _view(
+        return await _render(
             request,
-            user,
             "backups.html",
+            lambda api: _backup_list(api, filters),
             active="backups",
             notice=notice,
-            rows=rows,
             filters=filters,
             query=urlencode({k: v for k, v in filters.items() if v}),
             states=pages.BACKUP_STATES,
-            config_names=config_names,
-            agent_names=agent_names,
         )
 
     @get("/backups/rows")
@@ -273,22 +289,8 @@ class ConsoleController(Controller):
         agent: Query = "",
         configuration: Query = "",
     ) -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            (config_names, agent_names), rows = await asyncio.gather(
-                pages.names(api),
-                pages.backup_rows(
-                    api, state=state_filter, agent=agent, configuration=configuration
-                ),
-            )
-        return _view(
-            request,
-            user,
-            "_backup_rows.html",
-            rows=rows,
-            config_names=config_names,
-            agent_names=agent_names,
-        )
+        filters = {"state": state_filter, "agent": agent, "configuration": configuration}
+        return await _render(request, "_backup_rows.html", lambda api: _backup_list(api, filters))
 
     @post("/backups")
     async def start_backup(self, request: AnyRequest) -> Response[Any]:
@@ -308,12 +310,7 @@ class ConsoleController(Controller):
             errors = await api.backup_errors(backup_id)
         return {
             "backup": backup,
-            "final": pages.is_final("backups", backup.get("state")),
-            "timeline": pages.timeline(events),
-            "progress": pages.progress_view(events[::-1])
-            if backup.get("state") in ("in_progress", "stop_requested")
-            else None,
-            "error_list": errors,
+            **_run_view("backups", backup, events, errors),
             "config_name": config_names.get(fmt.ref_id(backup.get("configuration")) or ""),
             "agent_name": agent_names.get(fmt.ref_id(backup.get("agent")) or ""),
         }
@@ -322,25 +319,28 @@ class ConsoleController(Controller):
     async def backup(
         self, request: AnyRequest, backup_id: FromPath[str], notice: Query = ""
     ) -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            context = await self._backup_context(api, backup_id)
-        return _view(request, user, "backup.html", active="backups", notice=notice, **context)
+        return await _render(
+            request,
+            "backup.html",
+            lambda api: self._backup_context(api, backup_id),
+            active="backups",
+            notice=notice,
+        )
 
     @get("/backups/{backup_id:str}/live")
     async def backup_live(self, request: AnyRequest, backup_id: FromPath[str]) -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            context = await self._backup_context(api, backup_id)
-        return _view(request, user, "_backup_live.html", **context)
+        return await _render(
+            request, "_backup_live.html", lambda api: self._backup_context(api, backup_id)
+        )
 
     @post("/backups/{backup_id:str}/stop")
     async def stop_backup(self, request: AnyRequest, backup_id: FromPath[str]) -> Response[Any]:
-        user = await current_user(request)
-        check_form(request, user, await request.form())
-        async with api_for(request, user) as api:
-            await api.stop_backup(backup_id)
-        return _redirect(f"/console/backups/{backup_id}", notice="stopping")
+        return await _post_action(
+            request,
+            lambda api: api.stop_backup(backup_id),
+            f"/console/backups/{backup_id}",
+            notice="stopping",
+        )
 
     # -- restores ----------------------------------------------------------------------------------
     @get("/backups/{backup_id:str}/restore")
@@ -348,24 +348,39 @@ class ConsoleController(Controller):
         user = await current_user(request)
         async with api_for(request, user) as api:
             backup = await api.get_backup(backup_id)
-            agents = (await api.list_agents())["agents"]
-        values = {
-            "backup_id": backup_id,
-            "destination_agent_id": fmt.ref_id(backup.get("agent")) or "",
-            "destination_path": "",
-            "original": False,
-            "overwrite": False,
-            "inclusions": "",
-            "exclusions": "",
-        }
+            values: dict[str, Any] = {
+                "backup_id": backup_id,
+                "destination_agent_id": fmt.ref_id(backup.get("agent")) or "",
+                "destination_path": "",
+                "original": False,
+                "overwrite": False,
+                "inclusions": "",
+                "exclusions": "",
+            }
+            return await self._restore_form_page(request, user, api, backup, values)
+
+    async def _restore_form_page(
+        self,
+        request: AnyRequest,
+        user: ConsoleUser,
+        api: AsyncApiClient,
+        backup: dict[str, Any],
+        values: dict[str, Any],
+        *,
+        status: int = 200,
+        problem: pages.Problem | None = None,
+    ) -> Response[str]:
+        agents = (await api.list_agents())["agents"]
         return _view(
             request,
             user,
             "restore_form.html",
             active="restores",
+            status=status,
             backup=backup,
             agents=agents,
             values=values,
+            problem=problem,
         )
 
     @post("/restores")
@@ -398,51 +413,31 @@ class ConsoleController(Controller):
                 if exc.missing_endpoint or exc.status >= 500:
                     raise
                 backup = await api.get_backup(str(values["backup_id"]))
-                agents = (await api.list_agents())["agents"]
-                return _view(
+                return await self._restore_form_page(
                     request,
                     user,
-                    "restore_form.html",
-                    active="restores",
+                    api,
+                    backup,
+                    values,
                     status=exc.status,
-                    backup=backup,
-                    agents=agents,
-                    values=values,
                     problem=pages.Problem.of(exc),
                 )
         return _redirect(f"/console/restores/{restore['id']}", notice="restore")
 
     @get("/restores")
     async def restores(self, request: AnyRequest, notice: Query = "") -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            rows, missing = await self._restore_rows(api)
-            _, agent_names = await pages.names(api)
-        return _view(
-            request,
-            user,
-            "restores.html",
-            active="restores",
-            notice=notice,
-            rows=rows,
-            missing=missing,
-            agent_names=agent_names,
+        return await _render(
+            request, "restores.html", self._restore_list, active="restores", notice=notice
         )
 
     @get("/restores/rows")
     async def restore_rows(self, request: AnyRequest) -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            rows, missing = await self._restore_rows(api)
-            _, agent_names = await pages.names(api)
-        return _view(
-            request,
-            user,
-            "_restore_rows.html",
-            rows=rows,
-            missing=missing,
-            agent_names=agent_names,
-        )
+        return await _render(request, "_restore_rows.html", self._restore_list)
+
+    async def _restore_list(self, api: AsyncApiClient) -> dict[str, Any]:
+        rows, missing = await self._restore_rows(api)
+        _, agent_names = await pages.names(api)
+        return {"rows": rows, "missing": missing, "agent_names": agent_names}
 
     async def _restore_rows(self, api: AsyncApiClient) -> tuple[list[dict[str, Any]], bool]:
         try:
@@ -467,12 +462,7 @@ class ConsoleController(Controller):
         _, agent_names = await pages.names(api)
         return {
             "restore": restore,
-            "final": pages.is_final("restores", restore.get("state")),
-            "timeline": pages.timeline(events),
-            "progress": pages.progress_view(events[::-1])
-            if restore.get("state") in ("in_progress", "stop_requested")
-            else None,
-            "error_list": errors,
+            **_run_view("restores", restore, events, errors),
             "agent_names": agent_names,
         }
 
@@ -480,25 +470,28 @@ class ConsoleController(Controller):
     async def restore(
         self, request: AnyRequest, restore_id: FromPath[str], notice: Query = ""
     ) -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            context = await self._restore_context(api, restore_id)
-        return _view(request, user, "restore.html", active="restores", notice=notice, **context)
+        return await _render(
+            request,
+            "restore.html",
+            lambda api: self._restore_context(api, restore_id),
+            active="restores",
+            notice=notice,
+        )
 
     @get("/restores/{restore_id:str}/live")
     async def restore_live(self, request: AnyRequest, restore_id: FromPath[str]) -> Response[str]:
-        user = await current_user(request)
-        async with api_for(request, user) as api:
-            context = await self._restore_context(api, restore_id)
-        return _view(request, user, "_restore_live.html", **context)
+        return await _render(
+            request, "_restore_live.html", lambda api: self._restore_context(api, restore_id)
+        )
 
     @post("/restores/{restore_id:str}/stop")
     async def stop_restore(self, request: AnyRequest, restore_id: FromPath[str]) -> Response[Any]:
-        user = await current_user(request)
-        check_form(request, user, await request.form())
-        async with api_for(request, user) as api:
-            await api.stop_restore(restore_id)
-        return _redirect(f"/console/restores/{restore_id}", notice="restore-stopping")
+        return await _post_action(
+            request,
+            lambda api: api.stop_restore(restore_id),
+            f"/console/restores/{restore_id}",
+            notice="restore-stopping",
+        )
 
     # -- configurations ----------------------------------------------------------------------------
     @get("/configurations")
@@ -643,11 +636,12 @@ class ConsoleController(Controller):
     async def delete_configuration(
         self, request: AnyRequest, config_id: FromPath[str]
     ) -> Response[Any]:
-        user = await current_user(request)
-        check_form(request, user, await request.form())
-        async with api_for(request, user) as api:
-            await api.delete_configuration(config_id)
-        return _redirect("/console/configurations", notice="deleted")
+        return await _post_action(
+            request,
+            lambda api: api.delete_configuration(config_id),
+            "/console/configurations",
+            notice="deleted",
+        )
 
     # -- agents and queues ----------------------------------------------------------------------
     @get("/agents")
@@ -697,6 +691,35 @@ class ConsoleController(Controller):
         async with api_for(request, user) as api:
             await api.update_queue(name, {"/paused": paused})
         return _redirect("/console/queues", notice="paused" if paused else "resumed")
+
+
+async def _backup_list(api: AsyncApiClient, filters: dict[str, str]) -> dict[str, Any]:
+    """The backups page's rows (``filters``: state, agent, configuration) and the names in them."""
+    (config_names, agent_names), rows = await asyncio.gather(
+        pages.names(api),
+        pages.backup_rows(
+            api,
+            state=filters["state"],
+            agent=filters["agent"],
+            configuration=filters["configuration"],
+        ),
+    )
+    return {"rows": rows, "config_names": config_names, "agent_names": agent_names}
+
+
+def _run_view(
+    collection: str, run: dict[str, Any], events: list[dict[str, Any]], errors: Any
+) -> dict[str, Any]:
+    """What the page of a backup or restore shows of its run: whether it ended, the timeline
+    of its ``events``, its progress while running, and its per-file ``errors``."""
+    return {
+        "final": pages.is_final(collection, run.get("state")),
+        "timeline": pages.timeline(events),
+        "progress": pages.progress_view(events[::-1])
+        if run.get("state") in ("in_progress", "stop_requested")
+        else None,
+        "error_list": errors,
+    }
 
 
 def _plain(request: AnyRequest) -> bool:

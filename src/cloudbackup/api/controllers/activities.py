@@ -8,10 +8,7 @@ from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from cloudbackup.api.body import page_limit
-from cloudbackup.api.controllers.events import direction
-from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import page_links
+from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.activities import ActivityList, activity_out
 from cloudbackup.domain.activities import ActivityService
 
@@ -31,30 +28,24 @@ def activity_list(
     limit: str | None,
     sort_dir: str | None,
 ) -> ActivityList:
-    size, order = page_limit(limit), direction(sort_dir, "desc")
-    page = activities.page(
+    items, links = paged_list(
+        request,
         project_id,
-        agent_id=agent_id,
-        configuration_id=configuration_id,
-        marker=marker,
-        limit=size,
-        sort_dir=order,
-    )
-    links = LinkBuilder(request, project_id)
-    return ActivityList(
-        activities=[activity_out(item, links) for item in page.items],
-        links=page_links(
-            links,
-            parts,
-            first_id=page.items[0].id if page.items else None,
-            last_id=page.items[-1].id if page.items else None,
-            has_more=page.has_more,
-            marker_given=marker is not None,
+        parts,
+        lambda size, order: activities.page(
+            project_id,
+            agent_id=agent_id,
+            configuration_id=configuration_id,
+            marker=marker,
             limit=size,
             sort_dir=order,
-            default_sort_dir="desc",
         ),
+        activity_out,
+        marker=marker,
+        limit=limit,
+        sort_dir=sort_dir,
     )
+    return ActivityList(activities=items, links=links)
 
 
 class ActivityController(Controller):

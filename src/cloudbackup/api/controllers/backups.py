@@ -14,11 +14,10 @@ from cloudbackup.api.body import (
     convert_value,
     decode_json,
     decode_patch,
-    page_limit,
-    sort_direction,
 )
+from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import page_links
+from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.backups import (
     BackupList,
     BackupOut,
@@ -28,7 +27,6 @@ from cloudbackup.api.schemas.backups import (
     backup_out,
     error_list_out,
 )
-from cloudbackup.api.schemas.events import event_out
 from cloudbackup.api.schemas.times import parse_iso
 from cloudbackup.domain.backups import (
     BackupService,
@@ -89,38 +87,30 @@ class BackupController(Controller):
         restorable: Query = None,
         configuration_id: Query = None,
     ) -> BackupList:
-        size = page_limit(limit)
-        direction = sort_direction(sort_dir, "desc")
-        only_restorable = boolean("restorable", restorable)
-        page = backups.page(
-            project_id,
-            marker=marker,
-            limit=size,
-            sort_dir=direction,  # type: ignore[arg-type]
-            restorable=only_restorable,
-            configuration_id=configuration_id,
-        )
-        links = LinkBuilder(request, project_id)
         filters = {
             k: v
             for k, v in (("restorable", restorable), ("configuration_id", configuration_id))
             if v is not None
         }
-        return BackupList(
-            backups=[backup_out(row, links) for row in page.items],
-            links=page_links(
-                links,
-                ("backups",),
-                first_id=page.items[0].id if page.items else None,
-                last_id=page.items[-1].id if page.items else None,
-                has_more=page.has_more,
-                marker_given=marker is not None,
+        items, links = paged_list(
+            request,
+            project_id,
+            ("backups",),
+            lambda size, order: backups.page(
+                project_id,
+                marker=marker,
                 limit=size,
-                sort_dir=direction,
-                default_sort_dir="desc",
-                filters=filters,
+                sort_dir=order,
+                restorable=boolean("restorable", restorable),
+                configuration_id=configuration_id,
             ),
+            backup_out,
+            marker=marker,
+            limit=limit,
+            sort_dir=sort_dir,
+            filters=filters,
         )
+        return BackupList(backups=items, links=links)
 
     @get("/{backup_id:str}", sync_to_thread=True)
     def get_backup(
@@ -166,32 +156,17 @@ class BackupController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> dict[str, Any]:
-        size = page_limit(limit)
-        direction = sort_direction(sort_dir, "asc")
-        if marker is not None and not marker.isdigit():
-            raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
-        page = backups.events(
+        return run_event_list(
+            request,
             project_id,
-            backup_id,
-            marker=int(marker) if marker else None,
-            limit=size,
-            sort_dir=direction,  # type: ignore[arg-type]
-        )
-        links = LinkBuilder(request, project_id)
-        return {
-            "events": [event_out(row) for row in page.items],
-            "links": page_links(
-                links,
-                ("backups", backup_id, "events"),
-                first_id=str(page.items[0].id) if page.items else None,
-                last_id=str(page.items[-1].id) if page.items else None,
-                has_more=page.has_more,
-                marker_given=marker is not None,
-                limit=size,
-                sort_dir=direction,
-                default_sort_dir="asc",
+            ("backups", backup_id, "events"),
+            lambda after, size, direction: backups.events(
+                project_id, backup_id, marker=after, limit=size, sort_dir=direction
             ),
-        }
+            marker,
+            limit,
+            sort_dir,
+        )
 
 
 def parse_backup_patch(request: Request[Any, Any, Any], body: bytes) -> BackupUpdate:

@@ -9,10 +9,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from cloudbackup.api.body import page_limit, sort_direction
-from cloudbackup.api.controllers.restores import event_list
+from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import page_links
+from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.cleanups import (
     CleanupErrorListOut,
     CleanupList,
@@ -60,29 +59,19 @@ class CleanupController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> CleanupList:
-        size = page_limit(limit)
-        direction = sort_direction(sort_dir, "desc")
-        page = cleanups.page(
+        items, links = paged_list(
+            request,
             project_id,
-            marker=marker,
-            limit=size,
-            sort_dir=direction,  # type: ignore[arg-type]
-        )
-        links = LinkBuilder(request, project_id)
-        return CleanupList(
-            cleanups=[cleanup_out(row, links) for row in page.items],
-            links=page_links(
-                links,
-                ("cleanups",),
-                first_id=page.items[0].id if page.items else None,
-                last_id=page.items[-1].id if page.items else None,
-                has_more=page.has_more,
-                marker_given=marker is not None,
-                limit=size,
-                sort_dir=direction,
-                default_sort_dir="desc",
+            ("cleanups",),
+            lambda size, order: cleanups.page(
+                project_id, marker=marker, limit=size, sort_dir=order
             ),
+            cleanup_out,
+            marker=marker,
+            limit=limit,
+            sort_dir=sort_dir,
         )
+        return CleanupList(cleanups=items, links=links)
 
     @get("/{cleanup_id:str}", sync_to_thread=True)
     def get_cleanup(
@@ -128,7 +117,7 @@ class CleanupController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> dict[str, Any]:
-        return event_list(
+        return run_event_list(
             request,
             project_id,
             ("cleanups", cleanup_id, "events"),

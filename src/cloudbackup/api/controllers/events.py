@@ -1,7 +1,9 @@
-"""Events: EV1-EV4 and EV8 (spec §10, §15). EV5 lives with the backups."""
+"""Events: EV1-EV4 and EV8 (spec §10, §15); the event list of one run (EV5-EV7) for the
+backups, restores and cleanups controllers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
@@ -9,9 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from cloudbackup.api.body import page_limit, sort_direction
-from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import page_links
+from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
 from cloudbackup.domain.errors import InvalidInput
@@ -29,11 +29,6 @@ def accepted() -> Response[bytes]:
     return Response(content=b"", status_code=HTTP_202_ACCEPTED)
 
 
-def direction(value: str | None, default: SortDir) -> SortDir:
-    """``sort_dir`` (400 unless ``asc``/``desc``), typed for the services."""
-    return "asc" if sort_direction(value, default) == "asc" else "desc"
-
-
 def event_marker(marker: str | None) -> int | None:
     if marker is None:
         return None
@@ -46,28 +41,56 @@ def event_list(
     request: Request[Any, Any, Any],
     project_id: str,
     parts: tuple[str, ...],
-    page: Page[Event],
+    fetch: Callable[[int, SortDir], Page[Event]],
     *,
     marker: str | None,
-    limit: int,
-    sort_dir: str,
-    default_sort_dir: str,
+    limit: str | None,
+    sort_dir: str | None,
+    default_sort_dir: SortDir,
 ) -> dict[str, Any]:
-    """The envelope of every event list: ``events`` and paging ``links`` (spec §10)."""
-    return {
-        "events": [event_out(row) for row in page.items],
-        "links": page_links(
-            LinkBuilder(request, project_id),
-            parts,
-            first_id=str(page.items[0].id) if page.items else None,
-            last_id=str(page.items[-1].id) if page.items else None,
-            has_more=page.has_more,
-            marker_given=marker is not None,
-            limit=limit,
-            sort_dir=sort_dir,
-            default_sort_dir=default_sort_dir,
-        ),
-    }
+    """The envelope of every event list: ``events`` and paging ``links`` (spec §10), of the page
+    ``fetch(limit, sort_dir)`` reads."""
+    events, links = paged_list(
+        request,
+        project_id,
+        parts,
+        fetch,
+        lambda row, _: event_out(row),
+        marker=marker,
+        limit=limit,
+        sort_dir=sort_dir,
+        default_sort_dir=default_sort_dir,
+    )
+    return {"events": events, "links": links}
+
+
+def run_event_list(
+    request: Request[Any, Any, Any],
+    project_id: str,
+    parts: tuple[str, ...],
+    fetch: Callable[[int | None, int, SortDir], Page[Event]],
+    marker: str | None,
+    limit: str | None,
+    sort_dir: str | None,
+) -> dict[str, Any]:
+    """The events of one backup, restore or cleanup (EV5-EV7): ``fetch(marker, limit, sort_dir)``
+    after ``marker`` (an event id) in ``sort_dir`` (default asc)."""
+
+    def after_marker(size: int, order: SortDir) -> Page[Event]:
+        if marker is not None and not marker.isdigit():
+            raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
+        return fetch(int(marker) if marker else None, size, order)
+
+    return event_list(
+        request,
+        project_id,
+        parts,
+        after_marker,
+        marker=marker,
+        limit=limit,
+        sort_dir=sort_dir,
+        default_sort_dir="asc",
+    )
 
 
 class ProjectEventController(Controller):
@@ -95,18 +118,16 @@ class ProjectEventController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> dict[str, Any]:
-        size, order = page_limit(limit), direction(sort_dir, "desc")
-        page = events.project_events(
-            project_id, marker=event_marker(marker), limit=size, sort_dir=order
-        )
         return event_list(
             request,
             project_id,
             ("events",),
-            page,
+            lambda size, order: events.project_events(
+                project_id, marker=event_marker(marker), limit=size, sort_dir=order
+            ),
             marker=marker,
-            limit=size,
-            sort_dir=order,
+            limit=limit,
+            sort_dir=sort_dir,
             default_sort_dir="desc",
         )
 
@@ -138,18 +159,16 @@ class AgentEventController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> dict[str, Any]:
-        size, order = page_limit(limit), direction(sort_dir, "asc")
-        page = events.agent_events(
-            project_id, agent_id, marker=event_marker(marker), limit=size, sort_dir=order
-        )
         return event_list(
             request,
             project_id,
             ("agents", agent_id, "events"),
-            page,
+            lambda size, order: events.agent_events(
+                project_id, agent_id, marker=event_marker(marker), limit=size, sort_dir=order
+            ),
             marker=marker,
-            limit=size,
-            sort_dir=order,
+            limit=limit,
+            sort_dir=sort_dir,
             default_sort_dir="asc",
         )
 
@@ -168,21 +187,19 @@ class ConfigurationEventController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> dict[str, Any]:
-        size, order = page_limit(limit), direction(sort_dir, "desc")
-        page = events.configuration_events(
-            project_id,
-            configuration_id,
-            marker=event_marker(marker),
-            limit=size,
-            sort_dir=order,
-        )
         return event_list(
             request,
             project_id,
             ("configurations", configuration_id, "events"),
-            page,
+            lambda size, order: events.configuration_events(
+                project_id,
+                configuration_id,
+                marker=event_marker(marker),
+                limit=size,
+                sort_dir=order,
+            ),
             marker=marker,
-            limit=size,
-            sort_dir=order,
+            limit=limit,
+            sort_dir=sort_dir,
             default_sort_dir="desc",
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, patch, post
@@ -10,10 +9,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from cloudbackup.api.body import page_limit, sort_direction
+from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import page_links
-from cloudbackup.api.schemas.events import event_out
+from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.restores import (
     RestoreList,
     RestoreOut,
@@ -22,45 +20,11 @@ from cloudbackup.api.schemas.restores import (
     restore_errors_out,
     restore_out,
 )
-from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.restores import RestoreService
-from cloudbackup.store.repositories import Page, SortDir
-from cloudbackup.store.tables import Event
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Query = Annotated[str | None, QueryParameter(required=False)]
 Restores = NamedDependency[RestoreService]
-
-
-def event_list(
-    request: Request[Any, Any, Any],
-    project_id: str,
-    parts: tuple[str, ...],
-    fetch: Callable[[int | None, int, SortDir], Page[Event]],
-    marker: str | None,
-    limit: str | None,
-    sort_dir: str | None,
-) -> dict[str, Any]:
-    """An EV6/EV7 page: events after ``marker`` (an event id) in ``sort_dir`` (default asc)."""
-    size = page_limit(limit)
-    direction = sort_direction(sort_dir, "asc")
-    if marker is not None and not marker.isdigit():
-        raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
-    page = fetch(int(marker) if marker else None, size, direction)  # type: ignore[arg-type]
-    return {
-        "events": [event_out(row) for row in page.items],
-        "links": page_links(
-            LinkBuilder(request, project_id),
-            parts,
-            first_id=str(page.items[0].id) if page.items else None,
-            last_id=str(page.items[-1].id) if page.items else None,
-            has_more=page.has_more,
-            marker_given=marker is not None,
-            limit=size,
-            sort_dir=direction,
-            default_sort_dir="asc",
-        ),
-    }
 
 
 class RestoreController(Controller):
@@ -92,29 +56,19 @@ class RestoreController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> RestoreList:
-        size = page_limit(limit)
-        direction = sort_direction(sort_dir, "desc")
-        page = restores.page(
+        items, links = paged_list(
+            request,
             project_id,
-            marker=marker,
-            limit=size,
-            sort_dir=direction,  # type: ignore[arg-type]
-        )
-        links = LinkBuilder(request, project_id)
-        return RestoreList(
-            restores=[restore_out(row, links, detail=False) for row in page.items],
-            links=page_links(
-                links,
-                ("restores",),
-                first_id=page.items[0].id if page.items else None,
-                last_id=page.items[-1].id if page.items else None,
-                has_more=page.has_more,
-                marker_given=marker is not None,
-                limit=size,
-                sort_dir=direction,
-                default_sort_dir="desc",
+            ("restores",),
+            lambda size, order: restores.page(
+                project_id, marker=marker, limit=size, sort_dir=order
             ),
+            lambda row, links: restore_out(row, links, detail=False),
+            marker=marker,
+            limit=limit,
+            sort_dir=sort_dir,
         )
+        return RestoreList(restores=items, links=links)
 
     @get("/{restore_id:str}", sync_to_thread=True)
     def get_restore(
@@ -160,7 +114,7 @@ class RestoreController(Controller):
         limit: Query = None,
         sort_dir: Query = None,
     ) -> dict[str, Any]:
-        return event_list(
+        return run_event_list(
             request,
             project_id,
             ("restores", restore_id, "events"),

@@ -1,0 +1,253 @@
+"""What restores and cleanups share as runs: the state change, reading them and their errors and
+events, and the PATCH that stops them or reports their progress and result.
+
+A :class:`RunKind` names what differs between the two (table, state machine, events, messages);
+``domain.restores`` and ``domain.cleanups`` each define one and keep their own start (R1, C1).
+Every state change goes through :func:`transition`, a compare-and-set that asks the kind's state
+machine whether the move is allowed; the HTTP PATCH path and the workers share it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from sqlalchemy.orm import Session
+
+from cloudbackup.domain.agents import storable
+from cloudbackup.domain.dispatch import Dispatcher, JobKind
+from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.states import CleanupState, RestoreState
+from cloudbackup.store.db import Database
+from cloudbackup.store.repositories import Page, SortDir
+from cloudbackup.store.run_repositories import RunRepository
+from cloudbackup.store.tables import Cleanup, CleanupError, Event, Restore, RestoreError, utcnow
+
+RunT = TypeVar("RunT", Restore, Cleanup)
+ErrorT = TypeVar("ErrorT", RestoreError, CleanupError)
+StateT = TypeVar("StateT", RestoreState, CleanupState)
+_RunT_contra = TypeVar("_RunT_contra", contravariant=True)
+
+
+class RecordEvent(Protocol[_RunT_contra]):
+    """Appends one event about a run (``domain.events``)."""
+
+    def __call__(
+        self,
+        session: Session,
+        run: _RunT_contra,
+        event: str,
+        /,
+        *,
+        request_id: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None: ...
+
+
+class ReportedErrors(Protocol):
+    """The ``/errors`` a PATCH reports: its per-file ``items`` replace the run's."""
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def diagnostics(self) -> str | None: ...
+
+    @property
+    def items(self) -> Sequence[Any]: ...
+
+
+ErrorsT = TypeVar("ErrorsT", bound=ReportedErrors)
+
+
+@dataclass(slots=True)
+class RunUpdate(Generic[StateT, ErrorsT]):
+    """What a PATCH (or a worker) reports about a run; ``None`` means "not reported"."""
+
+    state: StateT | None = None
+    started_time: datetime | None = None
+    ended_time: datetime | None = None
+    errors: ErrorsT | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    def column_values(self) -> dict[str, Any]:
+        """The run's columns this report writes (the per-file errors are rows of their own)."""
+        values: dict[str, Any] = dict(self.counters)
+        if self.started_time is not None:
+            values["started_time"] = self.started_time
+        if self.ended_time is not None:
+            values["ended_time"] = self.ended_time
+        if self.errors is not None:
+            values.update(
+                errors_count=self.errors.count,
+                errors_reason=self.errors.reason,
+                errors_diagnostics=self.errors.diagnostics,
+            )
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class RunKind(Generic[RunT, ErrorT, StateT]):
+    """One kind of run: its table, its state machine (``domain.states``) and its wording."""
+
+    name: JobKind  # "restore": in messages, and the task a dispatcher publishes
+    repository: Callable[[Session], RunRepository[RunT, ErrorT]]
+    states: type[StateT]
+    start_states: frozenset[StateT]
+    running_states: frozenset[StateT]
+    active_states: frozenset[StateT]
+    final_states: frozenset[StateT]
+    agent_settable: frozenset[StateT]
+    user_settable: frozenset[StateT]
+    sources_of: Callable[[StateT], frozenset[StateT]]
+    state_event: Mapping[StateT, str]
+    events_with_request_id: frozenset[str]
+    record_event: RecordEvent[RunT]
+    error_row: Callable[[str, Any], ErrorT]  # one reported per-file error as a row of the run
+    agent_of: Callable[[RunT], str]  # the agent that reports the run's progress and result
+    not_found: str
+    final_conflict: str
+    not_the_agent: str
+    # Columns every final state writes besides ``ended_time``.
+    final_values: Mapping[str, Any] = field(default_factory=dict)
+
+
+def transition(
+    kind: RunKind[RunT, ErrorT, StateT],
+    session: Session,
+    run: RunT,
+    target: StateT,
+    values: dict[str, Any] | None = None,
+    *,
+    request_id: str | None = None,
+    event_extra: dict[str, Any] | None = None,
+) -> bool:
+    """Move ``run`` to ``target`` if the kind's state machine allows it from its current state.
+
+    Returns False (and writes nothing) when another writer got there first; on success the row
+    object is updated and the state's event recorded.
+    """
+    values = dict(values or {})
+    if target in kind.final_states:
+        values.setdefault("ended_time", utcnow())
+        values.update(kind.final_values)
+    if not kind.repository(session).compare_and_set(
+        run.id, kind.sources_of(target), target, values
+    ):
+        return False
+    for key, value in values.items():
+        setattr(run, key, value)
+    run.state = target
+    event = kind.state_event[target]
+    if request_id is None and event in kind.events_with_request_id:
+        request_id = str(uuid.uuid4())
+    kind.record_event(session, run, event, request_id=request_id, extra=event_extra)
+    return True
+
+
+class RunService(Generic[RunT, ErrorT, StateT]):
+    """Use cases every run resource has, for the API: read (get, list), errors, events, and the
+    PATCH (:meth:`update`). Subclasses set :attr:`kind` and add the start."""
+
+    kind: RunKind[RunT, ErrorT, StateT]
+
+    def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
+        self.db = db
+        self.dispatcher = dispatcher
+
+    def get(self, project_id: str, run_id: str) -> RunT:
+        """R2/C2: one run of the project (404 otherwise)."""
+        with self.db.transaction() as session:
+            return self._get(session, project_id, run_id)
+
+    def page(
+        self, project_id: str, *, marker: str | None, limit: int, sort_dir: SortDir
+    ) -> Page[RunT]:
+        """R3/C3: a page of the project's runs after ``marker`` (a run id), in ``seq`` order."""
+        with self.db.transaction() as session:
+            repo = self.kind.repository(session)
+            marker_seq = None
+            if marker is not None:
+                marker_seq = repo.seq_of(marker, project_id)
+                if marker_seq is None:
+                    raise InvalidInput(
+                        "Validation failed.",
+                        [f"marker {marker!r} is not a {self.kind.name} of this project."],
+                    )
+            return repo.page(project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir)
+
+    def errors(self, project_id: str, run_id: str) -> tuple[RunT, list[ErrorT]]:
+        """ER2/ER3: the run and its per-file errors."""
+        with self.db.transaction() as session:
+            run = self._get(session, project_id, run_id)
+            return run, self.kind.repository(session).errors(run_id)
+
+    def events(
+        self, project_id: str, run_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
+    ) -> Page[Event]:
+        """EV6/EV7: a page of the run's events after ``marker`` (an event id)."""
+        with self.db.transaction() as session:
+            self._get(session, project_id, run_id)
+            return self.kind.repository(session).events(
+                project_id, run_id, marker=marker, limit=limit, sort_dir=sort_dir
+            )
+
+    def update(
+        self,
+        project_id: str,
+        run_id: str,
+        update: RunUpdate[StateT, Any],
+        agent_header: str | None,
+    ) -> None:
+        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
+        kind = self.kind
+        with self.db.transaction() as session:
+            repo = kind.repository(session)
+            run = self._get(session, project_id, run_id)
+            if run.state in kind.final_states:
+                raise Conflict(kind.final_conflict)
+            values = update.column_values()
+            state = update.state
+            agent_fields = state in kind.agent_settable or bool(values)
+            if agent_fields and agent_header != kind.agent_of(run):
+                raise Forbidden(kind.not_the_agent)
+            if state is None:
+                if not repo.update_where_state(run.id, kind.active_states, values):
+                    raise Conflict(kind.final_conflict)
+            elif state in kind.user_settable:
+                if values:
+                    repo.update_where_state(run.id, kind.active_states, values)
+                self._stop(session, run)
+            elif not transition(kind, session, run, state, values):
+                current = repo.state_of(run.id)
+                if current in kind.final_states:
+                    raise Conflict(kind.final_conflict)
+                raise Conflict(f"A {kind.name} in state '{current}' cannot move to '{state}'.")
+            if update.errors is not None:
+                rows = [kind.error_row(run.id, item) for item in update.errors.items]
+                repo.replace_errors(run.id, rows)
+
+    def _stop(self, session: Session, run: RunT) -> None:
+        kind = self.kind
+        was = run.state
+        if was == kind.states.STOP_REQUESTED:
+            return  # a repeated stop request changes nothing
+        if not transition(kind, session, run, kind.states.STOP_REQUESTED):
+            state = kind.repository(session).state_of(run.id)
+            raise Conflict(f"A {kind.name} in state '{state}' cannot be stopped.")
+        if was in kind.start_states and kind.repository(session).heartbeat_of(run.id) is None:
+            # Nobody has claimed it (a worker's claim writes the first heartbeat in the same
+            # UPDATE as `queued`), so nobody else would end it: stop it now (OQ-29/OQ-30).
+            transition(kind, session, run, kind.states.STOPPED)
+
+    def _get(self, session: Session, project_id: str, run_id: str) -> RunT:
+        run = self.kind.repository(session).get(run_id, project_id) if storable(run_id) else None
+        if run is None:
+            raise NotFound(self.kind.not_found)
+        return run
