@@ -4,6 +4,8 @@ embedded SQLite default and the real PostgreSQL (asyncpg, one CTE statement per 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +14,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from cloudbackup.domain.backups import BackupStarter
-from cloudbackup.domain.errors import Conflict, Forbidden, NotFound, Unavailable
+from cloudbackup.domain.backups import BackupService, BackupStarter
+from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, NotFound, Unavailable
 from cloudbackup.store.backup_starts import (
     PostgresBackupStarts,
     SqlBackupStarts,
-    StartConflict,
     backup_start_store,
 )
 from cloudbackup.store.db import Database
@@ -119,31 +120,89 @@ def test_the_rules_of_b1_hold_on_the_fast_path(db: Database) -> None:
 def test_losing_the_manual_lock_race_leaves_no_run_and_no_event(db: Database) -> None:
     agent = rows.agent(db)
     config = rows.configuration(db, agent)
-    winner = start(db.url, agent.project_id, config.id, "start_requested", None)
-    loser = {**table_rows(db, BACKUPS, id=winner.id)[0]}
-    loser.pop("seq")
-    loser.update(id="f" * 36, request_id="e" * 36)
-    event = {
-        "time": loser["created_at"],
-        "event": "backup_started",
-        "project_id": agent.project_id,
-        "backup_id": loser["id"],
-        "members": {"backup": {"id": loser["id"]}},
-    }
+    # The race's window, frozen: the context shows no active run, yet the lock is taken.
+    rows.backup(db, config.id, state="completed", active_manual_lock=config.id)
 
-    async def insert_past_the_check() -> None:
-        # The check saw no active run, then the winner took the lock: only the insert can tell.
-        store = backup_start_store(db.url)
+    with pytest.raises(Conflict):
+        start(db.url, agent.project_id, config.id, "start_requested", None)
+
+    assert len(table_rows(db, BACKUPS, configuration_id=config.id)) == 1
+    assert table_rows(db, EVENTS, configuration_id=config.id) == []
+
+
+CASES = list(
+    itertools.product(
+        ["start_requested", "start_scheduled"],
+        [False, True],  # deleted
+        [False, True],  # configuration enabled
+        [False, True],  # agent enabled
+        [False, True],  # another run active
+        ["none", "agent", "other"],  # X-Agent-Id
+    )
+)
+
+
+def test_the_fast_path_decides_every_case_as_the_sync_path(db: Database) -> None:
+    other = rows.agent(db)
+
+    def setup(deleted: bool, enabled: bool, agent_enabled: bool, active: bool) -> Any:
+        agent = rows.agent(db, enabled=agent_enabled)
+        config = rows.configuration(db, agent, deleted=deleted, enabled=enabled)
+        if active:
+            rows.backup(db, config.id, state="in_progress")
+        return agent, config
+
+    def outcome(call: Any) -> str:
         try:
-            async with store.session() as session:
-                await session.insert(loser, event)
-        finally:
-            await store.close()
+            call()
+        except DomainError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return "started"
 
-    with pytest.raises(StartConflict):
-        asyncio.run(insert_past_the_check())
-    assert table_rows(db, BACKUPS, id=loser["id"]) == []
-    assert table_rows(db, EVENTS, backup_id=loser["id"]) == []
+    seen = set()
+    for state, deleted, enabled, agent_enabled, active, header in CASES:
+        results = []
+        for path in ("sync", "fast"):
+            agent, config = setup(deleted, enabled, agent_enabled, active)
+            agent_header = {"none": None, "agent": agent.id, "other": other.id}[header]
+            args = (agent.project_id, config.id, state, agent_header)
+            if path == "sync":
+                results.append(outcome(lambda a=args: BackupService(db).start(*a)))
+            else:
+                results.append(outcome(lambda a=args: start(db.url, *a)))
+        case = (state, deleted, enabled, agent_enabled, active, header)
+        assert results[0] == results[1], case
+        seen.add(results[0].split(":")[0])
+    assert seen >= {"started", "Forbidden", "Conflict", "InvalidInput"}
+
+
+def test_the_event_of_a_fast_start_is_the_one_the_sync_path_writes(db: Database) -> None:
+    agent = rows.agent(db)
+    fast = start(
+        db.url, agent.project_id, rows.configuration(db, agent).id, "start_requested", None
+    )
+    slow = BackupService(db).start(
+        agent.project_id, rows.configuration(db, agent).id, "start_requested", None
+    )
+
+    def shape(backup_id: str, config_id: str, request_id: str) -> dict[str, Any]:
+        (event,) = table_rows(db, EVENTS, backup_id=backup_id)
+        event.pop("id")
+        event.pop("time")
+        text = json.dumps(event["members"])
+        for value, name in ((backup_id, "B"), (config_id, "C"), (request_id, "R")):
+            text = text.replace(value, name)
+        return {**event, "backup_id": "B", "configuration_id": "C", "members": json.loads(text)}
+
+    assert shape(fast.id, fast.configuration_id, fast.request_id) == shape(
+        slow.id, slow.configuration_id, slow.request_id
+    )
+    assert list(table_rows(db, EVENTS, backup_id=fast.id)[0]["members"]) == [
+        "agent",
+        "configuration",
+        "backup",
+        "request_id",
+    ]
 
 
 def test_the_store_fits_the_database(database_url: str) -> None:

@@ -6,17 +6,19 @@ move is allowed and writes it as a compare-and-set; the HTTP PATCH path and the 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
-from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cloudbackup.domain.events import backup_event_values, record_backup_event
+from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.events import record_backup_event
 from cloudbackup.domain.states import (
     ACTIVE_STATES,
     AGENT_SETTABLE,
@@ -31,7 +33,7 @@ from cloudbackup.domain.states import (
     parse_state,
     sources_of,
 )
-from cloudbackup.store.backup_starts import BackupStartStore, StartConflict
+from cloudbackup.store.backup_starts import Admission, BackupStartStore, NewRun, StartConflict
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import (
     BackupRepository,
@@ -154,16 +156,13 @@ def parse_start_state(state_value: str, agent_header: str | None) -> BackupState
     return state
 
 
-def new_run_values(
-    project_id: str,
-    configuration_id: str,
-    state: BackupState,
-    agent_header: str | None,
-    config: StartContext | None,
-) -> dict[str, Any]:
-    """The row of a new run, if the configuration may start one now (404/403/409 otherwise).
+def check_start(
+    state: BackupState, agent_header: str | None, config: StartContext | None
+) -> StartContext:
+    """The configuration, if it may start a run in ``state`` now (404/403/409 otherwise).
 
-    The one place of B1's rules, for the API's asyncio path and the sync path alike."""
+    The one place of B1's rules: the sync path calls it, and the API's path runs its truth
+    table (:func:`admitted_contexts`) inside the insert statement, then calls it too."""
     if config is None:
         raise NotFound("Configuration not found.")
     scheduled = state is BackupState.START_SCHEDULED
@@ -175,25 +174,50 @@ def new_run_values(
         raise Conflict("The configuration or its agent is disabled; scheduled backups do not run.")
     if not scheduled and config.has_active_run:
         raise Conflict(ACTIVE_MESSAGE)
-    now = utcnow()
-    return {
-        "id": str(uuid.uuid4()),
-        "project_id": project_id,
-        "agent_id": config.agent_id,
-        "configuration_id": configuration_id,
-        "vault_id": config.vault_id,
-        "state": state.value,
-        "request_id": str(uuid.uuid4()),
-        "active_manual_lock": None if scheduled else configuration_id,
-        "published_at": now,
-        "created_at": now,
-        "updated_at": now,
-    }
+    return config
+
+
+@lru_cache(maxsize=len(START_STATES))
+def admitted_contexts(state: BackupState) -> frozenset[Admission]:
+    """Every start context :func:`check_start` admits for ``state``, as the
+    (deleted, enabled, agent_enabled, has_active_run, header_is_agent) flags a database can
+    test: the rules, handed to a single insert statement without being written twice."""
+    admitted: set[Admission] = set()
+    for flags in itertools.product((False, True), repeat=5):
+        deleted, enabled, agent_enabled, has_active_run, header_is_agent = flags
+        config = StartContext("agent", deleted, enabled, "vault", agent_enabled, has_active_run)
+        try:
+            check_start(state, "agent" if header_is_agent else "other", config)
+        except DomainError:
+            continue
+        admitted.add(Admission(*flags))
+    return frozenset(admitted)
+
+
+def new_run(
+    project_id: str,
+    configuration_id: str,
+    state: BackupState,
+    agent_header: str | None,
+) -> NewRun:
+    """The parts of a new run known before its configuration is read."""
+    scheduled = state is BackupState.START_SCHEDULED
+    return NewRun(
+        id=str(uuid.uuid4()),
+        project_id=project_id,
+        configuration_id=configuration_id,
+        state=state.value,
+        request_id=str(uuid.uuid4()),
+        active_manual_lock=None if scheduled else configuration_id,
+        now=utcnow(),
+        agent_header=agent_header,
+        event=STATE_EVENT[state],
+    )
 
 
 class BackupStarter:
-    """B1 on the asyncio engine, the API's hot path: the rules of :func:`new_run_values`, two
-    statements, then the publish (after the commit, as always)."""
+    """B1 on asyncio, the API's hot path: one statement reads the configuration and, if the
+    rules admit it, inserts the run and its event; then the publish (after the commit)."""
 
     def __init__(self, store: BackupStartStore, dispatcher: AsyncDispatcher | None) -> None:
         self.store = store
@@ -204,18 +228,18 @@ class BackupStarter:
         self, project_id: str, configuration_id: str, state_value: str, agent_header: str | None
     ) -> Backup:
         state = parse_start_state(state_value, agent_header)
+        run = new_run(project_id, configuration_id, state, agent_header)
         try:
-            async with self.store.session() as session:
-                config = await session.context(project_id, configuration_id, ACTIVE_STATES)
-                values = new_run_values(project_id, configuration_id, state, agent_header, config)
-                # No validation, no ORM state: a tenth of the CPU of `Backup(**values)`.
-                backup = Backup.model_construct(**values)
-                event = STATE_EVENT[state]
-                await session.insert(
-                    values, backup_event_values(backup, event, request_id=backup.request_id)
-                )
+            context, inserted = await self.store.start(
+                run, active_states=ACTIVE_STATES, admitted=admitted_contexts(state)
+            )
         except StartConflict as exc:
             raise Conflict(ACTIVE_MESSAGE) from exc  # a concurrent start won the manual lock
+        config = check_start(state, agent_header, context)  # the refusal, if it was one
+        if not inserted:  # the statement applied the same rules to the same row
+            raise RuntimeError(f"start of {configuration_id} admitted but not inserted")
+        # No validation, no ORM state: a tenth of the CPU of `Backup(**values)`.
+        backup = Backup.model_construct(**run.row(config.agent_id, config.vault_id))
         if self.dispatcher is not None:
             await self.dispatcher.publish("backup", backup.id, agent_id=backup.agent_id)
         return backup
@@ -257,11 +281,13 @@ class BackupService:
         """Insert a run and its start event in the caller's transaction (B1, and the scheduler
         firing as the configuration's agent); publishing is the caller's job, after the commit."""
         repo = BackupRepository(session)
-        config = repo.start_context(project_id, configuration_id, ACTIVE_STATES)
-        values = new_run_values(project_id, configuration_id, state, agent_header, config)
+        context = repo.start_context(project_id, configuration_id, ACTIVE_STATES)
+        config = check_start(state, agent_header, context)
+        run = new_run(project_id, configuration_id, state, agent_header)
+        values = run.row(config.agent_id, config.vault_id)
         repo.insert(values)
         backup = Backup(**values)
-        record_backup_event(session, backup, STATE_EVENT[state], request_id=backup.request_id)
+        record_backup_event(session, backup, run.event, request_id=backup.request_id)
         return backup
 
     # -- B2 / B3 ----------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.store.repositories import EventRepository
-from cloudbackup.store.tables import Backup, Cleanup, Restore, utcnow
+from cloudbackup.store.tables import Backup, Cleanup, Restore
+from cloudbackup.store.tables.events import backup_event_row
 
 
 def record_backup_event(
@@ -32,24 +33,15 @@ def backup_event_values(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The event row of a backup event (what :func:`record_backup_event` writes)."""
-    members: dict[str, Any] = {
-        "agent": {"id": backup.agent_id},
-        "configuration": {"id": backup.configuration_id},
-        "backup": {"id": backup.id},
-    }
-    if request_id is not None:
-        members["request_id"] = request_id
-    if extra:
-        members.update(extra)
-    return {
-        "time": utcnow(),
-        "event": event,
-        "project_id": backup.project_id,
-        "agent_id": backup.agent_id,
-        "configuration_id": backup.configuration_id,
-        "backup_id": backup.id,
-        "members": members,
-    }
+    return backup_event_row(
+        event,
+        project_id=backup.project_id,
+        agent_id=backup.agent_id,
+        configuration_id=backup.configuration_id,
+        backup_id=backup.id,
+        request_id=request_id,
+        extra=extra,
+    )
 
 
 def record_event(

@@ -1,30 +1,28 @@
 """B1's database work on asyncio: the API's hottest path.
 
-Starting a backup reads the configuration's start context, then inserts the run and its start
-event atomically. Two stores do it:
+Starting a backup reads the configuration's start context and, if the rules admit the start,
+inserts the run and its start event. The rules stay in the domain: it hands over their truth
+table, the set of :class:`Admission` flags it admits, and the store applies it.
 
-* :class:`PostgresBackupStarts`, on an asyncpg pool: the SQL is compiled once from the same Core
-  statements the sync path runs, the run and its event go in as one statement (a data-modifying
-  CTE, atomic in autocommit), so a start costs two round trips and no ORM or SQLAlchemy
-  execution overhead, which measured as about a third of the request's CPU;
+* :class:`PostgresBackupStarts`, on an asyncpg pool: all of it is one statement (data-modifying
+  CTEs, atomic in autocommit), compiled once from Core, so a start costs one round trip and no
+  SQLAlchemy execution overhead (round trips and SQLAlchemy were most of the request's CPU);
 * :class:`SqlBackupStarts`, on any SQLAlchemy asyncio engine (the SQLite default): the read and
-  two inserts in one transaction.
+  the inserts in one transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
-import msgspec
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
-from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from cloudbackup.domain.errors import Unavailable
@@ -35,30 +33,83 @@ from cloudbackup.store.repositories import (
     StartContext,
     start_context_query,
 )
-from cloudbackup.store.tables import BACKUPS, EVENTS
+from cloudbackup.store.tables import BACKUPS, CONFIGURATIONS, EVENTS
+from cloudbackup.store.tables.events import backup_event_row
 
 
 class StartConflict(Exception):
     """The insert broke a constraint: another active run holds the configuration's manual lock."""
 
 
-class StartSession(Protocol):
-    """One connection's worth of starting a backup."""
+class Admission(NamedTuple):
+    """The flags of a start context that decide whether a start is admitted."""
 
-    async def context(
-        self, project_id: str, configuration_id: str, active_states: Iterable[str]
-    ) -> StartContext | None:
-        """What B1 must know about the configuration (None: no such configuration here)."""
-        ...
+    deleted: bool
+    enabled: bool
+    agent_enabled: bool
+    has_active_run: bool
+    header_is_agent: bool  # X-Agent-Id names the configuration's agent
 
-    async def insert(self, backup: dict[str, Any], event: dict[str, Any]) -> None:
-        """Insert the run and its event atomically (:class:`StartConflict` on a constraint)."""
-        ...
+
+def admission_of(context: StartContext, agent_header: str | None) -> Admission:
+    return Admission(
+        context.deleted,
+        context.enabled,
+        context.agent_enabled,
+        context.has_active_run,
+        agent_header is not None and agent_header == context.agent_id,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What is known of a new run before its configuration is read."""
+
+    id: str
+    project_id: str
+    configuration_id: str
+    state: str
+    request_id: str
+    active_manual_lock: str | None
+    now: datetime
+    agent_header: str | None
+    event: str
+
+    def row(self, agent_id: str, vault_id: str) -> dict[str, Any]:
+        """Its ``backups`` row (columns with defaults left out)."""
+        return {
+            "id": self.id,
+            "project_id": self.project_id,
+            "agent_id": agent_id,
+            "configuration_id": self.configuration_id,
+            "vault_id": vault_id,
+            "state": self.state,
+            "request_id": self.request_id,
+            "active_manual_lock": self.active_manual_lock,
+            "published_at": self.now,
+            "created_at": self.now,
+            "updated_at": self.now,
+        }
+
+    def event_row(self, agent_id: str) -> dict[str, Any]:
+        return backup_event_row(
+            self.event,
+            project_id=self.project_id,
+            agent_id=agent_id,
+            configuration_id=self.configuration_id,
+            backup_id=self.id,
+            request_id=self.request_id,
+            time=self.now,
+        )
 
 
 class BackupStartStore(Protocol):
-    def session(self) -> AbstractAsyncContextManager[StartSession]:
-        """A connection for one start: its context read and its insert."""
+    async def start(
+        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[Admission]
+    ) -> tuple[StartContext | None, bool]:
+        """Read the configuration's context; if its :class:`Admission` is in ``admitted``,
+        insert the run and its event. Returns the context (None: no such configuration in the
+        project) and whether the run was inserted; :class:`StartConflict` on a constraint."""
         ...
 
     async def close(self) -> None: ...
@@ -81,11 +132,22 @@ class SqlBackupStarts:
     def __init__(self, db: AsyncDatabase) -> None:
         self.db = db
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[StartSession]:
+    async def start(
+        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[Admission]
+    ) -> tuple[StartContext | None, bool]:
         try:
             async with self.db.transaction() as connection:
-                yield _SqlStartSession(connection)
+                result = await connection.execute(
+                    start_context_query(tuple(active_states)),
+                    {"configuration_id": run.configuration_id, "project_id": run.project_id},
+                )
+                row = result.first()
+                context = None if row is None else StartContext(*row)
+                if context is None or admission_of(context, run.agent_header) not in admitted:
+                    return context, False
+                await connection.execute(INSERT_BACKUP, run.row(context.agent_id, context.vault_id))
+                await connection.execute(INSERT_EVENT, run.event_row(context.agent_id))
+                return context, True
         except sa.exc.IntegrityError as exc:
             raise StartConflict(str(exc.orig)) from exc
 
@@ -93,31 +155,8 @@ class SqlBackupStarts:
         await self.db.dispose()
 
 
-class _SqlStartSession:
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
-
-    async def context(
-        self, project_id: str, configuration_id: str, active_states: Iterable[str]
-    ) -> StartContext | None:
-        result = await self.connection.execute(
-            start_context_query(tuple(active_states)),
-            {"configuration_id": configuration_id, "project_id": project_id},
-        )
-        row = result.first()
-        return None if row is None else StartContext(*row)
-
-    async def insert(self, backup: dict[str, Any], event: dict[str, Any]) -> None:
-        try:
-            await self.connection.execute(INSERT_BACKUP, backup)
-            await self.connection.execute(INSERT_EVENT, event)
-        except sa.exc.IntegrityError as exc:
-            raise StartConflict(str(exc.orig)) from exc
-
-
 # -- PostgreSQL ----------------------------------------------------------------------------------
 _DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
-_json = msgspec.json.Encoder()
 # The Python-side defaults of the columns (counters 0, restorable false, ...): raw SQL gets no
 # help from SQLAlchemy, so every column is given explicitly.
 _BACKUP_DEFAULTS = {
@@ -125,6 +164,7 @@ _BACKUP_DEFAULTS = {
     for c in BACKUPS.c
     if isinstance(c.default, sa.ColumnDefault) and c.default.is_scalar
 }
+_FROM_CONTEXT = ("agent_id", "vault_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,27 +188,73 @@ class _Compiled:
         return [values[n] if n in values else self.constants[n] for n in self.names]
 
 
-@lru_cache(maxsize=4)
-def _context_statement(active_states: tuple[str, ...]) -> _Compiled:
-    return _Compiled.of(start_context_query(active_states), configuration_id="", project_id="")
-
-
-@lru_cache(maxsize=4)
-def _insert_statement(backup_columns: tuple[str, ...], event_columns: tuple[str, ...]) -> _Compiled:
-    """``WITH new_backup AS (INSERT INTO backups ...) INSERT INTO events ...``: one statement,
-    so the event exists exactly when the run does."""
+@lru_cache(maxsize=8)
+def _start_statement(
+    active_states: tuple[str, ...], admitted: frozenset[Admission], backup_columns: tuple[str, ...]
+) -> _Compiled:
+    """One statement: ``WITH ctx AS (the start context), new_backup AS (INSERT ... SELECT FROM
+    ctx WHERE its admission is admitted), new_event AS (INSERT ... SELECT FROM new_backup)
+    SELECT ctx.*, whether new_backup holds a row``."""
+    header_is_agent = sa.func.coalesce(
+        CONFIGURATIONS.c.agent_id == sa.bindparam("agent_header", type_=sa.String), sa.false()
+    )
+    ctx = start_context_query(active_states).add_columns(header_is_agent.label("header_is_agent"))
+    ctx_cte = ctx.cte("ctx")
+    flags = [ctx_cte.c[name] for name in Admission._fields]
+    admits = sa.or_(
+        sa.false(),
+        *(
+            sa.and_(*(f if on else sa.not_(f) for f, on in zip(flags, a, strict=True)))
+            for a in admitted
+        ),
+    )
+    backup_values = [
+        ctx_cte.c[name]
+        if name in _FROM_CONTEXT
+        else sa.bindparam(f"b_{name}", type_=BACKUPS.c[name].type)
+        for name in backup_columns
+    ]
     new_backup = (
         sa.insert(BACKUPS)
-        .values({name: sa.bindparam(f"b_{name}") for name in backup_columns})
-        .returning(BACKUPS.c.seq)
+        .from_select(list(backup_columns), sa.select(*backup_values).where(admits))
+        .returning(BACKUPS.c.id, BACKUPS.c.agent_id)
         .cte("new_backup")
     )
-    statement = (
-        sa.insert(EVENTS)
-        .values({name: sa.bindparam(f"e_{name}") for name in event_columns})
-        .add_cte(new_backup)
+
+    def text(name: str) -> sa.BindParameter[str]:
+        return sa.bindparam(name, type_=sa.String)
+
+    # The members of `backup_event_row`, built where the agent's id is known.
+    members = sa.func.json_build_object(
+        "agent",
+        sa.func.json_build_object("id", new_backup.c.agent_id),
+        "configuration",
+        sa.func.json_build_object("id", text("configuration_id")),
+        "backup",
+        sa.func.json_build_object("id", new_backup.c.id),
+        "request_id",
+        text("request_id"),
     )
-    names = [f"b_{n}" for n in backup_columns] + [f"e_{n}" for n in event_columns]
+    event_values = sa.select(
+        sa.bindparam("now", type_=EVENTS.c.time.type),
+        text("event"),
+        text("project_id"),
+        new_backup.c.agent_id,
+        text("configuration_id"),
+        new_backup.c.id,
+        members,
+    )
+    event_columns = ["time", "event", "project_id", "agent_id", "configuration_id", "backup_id"]
+    new_event = (
+        sa.insert(EVENTS).from_select([*event_columns, "members"], event_values).cte("new_event")
+    )
+    inserted = sa.exists(sa.select(new_backup.c.id)).label("inserted")
+    statement = sa.select(
+        *(ctx_cte.c[c.name] for c in ctx.selected_columns if c.name != "header_is_agent"),
+        inserted,
+    ).add_cte(new_event)
+    names = ["agent_header", "configuration_id", "project_id", "request_id", "event", "now"]
+    names += [f"b_{n}" for n in backup_columns if n not in _FROM_CONTEXT]
     return _Compiled.of(statement, **dict.fromkeys(names))
 
 
@@ -203,12 +289,26 @@ class PostgresBackupStarts:
                     )
         return self._pool
 
-    @asynccontextmanager
-    async def session(self) -> AsyncIterator[StartSession]:
+    async def start(
+        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[Admission]
+    ) -> tuple[StartContext | None, bool]:
+        row = _BACKUP_DEFAULTS | run.row("", "")
+        statement = _start_statement(tuple(active_states), admitted, tuple(row))
+        values = {f"b_{k}": v for k, v in row.items()}
+        values.update(
+            agent_header=run.agent_header,
+            configuration_id=run.configuration_id,
+            project_id=run.project_id,
+            request_id=run.request_id,
+            event=run.event,
+            now=run.now,
+        )
         try:
             pool = await self._get_pool()
             async with pool.acquire(timeout=self.connect_timeout + 2) as connection:
-                yield _PostgresStartSession(connection)
+                result = await connection.fetchrow(statement.sql, *statement.args(values))
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise StartConflict(str(exc)) from exc
         except (
             OSError,
             TimeoutError,
@@ -218,35 +318,12 @@ class PostgresBackupStarts:
             asyncpg.exceptions.InsufficientResourcesError,
         ) as exc:
             raise Unavailable("The database is unreachable; retry in a few seconds.") from exc
+        if result is None:
+            return None, False
+        *context, inserted = result
+        return StartContext(*context), bool(inserted)
 
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
-
-
-class _PostgresStartSession:
-    """Each statement on its own, in autocommit: the insert is one atomic statement."""
-
-    def __init__(self, connection: asyncpg.Connection) -> None:
-        self.connection = connection
-
-    async def context(
-        self, project_id: str, configuration_id: str, active_states: Iterable[str]
-    ) -> StartContext | None:
-        statement = _context_statement(tuple(active_states))
-        values = {"configuration_id": configuration_id, "project_id": project_id}
-        row = await self.connection.fetchrow(statement.sql, *statement.args(values))
-        return None if row is None else StartContext(*row)
-
-    async def insert(self, backup: dict[str, Any], event: dict[str, Any]) -> None:
-        row = _BACKUP_DEFAULTS | backup
-        statement = _insert_statement(tuple(row), tuple(event))
-        values = {f"b_{k}": v for k, v in row.items()}
-        values.update({f"e_{k}": v for k, v in event.items()})
-        if values.get("e_members") is not None:
-            values["e_members"] = _json.encode(values["e_members"]).decode()
-        try:
-            await self.connection.execute(statement.sql, *statement.args(values))
-        except asyncpg.IntegrityConstraintViolationError as exc:
-            raise StartConflict(str(exc)) from exc

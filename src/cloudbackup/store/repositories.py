@@ -72,8 +72,8 @@ def start_context_query(active_states: tuple[str, ...]) -> sa.Select[Any]:
             CONFIGURATIONS.c.deleted,
             CONFIGURATIONS.c.enabled,
             AGENTS.c.vault_id,
-            AGENTS.c.enabled,
-            active,
+            AGENTS.c.enabled.label("agent_enabled"),
+            active.label("has_active_run"),
         )
         .join_from(CONFIGURATIONS, AGENTS, AGENTS.c.id == CONFIGURATIONS.c.agent_id)
         .where(

@@ -33,3 +33,36 @@ class Event(SQLModel, table=True):
 
 
 EVENTS = table_of(Event)
+
+
+def backup_event_row(
+    event: str,
+    *,
+    project_id: str,
+    agent_id: str,
+    configuration_id: str,
+    backup_id: str,
+    request_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+    time: datetime | None = None,
+) -> dict[str, Any]:
+    """The row of a backup event: tagged with every id it belongs to, its members as the API
+    renders them. (``store.backup_starts`` builds the same members in SQL, tested equal.)"""
+    members: dict[str, Any] = {
+        "agent": {"id": agent_id},
+        "configuration": {"id": configuration_id},
+        "backup": {"id": backup_id},
+    }
+    if request_id is not None:
+        members["request_id"] = request_id
+    if extra:
+        members.update(extra)
+    return {
+        "time": time or utcnow(),
+        "event": event,
+        "project_id": project_id,
+        "agent_id": agent_id,
+        "configuration_id": configuration_id,
+        "backup_id": backup_id,
+        "members": members,
+    }
