@@ -79,7 +79,7 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "agents": lambda db, _, __: AgentService(db),
     "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
     "configurations": lambda db, _, s: ConfigurationService(db, s.allowed_root_list),
-    "restores": lambda db, dispatcher, _: RestoreService(db, dispatcher),
+    "restores": lambda db, dispatcher, s: RestoreService(db, dispatcher, s.allowed_root_list),
     "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
     "events": lambda db, dispatcher, _: EventStreamService(db, dispatcher),

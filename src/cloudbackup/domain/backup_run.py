@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from cloudbackup.domain.backups import BACKUP_DIAGNOSTICS, BACKUP_ERROR_REASON, transition
-from cloudbackup.domain.configurations import outside_roots
+from cloudbackup.domain.configurations import leads_outside_roots
 from cloudbackup.domain.errors import Unavailable
 from cloudbackup.domain.events import record_backup_event
 from cloudbackup.domain.states import (
@@ -434,21 +433,15 @@ class _Run:
 def confine(
     inclusions: list[dict[str, Any]], roots: tuple[str, ...]
 ) -> tuple[list[dict[str, Any]], list[FileError]]:
-    """Drop inclusions that lead out of the allowed roots through a symbolic link.
-
-    The configuration rules already keep the written paths inside the roots; here the worker
-    looks at the real filesystem, where a folder on the way may be a link to anywhere. The last
-    component is not resolved: the engine records a link there as a link and never follows it.
-    """
+    """Drop inclusions that lead out of the allowed roots through a symbolic link."""
     if not roots:
         return inclusions, []
     kept: list[dict[str, Any]] = []
     refused: list[FileError] = []
     for item in inclusions:
         path = str(item.get("path", ""))
-        parent, name = os.path.split(path.rstrip("/"))
-        real = os.path.join(os.path.realpath(parent or "/"), name)
-        if outside_roots(real, roots):
+        real = leads_outside_roots(path, roots)
+        if real is not None:
             refused.append(
                 FileError(
                     path=path,

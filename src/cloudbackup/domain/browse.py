@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import live_agent, storable
+from cloudbackup.domain.configurations import outside_roots
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.restores import open_backup_vault, path_problem
@@ -227,6 +228,12 @@ class BrowseService:
     def ask_host(self, project_id: str, agent_id: str, ask: BrowseAsk) -> str:
         """Record a request to list a directory of the agent's host; return its request id."""
         path = requested_path(ask)
+        roots = self.settings.allowed_root_list
+        if outside_roots(os.fsdecode(path), roots):
+            raise InvalidInput(
+                "Validation failed.",
+                [f"path {ask.path!r} lies outside the allowed roots ({', '.join(roots)})."],
+            )
         with self.db.transaction() as session:
             agent = live_agent(session, project_id, agent_id)
             request_id = self._insert(session, project_id, "host", agent.id, None, ask)
@@ -327,7 +334,15 @@ def answer_browse(db: Database, settings: Settings, request_id: str) -> str:
     items: list[dict[str, Any]] | None
     try:
         if row.kind == "host":
-            items = list_host_dir(directory, settings.browse_max_items)
+            # Listing follows every link on the way, the last one too: judge where it leads.
+            real = os.path.realpath(os.fsdecode(directory))
+            if outside_roots(real, settings.allowed_root_list):
+                log.warning(
+                    "browse request %s refused: %s is outside the allowed roots", request_id, real
+                )
+                items = None
+            else:
+                items = list_host_dir(directory, settings.browse_max_items)
         elif backup is None or backup.snapshot_id is None or not backup.restorable:
             items = None
         else:

@@ -7,6 +7,7 @@ operation) are judged the same way. Deletion is soft: the row stays readable wit
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 import uuid
@@ -214,6 +215,20 @@ def outside_roots(path: str, roots: Sequence[str]) -> bool:
         return False
     key = path_key(posixpath.normpath("/" + path.lstrip("/")))
     return not any(key[: len(path_key(root))] == path_key(root) for root in roots)
+
+
+def leads_outside_roots(path: str, roots: Sequence[str]) -> str | None:
+    """Where ``path`` really leads, if that is outside the allowed roots (None if inside).
+
+    The written paths are checked by :func:`outside_roots` when they are accepted; a worker
+    checks the real filesystem too, where a folder on the way may be a link to anywhere. The
+    last component is not resolved: a link there is stored or restored as a link.
+    """
+    if not roots:
+        return None
+    parent, name = os.path.split(path.rstrip("/"))
+    real = os.path.join(os.path.realpath(parent or "/"), name)
+    return real if outside_roots(real, roots) else None
 
 
 def check_roots(inclusions: Sequence[PathItem], roots: Sequence[str]) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.backup_run import LostOwnership, RunIsAlive
+from cloudbackup.domain.configurations import leads_outside_roots
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.events import record_restore_event
 from cloudbackup.domain.restores import (
@@ -41,6 +42,7 @@ from cloudbackup.engine import (
     RestoreProgress,
     RestoreResult,
     RestoreStopped,
+    Vault,
     restore_snapshot,
 )
 from cloudbackup.settings import Settings
@@ -172,6 +174,10 @@ class _Run(OwnedRun[Restore, RestoreError, RestoreState]):
                     },
                 )
             vault = open_backup_vault(self.settings, self.restore.vault_id)
+            refusal = self._leaves_allowed_roots(vault)
+            if refusal is not None:
+                values = {"errors_reason": FAILED_REASON, "errors_diagnostics": refusal}
+                return self._finish(S.FAILED, values)
             self._enter(S.IN_PROGRESS)
             self._started = time.monotonic()
             destination = self.restore.destination_path
@@ -198,6 +204,24 @@ class _Run(OwnedRun[Restore, RestoreError, RestoreState]):
             )
             return self._finish(S.FAILED, values)
         return self._complete(result, selection.unmatched())
+
+    def _leaves_allowed_roots(self, vault: Vault) -> str | None:
+        """Why nothing may be written, if the destination (or, restoring to the original
+        locations, a folder the snapshot holds) really lies outside the allowed roots."""
+        roots = self.settings.allowed_root_list
+        if not roots:
+            return None
+        destination = self.restore.destination_path
+        targets = (
+            [destination]
+            if destination is not None
+            else [item.path for item in vault.read_info(self.restore.snapshot_id).inclusions]
+        )
+        for target in targets:
+            real = leads_outside_roots(target, roots)
+            if real is not None:
+                return f"Nothing restored: {target} leads to {real}, outside the allowed roots."
+        return None
 
     def _enter(self, target: RestoreState) -> None:
         """Move to a progress state; a pending stop request ends the run instead."""

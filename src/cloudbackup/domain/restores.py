@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from cloudbackup.domain import runs
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
-from cloudbackup.domain.configurations import PathItem, is_inside, path_key
+from cloudbackup.domain.configurations import PathItem, is_inside, outside_roots, path_key
+from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
@@ -239,10 +240,25 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
 
     kind = RESTORE_RUNS
 
+    def __init__(
+        self,
+        db: Database,
+        dispatcher: Dispatcher | None = None,
+        allowed_roots: Sequence[str] = (),
+    ) -> None:
+        super().__init__(db, dispatcher)
+        self.allowed_roots = tuple(allowed_roots)
+
     # -- R1 ---------------------------------------------------------------------------------
     def start(self, project_id: str, request: RestoreRequest) -> Restore:
         """Record a new restore (committed) and only then hand it to a worker."""
         problems = check_request(request)
+        destination = request.destination_path
+        if destination is not None and outside_roots(destination, self.allowed_roots):
+            roots = ", ".join(self.allowed_roots)
+            problems.append(
+                f"destination_path {destination!r} lies outside the allowed roots ({roots})."
+            )
         if problems:
             raise InvalidInput("Validation failed.", problems)
         with self.db.transaction() as session:

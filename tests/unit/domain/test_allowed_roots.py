@@ -13,12 +13,16 @@ from litestar.testing import TestClient
 from cloudbackup.api.app import create_app
 from cloudbackup.domain.backup_run import confine, execute_backup
 from cloudbackup.domain.backups import BackupService
+from cloudbackup.domain.browse import BrowseAsk, BrowseService, answer_browse
 from cloudbackup.domain.configurations import PathItem, check_roots, outside_roots
+from cloudbackup.domain.restore_run import execute_restore
+from cloudbackup.domain.restores import RestoreRequest, RestoreService
 from cloudbackup.engine import open_vault
 from cloudbackup.settings import load_settings
-from cloudbackup.store.tables import Backup, BackupError
+from cloudbackup.store.tables import Backup, BackupError, BrowseRequest, Restore
 from factories import rows
 from factories.api import PROJECT, configuration_body, headers, register_agent, token
+from factories.runs import backed_up
 
 ROOTS = ("/srv/data", "/home")
 
@@ -138,6 +142,103 @@ def test_the_worker_does_not_follow_a_symlink_out_of_the_roots(db, settings, tmp
     assert entries[f"{allowed}/escape"].kind == "symlink"  # recorded, never followed
     assert not any(path.startswith(str(secret_dir)) for path in entries)
     assert f"{allowed}/escape/shadow" not in entries
+
+
+def test_restore_destinations_and_host_browsing_stay_in_the_roots(settings, db, tmp_path):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    confined = msgspec.structs.replace(settings, allowed_roots=str(allowed))
+    app = create_app(confined, database=db, dispatcher=_Null())
+    source = rows.agent(db)
+    backup = rows.backup(db, rows.configuration(db, source).id, snapshot_id=1, restorable=True)
+    with TestClient(app=app) as client:
+        secret = token(db)
+        restore = client.post(
+            f"/v2/{PROJECT}/restores",
+            json={
+                "backup_id": backup.id,
+                "destination_agent_id": source.id,
+                "destination_path": "/etc/",
+                "overwrite_files": False,
+                "encrypted_password_hex": None,
+                "inclusions": [],
+                "exclusions": [],
+            },
+            headers=headers(secret),
+        )
+        browse = client.post(
+            f"/v2/{PROJECT}/agents/{source.id}/browse-requests",
+            json={"path": "/etc/", "path_encoded": None},
+            headers=headers(secret),
+        )
+    assert restore.status_code == 400
+    assert restore.json()["errors"] == [
+        f"destination_path '/etc/' lies outside the allowed roots ({allowed})."
+    ]
+    assert browse.status_code == 400
+    assert browse.json()["errors"] == [f"path '/etc/' lies outside the allowed roots ({allowed})."]
+    with db.transaction() as session:
+        assert session.execute(sa.select(Restore)).first() is None
+        assert session.execute(sa.select(BrowseRequest)).first() is None
+
+
+def test_the_worker_restores_nothing_through_a_link_out_of_the_roots(settings, db, tmp_path):
+    data, allowed, secret_dir = tmp_path / "data", tmp_path / "allowed", tmp_path / "secret"
+    (data / "site").mkdir(parents=True)
+    (data / "site" / "index.html").write_text("public")
+    allowed.mkdir()
+    secret_dir.mkdir()
+    os.symlink(secret_dir, allowed / "escape")
+    agent, _, backup = backed_up(db, settings, data)
+    confined = msgspec.structs.replace(settings, allowed_roots=str(allowed))
+    request = RestoreRequest(
+        backup_id=backup.id,
+        destination_agent_id=agent.id,
+        destination_path=f"{allowed}/escape/restored/",  # written inside, leads outside
+        overwrite_files=False,
+        encrypted_password_hex=None,
+        inclusions=(),
+        exclusions=(),
+    )
+    restore = RestoreService(db, _Null(), confined.allowed_root_list).start(
+        agent.project_id, request
+    )
+
+    assert execute_restore(db, confined, restore.id) == "failed"
+    with db.transaction() as session:
+        row = session.execute(sa.select(Restore).where(Restore.id == restore.id)).scalar_one()
+    assert row.errors_diagnostics == (
+        f"Nothing restored: {allowed}/escape/restored/ leads to {secret_dir}/restored, "
+        "outside the allowed roots."
+    )
+    assert list(secret_dir.iterdir()) == []
+
+
+def test_the_worker_does_not_list_a_host_folder_through_a_link_out_of_the_roots(
+    settings, db, tmp_path
+):
+    allowed, secret_dir = tmp_path / "allowed", tmp_path / "secret"
+    allowed.mkdir()
+    secret_dir.mkdir()
+    (secret_dir / "shadow").write_text("x")
+    os.symlink(secret_dir, allowed / "escape")
+    confined = msgspec.structs.replace(settings, allowed_roots=str(allowed))
+    agent = rows.agent(db)
+    service = BrowseService(db, _Null(), confined)
+    listed = service.ask_host(
+        agent.project_id, agent.id, BrowseAsk(path=f"{allowed}/", path_encoded=None)
+    )
+    escaped = service.ask_host(
+        agent.project_id, agent.id, BrowseAsk(path=f"{allowed}/escape/", path_encoded=None)
+    )
+
+    answer_browse(db, confined, listed)
+    answer_browse(db, confined, escaped)
+
+    with db.transaction() as session:
+        answers = {row.id: row for row in session.execute(sa.select(BrowseRequest)).scalars()}
+    assert answers[listed].succeeded is True
+    assert answers[escaped].succeeded is False and answers[escaped].items == []
 
 
 def test_confine_keeps_everything_without_roots(tmp_path):
