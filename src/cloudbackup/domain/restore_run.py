@@ -186,6 +186,8 @@ class _Run(OwnedRun[Restore, RestoreError, RestoreState]):
                 self.restore.snapshot_id,
                 None if destination is None else Path(destination),
                 overwrite=self.restore.overwrite_files,
+                # A re-driven run finds what its earlier attempt wrote: not a conflict.
+                resume=self.claim.attempt > 1,
                 on_progress=self.on_progress,
                 should_stop=self.should_stop,
                 # Everything selected: no predicate, so the engine reads the entry list once.

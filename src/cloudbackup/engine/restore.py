@@ -81,6 +81,7 @@ def restore_snapshot(
     destination: Path | None,
     *,
     overwrite: bool = False,
+    resume: bool = False,
     on_progress: Callable[[RestoreProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     select: Callable[[Entry], bool] | None = None,
@@ -90,6 +91,9 @@ def restore_snapshot(
 
     An entry ``/a/b`` lands at ``destination/a/b``. An existing path is left alone and reported
     as ``file_exists`` unless ``overwrite``; existing directories are merged into either way.
+    ``resume`` (a second attempt at the same restore) takes an existing file or link that is
+    exactly what the entry would write (a regular file of the same size, mode and mtime, or a
+    link to the same target) as written by the earlier attempt, not as a ``file_exists``.
     ``select``, when given, restores only the entries it returns True for (the totals then count
     the whole snapshot only if ``select`` is None). Raises :class:`SnapshotNotFound` for an
     unknown id and :class:`RestoreStopped` on a stop. Files are written by ``workers``
@@ -98,7 +102,7 @@ def restore_snapshot(
     """
     started = time.monotonic()
     info = vault.read_info(snapshot_id)
-    run = _Restore(vault, destination, overwrite, on_progress, should_stop)
+    run = _Restore(vault, destination, overwrite, on_progress, should_stop, resume=resume)
     if select is None:
         run.total_files, run.total_bytes = info.files, info.file_bytes
     else:
@@ -193,10 +197,13 @@ class _Restore:
         overwrite: bool,
         on_progress: Callable[[RestoreProgress], None] | None,
         should_stop: Callable[[], bool] | None,
+        *,
+        resume: bool = False,
     ) -> None:
         self.vault = vault
         self.destination = None if destination is None else os.fsencode(destination)
         self.overwrite = overwrite
+        self.resume = resume
         self.on_progress = on_progress
         self.should_stop = should_stop
         self.files_restored = 0
@@ -285,7 +292,12 @@ class _Restore:
     def restore_file(self, target: bytes, entry: Entry) -> None:
         """Write one file (in a worker thread); never calls the callbacks."""
         if not self.overwrite and os.path.lexists(target):
-            self.fail(target, FILE_EXISTS, "already exists")
+            if self.resume and _written_before(target, entry):
+                with self._lock:
+                    self.files_restored += 1
+                    self.bytes_restored += entry.size
+            else:
+                self.fail(target, FILE_EXISTS, "already exists")
             return
         if entry.size and not entry.chunks:
             self.fail(target, INVALID_ENTRY, "file entry without content chunks")
@@ -395,6 +407,8 @@ class _Restore:
                 except OSError:
                     _unlink_quietly(tmp)
                     raise
+            elif self.resume and _written_before(target, entry):
+                return
             else:
                 os.symlink(entry.target, target)
             os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
@@ -407,6 +421,24 @@ class _Restore:
             os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
         except OSError as exc:
             self.fail_os(target, exc)
+
+
+def _written_before(target: bytes, entry: Entry) -> bool:
+    """Whether ``target`` is what restoring ``entry`` writes: a file of the same size, mode and
+    mtime, or a link with the same target (what an earlier attempt left behind)."""
+    try:
+        info = os.lstat(target)
+        if entry.kind == "symlink":
+            return stat.S_ISLNK(info.st_mode) and os.readlink(target) == entry.target
+    except OSError:
+        return False
+    return (
+        entry.kind == "file"
+        and stat.S_ISREG(info.st_mode)
+        and info.st_size == entry.size
+        and stat.S_IMODE(info.st_mode) == entry.mode
+        and info.st_mtime_ns == entry.mtime_ns
+    )
 
 
 _AT_FDCWD: Final = -100

@@ -14,8 +14,14 @@ import sqlalchemy as sa
 
 from cloudbackup.domain.configurations import PathItem
 from cloudbackup.domain.restore_run import claim_restore, execute_restore, sweep_restores
-from cloudbackup.domain.restores import RestoreRequest, RestoreService, RestoreUpdate
+from cloudbackup.domain.restores import (
+    RestoreRequest,
+    RestoreService,
+    RestoreUpdate,
+    open_backup_vault,
+)
 from cloudbackup.domain.states import RestoreState
+from cloudbackup.engine import restore_snapshot
 from cloudbackup.store.tables import Backup, Event, Restore, RestoreError, utcnow
 from factories import rows
 from factories.runs import Recorder, backed_up
@@ -281,6 +287,30 @@ def test_a_redriven_run_completes(db, settings, source, tmp_path):
         )
     assert execute_restore(db, settings, restore.id) == "completed"
     assert _row(db, restore.id).attempts == 2
+
+
+def test_a_redriven_run_without_overwrite_completes_over_what_it_wrote(
+    db, settings, source, tmp_path
+):
+    tree, agent, _, backup = source
+    out = tmp_path / "out"
+    restore = _start(db, _request(backup, agent, out))
+    assert claim_restore(db, settings, restore.id) is not None
+    # The first attempt wrote every file, then its worker died before it could finish.
+    vault = open_backup_vault(settings, backup.vault_id)
+    assert restore_snapshot(vault, backup.snapshot_id, out).errors == []
+    stale = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
+    with db.transaction() as session:
+        session.execute(
+            sa.update(Restore).where(Restore.id == restore.id).values(heartbeat_at=stale)
+        )
+
+    assert execute_restore(db, settings, restore.id) == "completed"
+    row = _row(db, restore.id)
+    assert row.attempts == 2 and _errors(db, restore.id) == []
+    assert (row.files_restored, row.bytes_restored) == (tree.files, tree.bytes)
+    expected = {k: v for k, v in digests(tree.root).items() if not k.startswith("cache")}
+    assert digests(_restored(out, tree.root)) == expected
 
 
 def test_sweeper_republishes_waiting_and_stale_restores(db, settings, source, tmp_path):

@@ -91,6 +91,24 @@ def test_existing_files_are_kept_unless_overwrite(
     assert not [p for p in restored_root(destination, tree).rglob("*.restore-*")]
 
 
+def test_a_resumed_restore_takes_what_its_first_attempt_wrote_as_done(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    destination = tmp_path / "restore"
+    restore_snapshot(vault, snapshot_id, destination)  # the first attempt, killed at the end
+    edited = restored_root(destination, tree) / "top.txt"
+    edited.write_bytes(b"local edit")  # changed since: still a conflict
+    os.utime(restored_root(destination, tree) / "link-to-dir", ns=(1, 1), follow_symlinks=False)
+
+    resumed = restore_snapshot(vault, snapshot_id, destination, resume=True)
+
+    assert [os.fsdecode(e.path).rsplit("/", 1)[-1] for e in resumed.errors] == ["top.txt"]
+    assert {e.type for e in resumed.errors} == {FILE_EXISTS}
+    assert resumed.files_restored == tree.file_count - 1
+    assert edited.read_bytes() == b"local edit"
+
+
 def test_restore_from_an_encrypted_vault(tree: Tree, tmp_path: Path) -> None:
     vault = Vault(tmp_path / "secret", password="pw", kdf=FAST_KDF)
     result = run_backup(
