@@ -71,7 +71,8 @@ async def reject_nul_characters(
 async def reject_unknown_query(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Litestar guard for the v2 API: 400 for a query parameter the operation does not take."""
+    """Litestar guard for the v2 API: 400 for a query parameter the operation does not take,
+    or one given more than once."""
     if not connection.scope["query_string"] or not connection.scope["path"].startswith("/v2/"):
         return
     known = _QUERY_NAMES.get(handler)
@@ -79,6 +80,15 @@ async def reject_unknown_query(
         known = query_names(handler) - set(connection.path_params)
         _QUERY_NAMES[handler] = known
     unknown = sorted({key for key in connection.query_params if key not in known})
+    repeated = sorted(
+        {key for key, values in connection.query_params.dict().items() if len(values) > 1}
+    )
+    if repeated and not unknown:
+        # Every query parameter of the API takes one value: which one would be meant?
+        raise InvalidInput(
+            "Validation failed.",
+            [f"Query parameter {name!r} is given more than once." for name in repeated],
+        )
     if unknown:
         takes = ", ".join(sorted(known)) or "none"
         raise InvalidInput(

@@ -158,3 +158,14 @@ def test_unknown_query_parameters_are_400(client, setup):
     ]
     known = client.get(f"/v2/{PROJECT}/agents?host_machine_id=m", headers=headers(secret))
     assert known.status_code == 200
+
+
+def test_a_query_parameter_given_twice_is_400(client, setup):
+    _, _, secret = setup
+    twice = client.get(
+        f"/v2/{PROJECT}/agents?host_machine_id=m&host_machine_id=n", headers=headers(secret)
+    )
+    assert twice.status_code == 400
+    assert twice.json()["errors"] == ["Query parameter 'host_machine_id' is given more than once."]
+    paged = client.get(f"/v2/{PROJECT}/backups?limit=5&limit=6", headers=headers(secret))
+    assert paged.status_code == 400
