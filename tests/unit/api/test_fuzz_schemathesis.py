@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 from schemathesis import GenerationMode
@@ -126,11 +126,20 @@ def test_fuzz_operation(target, label, mode):
     )
     @given(case=cases)
     def run(case: Any) -> None:
+        if generation is GenerationMode.NEGATIVE:
+            assume(not _valid_on_the_wire(case))
         with asgi.get_client(app) as client:
             response = case.call(session=client, headers=auth)
             case.validate_response(response, checks=checks, headers=auth)
 
     run()
+
+
+def _valid_on_the_wire(case: Any) -> bool:
+    """A query value the generator made a one-item array goes out as that one item: the request
+    the server sees is valid (``?host_machine_id=false`` for ``[false]``), so it proves nothing."""
+    query = case.query if isinstance(case.query, dict) else {}
+    return any(isinstance(value, list) and len(value) <= 1 for value in query.values())
 
 
 START_STATES = ("start_requested", "start_scheduled")
