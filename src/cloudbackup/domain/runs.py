@@ -22,8 +22,7 @@ from cloudbackup.domain.dispatch import Dispatcher, JobKind
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.states import CleanupState, RestoreState
 from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import Page, SortDir
-from cloudbackup.store.run_repositories import RunRepository
+from cloudbackup.store.repositories import Page, RunRepository, SortDir
 from cloudbackup.store.tables import Cleanup, CleanupError, Event, Restore, RestoreError, utcnow
 
 RunT = TypeVar("RunT", Restore, Cleanup)

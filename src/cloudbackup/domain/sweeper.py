@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.dispatch import Dispatcher
-from cloudbackup.domain.states import RUNNING_STATES, BackupState
+from cloudbackup.domain.states import RUNNING_STATES, START_STATES, BackupState
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, IdempotencyRepository
@@ -59,7 +59,7 @@ def sweep(
     wait = timedelta(seconds=settings.sweep_after_seconds)
     with db.transaction() as session:
         repo = BackupRepository(session)
-        waiting = repo.waiting_starts(now - wait)
+        waiting = repo.waiting_starts([*START_STATES, BackupState.STOP_REQUESTED], now - wait)
         stale = repo.stale_runs(
             now - timedelta(seconds=settings.heartbeat_timeout_seconds),
             [*RUNNING_STATES, BackupState.STOP_REQUESTED],
