@@ -47,7 +47,7 @@ from cloudbackup.engine import (
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
-from cloudbackup.store.tables import BACKUPS, Backup, BackupError, as_utc, utcnow
+from cloudbackup.store.tables import Backup, BackupError, as_utc, utcnow
 
 log = logging.getLogger("cloudbackup.run")
 
@@ -342,10 +342,7 @@ class _Run:
             log.warning("could not record progress of backup %s: %s", self.backup.id, exc)
 
     def _check_owner(self, session: Any) -> None:
-        attempts = session.execute(
-            sa.select(BACKUPS.c.attempts).where(BACKUPS.c.id == self.backup.id)
-        ).scalar_one()
-        if attempts != self.claim.attempt:
+        if BackupRepository(session).attempts_of(self.backup.id) != self.claim.attempt:
             raise LostOwnership(self.backup.id)
 
     def _release(self) -> str:

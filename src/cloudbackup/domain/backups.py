@@ -1,7 +1,7 @@
 """Backup services: start (B1), read (B2/B3), update (B4), errors (ER1), events (EV5).
 
-Every state change goes through :func:`transition`, which asks ``domain.states`` whether the
-move is allowed and writes it as a compare-and-set; the HTTP PATCH path and the workers share it.
+Every state change goes through :func:`transition`: the compare-and-set every run shares
+(``domain.runs``, with :data:`BACKUP_RUNS`), plus what only a backup records when it ends.
 """
 
 from __future__ import annotations
@@ -9,16 +9,17 @@ from __future__ import annotations
 import itertools
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain import runs
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
 from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_backup_event
+from cloudbackup.domain.runs import RunKind, RunUpdate
 from cloudbackup.domain.states import (
     ACTIVE_STATES,
     AGENT_SETTABLE,
@@ -26,6 +27,7 @@ from cloudbackup.domain.states import (
     FINAL_CONFLICT_MESSAGE,
     FINAL_STATES,
     RESTORABLE_STATES,
+    RUNNING_STATES,
     START_STATES,
     STATE_EVENT,
     USER_SETTABLE,
@@ -78,31 +80,55 @@ class ErrorReport:
 
 
 @dataclass(slots=True)
-class BackupUpdate:
-    """What a PATCH (or a worker) reports; ``None`` means "not reported"."""
+class BackupUpdate(RunUpdate[BackupState, ErrorReport]):
+    """What a PATCH (or a worker) reports about a backup; unlike other runs, its snapshot."""
 
-    state: BackupState | None = None
-    started_time: datetime | None = None
-    ended_time: datetime | None = None
     snapshot_id: int | None = None
-    errors: ErrorReport | None = None
-    counters: dict[str, int] = field(default_factory=dict)
 
     def column_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = dict(self.counters)
-        if self.started_time is not None:
-            values["started_time"] = self.started_time
-        if self.ended_time is not None:
-            values["ended_time"] = self.ended_time
+        # Named, not `super()`: a slots dataclass is a new class the zero-argument form misses.
+        values = RunUpdate.column_values(self)
         if self.snapshot_id is not None:
             values["snapshot_id"] = self.snapshot_id
-        if self.errors is not None:
-            values.update(
-                errors_count=self.errors.count,
-                errors_reason=self.errors.reason,
-                errors_diagnostics=self.errors.diagnostics,
-            )
         return values
+
+
+def _error_row(backup_id: str, item: ErrorItem) -> BackupError:
+    return BackupError(
+        backup_id=backup_id,
+        index=item.index,
+        path=item.path,
+        type=item.type,
+        exception_code=item.exception_code,
+        exception_description=item.exception_description,
+        exception_details=item.exception_details,
+    )
+
+
+BACKUP_RUNS: RunKind[Backup, BackupError, BackupState] = RunKind(
+    name="backup",
+    repository=BackupRepository,
+    states=BackupState,
+    start_states=START_STATES,
+    running_states=RUNNING_STATES,
+    active_states=ACTIVE_STATES,
+    final_states=FINAL_STATES,
+    agent_settable=AGENT_SETTABLE,
+    user_settable=USER_SETTABLE,
+    sources_of=sources_of,
+    state_event=STATE_EVENT,
+    events_with_request_id=EVENTS_WITH_REQUEST_ID,
+    record_event=record_backup_event,
+    error_row=_error_row,
+    agent_of=lambda backup: backup.agent_id,
+    not_found="Backup not found.",
+    final_conflict=FINAL_CONFLICT_MESSAGE,
+    not_the_agent=(
+        "Progress and results may only be reported by the backup's agent "
+        "(send its id in X-Agent-Id)."
+    ),
+    final_values={"active_manual_lock": None},  # a final state frees the manual-start lock
+)
 
 
 def transition(
@@ -114,27 +140,25 @@ def transition(
     request_id: str | None = None,
     event_extra: dict[str, Any] | None = None,
 ) -> bool:
-    """Move ``backup`` to ``target`` if the state machine allows it from its current state.
+    """Move ``backup`` to ``target`` if its state machine allows it (:func:`runs.transition`).
 
-    Returns False (and writes nothing) when another writer got there first. On success the row
-    object is updated, the state's event is recorded and final-state bookkeeping is done.
+    Backups only: a final state also records whether the backup can be restored (a completed
+    run with a snapshot), and a restorable one becomes its configuration's last completed.
     """
     values = dict(values or {})
     if target in FINAL_STATES:
         snapshot = values.get("snapshot_id", backup.snapshot_id)
         values["restorable"] = target in RESTORABLE_STATES and snapshot is not None
-        values["active_manual_lock"] = None
-        values.setdefault("ended_time", utcnow())
-    repo = BackupRepository(session)
-    if not repo.compare_and_set(backup.id, sources_of(target), target, values):
+    if not runs.transition(
+        BACKUP_RUNS,
+        session,
+        backup,
+        target,
+        values,
+        request_id=request_id,
+        event_extra=event_extra,
+    ):
         return False
-    for key, value in values.items():
-        setattr(backup, key, value)
-    backup.state = target
-    event = STATE_EVENT[target]
-    if request_id is None and event in EVENTS_WITH_REQUEST_ID:
-        request_id = str(uuid.uuid4())
-    record_backup_event(session, backup, event, request_id=request_id, extra=event_extra)
     if target in RESTORABLE_STATES and values["restorable"]:
         ConfigurationRepository(session).set_last_completed(backup.configuration_id, backup.id)
     return True
@@ -393,15 +417,3 @@ class BackupService:
         if was in START_STATES:
             # No worker has the run yet, so nobody else would end it (spec OQ-29).
             transition(session, backup, BackupState.STOPPED)
-
-
-def _error_row(backup_id: str, item: ErrorItem) -> BackupError:
-    return BackupError(
-        backup_id=backup_id,
-        index=item.index,
-        path=item.path,
-        type=item.type,
-        exception_code=item.exception_code,
-        exception_description=item.exception_description,
-        exception_details=item.exception_details,
-    )

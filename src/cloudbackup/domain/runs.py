@@ -1,11 +1,11 @@
-"""What restores and cleanups share as runs: the state change, reading them and their errors and
-events, and the PATCH that stops them or reports their progress and result.
+"""What runs share: the state change, the PATCH report, and for restores and cleanups also
+reading them and their errors and events, and the PATCH that stops them or reports progress.
 
-A :class:`RunKind` names what differs between the two (table, state machine, events, messages);
-``domain.restores`` and ``domain.cleanups`` each define one and keep their own start (R1, C1).
-Every state change goes through :func:`transition`, a compare-and-set that asks the kind's state
-machine whether the move is allowed; the HTTP PATCH path and the workers share it.
-"""
+A :class:`RunKind` names what differs between kinds (table, state machine, events, messages);
+``domain.restores``, ``domain.cleanups`` and ``domain.backups`` each define one and keep their
+own start (R1, C1, B1). Every state change goes through :func:`transition`, a compare-and-set
+that asks the kind's state machine whether the move is allowed; the HTTP PATCH path and the
+workers share it. Backups keep their own service: their reads filter, their stop differs."""
 
 from __future__ import annotations
 
@@ -20,15 +20,23 @@ from sqlalchemy.orm import Session
 from cloudbackup.domain.agents import storable
 from cloudbackup.domain.dispatch import Dispatcher, JobKind
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cloudbackup.domain.states import CleanupState, RestoreState
+from cloudbackup.domain.states import BackupState, CleanupState, RestoreState
 from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import Page, SortDir
-from cloudbackup.store.run_repositories import RunRepository
-from cloudbackup.store.tables import Cleanup, CleanupError, Event, Restore, RestoreError, utcnow
+from cloudbackup.store.repositories import Page, RunRepository, SortDir
+from cloudbackup.store.tables import (
+    Backup,
+    BackupError,
+    Cleanup,
+    CleanupError,
+    Event,
+    Restore,
+    RestoreError,
+    utcnow,
+)
 
-RunT = TypeVar("RunT", Restore, Cleanup)
-ErrorT = TypeVar("ErrorT", RestoreError, CleanupError)
-StateT = TypeVar("StateT", RestoreState, CleanupState)
+RunT = TypeVar("RunT", Backup, Restore, Cleanup)
+ErrorT = TypeVar("ErrorT", BackupError, RestoreError, CleanupError)
+StateT = TypeVar("StateT", BackupState, RestoreState, CleanupState)
 _RunT_contra = TypeVar("_RunT_contra", contravariant=True)
 
 

@@ -3,10 +3,10 @@
 Runs periodically (Celery beat). It re-publishes backups that no worker has claimed (the publish
 after the commit failed, or the broker lost the message), backing off so that a long queue is not
 flooded with duplicates, and re-publishes runs whose heartbeat went stale (their worker died);
-the claim in ``backup_run`` decides whether to take such a run over or to fail it. Runs handed
-back by a worker that shut down are requeued by that worker; if that message is lost too, the
-sweeper re-publishes them after ``sweep_after_seconds``. It also forgets expired idempotency keys.
-"""
+the claim in ``backup_run`` decides whether to take such a run over or to fail it. That part is
+:func:`run_worker.sweep_runs`, as for restores and cleanups. Only backups are handed back by a
+worker that shuts down and requeued by that worker; if that message is lost too, the sweeper
+re-publishes them after ``sweep_after_seconds``. It also forgets expired idempotency keys."""
 
 from __future__ import annotations
 
@@ -18,20 +18,23 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain import run_worker
+from cloudbackup.domain.backups import BACKUP_RUNS
 from cloudbackup.domain.dispatch import Dispatcher
-from cloudbackup.domain.states import RUNNING_STATES, BackupState
+from cloudbackup.domain.run_worker import sweep_runs
+from cloudbackup.domain.states import RUNNING_STATES
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import BackupRepository, IdempotencyRepository
-from cloudbackup.store.tables import BACKUPS, as_utc, utcnow
+from cloudbackup.store.repositories import IdempotencyRepository
+from cloudbackup.store.tables import BACKUPS, utcnow
 
 log = logging.getLogger("cloudbackup.sweeper")
 
 
 @dataclass(frozen=True, slots=True)
-class SweepReport:
-    republished: int
-    redriven: int
+class SweepReport(run_worker.SweepReport):
+    """What :func:`sweep_runs` did for backups, plus what only the backup sweep does."""
+
     handed_back: int = 0
     idempotency_keys_purged: int = 0
 
@@ -57,41 +60,13 @@ def sweep(
 ) -> SweepReport:
     now = now or utcnow()
     wait = timedelta(seconds=settings.sweep_after_seconds)
+    # Read (and purge) before anything is published, as the shared sweep does for its runs.
     with db.transaction() as session:
-        repo = BackupRepository(session)
-        waiting = repo.waiting_starts(now - wait)
-        stale = repo.stale_runs(
-            now - timedelta(seconds=settings.heartbeat_timeout_seconds),
-            [*RUNNING_STATES, BackupState.STOP_REQUESTED],
-        )
         released = handed_back_runs(session, now - wait)
         purged = IdempotencyRepository(session).purge(
             now - timedelta(seconds=settings.idempotency_ttl_seconds)
         )
-    # Back off: the n-th re-publish waits as long as the row had already waited (30 s, 30 s, 60 s,
-    # 120 s, ...), so a deep but healthy queue sees few duplicates.
-    due = [
-        (backup_id, agent_id)
-        for backup_id, agent_id, created, published in waiting
-        if published is None
-        or now - as_utc(published) >= max(wait, as_utc(published) - as_utc(created))
-    ]
-    published = [
-        backup_id
-        for backup_id, agent_id in due
-        if dispatcher.publish("backup", backup_id, agent_id=agent_id)
-    ]
-    if published:
-        with db.transaction() as session:
-            BackupRepository(session).mark_published(published)
-        log.info("re-published %d backups waiting for a worker", len(published))
-    redriven = [
-        backup_id
-        for backup_id, agent_id in stale
-        if dispatcher.publish("backup", backup_id, agent_id=agent_id)
-    ]
-    if redriven:
-        log.warning("re-drove %d backups whose worker stopped responding", len(redriven))
+    swept = sweep_runs(BACKUP_RUNS, db, dispatcher, settings, now)
     requeued = [
         backup_id
         for backup_id, agent_id in released
@@ -100,8 +75,8 @@ def sweep(
     if requeued:
         log.warning("re-published %d backups handed back by workers that shut down", len(requeued))
     return SweepReport(
-        republished=len(published),
-        redriven=len(redriven),
+        republished=swept.republished,
+        redriven=swept.redriven,
         handed_back=len(requeued),
         idempotency_keys_purged=purged,
     )

@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
 
 from cloudbackup.store.db import rowcount
 from cloudbackup.store.tables import (
@@ -31,6 +32,8 @@ from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS
 
 SortDir = Literal["asc", "desc"]
 T = TypeVar("T")
+RunT = TypeVar("RunT", bound=SQLModel)
+ErrorT = TypeVar("ErrorT", bound=SQLModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +86,188 @@ def start_context_query(active_states: tuple[str, ...]) -> sa.Select[Any]:
     )
 
 
-class BackupRepository:
+class RunRepository(Generic[RunT, ErrorT]):
+    """What every run (backup, restore, cleanup) has: rows with ``seq``, ``id``, ``state``, a
+    heartbeat, per-file errors and events."""
+
+    model: ClassVar[type[Any]]
+    table: ClassVar[sa.Table]
+    error_model: ClassVar[type[Any]]
+    error_table: ClassVar[sa.Table]
+    run_key: ClassVar[str]
+
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def get(self, backup_id: str, project_id: str | None = None) -> Backup | None:
-        query = sa.select(Backup).where(BACKUPS.c.id == backup_id)
+    def get(self, run_id: str, project_id: str | None = None) -> RunT | None:
+        query = sa.select(self.model).where(self.table.c.id == run_id)
         if project_id is not None:
-            query = query.where(BACKUPS.c.project_id == project_id)
-        return self.session.execute(query).scalar_one_or_none()
+            query = query.where(self.table.c.project_id == project_id)
+        row: RunT | None = self.session.execute(query).scalar_one_or_none()
+        return row
+
+    def insert(self, values: dict[str, Any]) -> None:
+        self.session.execute(sa.insert(self.table), values)
+
+    def compare_and_set(
+        self,
+        run_id: str,
+        from_states: Iterable[str],
+        to_state: str,
+        values: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move the run to ``to_state`` only if it is in one of ``from_states`` now."""
+        result = self.session.execute(
+            sa.update(self.table)
+            .where(self.table.c.id == run_id, self.table.c.state.in_(list(from_states)))
+            .values(state=to_state, updated_at=utcnow(), **(values or {}))
+        )
+        return bool(rowcount(result))
+
+    def update_where_state(
+        self,
+        run_id: str,
+        states: Iterable[str],
+        values: dict[str, Any],
+        *,
+        heartbeat_was: Any = ...,
+    ) -> bool:
+        """Write counters/heartbeat while the run is still in one of ``states`` (and, when
+        ``heartbeat_was`` is given, still carries that heartbeat: nobody took it over)."""
+        query = sa.update(self.table).where(
+            self.table.c.id == run_id, self.table.c.state.in_(list(states))
+        )
+        if heartbeat_was is not ...:
+            column = self.table.c.heartbeat_at
+            query = query.where(
+                column.is_(None) if heartbeat_was is None else column == heartbeat_was
+            )
+        result = self.session.execute(query.values(updated_at=utcnow(), **values))
+        return bool(rowcount(result))
+
+    def state_of(self, run_id: str) -> str | None:
+        state: str | None = self.session.execute(
+            sa.select(self.table.c.state).where(self.table.c.id == run_id)
+        ).scalar_one_or_none()
+        return state
+
+    def heartbeat_of(self, run_id: str) -> Any:
+        return self.session.execute(
+            sa.select(self.table.c.heartbeat_at).where(self.table.c.id == run_id)
+        ).scalar_one_or_none()
+
+    def attempts_of(self, run_id: str) -> int:
+        attempts: int = self.session.execute(
+            sa.select(self.table.c.attempts).where(self.table.c.id == run_id)
+        ).scalar_one()
+        return attempts
+
+    def seq_of(self, run_id: str, project_id: str) -> int | None:
+        seq: int | None = self.session.execute(
+            sa.select(self.table.c.seq).where(
+                self.table.c.id == run_id, self.table.c.project_id == project_id
+            )
+        ).scalar_one_or_none()
+        return seq
+
+    def page(
+        self,
+        project_id: str,
+        *,
+        marker_seq: int | None,
+        limit: int,
+        sort_dir: SortDir,
+        where: Sequence[sa.ColumnElement[bool]] = (),
+    ) -> Page[RunT]:
+        """The project's runs after ``marker_seq`` that also meet ``where``, in ``seq`` order."""
+        seq = self.table.c.seq
+        query = sa.select(self.model).where(self.table.c.project_id == project_id, *where)
+        if marker_seq is not None:
+            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
+        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
+        rows: list[RunT] = list(self.session.execute(query).scalars())
+        return Page(rows[:limit], len(rows) > limit)
+
+    def waiting_starts(
+        self, states: Iterable[str], published_before: Any, limit: int = 500
+    ) -> Sequence[tuple[str, str, Any, Any]]:
+        """(id, agent, created_at, published_at) of runs no worker has claimed yet."""
+        t = self.table
+        published = t.c.published_at
+        rows = self.session.execute(
+            sa.select(t.c.id, self._agent_column(), t.c.created_at, published)
+            .where(
+                t.c.state.in_(list(states)),
+                t.c.heartbeat_at.is_(None),
+                sa.or_(published.is_(None), published < published_before),
+            )
+            .order_by(t.c.seq)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def stale_runs(
+        self, older_than: Any, states: Iterable[str], limit: int = 500
+    ) -> Sequence[tuple[str, str]]:
+        """(id, agent) of runs a worker claimed but whose heartbeat stopped (it died)."""
+        t = self.table
+        rows = self.session.execute(
+            sa.select(t.c.id, self._agent_column())
+            .where(
+                t.c.state.in_(list(states)),
+                t.c.heartbeat_at.is_not(None),
+                t.c.heartbeat_at < older_than,
+            )
+            .order_by(t.c.seq)
+            .limit(limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    def mark_published(self, run_ids: Sequence[str]) -> None:
+        if run_ids:
+            self.session.execute(
+                sa.update(self.table)
+                .where(self.table.c.id.in_(list(run_ids)))
+                .values(published_at=utcnow())
+            )
+
+    def replace_errors(self, run_id: str, items: Sequence[ErrorT]) -> None:
+        key = self.error_table.c[self.run_key]
+        self.session.execute(sa.delete(self.error_table).where(key == run_id))
+        self.session.add_all(items)
+
+    def errors(self, run_id: str) -> list[ErrorT]:
+        key = self.error_table.c[self.run_key]
+        return list(
+            self.session.execute(
+                sa.select(self.error_model).where(key == run_id).order_by(self.error_table.c.index)
+            ).scalars()
+        )
+
+    def events(
+        self, project_id: str, run_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
+    ) -> Page[Event]:
+        """EV6/EV7: the events tagged with this run, in event-id order."""
+        column = EVENTS.c.id
+        query = sa.select(Event).where(
+            EVENTS.c.project_id == project_id, EVENTS.c[self.run_key] == run_id
+        )
+        if marker is not None:
+            query = query.where(column > marker if sort_dir == "asc" else column < marker)
+        query = query.order_by(column.asc() if sort_dir == "asc" else column.desc())
+        rows = list(self.session.execute(query.limit(limit + 1)).scalars())
+        return Page(rows[:limit], len(rows) > limit)
+
+    def _agent_column(self) -> sa.ColumnElement[str]:
+        raise NotImplementedError
+
+
+class BackupRepository(RunRepository[Backup, BackupError]):
+    model = Backup
+    table = BACKUPS
+    error_model = BackupError
+    error_table = BACKUP_ERRORS
+    run_key = "backup_id"
 
     def insert(self, values: dict[str, Any]) -> None:
         """One Core INSERT (the start path is hot: no unit-of-work flush, no statement build)."""
@@ -119,47 +295,6 @@ class BackupRepository:
             query = query.where(BACKUPS.c.seq < before_seq)
         return self.session.execute(query.limit(1)).first() is not None
 
-    def compare_and_set(
-        self,
-        backup_id: str,
-        from_states: Iterable[str],
-        to_state: str,
-        values: dict[str, Any] | None = None,
-    ) -> bool:
-        """Move the backup to ``to_state`` only if it is in one of ``from_states`` now."""
-        result = self.session.execute(
-            sa.update(Backup)
-            .where(BACKUPS.c.id == backup_id, BACKUPS.c.state.in_(list(from_states)))
-            .values(state=to_state, updated_at=utcnow(), **(values or {}))
-        )
-        return bool(rowcount(result))
-
-    def update_where_state(
-        self,
-        backup_id: str,
-        states: Iterable[str],
-        values: dict[str, Any],
-        *,
-        heartbeat_was: Any = ...,
-    ) -> bool:
-        """Write counters/heartbeat while the backup is still in one of ``states`` (and, when
-        ``heartbeat_was`` is given, still carries that heartbeat: nobody took the run over)."""
-        query = sa.update(Backup).where(
-            BACKUPS.c.id == backup_id, BACKUPS.c.state.in_(list(states))
-        )
-        if heartbeat_was is not ...:
-            column = BACKUPS.c.heartbeat_at
-            query = query.where(
-                column.is_(None) if heartbeat_was is None else column == heartbeat_was
-            )
-        result = self.session.execute(query.values(updated_at=utcnow(), **values))
-        return bool(rowcount(result))
-
-    def state_of(self, backup_id: str) -> str | None:
-        return self.session.execute(
-            sa.select(BACKUPS.c.state).where(BACKUPS.c.id == backup_id)
-        ).scalar_one_or_none()
-
     def page(
         self,
         project_id: str,
@@ -167,82 +302,23 @@ class BackupRepository:
         marker_seq: int | None,
         limit: int,
         sort_dir: SortDir,
+        where: Sequence[sa.ColumnElement[bool]] = (),
         restorable: bool | None = None,
         configuration_id: str | None = None,
     ) -> Page[Backup]:
-        query = sa.select(Backup).where(BACKUPS.c.project_id == project_id)
+        """B3's page, also filtered by ``restorable`` and ``configuration_id`` when given."""
+        filters = list(where)
         if restorable is not None:
-            query = query.where(BACKUPS.c.restorable == restorable)
+            filters.append(BACKUPS.c.restorable == restorable)
         if configuration_id is not None:
-            query = query.where(BACKUPS.c.configuration_id == configuration_id)
-        seq = BACKUPS.c.seq
-        if marker_seq is not None:
-            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
-        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
-        rows = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
-
-    def seq_of(self, backup_id: str, project_id: str) -> int | None:
-        return self.session.execute(
-            sa.select(BACKUPS.c.seq).where(
-                BACKUPS.c.id == backup_id, BACKUPS.c.project_id == project_id
-            )
-        ).scalar_one_or_none()
-
-    def waiting_starts(
-        self, published_before: Any, limit: int = 500
-    ) -> Sequence[tuple[str, str, Any, Any]]:
-        """(id, agent_id, created_at, published_at) of backups no worker has claimed yet."""
-        published = BACKUPS.c.published_at
-        rows = self.session.execute(
-            sa.select(BACKUPS.c.id, BACKUPS.c.agent_id, BACKUPS.c.created_at, published)
-            .where(
-                BACKUPS.c.state.in_(["start_requested", "start_scheduled", "stop_requested"]),
-                BACKUPS.c.heartbeat_at.is_(None),
-                sa.or_(published.is_(None), published < published_before),
-            )
-            .order_by(BACKUPS.c.seq)
-            .limit(limit)
+            filters.append(BACKUPS.c.configuration_id == configuration_id)
+        return super().page(
+            project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir, where=filters
         )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
-    def stale_runs(
-        self, older_than: Any, states: Iterable[str], limit: int = 500
-    ) -> Sequence[tuple[str, str]]:
-        """(id, agent_id) of backups a worker claimed but whose heartbeat stopped (it died)."""
-        heartbeat = BACKUPS.c.heartbeat_at
-        rows = self.session.execute(
-            sa.select(BACKUPS.c.id, BACKUPS.c.agent_id)
-            .where(
-                BACKUPS.c.state.in_(list(states)),
-                heartbeat.is_not(None),
-                heartbeat < older_than,
-            )
-            .order_by(BACKUPS.c.seq)
-            .limit(limit)
-        )
-        return [(r[0], r[1]) for r in rows]
-
-    def mark_published(self, backup_ids: Sequence[str]) -> None:
-        if backup_ids:
-            self.session.execute(
-                sa.update(Backup)
-                .where(BACKUPS.c.id.in_(list(backup_ids)))
-                .values(published_at=utcnow())
-            )
-
-    def replace_errors(self, backup_id: str, items: Sequence[BackupError]) -> None:
-        self.session.execute(sa.delete(BackupError).where(BACKUP_ERRORS.c.backup_id == backup_id))
-        self.session.add_all(items)
-
-    def errors(self, backup_id: str) -> list[BackupError]:
-        return list(
-            self.session.execute(
-                sa.select(BackupError)
-                .where(BACKUP_ERRORS.c.backup_id == backup_id)
-                .order_by(BACKUP_ERRORS.c.index)
-            ).scalars()
-        )
+    def _agent_column(self) -> sa.ColumnElement[str]:
+        column: sa.ColumnElement[str] = BACKUPS.c.agent_id
+        return column
 
 
 class ConfigurationRepository:

@@ -7,14 +7,13 @@ Restores and cleanups are runs like backups: a state changes only through a comp
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlmodel import SQLModel
 
 from cloudbackup.store.db import rowcount
-from cloudbackup.store.repositories import Page, SortDir
+from cloudbackup.store.repositories import RunRepository
 from cloudbackup.store.tables import (
     AGENTS,
     BACKUPS,
@@ -28,14 +27,10 @@ from cloudbackup.store.tables import (
     BrowseRequest,
     Cleanup,
     CleanupError,
-    Event,
     Restore,
     RestoreError,
     utcnow,
 )
-
-RunT = TypeVar("RunT", bound=SQLModel)
-ErrorT = TypeVar("ErrorT", bound=SQLModel)
 
 
 def vault_encrypted(session: Session, vault_id: str) -> bool:
@@ -44,174 +39,6 @@ def vault_encrypted(session: Session, vault_id: str) -> bool:
         sa.select(AGENTS.c.vault_encrypted).where(AGENTS.c.vault_id == vault_id)
     ).scalar_one_or_none()
     return bool(flag)
-
-
-class RunRepository(Generic[RunT, ErrorT]):
-    """What restores and cleanups share: rows with ``seq``, ``id``, ``state``, a heartbeat."""
-
-    model: ClassVar[type[Any]]
-    table: ClassVar[sa.Table]
-    error_model: ClassVar[type[Any]]
-    error_table: ClassVar[sa.Table]
-    run_key: ClassVar[str]
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def get(self, run_id: str, project_id: str | None = None) -> RunT | None:
-        query = sa.select(self.model).where(self.table.c.id == run_id)
-        if project_id is not None:
-            query = query.where(self.table.c.project_id == project_id)
-        row: RunT | None = self.session.execute(query).scalar_one_or_none()
-        return row
-
-    def insert(self, values: dict[str, Any]) -> None:
-        self.session.execute(sa.insert(self.table), values)
-
-    def compare_and_set(
-        self,
-        run_id: str,
-        from_states: Iterable[str],
-        to_state: str,
-        values: dict[str, Any] | None = None,
-    ) -> bool:
-        """Move the run to ``to_state`` only if it is in one of ``from_states`` now."""
-        result = self.session.execute(
-            sa.update(self.table)
-            .where(self.table.c.id == run_id, self.table.c.state.in_(list(from_states)))
-            .values(state=to_state, updated_at=utcnow(), **(values or {}))
-        )
-        return bool(rowcount(result))
-
-    def update_where_state(
-        self,
-        run_id: str,
-        states: Iterable[str],
-        values: dict[str, Any],
-        *,
-        heartbeat_was: Any = ...,
-    ) -> bool:
-        """Write counters/heartbeat while the run is still in one of ``states`` (and, when
-        ``heartbeat_was`` is given, still carries that heartbeat: nobody took it over)."""
-        query = sa.update(self.table).where(
-            self.table.c.id == run_id, self.table.c.state.in_(list(states))
-        )
-        if heartbeat_was is not ...:
-            column = self.table.c.heartbeat_at
-            query = query.where(
-                column.is_(None) if heartbeat_was is None else column == heartbeat_was
-            )
-        result = self.session.execute(query.values(updated_at=utcnow(), **values))
-        return bool(rowcount(result))
-
-    def state_of(self, run_id: str) -> str | None:
-        state: str | None = self.session.execute(
-            sa.select(self.table.c.state).where(self.table.c.id == run_id)
-        ).scalar_one_or_none()
-        return state
-
-    def heartbeat_of(self, run_id: str) -> Any:
-        return self.session.execute(
-            sa.select(self.table.c.heartbeat_at).where(self.table.c.id == run_id)
-        ).scalar_one_or_none()
-
-    def attempts_of(self, run_id: str) -> int:
-        attempts: int = self.session.execute(
-            sa.select(self.table.c.attempts).where(self.table.c.id == run_id)
-        ).scalar_one()
-        return attempts
-
-    def seq_of(self, run_id: str, project_id: str) -> int | None:
-        seq: int | None = self.session.execute(
-            sa.select(self.table.c.seq).where(
-                self.table.c.id == run_id, self.table.c.project_id == project_id
-            )
-        ).scalar_one_or_none()
-        return seq
-
-    def page(
-        self, project_id: str, *, marker_seq: int | None, limit: int, sort_dir: SortDir
-    ) -> Page[RunT]:
-        seq = self.table.c.seq
-        query = sa.select(self.model).where(self.table.c.project_id == project_id)
-        if marker_seq is not None:
-            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
-        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
-        rows: list[RunT] = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
-
-    def waiting_starts(
-        self, states: Iterable[str], published_before: Any, limit: int = 500
-    ) -> Sequence[tuple[str, str, Any, Any]]:
-        """(id, agent, created_at, published_at) of runs no worker has claimed yet."""
-        t = self.table
-        published = t.c.published_at
-        rows = self.session.execute(
-            sa.select(t.c.id, self._agent_column(), t.c.created_at, published)
-            .where(
-                t.c.state.in_(list(states)),
-                t.c.heartbeat_at.is_(None),
-                sa.or_(published.is_(None), published < published_before),
-            )
-            .order_by(t.c.seq)
-            .limit(limit)
-        )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
-
-    def stale_runs(
-        self, older_than: Any, states: Iterable[str], limit: int = 500
-    ) -> Sequence[tuple[str, str]]:
-        """(id, agent) of runs a worker claimed but whose heartbeat stopped (it died)."""
-        t = self.table
-        rows = self.session.execute(
-            sa.select(t.c.id, self._agent_column())
-            .where(
-                t.c.state.in_(list(states)),
-                t.c.heartbeat_at.is_not(None),
-                t.c.heartbeat_at < older_than,
-            )
-            .order_by(t.c.seq)
-            .limit(limit)
-        )
-        return [(r[0], r[1]) for r in rows]
-
-    def mark_published(self, run_ids: Sequence[str]) -> None:
-        if run_ids:
-            self.session.execute(
-                sa.update(self.table)
-                .where(self.table.c.id.in_(list(run_ids)))
-                .values(published_at=utcnow())
-            )
-
-    def replace_errors(self, run_id: str, items: Sequence[ErrorT]) -> None:
-        key = self.error_table.c[self.run_key]
-        self.session.execute(sa.delete(self.error_table).where(key == run_id))
-        self.session.add_all(items)
-
-    def errors(self, run_id: str) -> list[ErrorT]:
-        key = self.error_table.c[self.run_key]
-        return list(
-            self.session.execute(
-                sa.select(self.error_model).where(key == run_id).order_by(self.error_table.c.index)
-            ).scalars()
-        )
-
-    def events(
-        self, project_id: str, run_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
-    ) -> Page[Event]:
-        """EV6/EV7: the events tagged with this run, in event-id order."""
-        column = EVENTS.c.id
-        query = sa.select(Event).where(
-            EVENTS.c.project_id == project_id, EVENTS.c[self.run_key] == run_id
-        )
-        if marker is not None:
-            query = query.where(column > marker if sort_dir == "asc" else column < marker)
-        query = query.order_by(column.asc() if sort_dir == "asc" else column.desc())
-        rows = list(self.session.execute(query.limit(limit + 1)).scalars())
-        return Page(rows[:limit], len(rows) > limit)
-
-    def _agent_column(self) -> sa.ColumnElement[str]:
-        raise NotImplementedError
 
 
 class RestoreRepository(RunRepository[Restore, RestoreError]):
