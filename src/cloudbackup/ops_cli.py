@@ -139,7 +139,7 @@ def concurrency(
     if limit.lower() == "none":
         _change(name, clear_concurrency=True)
         return
-    if not limit.isdigit():
+    if not (limit.isascii() and limit.isdigit()):
         raise _fail(f"limit must be a number from 1 to 10000 or `none`, not {limit!r}")
     _change(name, concurrency=int(limit))
 

@@ -85,7 +85,8 @@ def convert_value(value: Any, type_: type[T], path: str) -> T:
 def page_limit(value: str | None) -> int:
     if value is None:
         return MAX_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    # ASCII only: "²".isdigit() is true, but int("²") fails.
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_LIMIT:
         raise InvalidInput(
             "Validation failed.", [f"limit must be an integer from 1 to {MAX_LIMIT}."]
         )

@@ -94,7 +94,7 @@ def schedule_from_words(text: str | None, time_zone: str) -> dict[str, Any] | No
         return {"recurrence": [words], "time_zone": time_zone}
     tokens = words.lower().replace(" at ", " ").replace(" on ", " ").split()
     interval = 1
-    if tokens[0] == "every" and len(tokens) >= 3 and tokens[1].isdigit():
+    if tokens[0] == "every" and len(tokens) >= 3 and tokens[1].isascii() and tokens[1].isdigit():
         interval, unit = int(tokens[1]), tokens[2].rstrip("s")
         tokens = [{"hour": "hourly", "day": "daily", "week": "weekly"}.get(unit, unit)] + tokens[3:]
     kind, rest = tokens[0], tokens[1:]

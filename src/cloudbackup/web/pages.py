@@ -241,13 +241,13 @@ class ConfigForm:
             if not self.rrule:
                 raise DraftError("Write the custom schedule as an RRULE, e.g. RRULE:FREQ=HOURLY.")
             return {"recurrence": [self.rrule], "time_zone": self.time_zone}
-        if not self.interval.isdigit():
+        if not (self.interval.isascii() and self.interval.isdigit()):
             raise DraftError("The schedule's interval must be a whole number, 1 or more.")
         rule = rrule(self.schedule_kind, int(self.interval), self.at, self.days)
         return {"recurrence": [rule], "time_zone": self.time_zone}
 
     def retention(self) -> int:
-        if not self.retention_days.isdigit():
+        if not (self.retention_days.isascii() and self.retention_days.isdigit()):
             raise DraftError("Keep backups for a whole number of days (0 keeps them forever).")
         return int(self.retention_days)
 

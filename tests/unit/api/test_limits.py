@@ -169,3 +169,14 @@ def test_a_query_parameter_given_twice_is_400(client, setup):
     assert twice.json()["errors"] == ["Query parameter 'host_machine_id' is given more than once."]
     paged = client.get(f"/v2/{PROJECT}/backups?limit=5&limit=6", headers=headers(secret))
     assert paged.status_code == 400
+
+
+@pytest.mark.parametrize("value", ["²", "①", "٣", "9" * 30])
+def test_numbers_in_queries_are_ascii_digits_of_a_sane_length(client, setup, value):
+    _, _, secret = setup
+    limit = client.get(f"/v2/{PROJECT}/restores?limit={value}", headers=headers(secret))
+    assert limit.status_code == 400
+    assert limit.json()["errors"] == ["limit must be an integer from 1 to 100."]
+    events = client.get(f"/v2/{PROJECT}/events?marker={value}", headers=headers(secret))
+    assert events.status_code == 400
+    assert events.json()["errors"] == ["marker must be an event id (digits)."]

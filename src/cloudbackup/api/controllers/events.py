@@ -32,7 +32,7 @@ def accepted() -> Response[bytes]:
 def event_marker(marker: str | None) -> int | None:
     if marker is None:
         return None
-    if not marker.isdigit() or len(marker) > 18:
+    if not (marker.isascii() and marker.isdigit()) or len(marker) > 18:
         raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
     return int(marker)
 
@@ -77,9 +77,7 @@ def run_event_list(
     after ``marker`` (an event id) in ``sort_dir`` (default asc)."""
 
     def after_marker(size: int, order: SortDir) -> Page[Event]:
-        if marker is not None and not marker.isdigit():
-            raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
-        return fetch(int(marker) if marker else None, size, order)
+        return fetch(event_marker(marker or None), size, order)
 
     return event_list(
         request,
