@@ -70,6 +70,17 @@ class ErrorItem:
     exception_description: str | None = None
     exception_details: str | None = None
 
+    def columns(self) -> dict[str, Any]:
+        """The columns of its error row (backups and restores store the same ones)."""
+        return {
+            "index": self.index,
+            "path": self.path,
+            "type": self.type,
+            "exception_code": self.exception_code,
+            "exception_description": self.exception_description,
+            "exception_details": self.exception_details,
+        }
+
 
 @dataclass(slots=True)
 class ErrorReport:
@@ -94,15 +105,7 @@ class BackupUpdate(RunUpdate[BackupState, ErrorReport]):
 
 
 def _error_row(backup_id: str, item: ErrorItem) -> BackupError:
-    return BackupError(
-        backup_id=backup_id,
-        index=item.index,
-        path=item.path,
-        type=item.type,
-        exception_code=item.exception_code,
-        exception_description=item.exception_description,
-        exception_details=item.exception_details,
-    )
+    return BackupError(backup_id=backup_id, **item.columns())
 
 
 BACKUP_RUNS: RunKind[Backup, BackupError, BackupState] = RunKind(

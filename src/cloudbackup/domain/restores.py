@@ -175,15 +175,7 @@ class RestoreUpdate(RunUpdate[RestoreState, ErrorReport]):
 
 
 def error_row(restore_id: str, item: ErrorItem) -> RestoreError:
-    return RestoreError(
-        restore_id=restore_id,
-        index=item.index,
-        path=item.path,
-        type=item.type,
-        exception_code=item.exception_code,
-        exception_description=item.exception_description,
-        exception_details=item.exception_details,
-    )
+    return RestoreError(restore_id=restore_id, **item.columns())
 
 
 RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
