@@ -248,6 +248,14 @@ def database_pins(settings: Settings, database: Database | None = None) -> Pinne
     return PinnedAgents(load, settings.routing_cache_seconds)
 
 
+def task_headers(agent_id: str | None) -> dict[str, Any]:
+    """The headers every message we publish carries (see ``AGENT_HEADER``)."""
+    headers: dict[str, Any] = {PUBLISHED_HEADER: time.time()}
+    if agent_id is not None:
+        headers[AGENT_HEADER] = agent_id
+    return headers
+
+
 class CeleryDispatcher:
     """Publishes runs to the broker; a failed publish is logged and left to the sweeper."""
 
@@ -312,12 +320,13 @@ class CeleryDispatcher:
         *,
         producer: Any = None,
     ) -> bool:
-        headers: dict[str, Any] = {PUBLISHED_HEADER: time.time()}
-        if agent_id is not None:
-            headers[AGENT_HEADER] = agent_id
         try:
             self.app.send_task(
-                TASK_OF[kind], args=[resource_id], queue=queue, headers=headers, producer=producer
+                TASK_OF[kind],
+                args=[resource_id],
+                queue=queue,
+                headers=task_headers(agent_id),
+                producer=producer,
             )
         except Exception as exc:  # the broker is down: the row is committed, the sweeper retries
             log.warning(
@@ -342,11 +351,8 @@ class AsyncCeleryDispatcher:
         if agent_id is not None and pins is not None and pins.stale():
             await anyio.to_thread.run_sync(pins.current)  # a database read: not on the loop
         queue = self.dispatcher.queue_for(kind, agent_id)
-        headers: dict[str, Any] = {PUBLISHED_HEADER: time.time()}
-        if agent_id is not None:
-            headers[AGENT_HEADER] = agent_id
         try:
-            await self.publisher.send(TASK_OF[kind], [resource_id], queue, headers)
+            await self.publisher.send(TASK_OF[kind], [resource_id], queue, task_headers(agent_id))
         except Exception as exc:  # the broker is down: the row is committed, the sweeper retries
             log.warning(
                 "could not publish %s %s, the sweeper will retry: %s", kind, resource_id, exc

@@ -20,20 +20,7 @@ def record_backup_event(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """Append a backup event tagged with its project, agent, configuration and backup."""
-    EventRepository(session).insert(
-        **backup_event_values(backup, event, request_id=request_id, extra=extra)
-    )
-
-
-def backup_event_values(
-    backup: Backup,
-    event: str,
-    *,
-    request_id: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The event row of a backup event (what :func:`record_backup_event` writes)."""
-    return backup_event_row(
+    row = backup_event_row(
         event,
         project_id=backup.project_id,
         agent_id=backup.agent_id,
@@ -42,6 +29,7 @@ def backup_event_values(
         request_id=request_id,
         extra=extra,
     )
+    EventRepository(session).insert(**row)
 
 
 def record_event(

@@ -7,7 +7,7 @@ table, the set of :class:`Admission` flags it admits, and the store applies it.
 * :class:`PostgresBackupStarts`, on an asyncpg pool: all of it is one statement (data-modifying
   CTEs, atomic in autocommit), compiled once from Core, so a start costs one round trip and no
   SQLAlchemy execution overhead (round trips and SQLAlchemy were most of the request's CPU);
-* :class:`SqlBackupStarts`, on any SQLAlchemy asyncio engine (the SQLite default): the read and
+* :class:`SqlBackupStarts`, on SQLAlchemy's asyncio engine for the SQLite default: the read and
   the inserts in one transaction.
 """
 
@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from cloudbackup.domain.errors import Unavailable
-from cloudbackup.store.db import AsyncDatabase, is_sqlite
+from cloudbackup.store.db import AsyncSqliteDatabase, is_sqlite
 from cloudbackup.store.repositories import (
     INSERT_BACKUP,
     INSERT_EVENT,
@@ -123,13 +123,14 @@ def backup_start_store(
         return PostgresBackupStarts(url, connect_timeout=connect_timeout, pool_size=pool_size)
     if not is_sqlite(url):
         raise ValueError(f"unsupported database URL: {url.split(':', 1)[0]}")
-    return SqlBackupStarts(AsyncDatabase(url, connect_timeout=connect_timeout))
+    return SqlBackupStarts(AsyncSqliteDatabase(url))
 
 
 class SqlBackupStarts:
-    """The store on a SQLAlchemy asyncio engine: the read and the inserts in one transaction."""
+    """The store on SQLAlchemy's asyncio engine (SQLite): the read and the inserts in one
+    transaction."""
 
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncSqliteDatabase) -> None:
         self.db = db
 
     async def start(
@@ -292,7 +293,8 @@ class PostgresBackupStarts:
     async def start(
         self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[Admission]
     ) -> tuple[StartContext | None, bool]:
-        row = _BACKUP_DEFAULTS | run.row("", "")
+        # The agent and vault come from the context row inside the statement (_FROM_CONTEXT).
+        row = _BACKUP_DEFAULTS | run.row(agent_id="", vault_id="")
         statement = _start_statement(tuple(active_states), admitted, tuple(row))
         values = {f"b_{k}": v for k, v in row.items()}
         values.update(

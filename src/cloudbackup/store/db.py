@@ -27,16 +27,6 @@ def driver_url(url: str) -> str:
     return url
 
 
-def async_driver_url(url: str) -> str:
-    """The same database through an asyncio driver (asyncpg, aiosqlite)."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-    return url
-
-
 def is_sqlite(url: str) -> bool:
     return driver_url(url).startswith("sqlite")
 
@@ -70,29 +60,21 @@ def create_db_engine(url: str, *, connect_timeout: int = 3, pool_size: int = 10)
     )
 
 
-def create_async_db_engine(
-    url: str, *, connect_timeout: int = 3, pool_size: int = 10
-) -> AsyncEngine:
-    """The asyncio twin of :func:`create_db_engine` (same SQLite settings and pool sizes)."""
-    if is_sqlite(url):
-        engine = create_async_engine(
-            async_driver_url(url),
-            connect_args={"timeout": 30},
-            poolclass=sa.pool.AsyncAdaptedQueuePool,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=30,
-        )
-        _configure_sqlite(engine.sync_engine)
-        return engine
-    return create_async_engine(
-        async_driver_url(url),
-        connect_args={"timeout": connect_timeout},
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_timeout=connect_timeout + 2,
-        pool_recycle=1800,
+def create_async_sqlite_engine(url: str) -> AsyncEngine:
+    """The asyncio twin of :func:`create_db_engine` for SQLite (aiosqlite, same settings).
+    PostgreSQL's asyncio path is asyncpg itself (``store.backup_starts``)."""
+    if not is_sqlite(url):
+        raise ValueError(f"not a SQLite URL: {url.split(':', 1)[0]}")
+    engine = create_async_engine(
+        "sqlite+aiosqlite://" + url[len("sqlite://") :],
+        connect_args={"timeout": 30},
+        poolclass=sa.pool.AsyncAdaptedQueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=30,
     )
+    _configure_sqlite(engine.sync_engine)
+    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -139,12 +121,12 @@ class Database:
         self.engine.dispose()
 
 
-class AsyncDatabase:
-    """The API's asyncio access to the same database (``Unavailable`` on outages, as above)."""
+class AsyncSqliteDatabase:
+    """Asyncio access to the SQLite database (``Unavailable`` when it stays locked, as above)."""
 
-    def __init__(self, url: str, *, connect_timeout: int = 3) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = create_async_db_engine(url, connect_timeout=connect_timeout)
+        self.engine = create_async_sqlite_engine(url)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -156,8 +138,6 @@ class AsyncDatabase:
             if is_connection_error(exc):
                 raise Unavailable("The database is unreachable; retry in a few seconds.") from exc
             raise
-        except (sa.exc.InterfaceError, OSError) as exc:  # asyncpg reports a lost server so
-            raise Unavailable("The database is unreachable; retry in a few seconds.") from exc
         except sa.exc.TimeoutError as exc:
             raise Unavailable("The database is not answering; retry in a few seconds.") from exc
 
