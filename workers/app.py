@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
@@ -53,6 +54,12 @@ class Beat(PersistentScheduler):  # type: ignore[misc]
     backups for a worker slot. Two beats may run: the tick's compare-and-set fires each
     occurrence once.
     """
+
+    def setup_schedule(self) -> None:
+        # The schedule file lives in the data folder, which nothing else creates on PostgreSQL:
+        # without this, beat dies at start in an empty folder and no sweeper ever runs.
+        Path(self.schedule_filename).parent.mkdir(parents=True, exist_ok=True)
+        super().setup_schedule()
 
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
         if entry.task != SCHEDULE_TICK_TASK:

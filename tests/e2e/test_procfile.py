@@ -1,5 +1,7 @@
 """The Procfile as written (`honcho start`: web on $PORT, worker, beat) on the real PostgreSQL and
-Redis: a backup started over HTTP completes."""
+Redis: a backup started over HTTP completes, and, started in an empty folder (no data folder
+prepared, as every deployment on PostgreSQL is), beat's sweeper re-drives a backup whose worker
+process was killed in the middle of it."""
 
 from __future__ import annotations
 
@@ -9,7 +11,11 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,25 +30,58 @@ pytestmark = [pytest.mark.slow, pytest.mark.services]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_honcho_runs_the_procfile_on_real_servers(tmp_path):
+@dataclass
+class Procfile:
+    base: str
+    headers: dict[str, str]
+    log: Path
+    honcho: subprocess.Popen[bytes]
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{self.base}{path}", json=body, headers=self.headers)
+
+    def poll(
+        self, url: str, done: Callable[[dict[str, Any]], bool], timeout: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while not done(body := httpx.get(url, headers=self.headers).json()):
+            assert time.monotonic() < deadline, (body, self.text()[-4000:])
+            time.sleep(0.2)
+        return body
+
+    def backup_of(self, root: Path) -> httpx.Response:
+        agent = self.post("/agents", agent_body()).json()
+        config = self.post("/configurations", configuration_body(agent["id"], [f"{root}/"]))
+        return self.post(
+            "/backups", {"configuration_id": config.json()["id"], "state": "start_requested"}
+        )
+
+
+@contextmanager
+def procfile(cwd: Path, **extra_env: str) -> Iterator[Procfile]:
+    """`honcho start` of the repository's Procfile with `cwd` as its working folder."""
     require_services()
+    cwd.mkdir(parents=True, exist_ok=True)
     with fresh_postgres_database() as url:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDBACKUP_")}
-        port = 20000 + os.getpid() % 20000
+        port = 20000 + (os.getpid() + len(extra_env)) % 20000
         env.update(
             PORT=str(port),
             PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
             CLOUDBACKUP_DATABASE_URL=url,
             CLOUDBACKUP_BROKER_URL=REDIS_URL,
             CLOUDBACKUP_BACKUP_QUEUE=f"backups-procfile-{uuid.uuid4().hex[:8]}",
-            CLOUDBACKUP_DATA_DIR=str(tmp_path / "data"),
+            **extra_env,
         )
-        (tmp_path / "data").mkdir()
         migrate.upgrade(url)
         token = (
             subprocess.run(
                 [sys.executable, "-m", "cloudbackup.cli", "token", "create", "--project", "110011"],
                 env=env,
+                cwd=cwd,
                 capture_output=True,
                 text=True,
                 check=True,
@@ -50,59 +89,32 @@ def test_honcho_runs_the_procfile_on_real_servers(tmp_path):
             .stdout.strip()
             .splitlines()[-1]
         )
-        log = (tmp_path / "honcho.log").open("wb")
-        honcho = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "honcho",
-                "start",
-                "-f",
-                str(ROOT / "Procfile"),
-                "-d",
-                str(ROOT),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        log_path = cwd.parent / f"{cwd.name}-honcho.log"
+        with log_path.open("wb") as log:
+            honcho = subprocess.Popen(
+                [sys.executable, "-m", "honcho", "start", "-f", str(ROOT / "Procfile"), "-d", "."],
+                env=env,
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        stack = Procfile(
+            f"http://127.0.0.1:{port}/v2/110011", {"X-Auth-Token": token}, log_path, honcho
         )
-        base = f"http://127.0.0.1:{port}/v2/110011"
-        hdrs = {"X-Auth-Token": token}
         try:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    if httpx.get(f"{base}/backups", headers=hdrs, timeout=1).status_code == 200:
+                    if httpx.get(
+                        f"{stack.base}/backups", headers=stack.headers, timeout=1
+                    ).is_success:
                         break
                 except httpx.HTTPError:
                     pass
-                assert honcho.poll() is None and time.monotonic() < deadline, (
-                    tmp_path / "honcho.log"
-                ).read_text()
+                assert honcho.poll() is None and time.monotonic() < deadline, stack.text()
                 time.sleep(0.3)
-            tree = make_tree(tmp_path / "src", files=10, with_excluded=False)
-            agent = httpx.post(f"{base}/agents", json=agent_body(), headers=hdrs).json()
-            config = httpx.post(
-                f"{base}/configurations",
-                json=configuration_body(agent["id"], [f"{tree.root}/"]),
-                headers=hdrs,
-            ).json()
-            started = httpx.post(
-                f"{base}/backups",
-                json={"configuration_id": config["id"], "state": "start_requested"},
-                headers=hdrs,
-            )
-            assert started.status_code == 201, started.text
-            deadline = time.monotonic() + 60
-            while (body := httpx.get(started.headers["location"], headers=hdrs).json())[
-                "state"
-            ] != "completed":
-                assert time.monotonic() < deadline, body
-                time.sleep(0.2)
-            assert body["files_searched"] == tree.files
-            text = (tmp_path / "honcho.log").read_text()
-            assert "beat: Starting" in text  # the beat line runs as written too
+            yield stack
         finally:
             os.killpg(honcho.pid, signal.SIGINT)
             try:
@@ -110,3 +122,72 @@ def test_honcho_runs_the_procfile_on_real_servers(tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(honcho.pid, signal.SIGKILL)
                 honcho.wait()
+
+
+def test_honcho_runs_the_procfile_on_real_servers(tmp_path):
+    tree = make_tree(tmp_path / "src", files=10, with_excluded=False)
+    with procfile(tmp_path / "app", CLOUDBACKUP_DATA_DIR=str(tmp_path / "data")) as stack:
+        started = stack.backup_of(tree.root)
+        assert started.status_code == 201, started.text
+        body = stack.poll(started.headers["location"], lambda b: b["state"] == "completed", 60)
+        assert body["files_searched"] == tree.files
+        assert "beat: Starting" in stack.text()  # the beat line runs as written too
+
+
+def _pool_processes(honcho_pid: int) -> list[int]:
+    """Celery's pool children: `celery ... worker` processes below honcho whose parent is one too."""
+
+    def argv(pid: int) -> list[str]:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            return []
+
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            parents[int(entry.name)] = int(
+                (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            )
+        except (OSError, IndexError, ValueError):
+            continue
+    below, grew = {honcho_pid}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in below} - below
+        below |= more
+        grew = bool(more)
+    workers = {pid for pid in below if "worker" in argv(pid) and "workers.app" in argv(pid)}
+    return sorted(pid for pid in workers if parents.get(pid) in workers)
+
+
+def test_beat_in_an_empty_folder_redrives_a_backup_whose_worker_was_killed(tmp_path):
+    # 24 MiB read at 4 MiB/s: about 6 s of work, long enough to kill the worker in the middle.
+    tree = make_tree(
+        tmp_path / "src", files=10, big_files=3, big_size=8 * 1024 * 1024, with_excluded=False
+    )
+    empty = tmp_path / "empty"
+    fast_sweeps = {
+        "CLOUDBACKUP_BACKUP_MAX_BPS": str(4 * 1024 * 1024),
+        "CLOUDBACKUP_PROGRESS_INTERVAL": "0.2",
+        "CLOUDBACKUP_HEARTBEAT_TIMEOUT_SECONDS": "3",
+        "CLOUDBACKUP_SWEEP_AFTER_SECONDS": "3",
+    }
+    with procfile(empty, **fast_sweeps) as stack:
+        started = stack.backup_of(tree.root)
+        assert started.status_code == 201, started.text
+        url = started.headers["location"]
+        stack.poll(url, lambda b: b["state"] == "in_progress" and b["bytes_backed_up"] > 0, 60)
+        pool = _pool_processes(stack.honcho.pid)
+        assert pool, stack.text()
+        for pid in pool:  # the running backup dies with its process; the worker forks new ones
+            os.kill(pid, signal.SIGKILL)
+        assert httpx.get(url, headers=stack.headers).json()["state"] == "in_progress"
+
+        body = stack.poll(url, lambda b: b["state"] not in ("queued", "in_progress"), 120)
+        text = stack.text()
+
+    assert body["state"] == "completed", text[-4000:]
+    assert body["files_searched"] == tree.files
+    assert "FileNotFoundError" not in text
+    assert "beat: Starting" in text
+    assert (empty / ".cloudbackup" / "celerybeat-schedule.dat").exists()
