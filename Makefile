@@ -23,8 +23,8 @@ test: $(STAMP)
 	scripts/test
 
 lint: $(STAMP)
-	$(BIN)/ruff check src workers tests bench
-	$(BIN)/ruff format --check src workers tests bench
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -151,7 +151,7 @@ class Workers:
                         "-m",
                         "celery",
                         "-A",
-                        "workers.app",
+                        "cloudbackup.workers.app",
                         "worker",
                         "--concurrency",
                         "1",
@@ -189,7 +189,7 @@ class Workers:
 
 def drain(args: argparse.Namespace, database_url: str, workers: int, tmp: Path) -> dict[str, Any]:
     from cloudbackup.domain.backups import BackupService
-    from cloudbackup.queueing import CeleryDispatcher
+    from cloudbackup.queue.publishing import CeleryDispatcher
     from cloudbackup.settings import load_settings
     from cloudbackup.store.db import Database
 
@@ -249,7 +249,7 @@ def drain(args: argparse.Namespace, database_url: str, workers: int, tmp: Path) 
 
 def scheduler_run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any]:
     from cloudbackup.domain import scheduler
-    from cloudbackup.queueing import CeleryDispatcher
+    from cloudbackup.queue.publishing import CeleryDispatcher
     from cloudbackup.settings import load_settings
     from cloudbackup.store.db import Database
 

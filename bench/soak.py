@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from cloudbackup.domain.auth import create_token  # noqa: E402
-from cloudbackup.queueing import QueueNames  # noqa: E402
+from cloudbackup.queue.names import QueueNames  # noqa: E402
 from cloudbackup.settings import load_settings  # noqa: E402
 from cloudbackup.store import migrate  # noqa: E402
 from cloudbackup.store.db import Database  # noqa: E402

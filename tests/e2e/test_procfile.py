@@ -156,7 +156,9 @@ def _pool_processes(honcho_pid: int) -> list[int]:
         more = {pid for pid, parent in parents.items() if parent in below} - below
         below |= more
         grew = bool(more)
-    workers = {pid for pid in below if "worker" in argv(pid) and "workers.app" in argv(pid)}
+    workers = {
+        pid for pid in below if "worker" in argv(pid) and "cloudbackup.workers.app" in argv(pid)
+    }
     return sorted(pid for pid in workers if parents.get(pid) in workers)
 
 

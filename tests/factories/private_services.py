@@ -355,7 +355,7 @@ class BeatProcess(_Process):
                 "-m",
                 "celery",
                 "-A",
-                "workers.app",
+                "cloudbackup.workers.app",
                 "beat",
                 "--loglevel",
                 "INFO",

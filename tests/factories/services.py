@@ -84,7 +84,7 @@ class WorkerProcess:
                 "-m",
                 "celery",
                 "-A",
-                "workers.app",
+                "cloudbackup.workers.app",
                 "worker",
                 "--loglevel",
                 "INFO",

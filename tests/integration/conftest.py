@@ -16,7 +16,7 @@ import redis
 from litestar.testing import TestClient
 
 from cloudbackup.api.app import create_app
-from cloudbackup.queueing import CeleryDispatcher
+from cloudbackup.queue.publishing import CeleryDispatcher
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store import migrate
 from cloudbackup.store.db import Database

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from litestar.testing import TestClient
 
 from cloudbackup.api.app import create_app
-from cloudbackup.queueing import CeleryDispatcher, QueueNames
+from cloudbackup.queue.names import QueueNames
+from cloudbackup.queue.publishing import CeleryDispatcher
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store.tables import Backup, utcnow
 from factories import rows

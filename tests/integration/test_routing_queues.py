@@ -22,7 +22,9 @@ from litestar.testing import TestClient
 from cloudbackup.api.app import create_app
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.backups import BackupService
-from cloudbackup.queueing import CeleryDispatcher, QueueAdmin, QueueNames
+from cloudbackup.queue.admin import QueueAdmin
+from cloudbackup.queue.names import QueueNames
+from cloudbackup.queue.publishing import CeleryDispatcher
 from cloudbackup.settings import load_settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Backup, utcnow
@@ -280,7 +282,7 @@ def test_beat_fires_a_due_schedule_which_a_worker_runs(lane, pg_db, tmp_path):
             "-m",
             "celery",
             "-A",
-            "workers.app",
+            "cloudbackup.workers.app",
             "beat",
             "--schedule",
             str(tmp_path / "celerybeat-schedule"),

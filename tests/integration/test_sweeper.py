@@ -10,7 +10,7 @@ from litestar.testing import TestClient
 
 from cloudbackup.api.app import create_app
 from cloudbackup.domain.sweeper import sweep
-from cloudbackup.queueing import CeleryDispatcher
+from cloudbackup.queue.publishing import CeleryDispatcher
 from factories import rows
 from factories.api import headers, start_backup, token
 from factories.trees import make_tree

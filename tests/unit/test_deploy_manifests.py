@@ -1,5 +1,5 @@
 """Every deployment file parses, is schema-valid, and names only commands, settings and routes
-that exist: the `cloudbackup` CLI, the Celery app in `workers.app`, `CLOUDBACKUP_*` fields."""
+that exist: the `cloudbackup` CLI, the Celery app in `cloudbackup.workers.app`, `CLOUDBACKUP_*` fields."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import yaml
 from celery.bin.celery import celery as celery_cli
 
 from cloudbackup.cli import app as cli_app
-from cloudbackup.queueing import QueueNames
+from cloudbackup.queue.names import QueueNames
 from cloudbackup.settings import PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,10 +47,10 @@ def _cloudbackup_command(argv: list[str]) -> None:
 
 
 def _celery_command(argv: list[str]) -> None:
-    """`celery -A workers.app <worker|beat|inspect>`: our app, a real Celery sub-command."""
-    assert argv[1:3] == ["-A", "workers.app"], argv
+    """`celery -A cloudbackup.workers.app <worker|beat|inspect>`: our app, a real Celery sub-command."""
+    assert argv[1:3] == ["-A", "cloudbackup.workers.app"], argv
     # Not imported here (it needs a broker URL): the module exists and builds `app`.
-    spec = importlib.util.find_spec("workers.app")
+    spec = importlib.util.find_spec("cloudbackup.workers.app")
     assert spec is not None and spec.origin is not None
     assert "\napp = make_celery(" in Path(spec.origin).read_text()
     assert argv[3] in celery_cli.commands, argv

@@ -41,6 +41,7 @@ from cloudbackup.api.limits import (
 )
 from cloudbackup.api.metrics import metrics, observe
 from cloudbackup.api.openapi import openapi_config
+from cloudbackup.console.console import ConsoleController
 from cloudbackup.domain.activities import ActivityService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
@@ -55,11 +56,11 @@ from cloudbackup.domain.logfiles import LogfileService
 from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.summaries import SummaryService
 from cloudbackup.domain.vaults import VaultService
-from cloudbackup.queueing import QueueAdmin, async_dispatcher
+from cloudbackup.queue.admin import QueueAdmin
+from cloudbackup.queue.publishing import async_dispatcher
 from cloudbackup.settings import Settings, get_settings
 from cloudbackup.store.backup_starts import backup_start_store
 from cloudbackup.store.db import Database
-from cloudbackup.web.console import ConsoleController
 
 
 @get("/", opt={"public": True}, sync_to_thread=False)
@@ -97,7 +98,7 @@ CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEvent
 CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
 CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController]
-CONTROLLERS += [ConsoleController]  # the web console, /console (cloudbackup.web)
+CONTROLLERS += [ConsoleController]  # the web console, /console (cloudbackup.console)
 
 
 def _constant(value: object) -> Provide:
@@ -136,7 +137,7 @@ def create_app(
         settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
     )
     if dispatcher is None:
-        from cloudbackup.queueing import CeleryDispatcher
+        from cloudbackup.queue.publishing import CeleryDispatcher
 
         dispatcher = CeleryDispatcher.from_settings(settings)
 

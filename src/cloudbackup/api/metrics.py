@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 from cloudbackup import logs
 from cloudbackup.domain.errors import Unauthenticated
 from cloudbackup.domain.states import FINAL_STATES, RESTORABLE_STATES, BackupState
-from cloudbackup.queueing import QueueAdmin
+from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import BACKUPS, CONFIGURATIONS, as_utc, utcnow

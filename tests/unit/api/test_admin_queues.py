@@ -16,7 +16,9 @@ from litestar.testing import TestClient
 from cloudbackup import logs
 from cloudbackup.api.app import create_app
 from cloudbackup.domain import scheduler
-from cloudbackup.queueing import CeleryDispatcher, QueueAdmin, QueueNames, record_heartbeat
+from cloudbackup.queue.admin import QueueAdmin, record_heartbeat
+from cloudbackup.queue.names import QueueNames
+from cloudbackup.queue.publishing import CeleryDispatcher
 from cloudbackup.store.tables import QUEUE_SETTINGS, utcnow
 from factories import rows
 from factories.api import headers, start_backup, token

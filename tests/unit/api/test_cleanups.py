@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from cloudbackup.queueing import QueueNames
+from cloudbackup.queue.names import QueueNames
 from factories import rows
 from factories.api import OTHER_PROJECT, PROJECT, headers, token
 

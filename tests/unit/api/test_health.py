@@ -9,7 +9,7 @@ import pytest
 from litestar.testing import TestClient
 
 from cloudbackup.api.app import create_app
-from cloudbackup.queueing import CeleryDispatcher
+from cloudbackup.queue.publishing import CeleryDispatcher
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import utcnow
 from factories import rows

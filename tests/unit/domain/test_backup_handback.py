@@ -137,7 +137,7 @@ def test_worker_writes_wait_for_the_database_then_give_up(settings):
 
 
 def test_the_celery_configuration_is_at_least_once_with_a_soft_shutdown(settings):
-    from cloudbackup.queueing import make_celery
+    from cloudbackup.queue.celery_app import make_celery
 
     conf = make_celery(settings).conf
     assert conf.task_acks_late is True  # a task is acknowledged only after it ran

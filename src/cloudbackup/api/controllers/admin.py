@@ -18,7 +18,7 @@ from litestar.params import FromPath, RawBody
 from cloudbackup.api.body import convert_value, decode_patch
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.errors import Forbidden, InvalidInput
-from cloudbackup.queueing import QueueAdmin, QueueInfo, WorkerInfo
+from cloudbackup.queue.admin import QueueAdmin, QueueInfo, WorkerInfo
 from cloudbackup.settings import Settings
 
 Queues = NamedDependency[QueueAdmin]

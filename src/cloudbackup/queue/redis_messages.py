@@ -4,7 +4,7 @@
 need (routing tables, producer pools, signals). The message a Celery worker consumes from Redis is
 plain JSON: kombu's envelope around Celery's protocol-2 headers and body. This module writes that
 message with one ``LPUSH`` on an asyncio connection. Workers see no difference; the test
-``tests/unit/test_redis_tasks.py`` pins the format against what Celery itself writes.
+``tests/unit/test_redis_messages.py`` pins the format against what Celery itself writes.
 
 Only for ``redis://`` and ``rediss://`` brokers; other brokers go through Celery.
 """

@@ -39,7 +39,7 @@ def _words(value: str | None) -> str:
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("cloudbackup.web", "templates"),
+        loader=PackageLoader("cloudbackup.console", "templates"),
         autoescape=select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -72,7 +72,7 @@ def static_file(name: str) -> tuple[bytes, str] | None:
     suffix = name[name.rfind(".") :] if "." in name else ""
     if "/" in name or name.startswith(".") or suffix not in STATIC_TYPES:
         return None
-    resource = files("cloudbackup.web").joinpath("static", name)
+    resource = files("cloudbackup.console").joinpath("static", name)
     if not resource.is_file():
         return None
     return resource.read_bytes(), STATIC_TYPES[suffix]

@@ -19,7 +19,8 @@ from cloudbackup.domain.cleanup_run import execute_cleanup, sweep_cleanups
 from cloudbackup.domain.event_stream import purge_expired_events
 from cloudbackup.domain.restore_run import execute_restore, sweep_restores
 from cloudbackup.domain.sweeper import sweep
-from cloudbackup.queueing import (
+from cloudbackup.queue.admission import run_gated
+from cloudbackup.queue.names import (
     AGENT_HEADER,
     RUN_BACKUP_TASK,
     RUN_BROWSE_TASK,
@@ -27,12 +28,10 @@ from cloudbackup.queueing import (
     RUN_RESTORE_TASK,
     SCHEDULE_TICK_TASK,
     SWEEP_TASK,
-    CeleryDispatcher,
-    database_pins,
-    run_gated,
 )
+from cloudbackup.queue.publishing import CeleryDispatcher, database_pins
 from cloudbackup.store.db import Database
-from workers.app import app, settings
+from cloudbackup.workers.app import app, settings
 
 _database: tuple[int, Database] | None = None
 
@@ -184,6 +183,6 @@ def sweep_backups() -> dict[str, int]:
 
 @app.task(name=SCHEDULE_TICK_TASK, acks_late=True)
 def schedule_tick() -> dict[str, int]:
-    """Fire due schedules (beat runs this in its own process, see workers.app.Beat)."""
+    """Fire due schedules (beat runs this in its own process, see cloudbackup.workers.app.Beat)."""
     report = scheduler.tick(database(), dispatcher().scheduled(), settings)
     return {"fired": report.fired, "missed": report.missed, "expired": report.expired}

@@ -1,4 +1,4 @@
-"""The Celery application of the workers (`celery -A workers.app worker`) and of beat.
+"""The Celery application of the workers (`celery -A cloudbackup.workers.app worker`) and of beat.
 
 Two additions to plain Celery: every worker reports a heartbeat (its queues and running tasks)
 to the database and follows the queue pauses stored there (:class:`WorkerReport`), and beat runs
@@ -20,14 +20,9 @@ from celery.signals import setup_logging
 from celery.worker import state as worker_state
 
 from cloudbackup.logs import configure_logging
-from cloudbackup.queueing import (
-    SCHEDULE_TICK_TASK,
-    QueueAdmin,
-    QueueNames,
-    forget_worker,
-    make_celery,
-    record_heartbeat,
-)
+from cloudbackup.queue.admin import QueueAdmin, forget_worker, record_heartbeat
+from cloudbackup.queue.celery_app import make_celery
+from cloudbackup.queue.names import SCHEDULE_TICK_TASK, QueueNames
 from cloudbackup.settings import get_settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import utcnow
@@ -37,8 +32,8 @@ log = logging.getLogger("cloudbackup.worker")
 settings = get_settings()
 configure_logging(settings.log_level)
 app = make_celery(settings)
-app.conf.include = ["workers.tasks"]
-app.conf.beat_scheduler = "workers.app:Beat"
+app.conf.include = ["cloudbackup.workers.tasks"]
+app.conf.beat_scheduler = "cloudbackup.workers.app:Beat"
 
 
 @setup_logging.connect  # type: ignore[untyped-decorator]
@@ -65,7 +60,7 @@ class Beat(PersistentScheduler):  # type: ignore[misc]
         if entry.task != SCHEDULE_TICK_TASK:
             super().apply_entry(entry, producer=producer)
             return
-        from workers.tasks import schedule_tick
+        from cloudbackup.workers.tasks import schedule_tick
 
         try:
             schedule_tick()

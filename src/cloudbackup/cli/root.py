@@ -14,10 +14,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from cloudbackup.cli.engine import register_engine
+from cloudbackup.cli.ops import register_operations
 from cloudbackup.client.cli import register as register_client
 from cloudbackup.domain.errors import DomainError
-from cloudbackup.engine_cli import register_engine
-from cloudbackup.ops_cli import register_operations
 from cloudbackup.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -110,12 +110,12 @@ def dev(
     )
     manager.add_process(
         "worker",
-        f"{python} -m celery -A workers.app worker --loglevel INFO --concurrency 2",
+        f"{python} -m celery -A cloudbackup.workers.app worker --loglevel INFO --concurrency 2",
         env=env,
     )
     manager.add_process(
         "beat",
-        f"{python} -m celery -A workers.app beat --loglevel INFO"
+        f"{python} -m celery -A cloudbackup.workers.app beat --loglevel INFO"
         f" --schedule {data_dir / 'celerybeat-schedule'}",
         env=env,
     )
@@ -264,7 +264,7 @@ def restore(
 def sweep_once() -> None:
     """Re-publish backups that no worker has picked up (what beat runs periodically)."""
     from cloudbackup.domain.sweeper import sweep
-    from cloudbackup.queueing import CeleryDispatcher
+    from cloudbackup.queue.publishing import CeleryDispatcher
 
     settings = get_settings()
     report = sweep(_database(settings), CeleryDispatcher.from_settings(settings), settings)

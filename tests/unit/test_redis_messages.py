@@ -1,4 +1,4 @@
-"""The API's publish path writes the very message Celery would (``cloudbackup.redis_tasks``)."""
+"""The API's publish path writes the very message Celery would (``cloudbackup.queue.redis_messages``)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ from typing import Any
 import pytest
 import redis
 
-from cloudbackup.queueing import (
-    AGENT_HEADER,
-    PUBLISHED_HEADER,
-    RUN_BACKUP_TASK,
+from cloudbackup.queue.names import AGENT_HEADER, PUBLISHED_HEADER, RUN_BACKUP_TASK
+from cloudbackup.queue.publishing import (
     AsyncCeleryDispatcher,
     CeleryDispatcher,
     PinnedAgents,
     ThreadedDispatcher,
     async_dispatcher,
 )
-from cloudbackup.redis_tasks import RedisTaskPublisher, encode_task_message
+from cloudbackup.queue.redis_messages import RedisTaskPublisher, encode_task_message
 from cloudbackup.settings import Settings
 from factories.private_services import free_port
 from factories.runs import Recorder

@@ -25,10 +25,9 @@ from litestar.response import Redirect
 from cloudbackup.client import format as fmt
 from cloudbackup.client.api import ApiError, AsyncApiClient, Unreachable, restore_body
 from cloudbackup.client.drafts import DraftError, path_items
-from cloudbackup.domain.errors import DomainError
-from cloudbackup.web import pages
-from cloudbackup.web.render import SECURITY_HEADERS, page, static_file
-from cloudbackup.web.session import (
+from cloudbackup.console import pages
+from cloudbackup.console.render import SECURITY_HEADERS, page, static_file
+from cloudbackup.console.session import (
     COOKIE,
     COOKIE_MAX_AGE,
     COOKIE_PATH,
@@ -42,6 +41,7 @@ from cloudbackup.web.session import (
     current_user,
     lookup,
 )
+from cloudbackup.domain.errors import DomainError
 
 AnyRequest = Request[Any, Any, Any]
 Query = Annotated[str, QueryParameter(required=False)]

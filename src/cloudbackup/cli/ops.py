@@ -32,7 +32,7 @@ def register_operations(app: typer.Typer) -> None:
 
 
 def _admin(settings: Settings) -> Any:
-    from cloudbackup.queueing import QueueAdmin
+    from cloudbackup.queue.admin import QueueAdmin
     from cloudbackup.store.db import Database
 
     return QueueAdmin(Database(settings.resolved_database_url), settings)
@@ -157,7 +157,7 @@ def agent(
     waits in its queue (a shared worker cannot read this host's files). `--release` undoes it.
     """
     from cloudbackup.domain import scheduler
-    from cloudbackup.queueing import QueueNames
+    from cloudbackup.queue.names import QueueNames
     from cloudbackup.store.db import Database
 
     settings = get_settings()
@@ -182,7 +182,7 @@ def agent(
         "-m",
         "celery",
         "-A",
-        "workers.app",
+        "cloudbackup.workers.app",
         "worker",
         "--loglevel",
         settings.log_level,

@@ -1,0 +1,3 @@
+from cloudbackup.cli.root import main
+
+main()
