@@ -1,35 +1,43 @@
 # Two commands set everything up on a fresh machine:
-#   make dev   installs into .venv and runs the service on the embedded default (SQLite, embedded Redis)
-#   make test  installs into .venv, starts PostgreSQL/Redis if they are down, runs every test
+#   make dev   installs the service into .venv and runs it on the embedded default (SQLite,
+#              embedded Redis); it installs what the service needs, nothing for the tests
+#   make test  adds the test tools, starts PostgreSQL/Redis if they are down, runs every test
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+SERVICE_STAMP := $(VENV)/.installed-service
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: dev test install lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+$(SERVICE_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $(SERVICE_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(SERVICE_STAMP) $(TEST_STAMP)
 
-install: $(STAMP)
+install: $(TEST_STAMP)
 
-dev: $(STAMP)
+dev: $(SERVICE_STAMP)
 	$(BIN)/cloudbackup dev
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	scripts/test
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/api_start_backup.py
 
 clean:

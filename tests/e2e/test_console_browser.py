@@ -45,12 +45,10 @@ def _ensure_chromium() -> None:
         return
     apt = shutil.which("apt-get")
     assert apt, f"{CHROMIUM} is missing and apt-get is not available to install it"
-    subprocess.run(
-        [apt, "install", "-y", "chromium"],
-        check=True,
-        timeout=900,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # A fresh machine has no package lists: without them the install finds nothing.
+    subprocess.run([apt, "update"], check=True, timeout=900, env=env)
+    subprocess.run([apt, "install", "-y", "chromium"], check=True, timeout=900, env=env)
     assert Path(CHROMIUM).exists(), "apt-get install chromium did not provide /usr/bin/chromium"
 
 
