@@ -51,6 +51,24 @@ class Rule:
 
 def parse_rule(text: str) -> Rule:
     """Parse one RRULE string of the accepted subset, or raise ``ScheduleError``."""
+    values = _pairs(text)
+    freq = values.get("FREQ")
+    if freq is None:
+        raise ScheduleError(f"Recurrence {text!r}: FREQ is required.")
+    if freq not in FREQUENCIES:
+        raise ScheduleError(
+            f"Recurrence {text!r}: FREQ must be one of {', '.join(FREQUENCIES)}, not {freq!r}."
+        )
+    interval = _interval(text, values)
+    byhour = _single(text, values, "BYHOUR", 23)
+    if byhour is not None and freq == "HOURLY":
+        raise ScheduleError(f"Recurrence {text!r}: BYHOUR applies to DAILY and WEEKLY only.")
+    byminute = _single(text, values, "BYMINUTE", 59)
+    return Rule(freq, interval, byhour, byminute, _weekdays(text, values, freq))
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """The rule's KEY=VALUE parts, each a known key given once."""
     if not text.startswith(PREFIX):
         raise ScheduleError(f"Recurrence {text!r} must start with {PREFIX!r}.")
     values: dict[str, str] = {}
@@ -65,39 +83,35 @@ def parse_rule(text: str) -> Rule:
         if key in values:
             raise ScheduleError(f"Recurrence {text!r}: {key} is given twice.")
         values[key] = value
-    freq = values.get("FREQ")
-    if freq is None:
-        raise ScheduleError(f"Recurrence {text!r}: FREQ is required.")
-    if freq not in FREQUENCIES:
+    return values
+
+
+def _interval(text: str, values: Mapping[str, str]) -> int:
+    raw = values.get("INTERVAL")
+    if raw is None:
+        return 1
+    if not _INTERVAL.fullmatch(raw) or int(raw) > MAX_INTERVAL:
         raise ScheduleError(
-            f"Recurrence {text!r}: FREQ must be one of {', '.join(FREQUENCIES)}, not {freq!r}."
+            f"Recurrence {text!r}: INTERVAL must be an integer from 1 to {MAX_INTERVAL}."
         )
-    interval = 1
-    if "INTERVAL" in values:
-        raw = values["INTERVAL"]
-        if not _INTERVAL.fullmatch(raw) or int(raw) > MAX_INTERVAL:
+    return int(raw)
+
+
+def _weekdays(text: str, values: Mapping[str, str], freq: str) -> tuple[int, ...]:
+    """BYDAY as weekday numbers (Monday = 0), ascending; empty when not given."""
+    if "BYDAY" not in values:
+        return ()
+    if freq != "WEEKLY":
+        raise ScheduleError(f"Recurrence {text!r}: BYDAY applies to WEEKLY only.")
+    days = values["BYDAY"].split(",")
+    for day in days:
+        if day not in WEEKDAYS:
             raise ScheduleError(
-                f"Recurrence {text!r}: INTERVAL must be an integer from 1 to {MAX_INTERVAL}."
+                f"Recurrence {text!r}: BYDAY values must be {', '.join(WEEKDAYS)}, not {day!r}."
             )
-        interval = int(raw)
-    byhour = _single(text, values, "BYHOUR", 23)
-    if byhour is not None and freq == "HOURLY":
-        raise ScheduleError(f"Recurrence {text!r}: BYHOUR applies to DAILY and WEEKLY only.")
-    byminute = _single(text, values, "BYMINUTE", 59)
-    byday: tuple[int, ...] = ()
-    if "BYDAY" in values:
-        if freq != "WEEKLY":
-            raise ScheduleError(f"Recurrence {text!r}: BYDAY applies to WEEKLY only.")
-        days = values["BYDAY"].split(",")
-        for day in days:
-            if day not in WEEKDAYS:
-                raise ScheduleError(
-                    f"Recurrence {text!r}: BYDAY values must be {', '.join(WEEKDAYS)}, not {day!r}."
-                )
-        if len(set(days)) != len(days):
-            raise ScheduleError(f"Recurrence {text!r}: BYDAY lists a day twice.")
-        byday = tuple(sorted(WEEKDAYS.index(day) for day in days))
-    return Rule(freq, interval, byhour, byminute, byday)
+    if len(set(days)) != len(days):
+        raise ScheduleError(f"Recurrence {text!r}: BYDAY lists a day twice.")
+    return tuple(sorted(WEEKDAYS.index(day) for day in days))
 
 
 def _single(text: str, values: Mapping[str, str], key: str, highest: int) -> int | None:
