@@ -113,6 +113,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Folder of per-vault password files `<vault_id>.key` (mode 0600, readable by the worker
     # only). A vault with a key file is encrypted with that password; empty = no encryption.
     vault_key_dir: str = ""
+    # -- mail (backup notifications) -------------------------------------------------------------
+    # smtp://host:port or smtps://user:password@host:465; empty = no mail is sent (/health says so).
+    smtp_url: str = ""
+    mail_from: str = "cloudbackup@localhost"
+    # The address users reach the service at, for the links in mail.
+    public_url: str = "http://127.0.0.1:8000"
+    # Seconds between the notifier's passes over the event stream (beat runs them).
+    notify_interval_seconds: float = 10.0
 
     @property
     def allowed_root_list(self) -> tuple[str, ...]:

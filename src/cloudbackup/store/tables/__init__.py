@@ -16,6 +16,12 @@ from cloudbackup.store.tables.cleanups import CLEANUP_ERRORS, CLEANUPS, Cleanup,
 from cloudbackup.store.tables.events import EVENTS, Event
 from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS, IdempotencyKey
 from cloudbackup.store.tables.logfiles import LOGFILES, Logfile
+from cloudbackup.store.tables.notifications import (
+    MAIL_OUTBOX,
+    NOTIFIER_CURSORS,
+    MailMessage,
+    NotifierCursor,
+)
 from cloudbackup.store.tables.operations import (
     AGENT_QUEUES,
     QUEUE_SETTINGS,
@@ -73,4 +79,8 @@ __all__ = [
     "Logfile",
     "SUMMARY_SETTINGS",
     "SummarySettings",
+    "MAIL_OUTBOX",
+    "NOTIFIER_CURSORS",
+    "MailMessage",
+    "NotifierCursor",
 ]

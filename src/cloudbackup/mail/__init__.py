@@ -1,0 +1,1 @@
+"""Sending mail: the SMTP side of the domain's ``Mailer`` port."""
