@@ -121,6 +121,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_url: str = "http://127.0.0.1:8000"
     # Seconds between the notifier's passes over the event stream (beat runs them).
     notify_interval_seconds: float = 10.0
+    # Seconds between retention passes (beat runs them): expired backups get a cleanup.
+    retention_interval_seconds: float = 3600.0
 
     @property
     def allowed_root_list(self) -> tuple[str, ...]:
