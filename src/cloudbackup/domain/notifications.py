@@ -84,7 +84,8 @@ def compose(backup: EndedBackup, errors: Sequence[FirstError], public_url: str) 
         f"Started:      {_time(backup.started_time)}",
         f"Ended:        {_time(backup.ended_time)}",
         f"Files:        {c['files_backed_up']} backed up of {c['files_searched']} found",
-        f"Data:         {_size(c['bytes_backed_up'])} backed up of {_size(c['bytes_searched'])}",
+        f"Data:         {size_text(c['bytes_backed_up'])} backed up"
+        f" of {size_text(c['bytes_searched'])}",
         f"Errors:       {backup.errors_count}"
         + (f" ({backup.errors_reason})" if backup.errors_reason else ""),
     ]
@@ -190,7 +191,7 @@ def _time(value: datetime | None) -> str:
     return "-" if value is None else as_utc(value).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _size(count: int) -> str:
+def size_text(count: int) -> str:
     size = float(count)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":

@@ -20,6 +20,7 @@ from cloudbackup.store.tables import (
     EVENTS,
     MAIL_OUTBOX,
     NOTIFIER_CURSORS,
+    SUMMARY_SETTINGS,
     utcnow,
 )
 
@@ -50,6 +51,17 @@ class FirstError:
     path: str
     type: str
     description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodLine:
+    """One configuration's backups that ended in a period, in one final state."""
+
+    configuration_name: str
+    agent_name: str
+    state: str
+    count: int
+    bytes_backed_up: int
 
 
 _COUNTERS = ("files_searched", "bytes_searched", "files_backed_up", "bytes_backed_up")
@@ -142,6 +154,44 @@ class MailOutbox:
             .limit(limit)
         )
         return [FirstError(r.path, r.type, r.exception_description) for r in rows]
+
+    # -- summaries ----------------------------------------------------------------------------
+    def summary_recipients(self, period: str) -> list[tuple[str, list[str]]]:
+        """(project id, e-mail addresses) of the projects that asked for ``daily``/``weekly``."""
+        flag = SUMMARY_SETTINGS.c.daily if period == "daily" else SUMMARY_SETTINGS.c.weekly
+        rows = self.session.execute(
+            sa.select(SUMMARY_SETTINGS.c.project_id, SUMMARY_SETTINGS.c.notifications)
+            .where(flag.is_(True))
+            .order_by(SUMMARY_SETTINGS.c.project_id)
+        )
+        found = []
+        for project_id, items in rows:
+            to = [str(i["destination"]) for i in items or [] if i.get("type") == "email"]
+            if to:
+                found.append((project_id, to))
+        return found
+
+    def period_lines(self, project_id: str, start: datetime, end: datetime) -> list[PeriodLine]:
+        """The project's backups that ended in [start, end), per configuration and state."""
+        rows = self.session.execute(
+            sa.select(
+                CONFIGURATIONS.c.name,
+                AGENTS.c.name,
+                BACKUPS.c.state,
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(BACKUPS.c.bytes_backed_up), 0),
+            )
+            .join_from(BACKUPS, CONFIGURATIONS, CONFIGURATIONS.c.id == BACKUPS.c.configuration_id)
+            .join(AGENTS, AGENTS.c.id == BACKUPS.c.agent_id)
+            .where(
+                BACKUPS.c.project_id == project_id,
+                BACKUPS.c.ended_time >= start,
+                BACKUPS.c.ended_time < end,
+            )
+            .group_by(CONFIGURATIONS.c.name, AGENTS.c.name, BACKUPS.c.state)
+            .order_by(CONFIGURATIONS.c.name, AGENTS.c.name, BACKUPS.c.state)
+        )
+        return [PeriodLine(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in rows]
 
     # -- the outbox ---------------------------------------------------------------------------
     def add(self, messages: Sequence[dict[str, Any]]) -> None:

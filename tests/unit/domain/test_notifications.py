@@ -166,3 +166,35 @@ def test_smtp_urls_are_read_or_refused_with_the_setting_named():
         assert "CLOUDBACKUP_SMTP_URL" in str(exc)
     else:
         raise AssertionError("an http:// URL was accepted")
+
+
+def test_daily_and_weekly_summaries_are_sent_once_per_period(db, settings, tmp_path):
+    from datetime import UTC, datetime
+
+    from cloudbackup.domain.summaries import Recipient, Summaries, SummaryService
+    from cloudbackup.domain.summary_mail import period_of, queue_summaries
+
+    config = _setup(db)
+    SummaryService(db).put(
+        config.project_id,
+        Summaries(daily=True, weekly=True, notifications=(Recipient("email", "boss@example.com"),)),
+    )
+    now = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)  # a Wednesday
+    assert period_of("daily", now)[0] == "2026-12-01"
+    assert period_of("weekly", now)[0] == "2026-W48"
+    for state, hours_ago in (("completed", 20), ("failed", 30), ("completed", 200)):
+        rows.backup(db, config.id, state=state, ended_time=now - timedelta(hours=hours_ago))
+
+    assert queue_summaries(db, settings, now=now) == 2
+    assert queue_summaries(db, settings, now=now + timedelta(hours=5)) == 0  # same periods
+    with smtp_server(tmp_path) as server:
+        sent = notifications.send_due(db, SmtpMailer.from_url(server.url, "b@example.com"))
+        received = {m["Subject"]: m.get_payload(decode=True).decode() for m in server.messages()}
+    assert sent.sent == 2
+    daily = received["Daily backup summary 2026-12-01: 2 backups, 1 not clean"]
+    assert "nightly on web-1: 1 completed, 1 failed" in daily
+    # The weekly one covers Monday 23 to Sunday 29 November: only the backup of 200 h ago.
+    weekly = received["Weekly backup summary 2026-W48: 1 backups, 0 not clean"]
+    assert "nightly on web-1: 1 completed" in weekly
+    # A new day is a new period.
+    assert queue_summaries(db, settings, now=now + timedelta(days=1)) == 1
