@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @dataclass
 class Procfile:
     base: str
+    database_url: str
     headers: dict[str, str]
     log: Path
     honcho: subprocess.Popen[bytes]
@@ -100,7 +101,7 @@ def procfile(cwd: Path, **extra_env: str) -> Iterator[Procfile]:
                 start_new_session=True,
             )
         stack = Procfile(
-            f"http://127.0.0.1:{port}/v2/110011", {"X-Auth-Token": token}, log_path, honcho
+            f"http://127.0.0.1:{port}/v2/110011", url, {"X-Auth-Token": token}, log_path, honcho
         )
         try:
             deadline = time.monotonic() + 60
@@ -193,3 +194,75 @@ def test_beat_in_an_empty_folder_redrives_a_backup_whose_worker_was_killed(tmp_p
     assert "FileNotFoundError" not in text
     assert "beat: Starting" in text
     assert (empty / ".cloudbackup" / "celerybeat-schedule.dat").exists()
+
+
+def test_an_admins_first_hour_schedules_fire_mail_arrives_retention_prunes(tmp_path):
+    """The Procfile in an empty folder on PostgreSQL, with mail configured: a scheduled backup
+    fires on its own, its failure mail reaches a real SMTP server, and once the backup is past
+    its retention the retention pass has it forgotten and pruned."""
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+
+    from factories.mail import smtp_server
+
+    tree = make_tree(tmp_path / "src", files=10, with_excluded=False)
+    with smtp_server(tmp_path) as mail:
+        env = {
+            "CLOUDBACKUP_SMTP_URL": mail.url,
+            "CLOUDBACKUP_MAIL_FROM": "backups@example.com",
+            "CLOUDBACKUP_NOTIFY_INTERVAL_SECONDS": "1",
+            "CLOUDBACKUP_RETENTION_INTERVAL_SECONDS": "2",
+            "CLOUDBACKUP_SCHEDULE_TICK_SECONDS": "1",
+            "CLOUDBACKUP_ALLOWED_ROOTS": str(tmp_path),
+        }
+        with procfile(tmp_path / "empty", **env) as stack:
+            agent = stack.post("/agents", agent_body()).json()
+            fire_at = datetime.now(UTC) + timedelta(minutes=1)
+            body = configuration_body(
+                agent["id"],
+                [f"{tree.root}/", f"{tmp_path}/never-there/"],  # the second: a per-file error
+                name="nightly",
+                retention={"days": 1},
+                schedule={
+                    "recurrence": [f"RRULE:FREQ=HOURLY;BYMINUTE={fire_at.minute}"],
+                    "time_zone": "UTC",
+                },
+                notifications=[
+                    {
+                        "type": "email",
+                        "destination": "ops@example.com",
+                        "on_success": False,
+                        "on_failure": True,
+                    }
+                ],
+            )
+            config = stack.post("/configurations", body)
+            assert config.status_code == 201, config.text
+            listing = f"{stack.base}/backups?configuration_id={config.json()['id']}"
+
+            def fired(page: dict[str, Any]) -> bool:
+                return any(b["state"] == "completed_with_errors" for b in page["backups"])
+
+            page = stack.poll(listing, fired, 180)
+            backup = page["backups"][0]
+
+            deadline = time.monotonic() + 60
+            while not mail.messages():
+                assert time.monotonic() < deadline, stack.text()[-4000:]
+                time.sleep(0.5)
+            (message,) = mail.messages()
+            assert message["To"] == "ops@example.com"
+            assert message["Subject"] == f"Backup completed with errors: nightly on {agent['name']}"
+
+            # Two days later (the backup's end moved back), the retention pass prunes it.
+            with psycopg.connect(stack.database_url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE backups SET ended_time = ended_time - interval '2 days' WHERE id = %s",
+                    (backup["id"],),
+                )
+            stack.poll(
+                f"{stack.base}/backups/{backup['id']}", lambda b: b["restorable"] is False, 60
+            )
+            text = stack.text()
+    assert "retention started 1 cleanups" in text

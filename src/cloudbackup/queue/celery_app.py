@@ -6,7 +6,13 @@ from __future__ import annotations
 from celery import Celery
 from kombu.entity import Queue
 
-from cloudbackup.queue.names import SCHEDULE_TICK_TASK, SWEEP_TASK, QueueNames
+from cloudbackup.queue.names import (
+    RETENTION_TASK,
+    SCHEDULE_TICK_TASK,
+    SEND_MAIL_TASK,
+    SWEEP_TASK,
+    QueueNames,
+)
 from cloudbackup.settings import Settings
 
 
@@ -66,6 +72,19 @@ def make_celery(settings: Settings, *, name: str = "cloudbackup") -> Celery:
             "sweep": {
                 "task": SWEEP_TASK,
                 "schedule": max(5.0, settings.sweep_after_seconds / 3),
+                "options": {"queue": names.maintenance},
+            },
+            "send-mail": {
+                "task": SEND_MAIL_TASK,
+                "schedule": settings.notify_interval_seconds,
+                "options": {
+                    "queue": names.maintenance,
+                    "expires": settings.notify_interval_seconds,
+                },
+            },
+            "retention": {
+                "task": RETENTION_TASK,
+                "schedule": settings.retention_interval_seconds,
                 "options": {"queue": names.maintenance},
             },
             "schedule-tick": {

@@ -28,6 +28,8 @@ RUN_CLEANUP_TASK = "cloudbackup.run_cleanup"
 RUN_BROWSE_TASK = "cloudbackup.run_browse"
 SWEEP_TASK = "cloudbackup.sweep"
 SCHEDULE_TICK_TASK = "cloudbackup.schedule_tick"
+SEND_MAIL_TASK = "cloudbackup.send_mail"
+RETENTION_TASK = "cloudbackup.enforce_retention"
 TASK_OF: dict[JobKind, str] = {
     "backup": RUN_BACKUP_TASK,
     "restore": RUN_RESTORE_TASK,

@@ -32,7 +32,11 @@ log = logging.getLogger("cloudbackup.worker")
 settings = get_settings()
 configure_logging(settings.log_level)
 app = make_celery(settings)
-app.conf.include = ["cloudbackup.workers.tasks"]
+app.conf.include = [
+    "cloudbackup.workers.tasks",
+    "cloudbackup.workers.mail_tasks",
+    "cloudbackup.workers.retention_tasks",
+]
 app.conf.beat_scheduler = "cloudbackup.workers.app:Beat"
 
 
