@@ -123,6 +123,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_interval_seconds: float = 10.0
     # Seconds between retention passes (beat runs them): expired backups get a cleanup.
     retention_interval_seconds: float = 3600.0
+    # -- behind a proxy ---------------------------------------------------------------------------
+    # Peers (addresses or networks, comma-separated) whose X-Forwarded-Proto/-Host are believed.
+    trusted_proxies: str = ""
 
     @property
     def allowed_root_list(self) -> tuple[str, ...]:
