@@ -15,6 +15,9 @@ from typing import Any
 import msgspec
 
 PREFIX = "CLOUDBACKUP_"
+# `cloudbackup dev` writes its embedded broker's address here, in the data folder, so that every
+# server-side command run against that folder (queues, agent worker, token...) finds it.
+DEV_BROKER_FILE = "dev-broker-url"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -155,6 +158,10 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     for key, value in env.items():
         if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in fields:
             raw[key[len(PREFIX) :].lower()] = value
+    if not raw.get("broker_url"):
+        recorded = Path(raw.get("data_dir") or Settings.data_dir) / DEV_BROKER_FILE
+        if recorded.is_file():
+            raw["broker_url"] = recorded.read_text().strip()
     try:
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:

@@ -75,6 +75,11 @@ def test_dev_runs_a_backup_and_restore_end_to_end(tmp_path):
         assert created.returncode == 0, created.stderr
         secret = created.stdout.strip().splitlines()[-1]
         hdrs = {"X-Auth-Token": secret}
+        # A second terminal on the same folder finds dev's embedded broker without any setting.
+        queues = _cli(env, "queues")
+        assert queues.returncode == 0, queues.stdout + queues.stderr
+        assert "backups" in queues.stdout and "BROKER_URL is not set" not in queues.stderr
+        assert "broker: redis://127.0.0.1:" in (tmp_path / "dev.log").read_text()
 
         tree = make_tree(tmp_path / "src", files=25, size=30_000)
         agent = httpx.post(f"{base}/v2/110011/agents", json=agent_body(), headers=hdrs)
@@ -114,3 +119,4 @@ def test_dev_runs_a_backup_and_restore_end_to_end(tmp_path):
             os.killpg(dev.pid, signal.SIGKILL)
             dev.wait()
     assert (data_dir / "cloudbackup.db").exists()
+    assert not (data_dir / "dev-broker-url").exists()  # dev removes its broker's address

