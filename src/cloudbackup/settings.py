@@ -18,12 +18,13 @@ PREFIX = "CLOUDBACKUP_"
 # `cloudbackup dev` writes its embedded broker's address here, in the data folder, so that every
 # server-side command run against that folder (queues, agent worker, token...) finds it.
 DEV_BROKER_FILE = "dev-broker-url"
+DEFAULT_DATA_DIR = ".cloudbackup"
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Process-wide configuration. Every field maps to ``CLOUDBACKUP_<FIELD>``."""
 
-    data_dir: str = ".cloudbackup"
+    data_dir: str = DEFAULT_DATA_DIR
     database_url: str = ""  # empty: sqlite:///<data_dir>/cloudbackup.db
     broker_url: str = ""  # empty: only valid for `cloudbackup dev`, which starts an embedded Redis
     vault_path: str = ""  # empty: <data_dir>/vault
@@ -159,7 +160,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         if key.startswith(PREFIX) and key[len(PREFIX) :].lower() in fields:
             raw[key[len(PREFIX) :].lower()] = value
     if not raw.get("broker_url"):
-        recorded = Path(raw.get("data_dir") or Settings.data_dir) / DEV_BROKER_FILE
+        recorded = Path(raw.get("data_dir") or DEFAULT_DATA_DIR) / DEV_BROKER_FILE
         if recorded.is_file():
             raw["broker_url"] = recorded.read_text().strip()
     try:
