@@ -11,6 +11,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import DefineMiddleware
 
 from cloudbackup.api.auth import TokenCache, require_token
 from cloudbackup.api.controllers.activities import ActivityController
@@ -32,6 +33,7 @@ from cloudbackup.api.controllers.restores import RestoreController
 from cloudbackup.api.controllers.settings import SummarySettingsController
 from cloudbackup.api.controllers.vault import VaultController
 from cloudbackup.api.errors import EXCEPTION_HANDLERS
+from cloudbackup.api.forwarded import ForwardedHeaders, parse_networks
 from cloudbackup.api.idempotency import idempotency_middleware
 from cloudbackup.api.limits import (
     MAX_BODY_BYTES,
@@ -165,6 +167,11 @@ def create_app(
         if owns_database:
             db.dispose()
 
+    forwarded = (
+        [DefineMiddleware(ForwardedHeaders, networks=parse_networks(settings.trusted_proxies))]
+        if settings.trusted_proxies
+        else []
+    )
     app = Litestar(
         route_handlers=[versions, metrics, *CONTROLLERS],
         guards=[_guard_all(require_token, reject_nul_characters, reject_unknown_query)],
@@ -173,8 +180,9 @@ def create_app(
         state=state,
         on_shutdown=[_shutdown],
         request_max_body_size=MAX_BODY_BYTES,
-        # Outermost first: limits before anything reads the body, then idempotent replays.
-        middleware=[observe, limits_middleware, idempotency_middleware],
+        # Outermost first: the client's scheme and host (behind a trusted proxy), limits before
+        # anything reads the body, then idempotent replays.
+        middleware=[*forwarded, observe, limits_middleware, idempotency_middleware],
         openapi_config=openapi_config(),
     )
     # Every operation of the spec's index that no controller serves answers 501 (§1.9).

@@ -7,7 +7,10 @@ Dependencies, named ``{category: {system}}`` like the reference's ``storage.cass
   ``amqp://``);
 * ``workers.celery``: at least one worker reported a heartbeat (``worker_heartbeats``) within
   ``CLOUDBACKUP_WORKER_OFFLINE_SECONDS``;
-* ``transport.litestar``: this API process (always up when it can answer), with ``node``.
+* ``transport.litestar``: this API process (always up when it can answer), with ``node``;
+* ``mail.smtp``: ``configured`` (``CLOUDBACKUP_SMTP_URL`` is set; without it no mail is sent),
+  online when the server accepts a connection, and the outbox's ``pending``/``failed`` counts.
+  Mail is optional: it never makes the whole report (H1) answer 503.
 
 The broker check is bounded by ``CLOUDBACKUP_HEALTH_TIMEOUT_SECONDS``, the database checks by
 ``CLOUDBACKUP_DATABASE_CONNECT_TIMEOUT``. The whole report is reused for :data:`CACHE_SECONDS` and
@@ -32,6 +35,7 @@ import sqlalchemy as sa
 
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
+from cloudbackup.store.mail_outbox import MailOutbox
 from cloudbackup.store.tables import AGENT_QUEUES, WORKER_HEARTBEATS, utcnow
 
 log = logging.getLogger("cloudbackup.health")
@@ -46,6 +50,7 @@ class Check:
     system: str
     online: bool
     extra: dict[str, Any] = field(default_factory=dict)
+    required: bool = True  # an optional dependency being down leaves the service healthy
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,7 @@ class HealthReport:
 
     @property
     def online(self) -> bool:
-        return all(check.online for check in self.checks)
+        return all(check.online for check in self.checks if check.required)
 
     def find(self, name: str) -> Check | None:
         """H2's ``{dependent_system}``: ``category/system`` or just ``system``."""
@@ -96,6 +101,7 @@ class HealthService:
                     ),
                     Check("workers", "celery", _safely("workers", self._workers)),
                     Check("transport", "litestar", True, {"node": self.node}),
+                    self._mail(),
                 )
             )
             self._cached = (time.monotonic(), report)
@@ -127,6 +133,25 @@ class HealthService:
         parts = urlsplit(url)
         with socket.create_connection((parts.hostname or "localhost", parts.port or 5672), timeout):
             return True
+
+    def _mail(self) -> Check:
+        url = self.settings.smtp_url
+        extra: dict[str, Any] = {"configured": bool(url)}
+        try:
+            with self.db.transaction() as session:
+                extra.update(MailOutbox(session).counts())
+        except Exception as exc:  # noqa: BLE001 - the storage check reports the database
+            log.warning("health check mail outbox failed: %s", exc)
+
+        def reachable() -> bool:
+            parts = urlsplit(url)
+            port = parts.port or (465 if parts.scheme == "smtps" else 25)
+            address = (parts.hostname or "localhost", port)
+            with socket.create_connection(address, self.settings.health_timeout_seconds):
+                return True
+
+        online = bool(url) and _safely("mail", reachable)
+        return Check("mail", "smtp", online, extra, required=False)
 
     def _workers(self, agent_id: str | None = None) -> bool:
         since = utcnow() - timedelta(seconds=self.settings.worker_offline_seconds)

@@ -229,6 +229,17 @@ class MailOutbox:
             .values(attempts=MAIL_OUTBOX.c.attempts + 1, **values)
         )
 
+    def counts(self) -> dict[str, int]:
+        """Messages waiting to be sent and messages given up on."""
+        rows: dict[str, int] = dict(
+            self.session.execute(
+                sa.select(MAIL_OUTBOX.c.state, sa.func.count())
+                .where(MAIL_OUTBOX.c.state.in_(["pending", "failed"]))
+                .group_by(MAIL_OUTBOX.c.state)
+            ).all()
+        )
+        return {"pending": int(rows.get("pending", 0)), "failed": int(rows.get("failed", 0))}
+
     def messages(self, project_id: str | None = None) -> list[Any]:
         query = sa.select(MAIL_OUTBOX).order_by(MAIL_OUTBOX.c.id)
         if project_id is not None:

@@ -46,6 +46,16 @@ def test_health_is_200_when_database_broker_and_a_worker_are_up(client, db):
         "transport": {
             "litestar": {"online": True, "node": node, "links": self_link("transport/litestar")}
         },
+        # Optional: without CLOUDBACKUP_SMTP_URL no mail is sent, and health says so (200 still).
+        "mail": {
+            "smtp": {
+                "online": False,
+                "configured": False,
+                "pending": 0,
+                "failed": 0,
+                "links": self_link("mail/smtp"),
+            }
+        },
     }
 
 
@@ -107,3 +117,20 @@ def test_an_unreachable_database_and_broker_are_reported_down(broken_app):
     assert body["workers"]["celery"]["online"] is False  # read from the database
     assert body["transport"]["litestar"]["online"] is True
     assert broken_app.get(f"{BASE}/ping").status_code == 204  # liveness needs none of them
+
+
+def test_health_shows_mail_configured_and_reachable_without_deciding_the_status(
+    db, settings, tmp_path
+):
+    import msgspec
+
+    from cloudbackup.domain.health import HealthService
+    from factories.mail import smtp_server
+
+    with smtp_server(tmp_path) as server:
+        configured = msgspec.structs.replace(settings, smtp_url=server.url)
+        mail = HealthService(db, configured).report().find("mail/smtp")
+        assert mail is not None and mail.online and mail.extra["configured"] is True
+    down = HealthService(db, configured).report()
+    assert down.find("mail/smtp").online is False  # the server is gone...
+    assert not down.find("mail/smtp").required  # ...and that alone never makes H1 a 503
