@@ -21,11 +21,13 @@ import weakref
 from typing import Any
 
 from litestar.connection import ASGIConnection
+from litestar.di import Provide
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import BodyKwarg, DependencyKwarg, ParameterKwarg, PathParameter
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
+from litestar.typing import FieldDefinition
 
 from cloudbackup.domain.errors import InvalidInput, NotFound
 
@@ -101,12 +103,22 @@ async def reject_unknown_query(
 
 
 def query_names(handler: BaseRouteHandler) -> frozenset[str]:
-    """The query parameters a handler reads (by their names in the URL)."""
-    dependencies = set(handler.resolve_dependencies())
+    """The query parameters a handler reads (by their names in the URL), its dependencies'
+    included (``api.paging.PAGING``)."""
+    dependencies = handler.resolve_dependencies()
+    return _query_names(handler.parsed_fn_signature.parameters, dependencies)
+
+
+def _query_names(
+    parameters: dict[str, FieldDefinition], dependencies: dict[str, Provide]
+) -> frozenset[str]:
     names: set[str] = set()
-    for name, field in handler.parsed_fn_signature.parameters.items():
+    for name, field in parameters.items():
         kwarg = field.kwarg_definition
-        if name in dependencies or isinstance(kwarg, BodyKwarg | DependencyKwarg):
+        if (provider := dependencies.get(name)) is not None:
+            names |= _query_names(provider.parsed_fn_signature.parameters, dependencies)
+            continue
+        if isinstance(kwarg, BodyKwarg | DependencyKwarg):
             continue
         if kwarg is None:
             if name not in _RESERVED:

@@ -8,9 +8,12 @@ itself started after a marker (the first page has nothing before it).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Annotated, Any, Protocol, TypeVar
 
 from litestar import Request
+from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from cloudbackup.api.body import page_limit, sort_direction
 from cloudbackup.api.links import LinkBuilder
@@ -27,6 +30,27 @@ class Identified(Protocol):
 
 RowT = TypeVar("RowT", bound=Identified)
 OutT = TypeVar("OutT")
+Query = Annotated[str | None, QueryParameter(required=False)]
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The paging query of a list request as sent; ``paged_list`` checks it."""
+
+    marker: str | None = None
+    limit: str | None = None
+    sort_dir: str | None = None
+
+
+def list_query(marker: Query = None, limit: Query = None, sort_dir: Query = None) -> ListQuery:
+    return ListQuery(marker, limit, sort_dir)
+
+
+# A controller with list handlers declares ``dependencies = PAGING``; a handler then takes
+# ``paging: Paging`` where it would take the three query parameters (the OpenAPI document lists
+# them at that place, as if the handler declared them).
+PAGING = {"paging": Provide(list_query, sync_to_thread=False)}
+Paging = NamedDependency[ListQuery]
 
 
 def page_links(
@@ -66,14 +90,18 @@ def paged_list(
     fetch: Callable[[int, SortDir], Page[RowT]],
     render: Callable[[RowT, LinkBuilder], OutT],
     *,
-    marker: str | None,
-    limit: str | None,
-    sort_dir: str | None,
+    marker: str | None = None,
+    limit: str | None = None,
+    sort_dir: str | None = None,
+    paging: ListQuery | None = None,
     default_sort_dir: SortDir = "desc",
     filters: dict[str, str] | None = None,
 ) -> tuple[list[OutT], list[Link]]:
     """A list request's items and ``links``: ``limit`` and ``sort_dir`` checked (400), then the
-    rows of ``fetch(limit, sort_dir)`` rendered with ``render(row, links)``."""
+    rows of ``fetch(limit, sort_dir)`` rendered with ``render(row, links)``. The query comes as
+    ``paging`` or, from handlers that declare its parameters themselves, one by one."""
+    if paging is not None:
+        marker, limit, sort_dir = paging.marker, paging.limit, paging.sort_dir
     size = page_limit(limit)
     order: SortDir = "asc" if sort_direction(sort_dir, default_sort_dir) == "asc" else "desc"
     page = fetch(size, order)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 
-from cloudbackup.api.paging import paged_list
+from cloudbackup.api.paging import PAGING, ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.activities import ActivityList, activity_out
 from cloudbackup.domain.activities import ActivityService
 
-Query = Annotated[str | None, QueryParameter(required=False)]
 Activities = NamedDependency[ActivityService]
 
 
@@ -21,13 +20,12 @@ def activity_list(
     activities: ActivityService,
     project_id: str,
     parts: tuple[str, ...],
+    paging: ListQuery,
     *,
     agent_id: str | None = None,
     configuration_id: str | None = None,
-    marker: str | None,
-    limit: str | None,
-    sort_dir: str | None,
 ) -> ActivityList:
+    """The activities of the project, or of one agent or configuration, at ``/{parts}``."""
     items, links = paged_list(
         request,
         project_id,
@@ -36,20 +34,19 @@ def activity_list(
             project_id,
             agent_id=agent_id,
             configuration_id=configuration_id,
-            marker=marker,
+            marker=paging.marker,
             limit=size,
             sort_dir=order,
         ),
         activity_out,
-        marker=marker,
-        limit=limit,
-        sort_dir=sort_dir,
+        paging=paging,
     )
     return ActivityList(activities=items, links=links)
 
 
 class ActivityController(Controller):
     path = "/v2/{project_id:str}"
+    dependencies = PAGING
 
     @get("/activities", sync_to_thread=True)
     def list_activities(
@@ -57,19 +54,9 @@ class ActivityController(Controller):
         request: Request[Any, Any, Any],
         project_id: FromPath[str],
         activities: Activities,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
+        paging: Paging,
     ) -> ActivityList:
-        return activity_list(
-            request,
-            activities,
-            project_id,
-            ("activities",),
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
-        )
+        return activity_list(request, activities, project_id, ("activities",), paging)
 
     @get("/agents/{agent_id:str}/activities", sync_to_thread=True)
     def list_agent_activities(
@@ -78,20 +65,10 @@ class ActivityController(Controller):
         project_id: FromPath[str],
         agent_id: FromPath[str],
         activities: Activities,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
+        paging: Paging,
     ) -> ActivityList:
-        return activity_list(
-            request,
-            activities,
-            project_id,
-            ("agents", agent_id, "activities"),
-            agent_id=agent_id,
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
-        )
+        parts = ("agents", agent_id, "activities")
+        return activity_list(request, activities, project_id, parts, paging, agent_id=agent_id)
 
     @get("/configurations/{configuration_id:str}/activities", sync_to_thread=True)
     def list_configuration_activities(
@@ -100,17 +77,9 @@ class ActivityController(Controller):
         project_id: FromPath[str],
         configuration_id: FromPath[str],
         activities: Activities,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
+        paging: Paging,
     ) -> ActivityList:
+        parts = ("configurations", configuration_id, "activities")
         return activity_list(
-            request,
-            activities,
-            project_id,
-            ("configurations", configuration_id, "activities"),
-            configuration_id=configuration_id,
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
+            request, activities, project_id, parts, paging, configuration_id=configuration_id
         )

@@ -4,14 +4,15 @@ backups, restores and cleanups controllers."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from functools import partial
+from typing import Annotated, Any, Protocol
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.params import FromPath, HeaderParameter, RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from cloudbackup.api.paging import paged_list
+from cloudbackup.api.paging import PAGING, ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
 from cloudbackup.domain.errors import InvalidInput
@@ -20,7 +21,6 @@ from cloudbackup.store.repositories import Page, SortDir
 from cloudbackup.store.tables import Event
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
-Query = Annotated[str | None, QueryParameter(required=False)]
 Events = NamedDependency[EventStreamService]
 
 
@@ -37,28 +37,32 @@ def event_marker(marker: str | None) -> int | None:
     return int(marker)
 
 
+class EventPage(Protocol):
+    """Reads one event list: the page after ``marker`` (an event id) in ``sort_dir``."""
+
+    def __call__(self, *, marker: int | None, limit: int, sort_dir: SortDir) -> Page[Event]: ...
+
+
 def event_list(
     request: Request[Any, Any, Any],
     project_id: str,
     parts: tuple[str, ...],
-    fetch: Callable[[int, SortDir], Page[Event]],
+    read: EventPage,
+    paging: ListQuery,
     *,
-    marker: str | None,
-    limit: str | None,
-    sort_dir: str | None,
     default_sort_dir: SortDir,
+    empty_marker_is_none: bool = False,
 ) -> dict[str, Any]:
     """The envelope of every event list: ``events`` and paging ``links`` (spec §10), of the page
-    ``fetch(limit, sort_dir)`` reads."""
+    ``read`` returns."""
+    marker = (paging.marker or None) if empty_marker_is_none else paging.marker
     events, links = paged_list(
         request,
         project_id,
         parts,
-        fetch,
+        lambda size, order: read(marker=event_marker(marker), limit=size, sort_dir=order),
         lambda row, _: event_out(row),
-        marker=marker,
-        limit=limit,
-        sort_dir=sort_dir,
+        paging=paging,
         default_sort_dir=default_sort_dir,
     )
     return {"events": events, "links": links}
@@ -74,25 +78,20 @@ def run_event_list(
     sort_dir: str | None,
 ) -> dict[str, Any]:
     """The events of one backup, restore or cleanup (EV5-EV7): ``fetch(marker, limit, sort_dir)``
-    after ``marker`` (an event id) in ``sort_dir`` (default asc)."""
+    after ``marker`` (an event id; empty reads as none) in ``sort_dir`` (default asc)."""
 
-    def after_marker(size: int, order: SortDir) -> Page[Event]:
-        return fetch(event_marker(marker or None), size, order)
+    def read(*, marker: int | None, limit: int, sort_dir: SortDir) -> Page[Event]:
+        return fetch(marker, limit, sort_dir)
 
+    paging = ListQuery(marker, limit, sort_dir)
     return event_list(
-        request,
-        project_id,
-        parts,
-        after_marker,
-        marker=marker,
-        limit=limit,
-        sort_dir=sort_dir,
-        default_sort_dir="asc",
+        request, project_id, parts, read, paging, default_sort_dir="asc", empty_marker_is_none=True
     )
 
 
 class ProjectEventController(Controller):
     path = "/v2/{project_id:str}/events"
+    dependencies = PAGING
 
     @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
     def activate_agents(
@@ -112,26 +111,15 @@ class ProjectEventController(Controller):
         request: Request[Any, Any, Any],
         project_id: FromPath[str],
         events: Events,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
+        paging: Paging,
     ) -> dict[str, Any]:
-        return event_list(
-            request,
-            project_id,
-            ("events",),
-            lambda size, order: events.project_events(
-                project_id, marker=event_marker(marker), limit=size, sort_dir=order
-            ),
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
-            default_sort_dir="desc",
-        )
+        read = partial(events.project_events, project_id)
+        return event_list(request, project_id, ("events",), read, paging, default_sort_dir="desc")
 
 
 class AgentEventController(Controller):
     path = "/v2/{project_id:str}/agents/{agent_id:str}/events"
+    dependencies = PAGING
 
     @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
     def post_agent_event(
@@ -153,26 +141,16 @@ class AgentEventController(Controller):
         project_id: FromPath[str],
         agent_id: FromPath[str],
         events: Events,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
+        paging: Paging,
     ) -> dict[str, Any]:
-        return event_list(
-            request,
-            project_id,
-            ("agents", agent_id, "events"),
-            lambda size, order: events.agent_events(
-                project_id, agent_id, marker=event_marker(marker), limit=size, sort_dir=order
-            ),
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
-            default_sort_dir="asc",
-        )
+        read = partial(events.agent_events, project_id, agent_id)
+        parts = ("agents", agent_id, "events")
+        return event_list(request, project_id, parts, read, paging, default_sort_dir="asc")
 
 
 class ConfigurationEventController(Controller):
     path = "/v2/{project_id:str}/configurations/{configuration_id:str}/events"
+    dependencies = PAGING
 
     @get("/", sync_to_thread=True)
     def list_configuration_events(
@@ -181,23 +159,8 @@ class ConfigurationEventController(Controller):
         project_id: FromPath[str],
         configuration_id: FromPath[str],
         events: Events,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
+        paging: Paging,
     ) -> dict[str, Any]:
-        return event_list(
-            request,
-            project_id,
-            ("configurations", configuration_id, "events"),
-            lambda size, order: events.configuration_events(
-                project_id,
-                configuration_id,
-                marker=event_marker(marker),
-                limit=size,
-                sort_dir=order,
-            ),
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
-            default_sort_dir="desc",
-        )
+        read = partial(events.configuration_events, project_id, configuration_id)
+        parts = ("configurations", configuration_id, "events")
+        return event_list(request, project_id, parts, read, paging, default_sort_dir="desc")
