@@ -52,6 +52,20 @@ def _ensure_chromium() -> None:
     assert Path(CHROMIUM).exists(), "apt-get install chromium did not provide /usr/bin/chromium"
 
 
+def _texts_after_reloads(page, selector: str) -> list[str]:
+    """The texts of ``selector`` once the page is done reloading itself (a run that ends
+    reloads its live page, which can tear down the context of a read in flight)."""
+    from playwright.sync_api import Error
+
+    for _ in range(10):
+        page.wait_for_load_state()
+        try:
+            return page.locator(selector).all_inner_texts()
+        except Error:
+            time.sleep(0.3)
+    return page.locator(selector).all_inner_texts()
+
+
 def _free_port() -> int:
     import socket
 
@@ -266,7 +280,7 @@ def test_a_user_backs_up_stops_and_restores_from_the_console(stack, browser, tmp
     page.get_by_role("button", name="Stop backup").click()
     page.get_by_role("status").get_by_text("Stop requested").wait_for()
     assert _wait_status(page, {"stopped", "completed"}) == "stopped"
-    timeline = page.locator(".timeline .ev").all_inner_texts()
+    timeline = _texts_after_reloads(page, ".timeline .ev")
     assert timeline[0] == "start request" and timeline[-2:] == ["stop request", "stopped"]
 
     # The list filters by state.
