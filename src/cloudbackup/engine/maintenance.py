@@ -19,19 +19,18 @@ from typing import Final
 import blake3
 import msgspec
 
-from cloudbackup.engine.errors import PruneStopped, SnapshotNotFound, VerifyStopped, path_str
-from cloudbackup.engine.snapshot import SnapshotInfo
-from cloudbackup.engine.vault import (
-    BlobRef,
+from cloudbackup.engine.errors import (
     ChunkError,
-    ChunkWriter,
-    Index,
-    IndexPack,
-    LockInfo,
-    Plan,
-    Vault,
-    pack_name,
+    PruneStopped,
+    SnapshotNotFound,
+    VerifyStopped,
+    path_str,
 )
+from cloudbackup.engine.index import BlobRef, Index, IndexPack
+from cloudbackup.engine.locks import LockInfo, Plan
+from cloudbackup.engine.packs import ChunkWriter, pack_name
+from cloudbackup.engine.snapshot import SnapshotInfo
+from cloudbackup.engine.vault import Vault
 
 #: Clock skew and write latency allowed between a plan's timestamp and a lock's.
 LOCK_MARGIN_SECONDS: Final = 5.0

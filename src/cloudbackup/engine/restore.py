@@ -38,13 +38,14 @@ from cloudbackup.engine.errors import (
     FILE_EXISTS,
     FILE_UNWRITABLE,
     INVALID_ENTRY,
+    ChunkError,
     FileError,
     RestoreStopped,
     path_str,
 )
 from cloudbackup.engine.selection import normalize
 from cloudbackup.engine.snapshot import Entry
-from cloudbackup.engine.vault import ChunkError, Vault
+from cloudbackup.engine.vault import Vault
 
 #: Bytes of files handed to the writer threads and not yet finished, at most (but one batch).
 _AHEAD_BYTES: Final = 2 * 1024 * 1024
