@@ -14,6 +14,7 @@ import random
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Final
 
 import blake3
@@ -26,9 +27,9 @@ from cloudbackup.engine.errors import (
     VerifyStopped,
     path_str,
 )
-from cloudbackup.engine.index import BlobRef, Index, IndexPack
-from cloudbackup.engine.locks import LockInfo, Plan
-from cloudbackup.engine.packs import ChunkWriter, pack_name
+from cloudbackup.engine.index import BlobRef, Index, IndexFile, IndexPack
+from cloudbackup.engine.locks import PLAN_PREFIX, LockInfo, Plan
+from cloudbackup.engine.packs import PACK_PREFIX, ChunkWriter, pack_name
 from cloudbackup.engine.snapshot import SnapshotInfo
 from cloudbackup.engine.vault import Vault
 
@@ -111,7 +112,7 @@ def forget(vault: Vault, snapshot_ids: Iterable[int]) -> ForgetResult:
 
 def _pack_listing(vault: Vault) -> dict[str, int]:
     packs: dict[str, int] = {}
-    for info in vault.storage.list("packs/"):
+    for info in vault.storage.list(PACK_PREFIX):
         packs[info.name.rsplit("/", 1)[-1]] = info.size
     return packs
 
@@ -135,56 +136,11 @@ def prune(
     if not 0.0 <= repack_below <= 1.0:
         raise ValueError("repack_below must be between 0 and 1")
     started = time.monotonic()
-
-    def report(phase: str, done: int, total: int) -> None:
-        if on_progress is not None:
-            on_progress(PruneProgress(phase=phase, done=done, total=total))
-        if should_stop is not None and should_stop():
-            raise PruneStopped("stop requested")
-
+    report = _PruneReport(on_progress, should_stop)
     with vault.lock("prune", exclusive=True):
         bytes_before = vault.size()
-        # The order of these reads is what makes prune safe; see docs/engine.md.
-        listed = _pack_listing(vault)
-        files = dict(vault.index_files())
-        locks_at_start = _live_backups(vault)
-        running_at_start = {lock.id for lock in locks_at_start}
-        infos = _snapshot_infos(vault)
-        for name, file in vault.index_files():
-            files.setdefault(name, file)
-
-        pack_refs: dict[str, IndexPack] = {}
-        pack_writer: dict[str, str | None] = {}
-        for file in files.values():
-            for pack in file.packs:
-                if pack.id not in pack_refs:
-                    pack_refs[pack.id] = pack
-                    pack_writer[pack.id] = file.writer
-        old_plans = vault.list_plans()
-        planned_before = {p for _name, plan in old_plans for p in plan.packs}
-        # A chunk stored twice (a repack, or a backup that stored it again beside a plan) lives
-        # in one *keeper* pack: one that exists and, if possible, is not planned for deletion.
-        # Copies elsewhere count as dead.
-        index = Index()
-        for ref in sorted(
-            pack_refs.values(), key=lambda r: (r.id not in listed, r.id in planned_before)
-        ):
-            index.add(ref.id, ref.blobs)
-
-        def keeps(pack_id: str, blob: BlobRef) -> bool:
-            loc = index.get(blob.id)
-            return loc is not None and loc.pack == pack_id and blob.id in referenced
-
-        referenced: set[bytes] = set()
-        unreadable: list[int] = []
-        for done, info in enumerate(infos, 1):
-            referenced.update(info.tree)
-            try:
-                for entry in vault.iter_entries(info, index=index):
-                    referenced.update(entry.chunks)
-            except (ChunkError, msgspec.DecodeError):
-                unreadable.append(info.snapshot_id)
-            report("scanning", done, len(infos))
+        scan = _scan(vault)
+        unreadable = _read_references(vault, scan, report)
         if unreadable:
             return PruneResult(
                 bytes_before=bytes_before,
@@ -196,83 +152,13 @@ def prune(
                 duration_seconds=time.monotonic() - started,
                 unreadable_snapshots=unreadable,
             )
-
-        delete: set[str] = set()
-        repack: set[str] = set()
-        for pack_id, size in listed.items():
-            indexed = pack_refs.get(pack_id)
-            if indexed is None:
-                # Not indexed: a crashed writer's, or a running backup's not yet indexed pack.
-                if not running_at_start:
-                    delete.add(pack_id)
-                continue
-            if pack_writer[pack_id] in running_at_start:
-                continue  # written by a backup that is still running
-            live = sum(b.length for b in indexed.blobs if keeps(pack_id, b))
-            if live == 0:
-                delete.add(pack_id)
-            elif repack_below > 0 and live / max(size, 1) < repack_below:
-                repack.add(pack_id)
-
+        delete, repack = _condemn(scan, repack_below)
         condemned = delete | repack
-        announced: dict[str, int] = {}
-        for _name, plan in old_plans:
-            for pack_id in plan.packs:
-                announced[pack_id] = min(announced.get(pack_id, plan.created_ns), plan.created_ns)
-        new_plan_name = None
-        if condemned - announced.keys():
-            plan = Plan(id=secrets.token_hex(8), created_ns=time.time_ns(), packs=sorted(condemned))
-            new_plan_name = f"plans/{plan.id}"
-            vault.put_object(new_plan_name, _encoder.encode(plan))
-            for pack_id in condemned:
-                announced.setdefault(pack_id, plan.created_ns)
-
-        # Only now look at who is running: a backup that started after the plan was written
-        # has read it and will not reuse any planned pack.
-        margin = int(lock_margin_seconds * 1e9)
-        running = _live_backups(vault)
-        # Backups live when the snapshots were read may have written one since (and released
-        # their lock): they count as running too.
-        running += [lock for lock in locks_at_start if lock.id not in {r.id for r in running}]
-        executable = {
-            p for p in condemned if all(lock.created_ns > announced[p] + margin for lock in running)
-        }
-        # A backup that read the index before the plan existed and finished before the locks
-        # were listed again left a snapshot we have not seen: keep every pack it uses.
-        executable -= _packs_of_new_snapshots(vault, {i.snapshot_id for i in infos}, pack_refs)
+        announced, new_plan_name = _announce(vault, scan.old_plans, condemned)
+        executable = _executable(vault, scan, condemned, announced, lock_margin_seconds)
         deferred = condemned - executable
-
-        packs_rewritten = 0
-        chunks_deleted = 0
-        if executable:
-            keep_view = Index()
-            for pack_id, ref in pack_refs.items():
-                if pack_id not in executable:
-                    keep_view.add(pack_id, ref.blobs)
-            writer = ChunkWriter(vault, keep_view, writer=None)
-            to_repack = sorted(executable & repack)
-            for done, pack_id in enumerate(to_repack, 1):
-                chunks_deleted += _repack(vault, writer, pack_refs[pack_id], keeps)
-                packs_rewritten += 1
-                report("repacking", done, len(to_repack))
-            writer.flush()
-            for pack_id in executable - repack:
-                dead = pack_refs.get(pack_id)
-                chunks_deleted += len(dead.blobs) if dead is not None else 0
-            # The index without the condemned packs is durable before any of them goes.
-            kept = [ref for pack_id, ref in pack_refs.items() if pack_id not in executable]
-            vault.write_index(kept, writer=None)
-            for name in files:
-                vault.storage.delete(name)
-            for done, pack_id in enumerate(sorted(executable), 1):
-                vault.storage.delete(pack_name(pack_id))
-                report("deleting", done, len(executable))
-        # A plan stays as long as some of its packs are still waiting.
-        for name, plan in old_plans:
-            if not deferred.intersection(plan.packs):
-                vault.storage.delete(name)
-        if new_plan_name is not None and not deferred:
-            vault.storage.delete(new_plan_name)
+        packs_rewritten, chunks_deleted = _delete(vault, scan, executable, repack, report)
+        _retire_plans(vault, scan.old_plans, new_plan_name, deferred)
         vault.forget_cached_index()
         return PruneResult(
             bytes_before=bytes_before,
@@ -285,6 +171,206 @@ def prune(
         )
 
 
+class _PruneReport:
+    """Reports a prune's progress and raises ``PruneStopped`` once a stop is requested."""
+
+    def __init__(
+        self,
+        on_progress: Callable[[PruneProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(PruneProgress(phase=phase, done=done, total=total))
+        if self.should_stop is not None and self.should_stop():
+            raise PruneStopped("stop requested")
+
+
+@dataclass
+class _Scan:
+    """What a prune read of the vault before deciding anything."""
+
+    listed: dict[str, int]  # every pack object: id → size
+    files: dict[str, IndexFile]  # every index object, by name
+    locks_at_start: list[LockInfo]  # backups live when the snapshots were read
+    infos: list[SnapshotInfo]
+    pack_refs: dict[str, IndexPack]  # every indexed pack, by id
+    pack_writer: dict[str, str | None]  # lock id of the backup that indexed each pack
+    old_plans: list[tuple[str, Plan]]
+    # A chunk stored twice (a repack, or a backup that stored it again beside a plan) lives
+    # in one *keeper* pack: one that exists and, if possible, is not planned for deletion.
+    # Copies elsewhere count as dead.
+    keepers: Index
+    referenced: set[bytes] = field(default_factory=set)  # chunks some snapshot needs
+
+    def keeps(self, pack_id: str, blob: BlobRef) -> bool:
+        """Whether ``blob`` of ``pack_id`` is live: referenced, and this is its keeper pack."""
+        loc = self.keepers.get(blob.id)
+        return loc is not None and loc.pack == pack_id and blob.id in self.referenced
+
+
+def _scan(vault: Vault) -> _Scan:
+    # The order of these reads is what makes prune safe; see docs/engine.md.
+    listed = _pack_listing(vault)
+    files = dict(vault.index_files())
+    locks_at_start = _live_backups(vault)
+    infos = _snapshot_infos(vault)
+    for name, file in vault.index_files():
+        files.setdefault(name, file)
+
+    pack_refs: dict[str, IndexPack] = {}
+    pack_writer: dict[str, str | None] = {}
+    for file in files.values():
+        for pack in file.packs:
+            if pack.id not in pack_refs:
+                pack_refs[pack.id] = pack
+                pack_writer[pack.id] = file.writer
+    old_plans = vault.list_plans()
+    planned_before = {p for _name, plan in old_plans for p in plan.packs}
+    keepers = Index.of(
+        sorted(pack_refs.values(), key=lambda r: (r.id not in listed, r.id in planned_before))
+    )
+    return _Scan(
+        listed=listed,
+        files=files,
+        locks_at_start=locks_at_start,
+        infos=infos,
+        pack_refs=pack_refs,
+        pack_writer=pack_writer,
+        old_plans=old_plans,
+        keepers=keepers,
+    )
+
+
+def _read_references(vault: Vault, scan: _Scan, report: _PruneReport) -> list[int]:
+    """Fill ``scan.referenced``; returns the snapshots whose file list is unreadable."""
+    unreadable: list[int] = []
+    for done, info in enumerate(scan.infos, 1):
+        try:
+            scan.referenced |= _chunks_used(vault, info, scan.keepers)
+        except (ChunkError, msgspec.DecodeError):
+            unreadable.append(info.snapshot_id)
+        report("scanning", done, len(scan.infos))
+    return unreadable
+
+
+def _chunks_used(vault: Vault, info: SnapshotInfo, index: Index) -> set[bytes]:
+    """Every chunk a snapshot needs, its file list's and its files' (``ChunkError`` or
+    ``msgspec.DecodeError`` when its file list is unreadable)."""
+    used = set(info.tree)
+    for entry in vault.iter_entries(info, index=index):
+        used.update(entry.chunks)
+    return used
+
+
+def _condemn(scan: _Scan, repack_below: float) -> tuple[set[str], set[str]]:
+    """The packs to delete whole, and those to rewrite (too little of them is live)."""
+    running_at_start = {lock.id for lock in scan.locks_at_start}
+    delete: set[str] = set()
+    repack: set[str] = set()
+    for pack_id, size in scan.listed.items():
+        indexed = scan.pack_refs.get(pack_id)
+        if indexed is None:
+            # Not indexed: a crashed writer's, or a running backup's not yet indexed pack.
+            if not running_at_start:
+                delete.add(pack_id)
+            continue
+        if scan.pack_writer[pack_id] in running_at_start:
+            continue  # written by a backup that is still running
+        live = sum(b.length for b in indexed.blobs if scan.keeps(pack_id, b))
+        if live == 0:
+            delete.add(pack_id)
+        elif repack_below > 0 and live / max(size, 1) < repack_below:
+            repack.add(pack_id)
+    return delete, repack
+
+
+def _announce(
+    vault: Vault, old_plans: list[tuple[str, Plan]], condemned: set[str]
+) -> tuple[dict[str, int], str | None]:
+    """When each condemned pack was first announced, writing a plan for any not announced yet;
+    returns those times and the new plan's name (None: no new plan)."""
+    announced: dict[str, int] = {}
+    for _name, plan in old_plans:
+        for pack_id in plan.packs:
+            announced[pack_id] = min(announced.get(pack_id, plan.created_ns), plan.created_ns)
+    if not condemned - announced.keys():
+        return announced, None
+    plan = Plan(id=secrets.token_hex(8), created_ns=time.time_ns(), packs=sorted(condemned))
+    name = f"{PLAN_PREFIX}{plan.id}"
+    vault.put_object(name, _encoder.encode(plan))
+    for pack_id in condemned:
+        announced.setdefault(pack_id, plan.created_ns)
+    return announced, name
+
+
+def _executable(
+    vault: Vault,
+    scan: _Scan,
+    condemned: set[str],
+    announced: dict[str, int],
+    lock_margin_seconds: float,
+) -> set[str]:
+    """The condemned packs no backup can still be using."""
+    # Only now look at who is running: a backup that started after the plan was written
+    # has read it and will not reuse any planned pack.
+    margin = int(lock_margin_seconds * 1e9)
+    running = _live_backups(vault)
+    # Backups live when the snapshots were read may have written one since (and released
+    # their lock): they count as running too.
+    still_locked = {r.id for r in running}
+    running += [lock for lock in scan.locks_at_start if lock.id not in still_locked]
+    executable = {
+        p for p in condemned if all(lock.created_ns > announced[p] + margin for lock in running)
+    }
+    # A backup that read the index before the plan existed and finished before the locks
+    # were listed again left a snapshot we have not seen: keep every pack it uses.
+    seen = {i.snapshot_id for i in scan.infos}
+    return executable - _packs_of_new_snapshots(vault, seen, scan.pack_refs)
+
+
+def _delete(
+    vault: Vault, scan: _Scan, executable: set[str], repack: set[str], report: _PruneReport
+) -> tuple[int, int]:
+    """Rewrite the live chunks of the packs to repack, then delete ``executable`` packs and
+    the index objects naming them; returns the packs rewritten and the chunks deleted."""
+    if not executable:
+        return 0, 0
+    kept = [ref for pack_id, ref in scan.pack_refs.items() if pack_id not in executable]
+    writer = ChunkWriter(vault, Index.of(kept), writer=None)
+    to_repack = sorted(executable & repack)
+    chunks_deleted = 0
+    for done, pack_id in enumerate(to_repack, 1):
+        chunks_deleted += _repack(vault, writer, scan.pack_refs[pack_id], scan.keeps)
+        report("repacking", done, len(to_repack))
+    writer.flush()
+    for pack_id in executable - repack:
+        dead = scan.pack_refs.get(pack_id)
+        chunks_deleted += len(dead.blobs) if dead is not None else 0
+    # The index without the condemned packs is durable before any of them goes.
+    vault.write_index(kept, writer=None)
+    for name in scan.files:
+        vault.storage.delete(name)
+    for done, pack_id in enumerate(sorted(executable), 1):
+        vault.storage.delete(pack_name(pack_id))
+        report("deleting", done, len(executable))
+    return len(to_repack), chunks_deleted
+
+
+def _retire_plans(
+    vault: Vault, old_plans: list[tuple[str, Plan]], new_plan: str | None, deferred: set[str]
+) -> None:
+    """Delete the plans done with: a plan stays as long as some of its packs are waiting."""
+    for name, plan in old_plans:
+        if not deferred.intersection(plan.packs):
+            vault.storage.delete(name)
+    if new_plan is not None and not deferred:
+        vault.storage.delete(new_plan)
+
+
 def _packs_of_new_snapshots(
     vault: Vault, seen: set[int], pack_refs: dict[str, IndexPack]
 ) -> set[str]:
@@ -294,10 +380,8 @@ def _packs_of_new_snapshots(
         return set()
     used: set[bytes] = set()
     for info in new:
-        used.update(info.tree)
         try:
-            for entry in vault.iter_entries(info, index=vault.load_index()):
-                used.update(entry.chunks)
+            used |= _chunks_used(vault, info, vault.load_index())
         except (ChunkError, msgspec.DecodeError):
             return set(pack_refs)  # cannot tell what it uses: keep everything for now
     return {pack_id for pack_id, ref in pack_refs.items() if any(b.id in used for b in ref.blobs)}
