@@ -1,4 +1,6 @@
-"""Vault maintenance for cleanups (spec §5): forget snapshots, prune unused data, verify packs.
+"""Vault maintenance for cleanups (spec §5): forget snapshots, prune unused data.
+
+(``verify``, the read-back check of packs, has its module.)
 
 Prune runs safely beside backups of the same vault (see docs/engine.md): it announces the packs
 it wants to delete in a *plan* before it looks at the backup locks, backups that start later never
@@ -9,27 +11,18 @@ before anything is deleted, so a prune that stops or crashes leaves a consistent
 
 from __future__ import annotations
 
-import math
-import random
 import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-import blake3
 import msgspec
 
-from cloudbackup.engine.errors import (
-    ChunkError,
-    PruneStopped,
-    SnapshotNotFound,
-    VerifyStopped,
-    path_str,
-)
+from cloudbackup.engine.errors import ChunkError, PruneStopped
 from cloudbackup.engine.index import BlobRef, Index, IndexFile, IndexPack
 from cloudbackup.engine.locks import PLAN_PREFIX, LockInfo, Plan
-from cloudbackup.engine.packs import PACK_PREFIX, ChunkWriter, pack_name
+from cloudbackup.engine.packs import ChunkWriter, pack_name
 from cloudbackup.engine.snapshot import SnapshotInfo
 from cloudbackup.engine.vault import Vault
 
@@ -62,39 +55,6 @@ class PruneResult(msgspec.Struct, frozen=True):
     unreadable_snapshots: list[int] = msgspec.field(default_factory=list)
 
 
-class SnapshotFile(msgspec.Struct, frozen=True):
-    snapshot_id: int
-    path: str
-
-
-class DamagedChunk(msgspec.Struct, frozen=True):
-    chunk_id: str  # hex; empty for damage outside any chunk (a pack header)
-    pack: str | None
-    reason: str
-    files: list[SnapshotFile] = msgspec.field(default_factory=list)
-
-
-class VerifyProgress(msgspec.Struct, frozen=True):
-    packs_done: int
-    packs_total: int
-    bytes_done: int
-    damaged: int
-
-
-class VerifyReport(msgspec.Struct, frozen=True):
-    packs_checked: int
-    packs_total: int
-    chunks_checked: int
-    bytes_checked: int
-    snapshots_checked: int
-    damaged: list[DamagedChunk]
-    duration_seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return not self.damaged
-
-
 # --- forget ------------------------------------------------------------------------------------
 
 
@@ -108,13 +68,6 @@ def forget(vault: Vault, snapshot_ids: Iterable[int]) -> ForgetResult:
 
 
 # --- prune -------------------------------------------------------------------------------------
-
-
-def _pack_listing(vault: Vault) -> dict[str, int]:
-    packs: dict[str, int] = {}
-    for info in vault.storage.list(PACK_PREFIX):
-        packs[info.name.rsplit("/", 1)[-1]] = info.size
-    return packs
 
 
 def _live_backups(vault: Vault) -> list[LockInfo]:
@@ -214,10 +167,10 @@ class _Scan:
 
 def _scan(vault: Vault) -> _Scan:
     # The order of these reads is what makes prune safe; see docs/engine.md.
-    listed = _pack_listing(vault)
+    listed = vault.pack_sizes()
     files = dict(vault.index_files())
     locks_at_start = _live_backups(vault)
-    infos = _snapshot_infos(vault)
+    infos = vault.snapshot_infos()
     for name, file in vault.index_files():
         files.setdefault(name, file)
 
@@ -375,7 +328,7 @@ def _packs_of_new_snapshots(
     vault: Vault, seen: set[int], pack_refs: dict[str, IndexPack]
 ) -> set[str]:
     """Packs holding any chunk of a snapshot written since ``seen`` was listed."""
-    new = [i for i in _snapshot_infos(vault) if i.snapshot_id not in seen]
+    new = [i for i in vault.snapshot_infos() if i.snapshot_id not in seen]
     if not new:
         return set()
     used: set[bytes] = set()
@@ -385,16 +338,6 @@ def _packs_of_new_snapshots(
         except (ChunkError, msgspec.DecodeError):
             return set(pack_refs)  # cannot tell what it uses: keep everything for now
     return {pack_id for pack_id, ref in pack_refs.items() if any(b.id in used for b in ref.blobs)}
-
-
-def _snapshot_infos(vault: Vault) -> list[SnapshotInfo]:
-    infos: list[SnapshotInfo] = []
-    for snapshot_id in vault.list_snapshots():
-        try:
-            infos.append(vault.read_info(snapshot_id))
-        except SnapshotNotFound:
-            continue  # forgotten between the listing and the read
-    return infos
 
 
 def _repack(
@@ -415,172 +358,3 @@ def _repack(
             continue
         writer.add_stored(blob, stored)
     return dropped
-
-
-# --- verify ------------------------------------------------------------------------------------
-
-
-def verify(
-    vault: Vault,
-    *,
-    sample_fraction: float = 1.0,
-    on_progress: Callable[[VerifyProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    seed: int | None = None,
-) -> VerifyReport:
-    """Read back packs (all, or a random ``sample_fraction`` of them) and check every chunk;
-    check that every chunk a snapshot needs is indexed and its pack exists. Each damaged chunk
-    is reported with the files of every snapshot that use it."""
-    if not 0.0 < sample_fraction <= 1.0:
-        raise ValueError("sample_fraction must be greater than 0 and at most 1")
-    started = time.monotonic()
-    damaged: dict[bytes, DamagedChunk] = {}
-    pack_damage: list[DamagedChunk] = []
-
-    listed = _pack_listing(vault)
-    index = Index()
-    pack_refs: dict[str, IndexPack] = {}
-    for _name, file in vault.index_files():
-        for pack in file.packs:
-            index.add(pack.id, pack.blobs)
-            pack_refs.setdefault(pack.id, pack)
-
-    # Snapshots: every chunk they reference must be locatable.
-    infos = _snapshot_infos(vault)
-    for info in infos:
-        _check_snapshot(vault, info, index, listed, damaged)
-
-    candidates = sorted(p for p in pack_refs if p in listed)
-    count = min(len(candidates), max(1, math.ceil(len(candidates) * sample_fraction)))
-    chosen = (
-        candidates if count == len(candidates) else random.Random(seed).sample(candidates, count)
-    )
-    chunks_checked = 0
-    bytes_checked = 0
-
-    def report(done: int) -> None:
-        if on_progress is not None:
-            on_progress(
-                VerifyProgress(
-                    packs_done=done,
-                    packs_total=len(chosen),
-                    bytes_done=bytes_checked,
-                    damaged=len(damaged) + len(pack_damage),
-                )
-            )
-        if should_stop is not None and should_stop():
-            raise VerifyStopped("stop requested")
-
-    report(0)
-    for done, pack_id in enumerate(chosen, 1):
-        try:
-            data = vault.storage.get(pack_name(pack_id))
-        except FileNotFoundError:
-            data = b""
-        bytes_checked += len(data)
-        intact = blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() == pack_id
-        bad_in_pack = 0
-        for blob in pack_refs[pack_id].blobs:
-            chunks_checked += 1
-            problem = _check_blob(vault, blob, data)
-            if problem is not None:
-                bad_in_pack += 1
-                damaged.setdefault(
-                    blob.id, DamagedChunk(chunk_id=blob.id.hex(), pack=pack_id, reason=problem)
-                )
-        if not intact and not bad_in_pack:
-            pack_damage.append(
-                DamagedChunk(
-                    chunk_id="",
-                    pack=pack_id,
-                    reason="pack checksum mismatch outside its chunks (header or padding)",
-                )
-            )
-        report(done)
-
-    if damaged:
-        _name_files(vault, infos, index, damaged)
-    return VerifyReport(
-        packs_checked=len(chosen),
-        packs_total=len(listed),
-        chunks_checked=chunks_checked,
-        bytes_checked=bytes_checked,
-        snapshots_checked=len(infos),
-        damaged=[*damaged.values(), *pack_damage],
-        duration_seconds=time.monotonic() - started,
-    )
-
-
-def _check_blob(vault: Vault, blob: BlobRef, data: bytes) -> str | None:
-    if not data:
-        return "missing: its pack is gone"
-    stored = data[blob.offset : blob.offset + blob.length]
-    if len(stored) != blob.length:
-        return "corrupt: its pack is truncated"
-    try:
-        vault.decode_chunk(blob.id, stored, blob.compressed)
-    except ChunkError as exc:
-        return f"corrupt: {str(exc).split(': ', 1)[-1]}"
-    return None
-
-
-def _check_snapshot(
-    vault: Vault,
-    info: SnapshotInfo,
-    index: Index,
-    listed: dict[str, int],
-    damaged: dict[bytes, DamagedChunk],
-) -> None:
-    def locate(chunk_id: bytes) -> None:
-        loc = index.get(chunk_id)
-        if loc is None:
-            damaged.setdefault(
-                chunk_id, DamagedChunk(chunk_id.hex(), None, "missing: not in the index")
-            )
-        elif loc.pack not in listed:
-            damaged.setdefault(
-                chunk_id, DamagedChunk(chunk_id.hex(), loc.pack, "missing: its pack is gone")
-            )
-
-    for chunk_id in info.tree:
-        locate(chunk_id)
-    try:
-        for entry in vault.iter_entries(info, index=index):
-            for chunk_id in entry.chunks:
-                locate(chunk_id)
-    except (ChunkError, msgspec.DecodeError) as exc:
-        tree_id = exc.chunk_id if isinstance(exc, ChunkError) else b""
-        damaged.setdefault(
-            tree_id or info.snapshot_id.to_bytes(8, "big"),
-            DamagedChunk(
-                chunk_id=tree_id.hex(),
-                pack=None,
-                reason=f"snapshot {info.snapshot_id}'s file list is unreadable: {exc}",
-                files=[SnapshotFile(info.snapshot_id, "(the snapshot's list of files)")],
-            ),
-        )
-
-
-def _name_files(
-    vault: Vault, infos: list[SnapshotInfo], index: Index, damaged: dict[bytes, DamagedChunk]
-) -> None:
-    """Fill in, for each damaged chunk, every snapshot file that uses it."""
-    files: dict[bytes, list[SnapshotFile]] = {chunk_id: [] for chunk_id in damaged}
-    for info in infos:
-        tree_hit = [c for c in info.tree if c in files]
-        for chunk_id in tree_hit:
-            files[chunk_id].append(SnapshotFile(info.snapshot_id, "(the snapshot's list of files)"))
-        if tree_hit:
-            continue  # its entries cannot be trusted; the tree damage says it all
-        try:
-            for entry in vault.iter_entries(info, index=index):
-                for chunk_id in entry.chunks:
-                    hits = files.get(chunk_id)
-                    if hits is not None:
-                        hits.append(SnapshotFile(info.snapshot_id, path_str(entry.path)))
-        except (ChunkError, msgspec.DecodeError):
-            continue
-    for chunk_id, found in files.items():
-        current = damaged[chunk_id]
-        merged = [*current.files, *(f for f in found if f not in current.files)]
-        damaged[chunk_id] = msgspec.structs.replace(current, files=merged)

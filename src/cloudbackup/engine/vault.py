@@ -71,7 +71,7 @@ from cloudbackup.engine.locks import (
     VaultLock,
     read_locks,
 )
-from cloudbackup.engine.packs import ChunkWriter, pack_name, read_pack_header
+from cloudbackup.engine.packs import PACK_PREFIX, ChunkWriter, pack_name, read_pack_header
 from cloudbackup.engine.snapshot import (
     Entry,
     Manifest,
@@ -269,6 +269,10 @@ class Vault:
         with self._index_lock:
             self._index = None
 
+    def pack_sizes(self) -> dict[str, int]:
+        """Every pack object there is: its id → its size."""
+        return {info.name.rsplit("/", 1)[-1]: info.size for info in self.storage.list(PACK_PREFIX)}
+
     def read_pack_header(self, data: bytes) -> list[BlobRef]:
         """The blob list a pack carries at its end (``VaultError`` if unreadable)."""
         return read_pack_header(self.sealer, data)
@@ -344,6 +348,16 @@ class Vault:
             entries=list(self.iter_entries(info)),
             errors=info.errors,
         )
+
+    def snapshot_infos(self) -> list[SnapshotInfo]:
+        """The objects of every complete snapshot, ascending."""
+        infos: list[SnapshotInfo] = []
+        for snapshot_id in self.list_snapshots():
+            try:
+                infos.append(self.read_info(snapshot_id))
+            except SnapshotNotFound:
+                continue  # forgotten between the listing and the read
+        return infos
 
     def list_snapshots(self) -> list[int]:
         """Ids of complete snapshots (those whose manifest exists), ascending."""
