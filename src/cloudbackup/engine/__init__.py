@@ -6,7 +6,13 @@
 ``verify`` maintain a vault. The contract is written down in ``docs/engine.md``.
 """
 
-from cloudbackup.engine.backup import BackupProgress, BackupResult, Phase, run_backup
+from cloudbackup.engine.backup import (
+    BLOCK_SIZE,
+    BackupProgress,
+    BackupResult,
+    Phase,
+    run_backup,
+)
 from cloudbackup.engine.crypto import KdfParams
 from cloudbackup.engine.errors import (
     BLOB_CORRUPT,
@@ -17,6 +23,7 @@ from cloudbackup.engine.errors import (
     FILE_UNWRITABLE,
     INVALID_ENTRY,
     BackupStopped,
+    ChunkError,
     FileError,
     NotEncrypted,
     PasswordRequired,
@@ -30,23 +37,19 @@ from cloudbackup.engine.errors import (
     WrongPassword,
 )
 from cloudbackup.engine.location import VaultLocation, open_vault, read_vault_password
-from cloudbackup.engine.maintenance import (
-    DamagedChunk,
-    ForgetResult,
-    PruneProgress,
-    PruneResult,
-    SnapshotFile,
-    VerifyProgress,
-    VerifyReport,
-    forget,
-    prune,
-    verify,
-)
+from cloudbackup.engine.maintenance import ForgetResult, PruneProgress, PruneResult, forget, prune
 from cloudbackup.engine.restore import RestoreProgress, RestoreResult, restore_snapshot
 from cloudbackup.engine.selection import PathItem, Selection, SelectionItem
 from cloudbackup.engine.snapshot import Entry, Manifest, SnapshotInfo
 from cloudbackup.engine.storage import LocalStorage, ObjectInfo, S3Storage, Storage
-from cloudbackup.engine.vault import BLOCK_SIZE, ChunkError, Vault
+from cloudbackup.engine.vault import Vault
+from cloudbackup.engine.verify import (
+    DamagedChunk,
+    SnapshotFile,
+    VerifyProgress,
+    VerifyReport,
+    verify,
+)
 
 __all__ = [
     "BLOB_CORRUPT",

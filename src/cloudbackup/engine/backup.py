@@ -30,16 +30,21 @@ from cloudbackup.engine.chunking import Cutter
 from cloudbackup.engine.errors import (
     FILE_UNREADABLE,
     BackupStopped,
+    ChunkError,
     FileError,
     os_error,
     path_str,
 )
+from cloudbackup.engine.index import Index
+from cloudbackup.engine.packs import ChunkWriter
 from cloudbackup.engine.selection import Selection, SelectionItem, normalize
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo, encode_frames
-from cloudbackup.engine.vault import BLOCK_SIZE, ChunkError, ChunkWriter, Index, Vault
+from cloudbackup.engine.vault import Vault
 from cloudbackup.engine.walk import walk
 
 Phase = Literal["preparing", "in_progress"]
+#: Read size for source files and the unit of progress reports.
+BLOCK_SIZE: Final = 1024 * 1024
 _MIN_THROTTLED_BLOCK = 4096
 #: Chunks below this size are hashed and compressed in batches (one task per batch).
 _SMALL_CHUNK: Final = 256 * 1024

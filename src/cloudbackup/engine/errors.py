@@ -97,3 +97,12 @@ class PruneStopped(Stopped):
 
 class VerifyStopped(Stopped):
     """The verification was stopped before every pack was read."""
+
+
+class ChunkError(Exception):
+    """A chunk could not be read back intact; ``kind`` is ``missing`` or ``corrupt``."""
+
+    def __init__(self, chunk_id: bytes, kind: str, detail: str) -> None:
+        super().__init__(f"chunk {chunk_id.hex()} is {kind}: {detail}")
+        self.chunk_id = chunk_id
+        self.kind = kind

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from cloudbackup.engine.errors import VaultError
-from cloudbackup.engine.storage import LocalStorage, S3Storage, Storage
+from cloudbackup.engine.storage import LocalStorage, S3Storage, Storage, new_s3_client
 from cloudbackup.engine.vault import Vault
 
 _VAULT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
@@ -78,17 +78,7 @@ def vault_storage(settings: VaultLocation, vault_id: str) -> Storage:
 @lru_cache(maxsize=8)
 def _s3_client(endpoint: str, region: str, key_id: str, secret: str) -> Any:
     # One client per configuration: creating one costs tens of milliseconds; they are thread-safe.
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint or None,
-        region_name=region or None,
-        aws_access_key_id=key_id or None,
-        aws_secret_access_key=secret or None,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=16),
-    )
+    return new_s3_client(endpoint, region, key_id, secret)
 
 
 def read_vault_password(key_dir: Path | str, vault_id: str) -> str | None:

@@ -1,4 +1,6 @@
-"""Vault maintenance for cleanups (spec §5): forget snapshots, prune unused data, verify packs.
+"""Vault maintenance for cleanups (spec §5): forget snapshots, prune unused data.
+
+(``verify``, the read-back check of packs, has its module.)
 
 Prune runs safely beside backups of the same vault (see docs/engine.md): it announces the packs
 it wants to delete in a *plan* before it looks at the backup locks, backups that start later never
@@ -9,29 +11,20 @@ before anything is deleted, so a prune that stops or crashes leaves a consistent
 
 from __future__ import annotations
 
-import math
-import random
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Final
 
-import blake3
 import msgspec
 
-from cloudbackup.engine.errors import PruneStopped, SnapshotNotFound, VerifyStopped, path_str
+from cloudbackup.engine.errors import ChunkError, PruneStopped
+from cloudbackup.engine.index import BlobRef, Index, IndexFile, IndexPack
+from cloudbackup.engine.locks import PLAN_PREFIX, LockInfo, Plan
+from cloudbackup.engine.packs import ChunkWriter, pack_name
 from cloudbackup.engine.snapshot import SnapshotInfo
-from cloudbackup.engine.vault import (
-    BlobRef,
-    ChunkError,
-    ChunkWriter,
-    Index,
-    IndexPack,
-    LockInfo,
-    Plan,
-    Vault,
-    pack_name,
-)
+from cloudbackup.engine.vault import Vault
 
 #: Clock skew and write latency allowed between a plan's timestamp and a lock's.
 LOCK_MARGIN_SECONDS: Final = 5.0
@@ -62,39 +55,6 @@ class PruneResult(msgspec.Struct, frozen=True):
     unreadable_snapshots: list[int] = msgspec.field(default_factory=list)
 
 
-class SnapshotFile(msgspec.Struct, frozen=True):
-    snapshot_id: int
-    path: str
-
-
-class DamagedChunk(msgspec.Struct, frozen=True):
-    chunk_id: str  # hex; empty for damage outside any chunk (a pack header)
-    pack: str | None
-    reason: str
-    files: list[SnapshotFile] = msgspec.field(default_factory=list)
-
-
-class VerifyProgress(msgspec.Struct, frozen=True):
-    packs_done: int
-    packs_total: int
-    bytes_done: int
-    damaged: int
-
-
-class VerifyReport(msgspec.Struct, frozen=True):
-    packs_checked: int
-    packs_total: int
-    chunks_checked: int
-    bytes_checked: int
-    snapshots_checked: int
-    damaged: list[DamagedChunk]
-    duration_seconds: float
-
-    @property
-    def ok(self) -> bool:
-        return not self.damaged
-
-
 # --- forget ------------------------------------------------------------------------------------
 
 
@@ -108,13 +68,6 @@ def forget(vault: Vault, snapshot_ids: Iterable[int]) -> ForgetResult:
 
 
 # --- prune -------------------------------------------------------------------------------------
-
-
-def _pack_listing(vault: Vault) -> dict[str, int]:
-    packs: dict[str, int] = {}
-    for info in vault.storage.list("packs/"):
-        packs[info.name.rsplit("/", 1)[-1]] = info.size
-    return packs
 
 
 def _live_backups(vault: Vault) -> list[LockInfo]:
@@ -136,56 +89,11 @@ def prune(
     if not 0.0 <= repack_below <= 1.0:
         raise ValueError("repack_below must be between 0 and 1")
     started = time.monotonic()
-
-    def report(phase: str, done: int, total: int) -> None:
-        if on_progress is not None:
-            on_progress(PruneProgress(phase=phase, done=done, total=total))
-        if should_stop is not None and should_stop():
-            raise PruneStopped("stop requested")
-
+    report = _PruneReport(on_progress, should_stop)
     with vault.lock("prune", exclusive=True):
         bytes_before = vault.size()
-        # The order of these reads is what makes prune safe; see docs/engine.md.
-        listed = _pack_listing(vault)
-        files = dict(vault.index_files())
-        locks_at_start = _live_backups(vault)
-        running_at_start = {lock.id for lock in locks_at_start}
-        infos = _snapshot_infos(vault)
-        for name, file in vault.index_files():
-            files.setdefault(name, file)
-
-        pack_refs: dict[str, IndexPack] = {}
-        pack_writer: dict[str, str | None] = {}
-        for file in files.values():
-            for pack in file.packs:
-                if pack.id not in pack_refs:
-                    pack_refs[pack.id] = pack
-                    pack_writer[pack.id] = file.writer
-        old_plans = vault.list_plans()
-        planned_before = {p for _name, plan in old_plans for p in plan.packs}
-        # A chunk stored twice (a repack, or a backup that stored it again beside a plan) lives
-        # in one *keeper* pack: one that exists and, if possible, is not planned for deletion.
-        # Copies elsewhere count as dead.
-        index = Index()
-        for ref in sorted(
-            pack_refs.values(), key=lambda r: (r.id not in listed, r.id in planned_before)
-        ):
-            index.add(ref.id, ref.blobs)
-
-        def keeps(pack_id: str, blob: BlobRef) -> bool:
-            loc = index.get(blob.id)
-            return loc is not None and loc.pack == pack_id and blob.id in referenced
-
-        referenced: set[bytes] = set()
-        unreadable: list[int] = []
-        for done, info in enumerate(infos, 1):
-            referenced.update(info.tree)
-            try:
-                for entry in vault.iter_entries(info, index=index):
-                    referenced.update(entry.chunks)
-            except (ChunkError, msgspec.DecodeError):
-                unreadable.append(info.snapshot_id)
-            report("scanning", done, len(infos))
+        scan = _scan(vault)
+        unreadable = _read_references(vault, scan, report)
         if unreadable:
             return PruneResult(
                 bytes_before=bytes_before,
@@ -197,83 +105,13 @@ def prune(
                 duration_seconds=time.monotonic() - started,
                 unreadable_snapshots=unreadable,
             )
-
-        delete: set[str] = set()
-        repack: set[str] = set()
-        for pack_id, size in listed.items():
-            indexed = pack_refs.get(pack_id)
-            if indexed is None:
-                # Not indexed: a crashed writer's, or a running backup's not yet indexed pack.
-                if not running_at_start:
-                    delete.add(pack_id)
-                continue
-            if pack_writer[pack_id] in running_at_start:
-                continue  # written by a backup that is still running
-            live = sum(b.length for b in indexed.blobs if keeps(pack_id, b))
-            if live == 0:
-                delete.add(pack_id)
-            elif repack_below > 0 and live / max(size, 1) < repack_below:
-                repack.add(pack_id)
-
+        delete, repack = _condemn(scan, repack_below)
         condemned = delete | repack
-        announced: dict[str, int] = {}
-        for _name, plan in old_plans:
-            for pack_id in plan.packs:
-                announced[pack_id] = min(announced.get(pack_id, plan.created_ns), plan.created_ns)
-        new_plan_name = None
-        if condemned - announced.keys():
-            plan = Plan(id=secrets.token_hex(8), created_ns=time.time_ns(), packs=sorted(condemned))
-            new_plan_name = f"plans/{plan.id}"
-            vault.put_object(new_plan_name, _encoder.encode(plan))
-            for pack_id in condemned:
-                announced.setdefault(pack_id, plan.created_ns)
-
-        # Only now look at who is running: a backup that started after the plan was written
-        # has read it and will not reuse any planned pack.
-        margin = int(lock_margin_seconds * 1e9)
-        running = _live_backups(vault)
-        # Backups live when the snapshots were read may have written one since (and released
-        # their lock): they count as running too.
-        running += [lock for lock in locks_at_start if lock.id not in {r.id for r in running}]
-        executable = {
-            p for p in condemned if all(lock.created_ns > announced[p] + margin for lock in running)
-        }
-        # A backup that read the index before the plan existed and finished before the locks
-        # were listed again left a snapshot we have not seen: keep every pack it uses.
-        executable -= _packs_of_new_snapshots(vault, {i.snapshot_id for i in infos}, pack_refs)
+        announced, new_plan_name = _announce(vault, scan.old_plans, condemned)
+        executable = _executable(vault, scan, condemned, announced, lock_margin_seconds)
         deferred = condemned - executable
-
-        packs_rewritten = 0
-        chunks_deleted = 0
-        if executable:
-            keep_view = Index()
-            for pack_id, ref in pack_refs.items():
-                if pack_id not in executable:
-                    keep_view.add(pack_id, ref.blobs)
-            writer = ChunkWriter(vault, keep_view, writer=None)
-            to_repack = sorted(executable & repack)
-            for done, pack_id in enumerate(to_repack, 1):
-                chunks_deleted += _repack(vault, writer, pack_refs[pack_id], keeps)
-                packs_rewritten += 1
-                report("repacking", done, len(to_repack))
-            writer.flush()
-            for pack_id in executable - repack:
-                dead = pack_refs.get(pack_id)
-                chunks_deleted += len(dead.blobs) if dead is not None else 0
-            # The index without the condemned packs is durable before any of them goes.
-            kept = [ref for pack_id, ref in pack_refs.items() if pack_id not in executable]
-            vault.write_index(kept, writer=None)
-            for name in files:
-                vault.storage.delete(name)
-            for done, pack_id in enumerate(sorted(executable), 1):
-                vault.storage.delete(pack_name(pack_id))
-                report("deleting", done, len(executable))
-        # A plan stays as long as some of its packs are still waiting.
-        for name, plan in old_plans:
-            if not deferred.intersection(plan.packs):
-                vault.storage.delete(name)
-        if new_plan_name is not None and not deferred:
-            vault.storage.delete(new_plan_name)
+        packs_rewritten, chunks_deleted = _delete(vault, scan, executable, repack, report)
+        _retire_plans(vault, scan.old_plans, new_plan_name, deferred)
         vault.forget_cached_index()
         return PruneResult(
             bytes_before=bytes_before,
@@ -286,32 +124,220 @@ def prune(
         )
 
 
+class _PruneReport:
+    """Reports a prune's progress and raises ``PruneStopped`` once a stop is requested."""
+
+    def __init__(
+        self,
+        on_progress: Callable[[PruneProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> None:
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(PruneProgress(phase=phase, done=done, total=total))
+        if self.should_stop is not None and self.should_stop():
+            raise PruneStopped("stop requested")
+
+
+@dataclass
+class _Scan:
+    """What a prune read of the vault before deciding anything."""
+
+    listed: dict[str, int]  # every pack object: id → size
+    files: dict[str, IndexFile]  # every index object, by name
+    locks_at_start: list[LockInfo]  # backups live when the snapshots were read
+    infos: list[SnapshotInfo]
+    pack_refs: dict[str, IndexPack]  # every indexed pack, by id
+    pack_writer: dict[str, str | None]  # lock id of the backup that indexed each pack
+    old_plans: list[tuple[str, Plan]]
+    # A chunk stored twice (a repack, or a backup that stored it again beside a plan) lives
+    # in one *keeper* pack: one that exists and, if possible, is not planned for deletion.
+    # Copies elsewhere count as dead.
+    keepers: Index
+    referenced: set[bytes] = field(default_factory=set)  # chunks some snapshot needs
+
+    def keeps(self, pack_id: str, blob: BlobRef) -> bool:
+        """Whether ``blob`` of ``pack_id`` is live: referenced, and this is its keeper pack."""
+        loc = self.keepers.get(blob.id)
+        return loc is not None and loc.pack == pack_id and blob.id in self.referenced
+
+
+def _scan(vault: Vault) -> _Scan:
+    # The order of these reads is what makes prune safe; see docs/engine.md.
+    listed = vault.pack_sizes()
+    files = dict(vault.index_files())
+    locks_at_start = _live_backups(vault)
+    infos = vault.snapshot_infos()
+    for name, file in vault.index_files():
+        files.setdefault(name, file)
+
+    pack_refs: dict[str, IndexPack] = {}
+    pack_writer: dict[str, str | None] = {}
+    for file in files.values():
+        for pack in file.packs:
+            if pack.id not in pack_refs:
+                pack_refs[pack.id] = pack
+                pack_writer[pack.id] = file.writer
+    old_plans = vault.list_plans()
+    planned_before = {p for _name, plan in old_plans for p in plan.packs}
+    keepers = Index.of(
+        sorted(pack_refs.values(), key=lambda r: (r.id not in listed, r.id in planned_before))
+    )
+    return _Scan(
+        listed=listed,
+        files=files,
+        locks_at_start=locks_at_start,
+        infos=infos,
+        pack_refs=pack_refs,
+        pack_writer=pack_writer,
+        old_plans=old_plans,
+        keepers=keepers,
+    )
+
+
+def _read_references(vault: Vault, scan: _Scan, report: _PruneReport) -> list[int]:
+    """Fill ``scan.referenced``; returns the snapshots whose file list is unreadable."""
+    unreadable: list[int] = []
+    for done, info in enumerate(scan.infos, 1):
+        try:
+            scan.referenced |= _chunks_used(vault, info, scan.keepers)
+        except (ChunkError, msgspec.DecodeError):
+            unreadable.append(info.snapshot_id)
+        report("scanning", done, len(scan.infos))
+    return unreadable
+
+
+def _chunks_used(vault: Vault, info: SnapshotInfo, index: Index) -> set[bytes]:
+    """Every chunk a snapshot needs, its file list's and its files' (``ChunkError`` or
+    ``msgspec.DecodeError`` when its file list is unreadable)."""
+    used = set(info.tree)
+    for entry in vault.iter_entries(info, index=index):
+        used.update(entry.chunks)
+    return used
+
+
+def _condemn(scan: _Scan, repack_below: float) -> tuple[set[str], set[str]]:
+    """The packs to delete whole, and those to rewrite (too little of them is live)."""
+    running_at_start = {lock.id for lock in scan.locks_at_start}
+    delete: set[str] = set()
+    repack: set[str] = set()
+    for pack_id, size in scan.listed.items():
+        indexed = scan.pack_refs.get(pack_id)
+        if indexed is None:
+            # Not indexed: a crashed writer's, or a running backup's not yet indexed pack.
+            if not running_at_start:
+                delete.add(pack_id)
+            continue
+        if scan.pack_writer[pack_id] in running_at_start:
+            continue  # written by a backup that is still running
+        live = sum(b.length for b in indexed.blobs if scan.keeps(pack_id, b))
+        if live == 0:
+            delete.add(pack_id)
+        elif repack_below > 0 and live / max(size, 1) < repack_below:
+            repack.add(pack_id)
+    return delete, repack
+
+
+def _announce(
+    vault: Vault, old_plans: list[tuple[str, Plan]], condemned: set[str]
+) -> tuple[dict[str, int], str | None]:
+    """When each condemned pack was first announced, writing a plan for any not announced yet;
+    returns those times and the new plan's name (None: no new plan)."""
+    announced: dict[str, int] = {}
+    for _name, plan in old_plans:
+        for pack_id in plan.packs:
+            announced[pack_id] = min(announced.get(pack_id, plan.created_ns), plan.created_ns)
+    if not condemned - announced.keys():
+        return announced, None
+    plan = Plan(id=secrets.token_hex(8), created_ns=time.time_ns(), packs=sorted(condemned))
+    name = f"{PLAN_PREFIX}{plan.id}"
+    vault.put_object(name, _encoder.encode(plan))
+    for pack_id in condemned:
+        announced.setdefault(pack_id, plan.created_ns)
+    return announced, name
+
+
+def _executable(
+    vault: Vault,
+    scan: _Scan,
+    condemned: set[str],
+    announced: dict[str, int],
+    lock_margin_seconds: float,
+) -> set[str]:
+    """The condemned packs no backup can still be using."""
+    # Only now look at who is running: a backup that started after the plan was written
+    # has read it and will not reuse any planned pack.
+    margin = int(lock_margin_seconds * 1e9)
+    running = _live_backups(vault)
+    # Backups live when the snapshots were read may have written one since (and released
+    # their lock): they count as running too.
+    still_locked = {r.id for r in running}
+    running += [lock for lock in scan.locks_at_start if lock.id not in still_locked]
+    executable = {
+        p for p in condemned if all(lock.created_ns > announced[p] + margin for lock in running)
+    }
+    # A backup that read the index before the plan existed and finished before the locks
+    # were listed again left a snapshot we have not seen: keep every pack it uses.
+    seen = {i.snapshot_id for i in scan.infos}
+    return executable - _packs_of_new_snapshots(vault, seen, scan.pack_refs)
+
+
+def _delete(
+    vault: Vault, scan: _Scan, executable: set[str], repack: set[str], report: _PruneReport
+) -> tuple[int, int]:
+    """Rewrite the live chunks of the packs to repack, then delete ``executable`` packs and
+    the index objects naming them; returns the packs rewritten and the chunks deleted."""
+    if not executable:
+        return 0, 0
+    kept = [ref for pack_id, ref in scan.pack_refs.items() if pack_id not in executable]
+    writer = ChunkWriter(vault, Index.of(kept), writer=None)
+    to_repack = sorted(executable & repack)
+    chunks_deleted = 0
+    for done, pack_id in enumerate(to_repack, 1):
+        chunks_deleted += _repack(vault, writer, scan.pack_refs[pack_id], scan.keeps)
+        report("repacking", done, len(to_repack))
+    writer.flush()
+    for pack_id in executable - repack:
+        dead = scan.pack_refs.get(pack_id)
+        chunks_deleted += len(dead.blobs) if dead is not None else 0
+    # The index without the condemned packs is durable before any of them goes.
+    vault.write_index(kept, writer=None)
+    for name in scan.files:
+        vault.storage.delete(name)
+    for done, pack_id in enumerate(sorted(executable), 1):
+        vault.storage.delete(pack_name(pack_id))
+        report("deleting", done, len(executable))
+    return len(to_repack), chunks_deleted
+
+
+def _retire_plans(
+    vault: Vault, old_plans: list[tuple[str, Plan]], new_plan: str | None, deferred: set[str]
+) -> None:
+    """Delete the plans done with: a plan stays as long as some of its packs are waiting."""
+    for name, plan in old_plans:
+        if not deferred.intersection(plan.packs):
+            vault.storage.delete(name)
+    if new_plan is not None and not deferred:
+        vault.storage.delete(new_plan)
+
+
 def _packs_of_new_snapshots(
     vault: Vault, seen: set[int], pack_refs: dict[str, IndexPack]
 ) -> set[str]:
     """Packs holding any chunk of a snapshot written since ``seen`` was listed."""
-    new = [i for i in _snapshot_infos(vault) if i.snapshot_id not in seen]
+    new = [i for i in vault.snapshot_infos() if i.snapshot_id not in seen]
     if not new:
         return set()
     used: set[bytes] = set()
     for info in new:
-        used.update(info.tree)
         try:
-            for entry in vault.iter_entries(info, index=vault.load_index()):
-                used.update(entry.chunks)
+            used |= _chunks_used(vault, info, vault.load_index())
         except (ChunkError, msgspec.DecodeError):
             return set(pack_refs)  # cannot tell what it uses: keep everything for now
     return {pack_id for pack_id, ref in pack_refs.items() if any(b.id in used for b in ref.blobs)}
-
-
-def _snapshot_infos(vault: Vault) -> list[SnapshotInfo]:
-    infos: list[SnapshotInfo] = []
-    for snapshot_id in vault.list_snapshots():
-        try:
-            infos.append(vault.read_info(snapshot_id))
-        except SnapshotNotFound:
-            continue  # forgotten between the listing and the read
-    return infos
 
 
 def _repack(
@@ -332,172 +358,3 @@ def _repack(
             continue
         writer.add_stored(blob, stored)
     return dropped
-
-
-# --- verify ------------------------------------------------------------------------------------
-
-
-def verify(
-    vault: Vault,
-    *,
-    sample_fraction: float = 1.0,
-    on_progress: Callable[[VerifyProgress], None] | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    seed: int | None = None,
-) -> VerifyReport:
-    """Read back packs (all, or a random ``sample_fraction`` of them) and check every chunk;
-    check that every chunk a snapshot needs is indexed and its pack exists. Each damaged chunk
-    is reported with the files of every snapshot that use it."""
-    if not 0.0 < sample_fraction <= 1.0:
-        raise ValueError("sample_fraction must be greater than 0 and at most 1")
-    started = time.monotonic()
-    damaged: dict[bytes, DamagedChunk] = {}
-    pack_damage: list[DamagedChunk] = []
-
-    listed = _pack_listing(vault)
-    index = Index()
-    pack_refs: dict[str, IndexPack] = {}
-    for _name, file in vault.index_files():
-        for pack in file.packs:
-            index.add(pack.id, pack.blobs)
-            pack_refs.setdefault(pack.id, pack)
-
-    # Snapshots: every chunk they reference must be locatable.
-    infos = _snapshot_infos(vault)
-    for info in infos:
-        _check_snapshot(vault, info, index, listed, damaged)
-
-    candidates = sorted(p for p in pack_refs if p in listed)
-    count = min(len(candidates), max(1, math.ceil(len(candidates) * sample_fraction)))
-    chosen = (
-        candidates if count == len(candidates) else random.Random(seed).sample(candidates, count)
-    )
-    chunks_checked = 0
-    bytes_checked = 0
-
-    def report(done: int) -> None:
-        if on_progress is not None:
-            on_progress(
-                VerifyProgress(
-                    packs_done=done,
-                    packs_total=len(chosen),
-                    bytes_done=bytes_checked,
-                    damaged=len(damaged) + len(pack_damage),
-                )
-            )
-        if should_stop is not None and should_stop():
-            raise VerifyStopped("stop requested")
-
-    report(0)
-    for done, pack_id in enumerate(chosen, 1):
-        try:
-            data = vault.storage.get(pack_name(pack_id))
-        except FileNotFoundError:
-            data = b""
-        bytes_checked += len(data)
-        intact = blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() == pack_id
-        bad_in_pack = 0
-        for blob in pack_refs[pack_id].blobs:
-            chunks_checked += 1
-            problem = _check_blob(vault, blob, data)
-            if problem is not None:
-                bad_in_pack += 1
-                damaged.setdefault(
-                    blob.id, DamagedChunk(chunk_id=blob.id.hex(), pack=pack_id, reason=problem)
-                )
-        if not intact and not bad_in_pack:
-            pack_damage.append(
-                DamagedChunk(
-                    chunk_id="",
-                    pack=pack_id,
-                    reason="pack checksum mismatch outside its chunks (header or padding)",
-                )
-            )
-        report(done)
-
-    if damaged:
-        _name_files(vault, infos, index, damaged)
-    return VerifyReport(
-        packs_checked=len(chosen),
-        packs_total=len(listed),
-        chunks_checked=chunks_checked,
-        bytes_checked=bytes_checked,
-        snapshots_checked=len(infos),
-        damaged=[*damaged.values(), *pack_damage],
-        duration_seconds=time.monotonic() - started,
-    )
-
-
-def _check_blob(vault: Vault, blob: BlobRef, data: bytes) -> str | None:
-    if not data:
-        return "missing: its pack is gone"
-    stored = data[blob.offset : blob.offset + blob.length]
-    if len(stored) != blob.length:
-        return "corrupt: its pack is truncated"
-    try:
-        vault.decode_chunk(blob.id, stored, blob.compressed)
-    except ChunkError as exc:
-        return f"corrupt: {str(exc).split(': ', 1)[-1]}"
-    return None
-
-
-def _check_snapshot(
-    vault: Vault,
-    info: SnapshotInfo,
-    index: Index,
-    listed: dict[str, int],
-    damaged: dict[bytes, DamagedChunk],
-) -> None:
-    def locate(chunk_id: bytes) -> None:
-        loc = index.get(chunk_id)
-        if loc is None:
-            damaged.setdefault(
-                chunk_id, DamagedChunk(chunk_id.hex(), None, "missing: not in the index")
-            )
-        elif loc.pack not in listed:
-            damaged.setdefault(
-                chunk_id, DamagedChunk(chunk_id.hex(), loc.pack, "missing: its pack is gone")
-            )
-
-    for chunk_id in info.tree:
-        locate(chunk_id)
-    try:
-        for entry in vault.iter_entries(info, index=index):
-            for chunk_id in entry.chunks:
-                locate(chunk_id)
-    except (ChunkError, msgspec.DecodeError) as exc:
-        tree_id = exc.chunk_id if isinstance(exc, ChunkError) else b""
-        damaged.setdefault(
-            tree_id or info.snapshot_id.to_bytes(8, "big"),
-            DamagedChunk(
-                chunk_id=tree_id.hex(),
-                pack=None,
-                reason=f"snapshot {info.snapshot_id}'s file list is unreadable: {exc}",
-                files=[SnapshotFile(info.snapshot_id, "(the snapshot's list of files)")],
-            ),
-        )
-
-
-def _name_files(
-    vault: Vault, infos: list[SnapshotInfo], index: Index, damaged: dict[bytes, DamagedChunk]
-) -> None:
-    """Fill in, for each damaged chunk, every snapshot file that uses it."""
-    files: dict[bytes, list[SnapshotFile]] = {chunk_id: [] for chunk_id in damaged}
-    for info in infos:
-        tree_hit = [c for c in info.tree if c in files]
-        for chunk_id in tree_hit:
-            files[chunk_id].append(SnapshotFile(info.snapshot_id, "(the snapshot's list of files)"))
-        if tree_hit:
-            continue  # its entries cannot be trusted; the tree damage says it all
-        try:
-            for entry in vault.iter_entries(info, index=index):
-                for chunk_id in entry.chunks:
-                    hits = files.get(chunk_id)
-                    if hits is not None:
-                        hits.append(SnapshotFile(info.snapshot_id, path_str(entry.path)))
-        except (ChunkError, msgspec.DecodeError):
-            continue
-    for chunk_id, found in files.items():
-        current = damaged[chunk_id]
-        merged = [*current.files, *(f for f in found if f not in current.files)]
-        damaged[chunk_id] = msgspec.structs.replace(current, files=merged)

@@ -38,13 +38,14 @@ from cloudbackup.engine.errors import (
     FILE_EXISTS,
     FILE_UNWRITABLE,
     INVALID_ENTRY,
+    ChunkError,
     FileError,
     RestoreStopped,
     path_str,
 )
 from cloudbackup.engine.selection import normalize
-from cloudbackup.engine.snapshot import Entry
-from cloudbackup.engine.vault import ChunkError, Vault
+from cloudbackup.engine.snapshot import Entry, SnapshotInfo
+from cloudbackup.engine.vault import Vault
 
 #: Bytes of files handed to the writer threads and not yet finished, at most (but one batch).
 _AHEAD_BYTES: Final = 2 * 1024 * 1024
@@ -106,57 +107,11 @@ def restore_snapshot(
     if select is None:
         run.total_files, run.total_bytes = info.files, info.file_bytes
     else:
-        for entry in vault.iter_entries(info):
-            if entry.kind == "file" and select(entry):
-                run.total_files += 1
-                run.total_bytes += entry.size
+        run.total_files, run.total_bytes = _count_selected(vault, info, select)
 
-    dirs: list[tuple[bytes, Entry]] = []
-    links: list[tuple[bytes, Entry]] = []
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore")
-    pending: deque[tuple[Future[None], int]] = deque()
-    batch: list[tuple[bytes, Entry]] = []
-    batch_bytes = 0
-
-    def hand_over() -> None:
-        # Files go to the threads in batches: one hand-over (and its thread wake-ups) per
-        # batch rather than per file, which a restore of many small files would pay dearly.
-        nonlocal batch, batch_bytes
-        if batch:
-            pending.append((pool.submit(run.restore_files, batch), batch_bytes))
-            batch, batch_bytes = [], 0
-        # Few batches and few bytes ahead of the callbacks: a caller that throttles by
-        # sleeping in on_progress still holds the restore to its pace.
-        while pending and (
-            len(pending) > 2 * workers
-            or sum(size for _f, size in pending) > _AHEAD_BYTES
-            or pending[0][0].done()
-        ):
-            _wait_first(pending, run)
-
     try:
-        for entry in vault.iter_entries(info):
-            if select is not None and not select(entry):
-                continue
-            target = run.target_of(entry)
-            if target is None:
-                continue
-            if entry.kind == "dir":
-                # Before any file inside it: walk order puts a directory before its contents.
-                if run.make_dir(target):
-                    dirs.append((target, entry))
-            elif entry.kind == "file":
-                batch.append((target, entry))
-                batch_bytes += entry.size
-                if len(batch) >= _BATCH_FILES or batch_bytes >= _BATCH_BYTES:
-                    hand_over()
-                run.checkpoint()
-            else:
-                links.append((target, entry))
-        hand_over()
-        while pending:
-            _wait_first(pending, run)
-        run.checkpoint()  # every file is written: the final counters
+        dirs, links = _write_entries(vault, info, run, select, _FileBatches(run, pool, workers))
     except BaseException:
         run.stopping.set()  # files being written are abandoned (their temp files removed)
         raise
@@ -173,6 +128,90 @@ def restore_snapshot(
         errors=run.errors,
         duration_seconds=time.monotonic() - started,
     )
+
+
+def _count_selected(
+    vault: Vault, info: SnapshotInfo, select: Callable[[Entry], bool]
+) -> tuple[int, int]:
+    """The files ``select`` takes, and their bytes."""
+    files = size = 0
+    for entry in vault.iter_entries(info):
+        if entry.kind == "file" and select(entry):
+            files += 1
+            size += entry.size
+    return files, size
+
+
+def _write_entries(
+    vault: Vault,
+    info: SnapshotInfo,
+    run: _Restore,
+    select: Callable[[Entry], bool] | None,
+    files: _FileBatches,
+) -> tuple[list[tuple[bytes, Entry]], list[tuple[bytes, Entry]]]:
+    """Make the directories and write the files, in walk order; returns the directories made
+    (their metadata is set last) and the links to make (after every file)."""
+    dirs: list[tuple[bytes, Entry]] = []
+    links: list[tuple[bytes, Entry]] = []
+    for entry in vault.iter_entries(info):
+        if select is not None and not select(entry):
+            continue
+        target = run.target_of(entry)
+        if target is None:
+            continue
+        if entry.kind == "dir":
+            # Before any file inside it: walk order puts a directory before its contents.
+            if run.make_dir(target):
+                dirs.append((target, entry))
+        elif entry.kind == "file":
+            files.add(target, entry)
+            run.checkpoint()
+        else:
+            links.append((target, entry))
+    files.finish()
+    run.checkpoint()  # every file is written: the final counters
+    return dirs, links
+
+
+class _FileBatches:
+    """Hands files to the writer threads in batches: one hand-over (and its thread wake-ups)
+    per batch rather than per file, which a restore of many small files would pay dearly."""
+
+    def __init__(self, run: _Restore, pool: ThreadPoolExecutor, workers: int) -> None:
+        self.run = run
+        self.pool = pool
+        self.workers = workers
+        self.pending: deque[tuple[Future[None], int]] = deque()
+        self.batch: list[tuple[bytes, Entry]] = []
+        self.batch_bytes = 0
+
+    def add(self, target: bytes, entry: Entry) -> None:
+        self.batch.append((target, entry))
+        self.batch_bytes += entry.size
+        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+            self.hand_over()
+
+    def hand_over(self) -> None:
+        if self.batch:
+            self.pending.append(
+                (self.pool.submit(self.run.restore_files, self.batch), self.batch_bytes)
+            )
+            self.batch, self.batch_bytes = [], 0
+        # Few batches and few bytes ahead of the callbacks: a caller that throttles by
+        # sleeping in on_progress still holds the restore to its pace.
+        pending = self.pending
+        while pending and (
+            len(pending) > 2 * self.workers
+            or sum(size for _f, size in pending) > _AHEAD_BYTES
+            or pending[0][0].done()
+        ):
+            _wait_first(pending, self.run)
+
+    def finish(self) -> None:
+        """Hand over the last batch and wait for every file to be written."""
+        self.hand_over()
+        while self.pending:
+            _wait_first(self.pending, self.run)
 
 
 def _wait_first(pending: deque[tuple[Future[None], int]], run: _Restore) -> None:

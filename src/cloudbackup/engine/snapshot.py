@@ -45,27 +45,26 @@ class Entry(msgspec.Struct, frozen=True, array_like=True):
     inode: int = 0  # files: st_ino when read, for the incremental "unchanged" test
 
 
-class Manifest(msgspec.Struct, frozen=True, kw_only=True):
+class _Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """What every form of a snapshot says about it, its entries aside."""
+
+    format: int = FORMAT_VERSION
+    snapshot_id: int
+    created_ns: int
+    inclusions: list[PathItem]
+    exclusions: list[PathItem]
+    errors: list[FileError] = msgspec.field(default_factory=list)
+
+
+class Manifest(_Snapshot, frozen=True, kw_only=True):
     """A complete snapshot with all its entries in memory (small vaults, tests, browsing)."""
 
-    format: int = FORMAT_VERSION
-    snapshot_id: int
-    created_ns: int
-    inclusions: list[PathItem]
-    exclusions: list[PathItem]
     entries: list[Entry]
-    errors: list[FileError] = msgspec.field(default_factory=list)
 
 
-class SnapshotInfo(msgspec.Struct, frozen=True, kw_only=True):
+class SnapshotInfo(_Snapshot, frozen=True, kw_only=True):
     """The stored snapshot object: everything but the entries, plus where the entries are."""
 
-    format: int = FORMAT_VERSION
-    snapshot_id: int
-    created_ns: int
-    inclusions: list[PathItem]
-    exclusions: list[PathItem]
-    errors: list[FileError] = msgspec.field(default_factory=list)
     tree: list[bytes] = msgspec.field(default_factory=list)  # chunk ids of the entry stream
     entry_count: int = 0
     tree_size: int = 0  # bytes of the entry stream

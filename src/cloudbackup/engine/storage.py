@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -93,30 +93,27 @@ class LocalStorage:
         return tmp_name
 
     def put(self, name: str, data: bytes) -> None:
-        final = self._path(name)
-        tmp_name = self._write_temp(data)
-        try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp_name, final)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        # The rename must survive a crash before anything that refers to the object is written.
-        _fsync_dir(final.parent)
+        self._place(name, data, os.replace)
 
     def create(self, name: str, data: bytes) -> bool:
+        try:
+            # link() refuses an existing name atomically, unlike rename().
+            self._place(name, data, os.link)
+        except FileExistsError:
+            return False
+        return True
+
+    def _place(self, name: str, data: bytes, move: Callable[[str, Path], None]) -> None:
+        """Write ``data`` to a temp file, then ``move`` it to the object's name, durably."""
         final = self._path(name)
         tmp_name = self._write_temp(data)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            # link() refuses an existing name atomically, unlike rename().
-            os.link(tmp_name, final)
-        except FileExistsError:
-            return False
+            move(tmp_name, final)
         finally:
-            Path(tmp_name).unlink(missing_ok=True)
+            Path(tmp_name).unlink(missing_ok=True)  # gone already after a rename
+        # The new name must survive a crash before anything that refers to the object is written.
         _fsync_dir(final.parent)
-        return True
 
     def get(self, name: str) -> bytes:
         return self._path(name).read_bytes()
@@ -178,6 +175,23 @@ class _OpenFiles:
                 os.close(fd)
 
 
+def new_s3_client(
+    endpoint_url: str | None, region: str | None, access_key_id: str | None, secret: str | None
+) -> Any:
+    """A boto3 S3 client (thread-safe); empty settings fall back to boto3's own lookup."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url or None,
+        region_name=region or None,
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret or None,
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=16),
+    )
+
+
 class S3Storage:
     """Objects in an S3-compatible bucket under ``prefix/`` (boto3; clients are thread-safe)."""
 
@@ -194,18 +208,10 @@ class S3Storage:
         secret_access_key: str | None = None,
         client: Any = None,
     ) -> None:
-        import boto3
-        from botocore.config import Config
-
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        self._client = client or boto3.client(
-            "s3",
-            endpoint_url=endpoint_url or None,
-            region_name=region or None,
-            aws_access_key_id=access_key_id or None,
-            aws_secret_access_key=secret_access_key or None,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, max_pool_connections=16),
+        self._client = client or new_s3_client(
+            endpoint_url, region, access_key_id, secret_access_key
         )
 
     def _key(self, name: str) -> str:

@@ -1,0 +1,154 @@
+"""Pack objects: many stored chunks in one object, and the writer that fills them.
+
+A pack (``packs/<2 hex>/<64 hex>``) is 16 random bytes, its chunks' stored bytes back to back,
+then its sealed header (the list of :class:`BlobRef`), then the header's 4-byte length. It is
+named by the BLAKE3 of the whole object, so reading it back checks the pack as a whole too.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from typing import TYPE_CHECKING, Final
+
+import blake3
+import msgspec
+
+from cloudbackup.engine.crypto import DecryptError, Sealer
+from cloudbackup.engine.errors import VaultError
+from cloudbackup.engine.index import BlobRef, Index, IndexPack
+
+if TYPE_CHECKING:
+    from cloudbackup.engine.vault import Vault
+
+#: A pack is closed once it holds this many bytes (restic's default too).
+PACK_TARGET: Final = 16 * 1024 * 1024
+#: A writer writes an index object after this many packs (and at its end).
+INDEX_EVERY_PACKS: Final = 64
+PACK_PREFIX: Final = "packs/"
+_LEN = struct.Struct("<I")
+_encoder = msgspec.msgpack.Encoder()
+
+
+def pack_name(pack_id: str) -> str:
+    return f"{PACK_PREFIX}{pack_id[:2]}/{pack_id}"
+
+
+def pack_id_of(data: bytes) -> str:
+    """The id of a pack object: the BLAKE3 of its bytes."""
+    return blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
+
+
+def read_pack_header(sealer: Sealer, data: bytes) -> list[BlobRef]:
+    """The blob list a pack carries at its end (``VaultError`` if unreadable)."""
+    if len(data) < _LEN.size:
+        raise VaultError("pack too short")
+    (size,) = _LEN.unpack_from(data, len(data) - _LEN.size)
+    start = len(data) - _LEN.size - size
+    if start < 0:
+        raise VaultError("pack header length is out of range")
+    try:
+        plain = sealer.open(data[start : len(data) - _LEN.size])
+        return msgspec.msgpack.decode(plain, type=list[BlobRef])
+    except (DecryptError, msgspec.DecodeError) as exc:
+        raise VaultError(f"pack header is damaged: {exc}") from exc
+
+
+class _PackBuilder:
+    def __init__(self) -> None:
+        # 16 random bytes first: two packs never share a name (their BLAKE3), even with the same
+        # chunks, so a pack a prune has planned to delete is never re-created under its name.
+        self.data = bytearray(os.urandom(16))
+        self.blobs: list[BlobRef] = []
+
+    def add(self, chunk_id: bytes, blob: bytes, raw_length: int, compressed: bool) -> None:
+        self.blobs.append(BlobRef(chunk_id, len(self.data), len(blob), raw_length, compressed))
+        self.data += blob
+
+    def finish(self, sealer: Sealer) -> tuple[str, bytes]:
+        header = sealer.seal(_encoder.encode(self.blobs))
+        self.data += header
+        self.data += _LEN.pack(len(header))
+        data = bytes(self.data)
+        self.data = bytearray()  # one copy of a 16 MiB pack in memory, not two
+        return pack_id_of(data), data
+
+
+class ChunkWriter:
+    """Stores chunks for one writer: dedup against ``view``, pack, write packs and index.
+
+    ``store`` may be called from several threads at once. A chunk is claimed before it is
+    encoded, so two threads never store the same chunk twice; the snapshot referencing chunks
+    must only be written after ``flush``.
+    """
+
+    def __init__(self, vault: Vault, view: Index, writer: str | None) -> None:
+        self.vault = vault
+        self.view = view
+        self.writer = writer
+        self._lock = threading.Lock()
+        self._claimed: set[bytes] = set()
+        self._pack = _PackBuilder()
+        self._pending: list[IndexPack] = []
+        self.packs_written = 0
+
+    def store(self, data: bytes) -> tuple[bytes, bool]:
+        """Store one chunk unless known; returns its id and whether it was new."""
+        chunk_id = self.vault.sealer.chunk_id(data)
+        if not self._claim(chunk_id):
+            return chunk_id, False
+        blob, compressed = self.vault.encode_chunk(data)
+        self._add(chunk_id, blob, len(data), compressed)
+        return chunk_id, True
+
+    def add_stored(self, ref: BlobRef, blob: bytes) -> bool:
+        """Copy an already encoded chunk (repacking); False when the view already has it."""
+        if not self._claim(ref.id):
+            return False
+        self._add(ref.id, blob, ref.raw_length, ref.compressed)
+        return True
+
+    def _claim(self, chunk_id: bytes) -> bool:
+        """Take ``chunk_id`` for this writer to store; False if known or taken already."""
+        with self._lock:
+            if chunk_id in self.view or chunk_id in self._claimed:
+                return False
+            self._claimed.add(chunk_id)
+            return True
+
+    def _add(self, chunk_id: bytes, blob: bytes, raw_length: int, compressed: bool) -> None:
+        """Put a claimed chunk's stored bytes in the open pack; write the pack once it is full."""
+        full = None
+        with self._lock:
+            self._pack.add(chunk_id, blob, raw_length, compressed)
+            if len(self._pack.data) >= PACK_TARGET:
+                full, self._pack = self._pack, _PackBuilder()
+        if full is not None:
+            self._write_pack(full)
+
+    def _write_pack(self, pack: _PackBuilder) -> None:
+        pack_id, data = pack.finish(self.vault.sealer)
+        self.vault.storage.put(pack_name(pack_id), data)
+        batch: list[IndexPack] = []
+        with self._lock:
+            self.view.add(pack_id, pack.blobs)
+            self._claimed.difference_update(b.id for b in pack.blobs)
+            self._pending.append(IndexPack(pack_id, len(data), pack.blobs))
+            self.packs_written += 1
+            if len(self._pending) >= INDEX_EVERY_PACKS:
+                batch, self._pending = self._pending, []
+        if batch:
+            self.vault.write_index(batch, self.writer)
+
+    def flush(self) -> None:
+        """Write the open pack and the index of every pack not yet indexed."""
+        with self._lock:
+            pack, self._pack = self._pack, _PackBuilder()
+        if pack.blobs:
+            self._write_pack(pack)
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:
+            self.vault.write_index(batch, self.writer)
+        self.vault.forget_cached_index()
