@@ -229,3 +229,17 @@ def test_an_unreachable_postgresql_is_unavailable_not_an_error() -> None:
 def test_a_database_url_of_no_known_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported database URL: mysql"):
         backup_start_store("mysql://db/x")
+
+
+@pytest.mark.parametrize(
+    ("project_id", "configuration_id"),
+    [("110011", "c" * 100_000), ("110011", "c" * 37), ("p" * 65, "c"), ("110011", "a\x00b")],
+)
+def test_an_id_no_row_can_have_is_404_before_the_database(
+    db: Database, project_id: str, configuration_id: str
+) -> None:
+    agent = rows.agent(db)
+    rows.configuration(db, agent)
+    with pytest.raises(NotFound, match="Configuration not found."):
+        start(db.url, project_id, configuration_id, "start_requested", None)
+    assert table_rows(db, BACKUPS, agent_id=agent.id) == []

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain import runs
+from cloudbackup.domain.agents import storable
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
 from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_backup_event
@@ -167,6 +168,22 @@ def transition(
     return True
 
 
+# The widest ids the tables hold (varchar columns): a longer one names nothing.
+ID_LENGTH = 36
+PROJECT_ID_LENGTH = 64
+
+
+def check_start_ids(project_id: str, configuration_id: str) -> None:
+    """404 for ids no row can have, before they reach the database (PostgreSQL would refuse
+    to compare or insert them: a 500 the fuzzer found on B1's one-statement path)."""
+    if (
+        len(configuration_id) > ID_LENGTH
+        or len(project_id) > PROJECT_ID_LENGTH
+        or not (storable(configuration_id) and storable(project_id))
+    ):
+        raise NotFound("Configuration not found.")
+
+
 def parse_start_state(state_value: str, agent_header: str | None) -> BackupState:
     """The state a B1 body asks for, if a start may ask for it (400 otherwise)."""
     state = parse_state(state_value)
@@ -255,6 +272,7 @@ class BackupStarter:
         self, project_id: str, configuration_id: str, state_value: str, agent_header: str | None
     ) -> Backup:
         state = parse_start_state(state_value, agent_header)
+        check_start_ids(project_id, configuration_id)
         run = new_run(project_id, configuration_id, state, agent_header)
         try:
             context, inserted = await self.store.start(
@@ -285,6 +303,7 @@ class BackupService:
     ) -> Backup:
         """Record a new run (committed) and only then hand it to a worker."""
         state = parse_start_state(state_value, agent_header)
+        check_start_ids(project_id, configuration_id)
         try:
             with self.db.transaction() as session:
                 backup = self.record_start(
