@@ -123,6 +123,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     notify_interval_seconds: float = 10.0
     # Seconds between retention passes (beat runs them): expired backups get a cleanup.
     retention_interval_seconds: float = 3600.0
+    # -- webhooks --------------------------------------------------------------------------------
+    # Allow webhook URLs on loopback, private or link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
 
     @property
     def allowed_root_list(self) -> tuple[str, ...]:
