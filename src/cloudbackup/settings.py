@@ -130,6 +130,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- behind a proxy ---------------------------------------------------------------------------
     # Peers (addresses or networks, comma-separated) whose X-Forwarded-Proto/-Host are believed.
     trusted_proxies: str = ""
+    # -- webhooks --------------------------------------------------------------------------------
+    # Allow webhook URLs on loopback, private or link-local addresses (tests, closed networks).
+    webhook_allow_private: bool = False
 
     @property
     def allowed_root_list(self) -> tuple[str, ...]:

@@ -34,6 +34,12 @@ from cloudbackup.store.tables.operations import (
 )
 from cloudbackup.store.tables.restores import RESTORE_ERRORS, RESTORES, Restore, RestoreError
 from cloudbackup.store.tables.summaries import SUMMARY_SETTINGS, SummarySettings
+from cloudbackup.store.tables.webhooks import (
+    WEBHOOK_DELIVERIES,
+    WEBHOOKS,
+    Webhook,
+    WebhookDelivery,
+)
 
 __all__ = [
     "AGENTS",
@@ -83,4 +89,8 @@ __all__ = [
     "NOTIFIER_CURSORS",
     "MailMessage",
     "NotifierCursor",
+    "WEBHOOKS",
+    "WEBHOOK_DELIVERIES",
+    "Webhook",
+    "WebhookDelivery",
 ]
