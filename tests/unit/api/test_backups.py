@@ -518,3 +518,34 @@ def test_nul_characters_never_reach_the_database(client, setup):
     response = client.post(f"/v2/{PROJECT}/backups", content=body, headers=headers(secret))
     assert response.status_code == 400
     assert response.json()["errors"] == ["Strings may not contain NUL characters."]
+
+
+def test_er1_exception_details_is_a_string_even_when_nothing_was_added():
+    from types import SimpleNamespace
+
+    from cloudbackup.api.schemas.backups import error_list_out
+    from cloudbackup.store.tables import Backup, BackupError
+
+    row = Backup(
+        id="b",
+        project_id=PROJECT,
+        agent_id="a",
+        configuration_id="c",
+        vault_id="v",
+        state="completed_with_errors",
+        request_id="r",
+        errors_count=1,
+        errors_reason="unable_to_process_some_files",
+        errors_diagnostics="d",
+    )
+    item = BackupError(
+        backup_id="b",
+        index=0,
+        path="/web/a",
+        type="file_unreadable",
+        exception_code=13,
+        exception_description="Permission denied",
+    )
+    links = SimpleNamespace(link=lambda rel, *parts: SimpleNamespace(href="/".join(parts), rel=rel))
+    (out,) = error_list_out(row, [item], links).items
+    assert out.exception.details == ""

@@ -265,3 +265,11 @@ def test_every_problem_is_reported_at_once() -> None:
         draft(name="", retention_days=-5, inclusions=(folder("rel"),), notifications=())
     )
     assert len(problems) == 4
+
+
+@pytest.mark.parametrize("address", ["a@b.c", "ops@example.com", "first.last+tag@mail.example.org"])
+def test_ordinary_email_addresses_are_accepted(address):
+    from cloudbackup.domain.configurations import Notification, check_notifications
+
+    notification = Notification(type="email", destination=address, on_success=True, on_failure=True)
+    assert check_notifications([notification]) == []

@@ -62,7 +62,7 @@ class BackupList(msgspec.Struct):
 class ExceptionOut(msgspec.Struct):
     code: int | None
     description: str | None
-    details: str | None
+    details: str  # a string, as in the reference sample: empty when there is nothing to add
 
 
 class ErrorItemOut(msgspec.Struct):
@@ -151,7 +151,7 @@ def error_list_out(row: Backup, items: list[BackupError], links: LinkBuilder) ->
                 else ExceptionOut(
                     code=item.exception_code,
                     description=item.exception_description,
-                    details=item.exception_details,
+                    details=item.exception_details or "",
                 ),
             )
             for item in items

@@ -226,7 +226,7 @@ def restore_errors_out(
                 else ExceptionOut(
                     code=item.exception_code,
                     description=item.exception_description,
-                    details=item.exception_details,
+                    details=item.exception_details or "",
                 ),
             )
             for item in items
