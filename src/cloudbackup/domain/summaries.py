@@ -2,7 +2,7 @@
 
 PUT replaces the whole document; ``daily``/``weekly`` default to ``false``; recipients are
 e-mail addresses (the only notification type the spec shows). Before any PUT a project reads
-the defaults. Nothing here sends mail: the settings are recorded for a summary sender.
+the defaults. ``domain.summary_mail`` sends the summaries these settings ask for.
 """
 
 from __future__ import annotations
