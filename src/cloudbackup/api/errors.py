@@ -1,8 +1,8 @@
 """Map every failure to a JSON body `{"message": ..., "errors": [...]}` (spec §1.5).
 
-Domain errors carry their own status; Litestar's own HTTP errors (404 route, 405 method, 413 body
-too large, 400 bad parameter) are reshaped; database outages are 503; anything else is a 500
-that says nothing about internals.
+Domain errors carry their own status (`status_of`); Litestar's own HTTP errors (404 route, 405
+method, 413 body too large, 400 bad parameter) are reshaped; database outages are 503; anything
+else is a 500 that says nothing about internals.
 """
 
 from __future__ import annotations
@@ -15,27 +15,10 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 
 from cloudbackup.api.schemas.common import ErrorBody
-from cloudbackup.domain.errors import (
-    Conflict,
-    DomainError,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    Unauthenticated,
-    Unavailable,
-)
+from cloudbackup.domain.errors import DomainError, status_of
 from cloudbackup.store.db import is_connection_error
 
 log = logging.getLogger("cloudbackup.api")
-
-STATUS_OF: dict[type[DomainError], int] = {
-    InvalidInput: 400,
-    Unauthenticated: 401,
-    Forbidden: 403,
-    NotFound: 404,
-    Conflict: 409,
-    Unavailable: 503,
-}
 
 _HTTP_MESSAGES = {
     400: "Bad request.",
@@ -66,7 +49,7 @@ def error_response(
 
 
 def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[ErrorBody]:
-    status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
+    status = status_of(exc)
     headers = {"Retry-After": "5"} if status == 503 else None
     return error_response(status, exc.message, exc.errors, headers)
 

@@ -28,9 +28,10 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from cloudbackup.api.auth import METHOD_PERMISSION, TokenCache
+from cloudbackup.api.auth import METHOD_PERMISSION
 from cloudbackup.api.limits import read_body, replay
-from cloudbackup.domain.auth import Principal, authenticate, hash_token
+from cloudbackup.domain.auth import Principal
+from cloudbackup.domain.credentials import principal_of
 from cloudbackup.domain.errors import Conflict, InvalidInput
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -123,20 +124,9 @@ async def _principal(scope: Scope) -> Principal | None:
         return None
     secret = secret_raw.decode("latin-1")
     state = scope["app"].state
-    cache: TokenCache = state.token_cache
-    digest = hash_token(secret)
-    principal = cache.get(digest)
+    principal = await principal_of(secret, state.database, state.token_cache)
     if principal is None:
-        db: Database = state.database
-
-        def lookup() -> Principal | None:
-            with db.transaction() as session:
-                return authenticate(session, secret)
-
-        principal = await anyio.to_thread.run_sync(lookup)
-        if principal is None:
-            return None
-        cache.put(digest, principal)
+        return None
     if scope.get("path_params", {}).get("project_id") != principal.project_id:
         return None
     permission = handler.opt.get("permission") or METHOD_PERMISSION["POST"]

@@ -41,7 +41,7 @@ from cloudbackup.console.session import (
     current_user,
     lookup,
 )
-from cloudbackup.domain.errors import DomainError
+from cloudbackup.domain.errors import DomainError, status_of
 
 AnyRequest = Request[Any, Any, Any]
 Query = Annotated[str, QueryParameter(required=False)]
@@ -170,10 +170,7 @@ def _on_api_error(request: AnyRequest, exc: ApiError) -> Response[str]:
 
 
 def _on_domain_error(request: AnyRequest, exc: DomainError) -> Response[str]:
-    from cloudbackup.api.errors import STATUS_OF
-
-    status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
-    return _error_page(request, status, exc.message, exc.errors)
+    return _error_page(request, status_of(exc), exc.message, exc.errors)
 
 
 def _on_http_error(request: AnyRequest, exc: HTTPException) -> Response[str]:

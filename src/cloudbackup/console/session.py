@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import anyio.to_thread
 from litestar import Request
 
-from cloudbackup.api.auth import TokenCache
-from cloudbackup.domain.auth import Permission, Principal, authenticate, hash_token
-from cloudbackup.store.db import Database
+from cloudbackup.domain.auth import Permission, Principal
+from cloudbackup.domain.credentials import principal_of
 
 COOKIE = "cloudbackup_console"
 COOKIE_PATH = "/console"
@@ -74,24 +72,9 @@ def csrf_token(secret: str) -> str:
 
 
 async def lookup(request: Request[Any, Any, Any], secret: str) -> Principal | None:
-    """The principal of a token, through the API's own token cache (same rules, same expiry)."""
-    if not secret or len(secret) > 256:
-        return None
+    """The principal of a token, through the API's own lookup (same rules, cache and expiry)."""
     state = request.app.state
-    cache: TokenCache = state.token_cache
-    digest = hash_token(secret)
-    principal = cache.get(digest)
-    if principal is None:
-        db: Database = state.database
-
-        def read() -> Principal | None:
-            with db.transaction() as session:
-                return authenticate(session, secret)
-
-        principal = await anyio.to_thread.run_sync(read)
-        if principal is not None:
-            cache.put(digest, principal)
-    return principal
+    return await principal_of(secret, state.database, state.token_cache)
 
 
 async def current_user(request: Request[Any, Any, Any]) -> ConsoleUser:

@@ -40,6 +40,7 @@ ROLE_GRANTS: dict[str, frozenset[Permission]] = {
     "cloudbackup:creator": _CRU,
     "cloudbackup:observer": _R,
 }
+MAX_SECRET_LENGTH = 256  # longer is never one of our tokens: refused before hashing or asking
 # Short names accepted by the CLI: `--role admin|creator|observer` mean the product roles.
 ROLE_ALIASES = {"creator": "cloudbackup:creator"}
 
@@ -103,7 +104,7 @@ def create_token(
 
 def authenticate(session: Session, secret: str, now: datetime | None = None) -> Principal | None:
     """The principal of a token secret, or None when unknown, expired or revoked."""
-    if not secret or len(secret) > 256:
+    if not secret or len(secret) > MAX_SECRET_LENGTH:
         return None
     digest = hash_token(secret)
     row = session.execute(

@@ -1,4 +1,4 @@
-"""Failures the services report; the HTTP layer maps each kind to one status code."""
+"""Failures the services report, and the one HTTP status each kind is answered with."""
 
 from __future__ import annotations
 
@@ -34,3 +34,19 @@ class Conflict(DomainError):
 
 class Unavailable(DomainError):
     """A dependency (database, broker) cannot be reached right now (HTTP 503)."""
+
+
+# One map for the API's JSON answers and the console's error pages.
+STATUS_OF: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Unavailable: 503,
+}
+
+
+def status_of(exc: DomainError) -> int:
+    """The HTTP status of a failure (500 for a kind without one)."""
+    return next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 500)
