@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from cloudbackup import logs
 from cloudbackup.domain.errors import Unauthenticated
-from cloudbackup.domain.states import FINAL_STATES, RESTORABLE_STATES, BackupState
+from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
 from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -172,7 +172,7 @@ class ServiceCollector(Collector):
                 session,
                 _seconds_between(session, BACKUPS.c.started_time, BACKUPS.c.ended_time),
                 DURATION_BUCKETS,
-                [s.value for s in FINAL_STATES],
+                [s.value for s in BACKUP_MACHINE.final],
                 BACKUPS.c.started_time.is_not(None) & BACKUPS.c.ended_time.is_not(None),
             )
             size = _histogram(

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.errors import InvalidInput, NotFound
-from cloudbackup.domain.states import ACTIVE_STATES, CLEANUP_ACTIVE_STATES, RESTORE_ACTIVE_STATES
+from cloudbackup.domain.run_states import BACKUP_MACHINE, CLEANUP_MACHINE, RESTORE_MACHINE
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import Page, SortDir
 from cloudbackup.store.tables import BACKUPS, CLEANUPS, CONFIGURATIONS, RESTORES, as_utc
@@ -61,15 +61,17 @@ def _names(states: Iterable[str]) -> frozenset[str]:
 
 # A restore's configuration is its backup's, copied onto the restore row when it is created.
 SOURCES: tuple[ActivitySource, ...] = (
-    ActivitySource("backup", BACKUPS, "agent_id", "configuration_id", _names(ACTIVE_STATES)),
+    ActivitySource(
+        "backup", BACKUPS, "agent_id", "configuration_id", _names(BACKUP_MACHINE.active)
+    ),
     ActivitySource(
         "restore",
         RESTORES,
         "destination_agent_id",
         "configuration_id",
-        _names(RESTORE_ACTIVE_STATES),
+        _names(RESTORE_MACHINE.active),
     ),
-    ActivitySource("cleanup", CLEANUPS, "agent_id", None, _names(CLEANUP_ACTIVE_STATES)),
+    ActivitySource("cleanup", CLEANUPS, "agent_id", None, _names(CLEANUP_MACHINE.active)),
 )
 
 

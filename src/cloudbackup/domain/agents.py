@@ -22,7 +22,7 @@ from sqlmodel import col
 from cloudbackup.domain.auth import create_token, hash_token
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from cloudbackup.domain.events import record_event
-from cloudbackup.domain.states import ACTIVE_STATES, CLEANUP_ACTIVE_STATES, RESTORE_ACTIVE_STATES
+from cloudbackup.domain.run_states import BACKUP_MACHINE, CLEANUP_MACHINE, RESTORE_MACHINE
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import (
     BACKUPS,
@@ -46,14 +46,14 @@ REGION_NOT_EMPTY = "The vault property (region) cannot be updated, reason: vault
 # What keeps an agent from being deleted: its runs that are not final (a restore runs on its
 # destination agent).
 _RUNS_OF_AN_AGENT: list[tuple[str, sa.Column[str], sa.Column[str], list[str]]] = [
-    ("backup", BACKUPS.c.agent_id, BACKUPS.c.state, sorted(map(str, ACTIVE_STATES))),
+    ("backup", BACKUPS.c.agent_id, BACKUPS.c.state, sorted(map(str, BACKUP_MACHINE.active))),
     (
         "restore",
         RESTORES.c.destination_agent_id,
         RESTORES.c.state,
-        sorted(map(str, RESTORE_ACTIVE_STATES)),
+        sorted(map(str, RESTORE_MACHINE.active)),
     ),
-    ("cleanup", CLEANUPS.c.agent_id, CLEANUPS.c.state, sorted(map(str, CLEANUP_ACTIVE_STATES))),
+    ("cleanup", CLEANUPS.c.agent_id, CLEANUPS.c.state, sorted(map(str, CLEANUP_MACHINE.active))),
 ]
 
 _REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -1,7 +1,6 @@
-"""Backup services: start (B1), read (B2/B3), update (B4), errors (ER1), events (EV5).
-
-Every state change goes through :func:`transition`: the compare-and-set every run shares
-(``domain.runs``, with :data:`BACKUP_RUNS`), plus what only a backup records when it ends.
+"""Backups: the start (B1), and what only a backup adds to the run every kind shares
+(``domain.runs``): its reads filter, it records a snapshot, and a run that ends says whether it
+can be restored. Read (B2/B3), update (B4), errors (ER1) and events (EV5) are the shared ones.
 """
 
 from __future__ import annotations
@@ -15,41 +14,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain import runs
 from cloudbackup.domain.agents import storable
-from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
+from cloudbackup.domain.dispatch import AsyncDispatcher
 from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_backup_event
-from cloudbackup.domain.runs import RunKind, RunUpdate
-from cloudbackup.domain.states import (
-    ACTIVE_STATES,
-    AGENT_SETTABLE,
-    EVENTS_WITH_REQUEST_ID,
-    FINAL_CONFLICT_MESSAGE,
-    FINAL_STATES,
-    RESTORABLE_STATES,
-    RUNNING_STATES,
-    START_STATES,
-    STATE_EVENT,
-    USER_SETTABLE,
-    BackupState,
-    parse_state,
-    sources_of,
-)
+from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
 from cloudbackup.store.backup_starts import Admission, BackupStartStore, NewRun, StartConflict
-from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import (
     BackupRepository,
     ConfigurationRepository,
-    EventRepository,
-    Page,
-    SortDir,
     StartContext,
 )
 from cloudbackup.store.tables import (
     Backup,
     BackupError,
-    Event,
     utcnow,
 )
 
@@ -109,63 +88,34 @@ def _error_row(backup_id: str, item: ErrorItem) -> BackupError:
     return BackupError(backup_id=backup_id, **item.columns())
 
 
+class BackupEnding:
+    """A backup that ends records whether it can be restored (a completed run with a
+    snapshot); a restorable one becomes its configuration's last completed."""
+
+    def values(self, backup: Backup, target: str, values: dict[str, Any]) -> dict[str, Any]:
+        snapshot = values.get("snapshot_id", backup.snapshot_id)
+        restorable = target in RESTORABLE_STATES and snapshot is not None
+        return {**values, "restorable": restorable}
+
+    def after(self, session: Session, backup: Backup, target: str) -> None:
+        if backup.restorable:
+            ConfigurationRepository(session).set_last_completed(backup.configuration_id, backup.id)
+
+
 BACKUP_RUNS: RunKind[Backup, BackupError, BackupState] = RunKind(
-    name="backup",
+    machine=BACKUP_MACHINE,
     repository=BackupRepository,
-    states=BackupState,
-    start_states=START_STATES,
-    running_states=RUNNING_STATES,
-    active_states=ACTIVE_STATES,
-    final_states=FINAL_STATES,
-    agent_settable=AGENT_SETTABLE,
-    user_settable=USER_SETTABLE,
-    sources_of=sources_of,
-    state_event=STATE_EVENT,
-    events_with_request_id=EVENTS_WITH_REQUEST_ID,
     record_event=record_backup_event,
     error_row=_error_row,
     agent_of=lambda backup: backup.agent_id,
     not_found="Backup not found.",
-    final_conflict=FINAL_CONFLICT_MESSAGE,
     not_the_agent=(
         "Progress and results may only be reported by the backup's agent "
         "(send its id in X-Agent-Id)."
     ),
     final_values={"active_manual_lock": None},  # a final state frees the manual-start lock
+    ending=BackupEnding(),
 )
-
-
-def transition(
-    session: Session,
-    backup: Backup,
-    target: BackupState,
-    values: dict[str, Any] | None = None,
-    *,
-    request_id: str | None = None,
-    event_extra: dict[str, Any] | None = None,
-) -> bool:
-    """Move ``backup`` to ``target`` if its state machine allows it (:func:`runs.transition`).
-
-    Backups only: a final state also records whether the backup can be restored (a completed
-    run with a snapshot), and a restorable one becomes its configuration's last completed.
-    """
-    values = dict(values or {})
-    if target in FINAL_STATES:
-        snapshot = values.get("snapshot_id", backup.snapshot_id)
-        values["restorable"] = target in RESTORABLE_STATES and snapshot is not None
-    if not runs.transition(
-        BACKUP_RUNS,
-        session,
-        backup,
-        target,
-        values,
-        request_id=request_id,
-        event_extra=event_extra,
-    ):
-        return False
-    if target in RESTORABLE_STATES and values["restorable"]:
-        ConfigurationRepository(session).set_last_completed(backup.configuration_id, backup.id)
-    return True
 
 
 # The widest ids the tables hold (varchar columns): a longer one names nothing.
@@ -186,8 +136,8 @@ def check_start_ids(project_id: str, configuration_id: str) -> None:
 
 def parse_start_state(state_value: str, agent_header: str | None) -> BackupState:
     """The state a B1 body asks for, if a start may ask for it (400 otherwise)."""
-    state = parse_state(state_value)
-    if state not in START_STATES:
+    state = BACKUP_MACHINE.parse(state_value)
+    if state not in BACKUP_MACHINE.starts:
         raise InvalidInput(
             "Validation failed.",
             [f"state must be 'start_requested' or 'start_scheduled', not {state_value!r}."],
@@ -221,7 +171,7 @@ def check_start(
     return config
 
 
-@lru_cache(maxsize=len(START_STATES))
+@lru_cache(maxsize=len(BACKUP_MACHINE.starts))
 def admitted_contexts(state: BackupState) -> frozenset[Admission]:
     """Every start context :func:`check_start` admits for ``state``, as the
     (deleted, enabled, agent_enabled, has_active_run, header_is_agent) flags a database can
@@ -255,7 +205,7 @@ def new_run(
         active_manual_lock=None if scheduled else configuration_id,
         now=utcnow(),
         agent_header=agent_header,
-        event=STATE_EVENT[state],
+        event=BACKUP_MACHINE.events[state],
     )
 
 
@@ -276,7 +226,7 @@ class BackupStarter:
         run = new_run(project_id, configuration_id, state, agent_header)
         try:
             context, inserted = await self.store.start(
-                run, active_states=ACTIVE_STATES, admitted=admitted_contexts(state)
+                run, active_states=BACKUP_MACHINE.active, admitted=admitted_contexts(state)
             )
         except StartConflict as exc:
             raise Conflict(ACTIVE_MESSAGE) from exc  # a concurrent start won the manual lock
@@ -290,12 +240,11 @@ class BackupStarter:
         return backup
 
 
-class BackupService:
-    """Use cases of the backups resource, for the API (and the CLI)."""
+class BackupService(RunService[Backup, BackupError, BackupState]):
+    """Use cases of the backups resource, for the API (and the CLI): the start here, the
+    rest shared with every run."""
 
-    def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
-        self.db = db
-        self.dispatcher = dispatcher
+    kind = BACKUP_RUNS
 
     # -- B1 ---------------------------------------------------------------------------------
     def start(
@@ -327,7 +276,7 @@ class BackupService:
         """Insert a run and its start event in the caller's transaction (B1, and the scheduler
         firing as the configuration's agent); publishing is the caller's job, after the commit."""
         repo = BackupRepository(session)
-        context = repo.start_context(project_id, configuration_id, ACTIVE_STATES)
+        context = repo.start_context(project_id, configuration_id, BACKUP_MACHINE.active)
         config = check_start(state, agent_header, context)
         run = new_run(project_id, configuration_id, state, agent_header)
         values = run.row(config.agent_id, config.vault_id)
@@ -335,107 +284,3 @@ class BackupService:
         backup = Backup(**values)
         record_backup_event(session, backup, run.event, request_id=backup.request_id)
         return backup
-
-    # -- B2 / B3 ----------------------------------------------------------------------------
-    def get(self, project_id: str, backup_id: str) -> Backup:
-        with self.db.transaction() as session:
-            backup = BackupRepository(session).get(backup_id, project_id)
-        if backup is None:
-            raise NotFound("Backup not found.")
-        return backup
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker: str | None,
-        limit: int,
-        sort_dir: SortDir,
-        restorable: bool | None,
-        configuration_id: str | None,
-    ) -> Page[Backup]:
-        with self.db.transaction() as session:
-            repo = BackupRepository(session)
-            marker_seq = None
-            if marker is not None:
-                marker_seq = repo.seq_of(marker, project_id)
-                if marker_seq is None:
-                    raise InvalidInput(
-                        "Validation failed.",
-                        [f"marker {marker!r} is not a backup of this project."],
-                    )
-            return repo.page(
-                project_id,
-                marker_seq=marker_seq,
-                limit=limit,
-                sort_dir=sort_dir,
-                restorable=restorable,
-                configuration_id=configuration_id,
-            )
-
-    # -- ER1 / EV5 --------------------------------------------------------------------------
-    def errors(self, project_id: str, backup_id: str) -> tuple[Backup, list[BackupError]]:
-        with self.db.transaction() as session:
-            repo = BackupRepository(session)
-            backup = repo.get(backup_id, project_id)
-            if backup is None:
-                raise NotFound("Backup not found.")
-            return backup, repo.errors(backup_id)
-
-    def events(
-        self, project_id: str, backup_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
-    ) -> Page[Event]:
-        with self.db.transaction() as session:
-            if BackupRepository(session).get(backup_id, project_id) is None:
-                raise NotFound("Backup not found.")
-            return EventRepository(session).page(
-                project_id, marker=marker, limit=limit, sort_dir=sort_dir, backup_id=backup_id
-            )
-
-    # -- B4 ---------------------------------------------------------------------------------
-    def update(
-        self, project_id: str, backup_id: str, update: BackupUpdate, agent_header: str | None
-    ) -> None:
-        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
-        with self.db.transaction() as session:
-            repo = BackupRepository(session)
-            backup = repo.get(backup_id, project_id)
-            if backup is None:
-                raise NotFound("Backup not found.")
-            if backup.state in FINAL_STATES:
-                raise Conflict(FINAL_CONFLICT_MESSAGE)
-            agent_fields = update.state in AGENT_SETTABLE or bool(update.column_values())
-            if agent_fields and agent_header != backup.agent_id:
-                raise Forbidden(
-                    "Progress and results may only be reported by the backup's agent "
-                    "(send its id in X-Agent-Id)."
-                )
-            values = update.column_values()
-            if update.state is None:
-                if not repo.update_where_state(backup.id, ACTIVE_STATES, values):
-                    raise Conflict(FINAL_CONFLICT_MESSAGE)
-            elif update.state in USER_SETTABLE:
-                self._stop(session, backup)
-            else:
-                if not transition(session, backup, update.state, values):
-                    current = repo.state_of(backup.id)
-                    if current in FINAL_STATES:
-                        raise Conflict(FINAL_CONFLICT_MESSAGE)
-                    raise Conflict(
-                        f"A backup in state '{current}' cannot move to '{update.state}'."
-                    )
-            if update.errors is not None:
-                repo.replace_errors(
-                    backup.id, [_error_row(backup.id, item) for item in update.errors.items]
-                )
-
-    def _stop(self, session: Session, backup: Backup) -> None:
-        was = backup.state
-        if was == BackupState.STOP_REQUESTED:
-            return  # a repeated stop request changes nothing
-        if not transition(session, backup, BackupState.STOP_REQUESTED):
-            state = BackupRepository(session).state_of(backup.id)
-            raise Conflict(f"A backup in state '{state}' cannot be stopped.")
-        if was in START_STATES:
-            # No worker has the run yet, so nobody else would end it (spec OQ-29).
-            transition(session, backup, BackupState.STOPPED)

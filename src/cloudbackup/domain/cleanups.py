@@ -1,9 +1,8 @@
 """Cleanups: start (C1), read (C2/C3), update (C4), errors (ER3), events (EV7).
 
-A cleanup maintains one agent's vault. Every state change goes through :func:`transition`, a
-compare-and-set that asks ``domain.states`` whether the move is allowed; the HTTP PATCH path and
-the workers share it. At most one cleanup per vault is active at a time (``active_lock``).
-What cleanups share with restores (reading, the PATCH, the state change) is in ``domain.runs``.
+A cleanup maintains one agent's vault; at most one cleanup per vault is active at a time
+(``active_lock``). What every run shares (reading, the PATCH, the state change) is in
+``domain.runs``; the start is the cleanup's own.
 """
 
 from __future__ import annotations
@@ -15,25 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain import runs
 from cloudbackup.domain.agents import live_agent
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput
 from cloudbackup.domain.events import record_cleanup_event
+from cloudbackup.domain.run_states import CLEANUP_MACHINE, CleanupState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
-from cloudbackup.domain.states import (
-    CLEANUP_ACTIVE_STATES,
-    CLEANUP_AGENT_SETTABLE,
-    CLEANUP_EVENTS_WITH_REQUEST_ID,
-    CLEANUP_FINAL_CONFLICT_MESSAGE,
-    CLEANUP_FINAL_STATES,
-    CLEANUP_RUNNING_STATES,
-    CLEANUP_START_STATES,
-    CLEANUP_STATE_EVENT,
-    CLEANUP_USER_SETTABLE,
-    CleanupState,
-    cleanup_sources_of,
-    parse_cleanup_state,
-)
 from cloudbackup.store.run_repositories import CleanupRepository
 from cloudbackup.store.tables import Cleanup, CleanupError, utcnow
 
@@ -79,42 +64,18 @@ class CleanupUpdate(RunUpdate[CleanupState, CleanupErrors]):
 
 
 CLEANUP_RUNS: RunKind[Cleanup, CleanupError, CleanupState] = RunKind(
-    name="cleanup",
+    machine=CLEANUP_MACHINE,
     repository=CleanupRepository,
-    states=CleanupState,
-    start_states=CLEANUP_START_STATES,
-    running_states=CLEANUP_RUNNING_STATES,
-    active_states=CLEANUP_ACTIVE_STATES,
-    final_states=CLEANUP_FINAL_STATES,
-    agent_settable=CLEANUP_AGENT_SETTABLE,
-    user_settable=CLEANUP_USER_SETTABLE,
-    sources_of=cleanup_sources_of,
-    state_event=CLEANUP_STATE_EVENT,
-    events_with_request_id=CLEANUP_EVENTS_WITH_REQUEST_ID,
     record_event=record_cleanup_event,
     error_row=error_row,
     agent_of=lambda cleanup: cleanup.agent_id,
     not_found=NOT_FOUND,
-    final_conflict=CLEANUP_FINAL_CONFLICT_MESSAGE,
     not_the_agent=(
         "Progress and results may only be reported by the cleanup's agent "
         "(send its id in X-Agent-Id)."
     ),
     final_values={"active_lock": None},  # a final state frees the vault's lock
 )
-
-
-def transition(
-    session: Session,
-    cleanup: Cleanup,
-    target: CleanupState,
-    values: dict[str, Any] | None = None,
-    *,
-    request_id: str | None = None,
-) -> bool:
-    """Move ``cleanup`` to ``target`` if its state machine allows it (:func:`runs.transition`);
-    a final state frees the vault's lock."""
-    return runs.transition(CLEANUP_RUNS, session, cleanup, target, values, request_id=request_id)
 
 
 class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
@@ -127,8 +88,8 @@ class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
         self, project_id: str, agent_id: str, state_value: str, agent_header: str | None
     ) -> Cleanup:
         """Record a new cleanup (committed) and only then hand it to a worker."""
-        state = parse_cleanup_state(state_value)
-        if state not in CLEANUP_START_STATES:
+        state = CLEANUP_MACHINE.parse(state_value)
+        if state not in CLEANUP_MACHINE.starts:
             raise InvalidInput(
                 "Validation failed.",
                 [f"state must be 'start_requested' or 'start_scheduled', not {state_value!r}."],
@@ -164,7 +125,7 @@ class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
         if scheduled and not agent.enabled:
             raise Conflict("The agent is disabled; scheduled cleanups do not run.")
         repo = CleanupRepository(session)
-        if repo.has_active(agent.id, CLEANUP_ACTIVE_STATES):
+        if repo.has_active(agent.id, CLEANUP_MACHINE.active):
             raise Conflict(ACTIVE_MESSAGE)
         now = utcnow()
         values: dict[str, Any] = {
@@ -186,7 +147,7 @@ class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
         record_cleanup_event(
             session,
             cleanup,
-            CLEANUP_STATE_EVENT[state],
+            CLEANUP_MACHINE.events[state],
             request_id=cleanup.request_id,
             vault_encrypted=agent.vault_encrypted,
         )

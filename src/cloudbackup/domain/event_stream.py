@@ -26,7 +26,7 @@ from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Forbidden, InvalidInput
 from cloudbackup.domain.events import record_event
-from cloudbackup.domain.states import START_STATES
+from cloudbackup.domain.run_states import BACKUP_MACHINE
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, EventRepository, Page, SortDir
 from cloudbackup.store.tables import (
@@ -324,7 +324,7 @@ def _waiting_backups(session: Session, agent_id: str) -> list[str]:
         sa.select(BACKUPS.c.id)
         .where(
             BACKUPS.c.agent_id == agent_id,
-            BACKUPS.c.state.in_([str(s) for s in START_STATES]),
+            BACKUPS.c.state.in_([str(s) for s in BACKUP_MACHINE.starts]),
             BACKUPS.c.heartbeat_at.is_(None),
         )
         .order_by(BACKUPS.c.seq)

@@ -1,9 +1,8 @@
 """Restores: start (R1), read (R2/R3), update (R4), errors (ER2), events (EV6); and finding what
 to restore: a restorable backup's vault and snapshot (also used by the CLI).
 
-Every state change goes through :func:`transition`, a compare-and-set that asks
-``domain.states`` whether the move is allowed; the HTTP PATCH path and the workers share it.
-What restores share with cleanups (reading, the PATCH, the state change) is in ``domain.runs``.
+What every run shares (reading, the PATCH, the state change) is in ``domain.runs``; the start
+is the restore's own.
 """
 
 from __future__ import annotations
@@ -16,27 +15,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain import runs
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import PathItem, is_inside, outside_roots, path_key
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
+from cloudbackup.domain.run_states import RESTORE_MACHINE, RestoreState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
-from cloudbackup.domain.states import (
-    RESTORE_ACTIVE_STATES,
-    RESTORE_AGENT_SETTABLE,
-    RESTORE_EVENTS_WITH_REQUEST_ID,
-    RESTORE_FINAL_CONFLICT_MESSAGE,
-    RESTORE_FINAL_STATES,
-    RESTORE_RUNNING_STATES,
-    RESTORE_START_STATES,
-    RESTORE_STATE_EVENT,
-    RESTORE_USER_SETTABLE,
-    RestoreState,
-    restore_sources_of,
-)
 from cloudbackup.engine import Vault, open_vault
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -179,49 +165,17 @@ def error_row(restore_id: str, item: ErrorItem) -> RestoreError:
 
 
 RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
-    name="restore",
+    machine=RESTORE_MACHINE,
     repository=RestoreRepository,
-    states=RestoreState,
-    start_states=RESTORE_START_STATES,
-    running_states=RESTORE_RUNNING_STATES,
-    active_states=RESTORE_ACTIVE_STATES,
-    final_states=RESTORE_FINAL_STATES,
-    agent_settable=RESTORE_AGENT_SETTABLE,
-    user_settable=RESTORE_USER_SETTABLE,
-    sources_of=restore_sources_of,
-    state_event=RESTORE_STATE_EVENT,
-    events_with_request_id=RESTORE_EVENTS_WITH_REQUEST_ID,
     record_event=record_restore_event,
     error_row=error_row,
     agent_of=lambda restore: restore.destination_agent_id,
     not_found=NOT_FOUND,
-    final_conflict=RESTORE_FINAL_CONFLICT_MESSAGE,
     not_the_agent=(
         "Progress and results may only be reported by the restore's destination "
         "agent (send its id in X-Agent-Id)."
     ),
 )
-
-
-def transition(
-    session: Session,
-    restore: Restore,
-    target: RestoreState,
-    values: dict[str, Any] | None = None,
-    *,
-    request_id: str | None = None,
-    event_extra: dict[str, Any] | None = None,
-) -> bool:
-    """Move ``restore`` to ``target`` if its state machine allows it (:func:`runs.transition`)."""
-    return runs.transition(
-        RESTORE_RUNS,
-        session,
-        restore,
-        target,
-        values,
-        request_id=request_id,
-        event_extra=event_extra,
-    )
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -307,7 +261,7 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
         record_restore_event(
             session,
             restore,
-            RESTORE_STATE_EVENT[RestoreState.START_REQUESTED],
+            RESTORE_MACHINE.events[RestoreState.START_REQUESTED],
             request_id=restore.request_id,
             vault_encrypted=vault_encrypted(session, backup.vault_id),
         )

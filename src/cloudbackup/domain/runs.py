@@ -1,11 +1,11 @@
-"""What runs share: the state change, the PATCH report, and for restores and cleanups also
-reading them and their errors and events, and the PATCH that stops them or reports progress.
+"""What every run (backup, restore, cleanup) shares on the API side: the state change, reading
+runs and their errors and events, and the PATCH that stops them or reports progress.
 
 A :class:`RunKind` names what differs between kinds (table, state machine, events, messages);
-``domain.restores``, ``domain.cleanups`` and ``domain.backups`` each define one and keep their
-own start (R1, C1, B1). Every state change goes through :func:`transition`, a compare-and-set
-that asks the kind's state machine whether the move is allowed; the HTTP PATCH path and the
-workers share it. Backups keep their own service: their reads filter, their stop differs."""
+``domain.backups``, ``domain.restores`` and ``domain.cleanups`` each define one and add only
+their own start (B1, R1, C1). Every state change goes through :meth:`RunKind.move`, a
+compare-and-set that asks the kind's state machine whether the move is allowed; the HTTP PATCH
+path and the workers (``domain.run_protocol``) share it."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import storable
 from cloudbackup.domain.dispatch import Dispatcher, JobKind
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from cloudbackup.domain.states import BackupState, CleanupState, RestoreState
+from cloudbackup.domain.run_states import StateMachine, StateT
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import Page, RunRepository, SortDir
 from cloudbackup.store.tables import (
@@ -36,7 +36,6 @@ from cloudbackup.store.tables import (
 
 RunT = TypeVar("RunT", Backup, Restore, Cleanup)
 ErrorT = TypeVar("ErrorT", BackupError, RestoreError, CleanupError)
-StateT = TypeVar("StateT", BackupState, RestoreState, CleanupState)
 _RunT_contra = TypeVar("_RunT_contra", contravariant=True)
 
 
@@ -100,63 +99,72 @@ class RunUpdate(Generic[StateT, ErrorsT]):
         return values
 
 
+class RunEnding(Protocol[_RunT_contra]):
+    """What one kind adds when a run ends: more columns before the write, more rows after it."""
+
+    def values(self, run: _RunT_contra, target: str, values: dict[str, Any]) -> dict[str, Any]: ...
+
+    def after(self, session: Session, run: _RunT_contra, target: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunKind(Generic[RunT, ErrorT, StateT]):
-    """One kind of run: its table, its state machine (``domain.states``) and its wording."""
+    """One kind of run: its table, its state machine (``domain.run_states``) and its wording."""
 
-    name: JobKind  # "restore": in messages, and the task a dispatcher publishes
+    machine: StateMachine[StateT]
     repository: Callable[[Session], RunRepository[RunT, ErrorT]]
-    states: type[StateT]
-    start_states: frozenset[StateT]
-    running_states: frozenset[StateT]
-    active_states: frozenset[StateT]
-    final_states: frozenset[StateT]
-    agent_settable: frozenset[StateT]
-    user_settable: frozenset[StateT]
-    sources_of: Callable[[StateT], frozenset[StateT]]
-    state_event: Mapping[StateT, str]
-    events_with_request_id: frozenset[str]
     record_event: RecordEvent[RunT]
     error_row: Callable[[str, Any], ErrorT]  # one reported per-file error as a row of the run
     agent_of: Callable[[RunT], str]  # the agent that reports the run's progress and result
     not_found: str
-    final_conflict: str
     not_the_agent: str
-    # Columns every final state writes besides ``ended_time``.
+    # Columns every final state writes besides ``ended_time`` (a lock the run held, freed).
     final_values: Mapping[str, Any] = field(default_factory=dict)
+    ending: RunEnding[RunT] | None = None
 
+    @property
+    def name(self) -> JobKind:
+        """The kind's noun: in messages, and the task a dispatcher publishes."""
+        return cast(JobKind, self.machine.noun)
 
-def transition(
-    kind: RunKind[RunT, ErrorT, StateT],
-    session: Session,
-    run: RunT,
-    target: StateT,
-    values: dict[str, Any] | None = None,
-    *,
-    request_id: str | None = None,
-    event_extra: dict[str, Any] | None = None,
-) -> bool:
-    """Move ``run`` to ``target`` if the kind's state machine allows it from its current state.
+    def move(
+        self,
+        session: Session,
+        run: RunT,
+        target: StateT,
+        values: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        event_extra: dict[str, Any] | None = None,
+    ) -> bool:
+        """Move ``run`` to ``target`` if the state machine allows it from its current state:
+        the one state change of every run, a compare-and-set in the database.
 
-    Returns False (and writes nothing) when another writer got there first; on success the row
-    object is updated and the state's event recorded.
-    """
-    values = dict(values or {})
-    if target in kind.final_states:
-        values.setdefault("ended_time", utcnow())
-        values.update(kind.final_values)
-    if not kind.repository(session).compare_and_set(
-        run.id, kind.sources_of(target), target, values
-    ):
-        return False
-    for key, value in values.items():
-        setattr(run, key, value)
-    run.state = target
-    event = kind.state_event[target]
-    if request_id is None and event in kind.events_with_request_id:
-        request_id = str(uuid.uuid4())
-    kind.record_event(session, run, event, request_id=request_id, extra=event_extra)
-    return True
+        Returns False (and writes nothing) when another writer got there first; on success the
+        row object is updated and the state's event recorded.
+        """
+        machine = self.machine
+        values = dict(values or {})
+        final = target in machine.final
+        if final:
+            values.setdefault("ended_time", utcnow())
+            values.update(self.final_values)
+            if self.ending is not None:
+                values = self.ending.values(run, target, values)
+        if not self.repository(session).compare_and_set(
+            run.id, machine.sources_of(target), target, values
+        ):
+            return False
+        for key, value in values.items():
+            setattr(run, key, value)
+        run.state = target
+        event = machine.events[target]
+        if request_id is None and event in machine.events_with_request_id:
+            request_id = str(uuid.uuid4())
+        self.record_event(session, run, event, request_id=request_id, extra=event_extra)
+        if final and self.ending is not None:
+            self.ending.after(session, run, target)
+        return True
 
 
 class RunService(Generic[RunT, ErrorT, StateT]):
@@ -175,9 +183,16 @@ class RunService(Generic[RunT, ErrorT, StateT]):
             return self._get(session, project_id, run_id)
 
     def page(
-        self, project_id: str, *, marker: str | None, limit: int, sort_dir: SortDir
+        self,
+        project_id: str,
+        *,
+        marker: str | None,
+        limit: int,
+        sort_dir: SortDir,
+        **filters: Any,
     ) -> Page[RunT]:
-        """R3/C3: a page of the project's runs after ``marker`` (a run id), in ``seq`` order."""
+        """B3/R3/C3: a page of the project's runs after ``marker`` (a run id), in ``seq`` order;
+        ``filters`` are the kind's own (a backup's ``restorable``, ``configuration_id``)."""
         with self.db.transaction() as session:
             repo = self.kind.repository(session)
             marker_seq = None
@@ -188,7 +203,9 @@ class RunService(Generic[RunT, ErrorT, StateT]):
                         "Validation failed.",
                         [f"marker {marker!r} is not a {self.kind.name} of this project."],
                     )
-            return repo.page(project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir)
+            return repo.page(
+                project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir, **filters
+            )
 
     def errors(self, project_id: str, run_id: str) -> tuple[RunT, list[ErrorT]]:
         """ER2/ER3: the run and its per-file errors."""
@@ -213,46 +230,49 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         update: RunUpdate[StateT, Any],
         agent_header: str | None,
     ) -> None:
-        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report."""
-        kind = self.kind
+        """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report.
+
+        The same for every kind: counters sent with a stop request are kept, and a stop of a run
+        no worker has claimed ends it at once (OQ-29/OQ-30)."""
+        kind, machine = self.kind, self.kind.machine
         with self.db.transaction() as session:
             repo = kind.repository(session)
             run = self._get(session, project_id, run_id)
-            if run.state in kind.final_states:
-                raise Conflict(kind.final_conflict)
+            if run.state in machine.final:
+                raise Conflict(machine.final_conflict)
             values = update.column_values()
             state = update.state
-            agent_fields = state in kind.agent_settable or bool(values)
+            agent_fields = state in machine.agent_settable or bool(values)
             if agent_fields and agent_header != kind.agent_of(run):
                 raise Forbidden(kind.not_the_agent)
             if state is None:
-                if not repo.update_where_state(run.id, kind.active_states, values):
-                    raise Conflict(kind.final_conflict)
-            elif state in kind.user_settable:
+                if not repo.update_where_state(run.id, machine.active, values):
+                    raise Conflict(machine.final_conflict)
+            elif state in machine.user_settable:
                 if values:
-                    repo.update_where_state(run.id, kind.active_states, values)
+                    repo.update_where_state(run.id, machine.active, values)
                 self._stop(session, run)
-            elif not transition(kind, session, run, state, values):
+            elif not kind.move(session, run, state, values):
                 current = repo.state_of(run.id)
-                if current in kind.final_states:
-                    raise Conflict(kind.final_conflict)
+                if current in machine.final:
+                    raise Conflict(machine.final_conflict)
                 raise Conflict(f"A {kind.name} in state '{current}' cannot move to '{state}'.")
             if update.errors is not None:
                 rows = [kind.error_row(run.id, item) for item in update.errors.items]
                 repo.replace_errors(run.id, rows)
 
     def _stop(self, session: Session, run: RunT) -> None:
-        kind = self.kind
+        kind, machine = self.kind, self.kind.machine
         was = run.state
-        if was == kind.states.STOP_REQUESTED:
+        if was == machine.stop_requested:
             return  # a repeated stop request changes nothing
-        if not transition(kind, session, run, kind.states.STOP_REQUESTED):
+        if not kind.move(session, run, machine.stop_requested):
             state = kind.repository(session).state_of(run.id)
             raise Conflict(f"A {kind.name} in state '{state}' cannot be stopped.")
-        if was in kind.start_states and kind.repository(session).heartbeat_of(run.id) is None:
+        if was in machine.starts and kind.repository(session).heartbeat_of(run.id) is None:
             # Nobody has claimed it (a worker's claim writes the first heartbeat in the same
             # UPDATE as `queued`), so nobody else would end it: stop it now (OQ-29/OQ-30).
-            transition(kind, session, run, kind.states.STOPPED)
+            kind.move(session, run, machine.states("stopped"))
 
     def _get(self, session: Session, project_id: str, run_id: str) -> RunT:
         run = self.kind.repository(session).get(run_id, project_id) if storable(run_id) else None

@@ -30,11 +30,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain.backups import BackupService, transition
+from cloudbackup.domain.backups import BACKUP_RUNS, BackupService
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import DomainError
+from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
 from cloudbackup.domain.schedules import ScheduleError, next_occurrence
-from cloudbackup.domain.states import FINAL_STATES, START_STATES, BackupState
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database, rowcount
 from cloudbackup.store.tables import (
@@ -53,8 +53,8 @@ log = logging.getLogger("cloudbackup.scheduler")
 
 Clock = Callable[[], datetime]
 S = BackupState
-_FINAL = [s.value for s in FINAL_STATES]
-_START = [s.value for s in START_STATES]
+_FINAL = [s.value for s in BACKUP_MACHINE.final]
+_START = [s.value for s in BACKUP_MACHINE.starts]
 BATCH = 200  # configurations claimed per transaction
 
 
@@ -213,7 +213,7 @@ def _claim(
                         )
                         if late:
                             row = _by_id(session, backup.id)  # a mapped row to update
-                            transition(session, row, S.MISSED, request_id=backup.request_id)
+                            BACKUP_RUNS.move(session, row, S.MISSED, request_id=backup.request_id)
             except DomainError as exc:
                 if not careful:
                     raise _Retry from exc
@@ -283,7 +283,7 @@ def expire_waiting(db: Database, settings: Settings, now: datetime, limit: int =
             .all()
         )
         for backup in rows:
-            if transition(session, backup, S.MISSED, request_id=backup.request_id):
+            if BACKUP_RUNS.move(session, backup, S.MISSED, request_id=backup.request_id):
                 expired += 1
     return expired
 

@@ -1,12 +1,11 @@
-"""The sweeper: nothing recorded is ever left without a worker.
+"""The sweeper: nothing recorded is ever left without an executor.
 
-Runs periodically (Celery beat). It re-publishes backups that no worker has claimed (the publish
-after the commit failed, or the broker lost the message), backing off so that a long queue is not
-flooded with duplicates, and re-publishes runs whose heartbeat went stale (their worker died);
-the claim in ``backup_run`` decides whether to take such a run over or to fail it. That part is
-:func:`run_worker.sweep_runs`, as for restores and cleanups. Only backups are handed back by a
-worker that shuts down and requeued by that worker; if that message is lost too, the sweeper
-re-publishes them after ``sweep_after_seconds``. It also forgets expired idempotency keys."""
+Runs periodically (Celery beat), the same way for every kind of run: it re-publishes runs that
+no executor has claimed (the publish after the commit failed, or the broker lost the message),
+backing off so that a long queue is not flooded with duplicates; runs whose heartbeat went stale
+(their executor died), for the claim (``run_protocol.claim_run``) to take over or fail; and runs
+handed back by an executor that shut down whose requeue was lost too. It also forgets expired
+idempotency keys."""
 
 from __future__ import annotations
 
@@ -15,68 +14,113 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
-from cloudbackup.domain import run_worker
 from cloudbackup.domain.backups import BACKUP_RUNS
+from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.dispatch import Dispatcher
-from cloudbackup.domain.run_worker import sweep_runs
-from cloudbackup.domain.states import RUNNING_STATES
+from cloudbackup.domain.restores import RESTORE_RUNS
+from cloudbackup.domain.run_states import StateMachine, StateT
+from cloudbackup.domain.runs import ErrorT, RunKind, RunT
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import IdempotencyRepository
-from cloudbackup.store.tables import BACKUPS, utcnow
+from cloudbackup.store.tables import as_utc, utcnow
 
 log = logging.getLogger("cloudbackup.sweeper")
 
 
 @dataclass(frozen=True, slots=True)
-class SweepReport(run_worker.SweepReport):
-    """What :func:`sweep_runs` did for backups, plus what only the backup sweep does."""
+class RunSweep:
+    """What one sweep re-published of one kind of run."""
 
-    handed_back: int = 0
+    republished: int = 0  # never claimed
+    redriven: int = 0  # their executor died
+    handed_back: int = 0  # their executor shut down, and its requeue was lost
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    backups: RunSweep
+    restores: RunSweep
+    cleanups: RunSweep
     idempotency_keys_purged: int = 0
 
+    @property
+    def republished(self) -> int:
+        return self.backups.republished + self.restores.republished + self.cleanups.republished
 
-def handed_back_runs(session: Session, older_than: datetime) -> Sequence[tuple[str, str]]:
-    """(id, agent_id) of running backups whose worker gave them back (heartbeat cleared) and
-    that nobody took over since ``older_than``."""
-    rows = session.execute(
-        sa.select(BACKUPS.c.id, BACKUPS.c.agent_id)
-        .where(
-            BACKUPS.c.state.in_([str(s) for s in RUNNING_STATES]),
-            BACKUPS.c.heartbeat_at.is_(None),
-            BACKUPS.c.updated_at < older_than,
-        )
-        .order_by(BACKUPS.c.seq)
-        .limit(500)
-    )
-    return [(r[0], r[1]) for r in rows]
+    @property
+    def redriven(self) -> int:
+        return self.backups.redriven + self.restores.redriven + self.cleanups.redriven
+
+    @property
+    def handed_back(self) -> int:
+        return self.backups.handed_back + self.restores.handed_back + self.cleanups.handed_back
 
 
 def sweep(
     db: Database, dispatcher: Dispatcher, settings: Settings, now: datetime | None = None
 ) -> SweepReport:
+    """One sweep of every kind of run."""
     now = now or utcnow()
-    wait = timedelta(seconds=settings.sweep_after_seconds)
-    # Read (and purge) before anything is published, as the shared sweep does for its runs.
     with db.transaction() as session:
-        released = handed_back_runs(session, now - wait)
         purged = IdempotencyRepository(session).purge(
             now - timedelta(seconds=settings.idempotency_ttl_seconds)
         )
-    swept = sweep_runs(BACKUP_RUNS, db, dispatcher, settings, now)
-    requeued = [
-        backup_id
-        for backup_id, agent_id in released
-        if dispatcher.publish("backup", backup_id, agent_id=agent_id)
-    ]
-    if requeued:
-        log.warning("re-published %d backups handed back by workers that shut down", len(requeued))
     return SweepReport(
-        republished=swept.republished,
-        redriven=swept.redriven,
-        handed_back=len(requeued),
+        backups=sweep_runs(BACKUP_RUNS, db, dispatcher, settings, now),
+        restores=sweep_runs(RESTORE_RUNS, db, dispatcher, settings, now),
+        cleanups=sweep_runs(CLEANUP_RUNS, db, dispatcher, settings, now),
         idempotency_keys_purged=purged,
     )
+
+
+def sweep_runs(
+    kind: RunKind[RunT, ErrorT, StateT],
+    db: Database,
+    dispatcher: Dispatcher,
+    settings: Settings,
+    now: datetime | None = None,
+) -> RunSweep:
+    """Re-publish runs no executor has claimed (backing off 30 s, 30 s, 60 s, ...), those
+    whose executor died (stale heartbeat) and those handed back and not taken over since."""
+    now = now or utcnow()
+    wait = timedelta(seconds=settings.sweep_after_seconds)
+    machine: StateMachine[StateT] = kind.machine
+    stop = machine.stop_requested
+    # Read everything before anything is published: a run published now is not counted twice.
+    with db.transaction() as session:
+        repo = kind.repository(session)
+        waiting = repo.waiting_starts([*machine.starts, stop], now - wait)
+        stale = repo.stale_runs(
+            now - timedelta(seconds=settings.heartbeat_timeout_seconds), [*machine.running, stop]
+        )
+        released = repo.handed_back(now - wait, machine.running)
+    due = [
+        (run_id, agent_id)
+        for run_id, agent_id, created, published in waiting
+        if published is None
+        or now - as_utc(published) >= max(wait, as_utc(published) - as_utc(created))
+    ]
+    published = _publish(kind, dispatcher, due)
+    if published:
+        with db.transaction() as session:
+            kind.repository(session).mark_published(published)
+        log.info("re-published %d %ss waiting for an executor", len(published), kind.name)
+    redriven = _publish(kind, dispatcher, stale)
+    if redriven:
+        log.warning("re-drove %d %ss whose executor stopped responding", len(redriven), kind.name)
+    requeued = _publish(kind, dispatcher, released)
+    if requeued:
+        log.warning("re-published %d %ss handed back by executors", len(requeued), kind.name)
+    return RunSweep(len(published), len(redriven), len(requeued))
+
+
+def _publish(
+    kind: RunKind[RunT, ErrorT, StateT], dispatcher: Dispatcher, runs: Sequence[tuple[str, str]]
+) -> list[str]:
+    """The ids of ``runs`` (id, agent) the dispatcher took."""
+    return [
+        run_id
+        for run_id, agent_id in runs
+        if dispatcher.publish(kind.name, run_id, agent_id=agent_id)
+    ]

@@ -15,7 +15,7 @@ from celery import Celery
 
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.errors import InvalidInput, NotFound
-from cloudbackup.domain.states import FINAL_STATES
+from cloudbackup.domain.run_states import BACKUP_MACHINE
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import MAX_QUEUE_CONCURRENCY, PUBLISHED_HEADER, QueueNames
 from cloudbackup.queue.publishing import CeleryDispatcher, database_pins
@@ -161,7 +161,7 @@ class QueueAdmin:
                     sa.func.min(RUN_SLOTS.c.since),
                 )
                 .join(BACKUPS, BACKUPS.c.id == RUN_SLOTS.c.backup_id)
-                .where(BACKUPS.c.state.not_in([s.value for s in FINAL_STATES]))
+                .where(BACKUPS.c.state.not_in([s.value for s in BACKUP_MACHINE.final]))
                 .group_by(RUN_SLOTS.c.queue, RUN_SLOTS.c.state)
             ).all()
         counts: dict[tuple[str, str], tuple[int, datetime | None]] = {

@@ -223,6 +223,24 @@ class RunRepository(Generic[RunT, ErrorT]):
         )
         return [(r[0], r[1]) for r in rows]
 
+    def handed_back(
+        self, older_than: Any, states: Iterable[str], limit: int = 500
+    ) -> Sequence[tuple[str, str]]:
+        """(id, agent) of running runs whose executor gave them back (heartbeat cleared) and
+        that nobody took over since ``older_than``."""
+        t = self.table
+        rows = self.session.execute(
+            sa.select(t.c.id, self._agent_column())
+            .where(
+                t.c.state.in_(list(states)),
+                t.c.heartbeat_at.is_(None),
+                t.c.updated_at < older_than,
+            )
+            .order_by(t.c.seq)
+            .limit(limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
     def mark_published(self, run_ids: Sequence[str]) -> None:
         if run_ids:
             self.session.execute(

@@ -13,11 +13,12 @@ from celery.signals import worker_process_init
 
 from cloudbackup import logs
 from cloudbackup.domain import scheduler
-from cloudbackup.domain.backup_run import execute_backup, request_hand_back
+from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.browse import answer_browse, sweep_browse
-from cloudbackup.domain.cleanup_run import execute_cleanup, sweep_cleanups
+from cloudbackup.domain.cleanup_run import execute_cleanup
 from cloudbackup.domain.event_stream import purge_expired_events
-from cloudbackup.domain.restore_run import execute_restore, sweep_restores
+from cloudbackup.domain.restore_run import execute_restore
+from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
 from cloudbackup.queue.admission import run_gated
 from cloudbackup.queue.names import (
@@ -100,6 +101,23 @@ def dispatcher() -> CeleryDispatcher:
     return _dispatcher[1]
 
 
+def _after(task: Task, outcome: Outcome, kind: str, *, backoff: bool = False) -> str:
+    """What the broker should do with a delivery, from the run protocol's outcome."""
+    if outcome is Outcome.BUSY:
+        # Another worker's run looks alive (or is being handed back right now): look again
+        # once its heartbeat could have gone stale (backups back off up to that moment).
+        countdown = settings.heartbeat_timeout_seconds + 1
+        if backoff:
+            countdown = min(2**task.request.retries, countdown)
+        raise task.retry(
+            countdown=countdown, max_retries=settings.max_attempts + (8 if backoff else 0)
+        )
+    if outcome is Outcome.HANDED_BACK:
+        # This worker is shutting down: back to the queue, for another worker to take over now.
+        raise Reject(f"worker shutting down; {kind} handed back", requeue=True)
+    return str(outcome)
+
+
 @app.task(name=RUN_BACKUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_backup(self: Task, backup_id: str) -> str:
     _hand_back_on_shutdown()
@@ -115,42 +133,23 @@ def run_backup(self: Task, backup_id: str) -> str:
         agent_hint=self.request.get(AGENT_HEADER),
         execute=execute_backup,
     )
-    if outcome == "busy":
-        # Another worker's run looks alive (or is being handed back right now): look again soon,
-        # backing off to the moment its heartbeat could have gone stale.
-        raise self.retry(
-            countdown=min(2**self.request.retries, settings.heartbeat_timeout_seconds + 1),
-            max_retries=settings.max_attempts + 8,
-        )
-    if outcome == "handed_back":
-        # This worker is shutting down: back to the queue, for another worker to take over now.
-        raise Reject("worker shutting down; backup handed back", requeue=True)
-    return outcome
+    return _after(self, Outcome(outcome), "backup", backoff=True)
 
 
 @app.task(name=RUN_RESTORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_restore(self: Task, restore_id: str) -> str:
+    _hand_back_on_shutdown()
     logs.clear()
     logs.bind(restore_id=restore_id)
-    outcome = execute_restore(database(), settings, restore_id)
-    if outcome == "busy":
-        # Another worker's run looks alive; look again once its heartbeat could have gone stale.
-        raise self.retry(
-            countdown=settings.heartbeat_timeout_seconds + 1, max_retries=settings.max_attempts
-        )
-    return outcome
+    return _after(self, execute_restore(database(), settings, restore_id), "restore")
 
 
 @app.task(name=RUN_CLEANUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_cleanup(self: Task, cleanup_id: str) -> str:
+    _hand_back_on_shutdown()
     logs.clear()
     logs.bind(cleanup_id=cleanup_id)
-    outcome = execute_cleanup(database(), settings, cleanup_id)
-    if outcome == "busy":
-        raise self.retry(
-            countdown=settings.heartbeat_timeout_seconds + 1, max_retries=settings.max_attempts
-        )
-    return outcome
+    return _after(self, execute_cleanup(database(), settings, cleanup_id), "cleanup")
 
 
 @app.task(name=RUN_BROWSE_TASK, acks_late=True)
@@ -161,21 +160,20 @@ def run_browse(request_id: str) -> str:
 
 @app.task(name=SWEEP_TASK, acks_late=True)
 def sweep_backups() -> dict[str, int]:
+    """Re-drive every kind of run nobody is running (``domain.sweeper``), then purge events."""
     report = sweep(database(), dispatcher(), settings)
     # Events are transient (spec §10): older than the retention they go, in the same sweep.
     purged = purge_expired_events(database(), timedelta(hours=settings.event_retention_hours))
-    # Restores, cleanups and browse requests are re-driven the same way as backups.
-    restores = sweep_restores(database(), dispatcher(), settings)
-    cleanups = sweep_cleanups(database(), dispatcher(), settings)
     browse = sweep_browse(database(), dispatcher(), settings)
     return {
-        "republished": report.republished,
-        "redriven": report.redriven,
+        "republished": report.backups.republished,
+        "redriven": report.backups.redriven,
+        "handed_back": report.handed_back,
         "purged": purged,
-        "restores_republished": restores.republished,
-        "restores_redriven": restores.redriven,
-        "cleanups_republished": cleanups.republished,
-        "cleanups_redriven": cleanups.redriven,
+        "restores_republished": report.restores.republished,
+        "restores_redriven": report.restores.redriven,
+        "cleanups_republished": report.cleanups.republished,
+        "cleanups_redriven": report.cleanups.redriven,
         "browse_republished": browse.republished,
         "browse_purged": browse.purged,
     }

@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from cloudbackup.domain.states import BackupState
+from cloudbackup.domain.run_states import BackupState
 from factories import rows
 from factories.api import OTHER_PROJECT, PROJECT, headers, start_backup, token
 

@@ -12,10 +12,11 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
-from cloudbackup.domain import backup_run
-from cloudbackup.domain.backup_run import _retrying, execute_backup, request_hand_back
+from cloudbackup.domain import run_protocol
+from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.backups import BackupService
 from cloudbackup.domain.errors import Unavailable
+from cloudbackup.domain.run_protocol import request_hand_back, retrying
 from cloudbackup.domain.sweeper import sweep
 from cloudbackup.store.tables import Backup, Event, utcnow
 from factories import rows
@@ -33,9 +34,9 @@ class Recorder:
 
 @pytest.fixture(autouse=True)
 def fresh_process_flags():
-    backup_run._hand_back.clear()
+    run_protocol._hand_back.clear()
     yield
-    backup_run._hand_back.clear()
+    run_protocol._hand_back.clear()
 
 
 def _start(db, root):
@@ -81,7 +82,7 @@ def test_a_shutdown_hands_the_run_back_and_the_next_delivery_takes_it_over_at_on
     assert left.state == "in_progress" and left.heartbeat_at is None and left.attempts == 1
     assert execute_backup(db, settings, backup.id) == "handed_back"  # still shutting down
 
-    backup_run._hand_back.clear()  # another worker (process)
+    run_protocol._hand_back.clear()  # another worker (process)
     assert execute_backup(db, settings, backup.id) == "completed"  # no wait for a stale heartbeat
     done = _row(db, backup.id)
     assert done.attempts == 1  # a deliberate shutdown does not use up an attempt
@@ -94,7 +95,7 @@ def test_a_worker_shutting_down_claims_nothing(db, settings, tmp_path, monkeypat
     assert execute_backup(db, settings, backup.id) == "handed_back"
     assert _row(db, backup.id).state == "start_requested"
     # Still alive a minute later: that signal was not a shutdown; the process works again.
-    monkeypatch.setattr(backup_run, "HAND_BACK_HOLD_SECONDS", 0.0)
+    monkeypatch.setattr(run_protocol, "HAND_BACK_HOLD_SECONDS", 0.0)
     assert execute_backup(db, settings, backup.id) == "completed"
 
 
@@ -124,7 +125,7 @@ def test_worker_writes_wait_for_the_database_then_give_up(settings):
             raise Unavailable("The database is unreachable; retry in a few seconds.")
         return "written"
 
-    assert _retrying(patient, "testing", flaky) == "written"
+    assert retrying(patient, "testing", flaky) == "written"
     assert len(calls) == 3
 
     def down() -> str:
@@ -132,7 +133,7 @@ def test_worker_writes_wait_for_the_database_then_give_up(settings):
 
     began = time.monotonic()
     with pytest.raises(Unavailable):
-        _retrying(patient, "testing", down)
+        retrying(patient, "testing", down)
     assert 1.0 < time.monotonic() - began < 4.0
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from cloudbackup.domain.backup_run import claim_backup, execute_backup
+from cloudbackup.domain.backup_run import BackupRun, claim_backup, execute_backup
 from cloudbackup.domain.backups import BackupService
-from cloudbackup.domain.states import BackupState
+from cloudbackup.domain.run_states import BackupState
 from cloudbackup.store.tables import Backup, Event, utcnow
 from factories import rows
 from factories.trees import make_tree
@@ -136,9 +136,7 @@ def test_stop_requested_while_queued_ends_stopped(db, settings, tree):
     BackupService(db).update(
         backup.project_id, backup.id, BackupUpdate(state=BackupState.STOP_REQUESTED), None
     )
-    from cloudbackup.domain.backup_run import _Run
-
-    assert _Run(db, settings, claim).run() == "stopped"
+    assert BackupRun(db, settings, claim).run() == "stopped"
     row = _row(db, backup.id)
     assert row.state == "stopped" and not row.restorable and row.active_manual_lock is None
 

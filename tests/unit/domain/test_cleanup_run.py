@@ -12,11 +12,12 @@ import sqlalchemy as sa
 
 from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.backups import BackupService
-from cloudbackup.domain.cleanup_run import claim_cleanup, execute_cleanup, sweep_cleanups
-from cloudbackup.domain.cleanups import CleanupService, CleanupUpdate
+from cloudbackup.domain.cleanup_run import CleanupRun, claim_cleanup, execute_cleanup
+from cloudbackup.domain.cleanups import CLEANUP_RUNS, CleanupService, CleanupUpdate
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.restores import RestoreRequest, RestoreService
-from cloudbackup.domain.states import CleanupState
+from cloudbackup.domain.run_states import CleanupState
+from cloudbackup.domain.sweeper import sweep_runs
 from cloudbackup.engine import open_vault
 from cloudbackup.store.tables import Backup, Cleanup, CleanupError, Event, utcnow
 from factories import rows
@@ -164,9 +165,7 @@ def test_stop_requested_while_queued_ends_stopped(db, settings):
     )
     assert _cleanup(db, cleanup.id).state == "stop_requested"
     assert execute_cleanup(db, settings, cleanup.id) == "busy"  # its owner is alive
-    from cloudbackup.domain.cleanup_run import _Run
-
-    assert _Run(db, settings, claim).run() == "stopped"
+    assert CleanupRun(db, settings, claim).run() == "stopped"
     row = _cleanup(db, cleanup.id)
     assert row.state == "stopped" and row.active_lock is None
     assert _events(db, cleanup.id)[-2:] == ["cleanup_stop_request", "cleanup_stopped"]
@@ -204,7 +203,7 @@ def test_sweeper_republishes_waiting_and_stale_cleanups(db, settings):
     assert claim_cleanup(db, settings, running.id) is not None
     recorder = Recorder()
     later = utcnow() + timedelta(seconds=settings.sweep_after_seconds + 1)
-    assert sweep_cleanups(db, recorder, settings, now=later).republished == 1
+    assert sweep_runs(CLEANUP_RUNS, db, recorder, settings, now=later).republished == 1
     assert recorder.published == [("cleanup", waiting.id, waiting_agent.id)]
     much_later = utcnow() + timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
-    assert sweep_cleanups(db, recorder, settings, now=much_later).redriven == 1
+    assert sweep_runs(CLEANUP_RUNS, db, recorder, settings, now=much_later).redriven == 1

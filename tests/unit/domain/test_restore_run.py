@@ -13,14 +13,16 @@ import pytest
 import sqlalchemy as sa
 
 from cloudbackup.domain.configurations import PathItem
-from cloudbackup.domain.restore_run import claim_restore, execute_restore, sweep_restores
+from cloudbackup.domain.restore_run import RestoreRun, claim_restore, execute_restore
 from cloudbackup.domain.restores import (
+    RESTORE_RUNS,
     RestoreRequest,
     RestoreService,
     RestoreUpdate,
     open_backup_vault,
 )
-from cloudbackup.domain.states import RestoreState
+from cloudbackup.domain.run_states import RestoreState
+from cloudbackup.domain.sweeper import sweep_runs
 from cloudbackup.engine import restore_snapshot
 from cloudbackup.store.tables import Backup, Event, Restore, RestoreError, utcnow
 from factories import rows
@@ -229,9 +231,7 @@ def test_stop_requested_while_queued_ends_stopped(db, settings, source, tmp_path
         "110011", restore.id, RestoreUpdate(state=RestoreState.STOP_REQUESTED), None
     )
     assert _row(db, restore.id).state == "stop_requested"  # a worker holds it: it ends it
-    from cloudbackup.domain.restore_run import _Run
-
-    assert _Run(db, settings, claim).run() == "stopped"
+    assert RestoreRun(db, settings, claim).run() == "stopped"
     assert not (tmp_path / "out").exists()
 
 
@@ -263,9 +263,7 @@ def test_a_run_whose_worker_died_is_redriven_then_failed(db, settings, source, t
         claim = claim_restore(db, settings, restore.id)
         assert claim is not None and claim.attempt == attempt
     # The first owner can no longer write: its attempt is not the row's.
-    from cloudbackup.domain.restore_run import _Run
-
-    assert _Run(db, settings, first).run() == "lost"
+    assert RestoreRun(db, settings, first).run() == "lost"
     with db.transaction() as session:
         session.execute(
             sa.update(Restore).where(Restore.id == restore.id).values(heartbeat_at=stale)
@@ -319,13 +317,15 @@ def test_sweeper_republishes_waiting_and_stale_restores(db, settings, source, tm
     running = _start(db, _request(backup, agent, tmp_path / "b"))
     assert claim_restore(db, settings, running.id) is not None
     recorder = Recorder()
-    assert sweep_restores(db, recorder, settings).republished == 0  # just published: not yet
+    assert (
+        sweep_runs(RESTORE_RUNS, db, recorder, settings).republished == 0
+    )  # just published: not yet
     later = utcnow() + timedelta(seconds=settings.sweep_after_seconds + 1)
-    report = sweep_restores(db, recorder, settings, now=later)
+    report = sweep_runs(RESTORE_RUNS, db, recorder, settings, now=later)
     assert (report.republished, report.redriven) == (1, 0)
     assert recorder.published == [("restore", waiting.id, agent.id)]
     much_later = utcnow() + timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
-    report = sweep_restores(db, recorder, settings, now=much_later)
+    report = sweep_runs(RESTORE_RUNS, db, recorder, settings, now=much_later)
     assert report.redriven == 1 and ("restore", running.id, agent.id) in recorder.published
 
 

@@ -36,7 +36,7 @@ from cloudbackup.domain.backups import (
     ErrorReport,
 )
 from cloudbackup.domain.errors import InvalidInput
-from cloudbackup.domain.states import parse_state
+from cloudbackup.domain.run_states import BACKUP_MACHINE
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Query = Annotated[str | None, QueryParameter(required=False)]
@@ -180,7 +180,7 @@ def parse_backup_patch(request: Request[Any, Any, Any], body: bytes) -> BackupUp
             )
         if op.path == "/state":
             value = convert_value(op.value, str, op.path)
-            state = parse_state(value)
+            state = BACKUP_MACHINE.parse(value)
             if state is None or state.value in ("start_requested", "start_scheduled", "missed"):
                 raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
             update.state = state

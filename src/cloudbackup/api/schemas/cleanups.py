@@ -18,7 +18,7 @@ from cloudbackup.api.schemas.restores import describe
 from cloudbackup.api.schemas.times import iso_z, parse_iso
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
 from cloudbackup.domain.errors import InvalidInput
-from cloudbackup.domain.states import parse_cleanup_state
+from cloudbackup.domain.run_states import CLEANUP_MACHINE
 from cloudbackup.store.tables import Cleanup, CleanupError
 
 CLEANUP_ERROR_DESCRIPTIONS = {
@@ -73,7 +73,7 @@ def parse_patch(request: Request[Any, Any, Any], body: bytes) -> CleanupUpdate:
             )
         if op.path == "/state":
             value = convert_value(op.value, str, op.path)
-            state = parse_cleanup_state(value)
+            state = CLEANUP_MACHINE.parse(value)
             if state is None or state.value in ("start_requested", "start_scheduled"):
                 raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
             update.state = state

@@ -25,7 +25,7 @@ from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import PathItem
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.restores import RestoreRequest, RestoreUpdate
-from cloudbackup.domain.states import parse_restore_state
+from cloudbackup.domain.run_states import RESTORE_MACHINE
 from cloudbackup.store.tables import Restore, RestoreError
 
 # Restore error types (spec §6 plus the engine's); unknown types get a generated sentence.
@@ -101,7 +101,7 @@ def parse_patch(request: Request[Any, Any, Any], body: bytes) -> RestoreUpdate:
             )
         if op.path == "/state":
             value = convert_value(op.value, str, op.path)
-            state = parse_restore_state(value)
+            state = RESTORE_MACHINE.parse(value)
             if state is None or state.value == "start_requested":
                 raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
             update.state = state
