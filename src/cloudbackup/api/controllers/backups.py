@@ -9,49 +9,25 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from cloudbackup.api.body import (
-    boolean,
-    convert_value,
-    decode_json,
-    decode_patch,
-)
+from cloudbackup.api.body import boolean, decode_json
 from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.backups import (
+    BACKUP_PATCH,
     BackupList,
     BackupOut,
     ErrorListOut,
-    ReportedErrors,
     StartBackup,
     backup_out,
     error_list_out,
 )
-from cloudbackup.api.schemas.times import parse_iso
-from cloudbackup.domain.backups import (
-    BackupService,
-    BackupStarter,
-    BackupUpdate,
-    ErrorItem,
-    ErrorReport,
-)
-from cloudbackup.domain.errors import InvalidInput
-from cloudbackup.domain.run_states import BACKUP_MACHINE
+from cloudbackup.domain.backups import BackupService, BackupStarter
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Query = Annotated[str | None, QueryParameter(required=False)]
 Backups = NamedDependency[BackupService]
 BackupStarts = NamedDependency[BackupStarter]
-
-COUNTER_PATHS = {
-    "/files_searched",
-    "/files_backed_up",
-    "/bytes_searched",
-    "/bytes_backed_up",
-    "/bytes_in_db",
-    "/bandwidth_avg_bps",
-}
-PATCH_PATHS = COUNTER_PATHS | {"/state", "/started_time", "/ended_time", "/snapshot_id", "/errors"}
 
 
 class BackupController(Controller):
@@ -132,7 +108,7 @@ class BackupController(Controller):
         backups: Backups,
         x_agent_id: AgentHeader = None,
     ) -> None:
-        backups.update(project_id, backup_id, parse_backup_patch(request, body), x_agent_id)
+        backups.update(project_id, backup_id, BACKUP_PATCH.parse(request, body), x_agent_id)
 
     @get("/{backup_id:str}/errors", sync_to_thread=True)
     def list_errors(
@@ -167,57 +143,3 @@ class BackupController(Controller):
             limit,
             sort_dir,
         )
-
-
-def parse_backup_patch(request: Request[Any, Any, Any], body: bytes) -> BackupUpdate:
-    """Turn a B4 JSON Patch into a ``BackupUpdate``; any unknown path or bad value is a 400."""
-    update = BackupUpdate()
-    for op in decode_patch(request, body, frozenset({"replace", "add"})):
-        if op.path not in PATCH_PATHS:
-            raise InvalidInput(
-                "Validation failed.",
-                [f"{op.path} cannot be changed; writable: {', '.join(sorted(PATCH_PATHS))}."],
-            )
-        if op.path == "/state":
-            value = convert_value(op.value, str, op.path)
-            state = BACKUP_MACHINE.parse(value)
-            if state is None or state.value in ("start_requested", "start_scheduled", "missed"):
-                raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
-            update.state = state
-        elif op.path in ("/started_time", "/ended_time"):
-            text = convert_value(op.value, str, op.path)
-            try:
-                moment = parse_iso(text)
-            except ValueError as exc:
-                raise InvalidInput(
-                    "Validation failed.", [f"{op.path}: {text!r} is not an ISO 8601 time."]
-                ) from exc
-            setattr(update, op.path[1:], moment)
-        elif op.path == "/snapshot_id":
-            update.snapshot_id = convert_value(op.value, int, op.path)
-        elif op.path == "/errors":
-            reported = convert_value(op.value, ReportedErrors, op.path)
-            update.errors = ErrorReport(
-                count=reported.count,
-                reason=reported.reason,
-                diagnostics=reported.diagnostics,
-                items=[
-                    ErrorItem(
-                        index=item.index,
-                        path=item.path,
-                        type=item.type,
-                        exception_code=item.exception.code if item.exception else None,
-                        exception_description=item.exception.description
-                        if item.exception
-                        else None,
-                        exception_details=item.exception.details if item.exception else None,
-                    )
-                    for item in reported.items
-                ],
-            )
-        else:
-            count = convert_value(op.value, int, op.path)
-            if count < 0:
-                raise InvalidInput("Validation failed.", [f"{op.path} must not be negative."])
-            update.counters[op.path[1:]] = count
-    return update

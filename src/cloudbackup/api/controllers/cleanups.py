@@ -13,12 +13,12 @@ from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.cleanups import (
+    CLEANUP_PATCH,
     CleanupErrorListOut,
     CleanupList,
     CleanupOut,
     cleanup_errors_out,
     cleanup_out,
-    parse_patch,
     parse_start,
 )
 from cloudbackup.domain.cleanups import CleanupService
@@ -93,7 +93,7 @@ class CleanupController(Controller):
         cleanups: Cleanups,
         x_agent_id: AgentHeader = None,
     ) -> None:
-        cleanups.update(project_id, cleanup_id, parse_patch(request, body), x_agent_id)
+        cleanups.update(project_id, cleanup_id, CLEANUP_PATCH.parse(request, body), x_agent_id)
 
     @get("/{cleanup_id:str}/errors", sync_to_thread=True)
     def list_errors(

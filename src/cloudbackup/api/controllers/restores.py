@@ -13,9 +13,9 @@ from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.restores import (
+    RESTORE_PATCH,
     RestoreList,
     RestoreOut,
-    parse_patch,
     parse_start,
     restore_errors_out,
     restore_out,
@@ -90,7 +90,7 @@ class RestoreController(Controller):
         restores: Restores,
         x_agent_id: AgentHeader = None,
     ) -> None:
-        restores.update(project_id, restore_id, parse_patch(request, body), x_agent_id)
+        restores.update(project_id, restore_id, RESTORE_PATCH.parse(request, body), x_agent_id)
 
     @get("/{restore_id:str}/errors", sync_to_thread=True)
     def list_errors(

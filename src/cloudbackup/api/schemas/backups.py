@@ -5,11 +5,17 @@ Field order is the order of the seed's example body; msgspec keeps it when encod
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
+from cloudbackup.api.body import convert_value
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.run_patch import RunPatch
 from cloudbackup.api.schemas.times import iso_z
+from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
+from cloudbackup.domain.run_states import BACKUP_MACHINE
 from cloudbackup.store.tables import Backup, BackupError
 
 ERROR_DESCRIPTIONS = {
@@ -101,6 +107,49 @@ class ReportedErrors(msgspec.Struct, forbid_unknown_fields=True):
     reason: str
     diagnostics: str
     items: list[ReportedErrorItem] = msgspec.field(name="list", default_factory=list)
+
+
+def error_report(reported: ReportedErrors) -> ErrorReport:
+    """The domain's form of an agent's ``/errors`` (backups and restores report the same)."""
+    return ErrorReport(
+        count=reported.count,
+        reason=reported.reason,
+        diagnostics=reported.diagnostics,
+        items=[
+            ErrorItem(
+                index=item.index,
+                path=item.path,
+                type=item.type,
+                exception_code=item.exception.code if item.exception else None,
+                exception_description=item.exception.description if item.exception else None,
+                exception_details=item.exception.details if item.exception else None,
+            )
+            for item in reported.items
+        ],
+    )
+
+
+def _set_snapshot_id(update: BackupUpdate, value: Any, path: str) -> None:
+    update.snapshot_id = convert_value(value, int, path)
+
+
+BACKUP_PATCH = RunPatch(
+    machine=BACKUP_MACHINE,
+    new_update=BackupUpdate,
+    counters=frozenset(
+        {
+            "/files_searched",
+            "/files_backed_up",
+            "/bytes_searched",
+            "/bytes_backed_up",
+            "/bytes_in_db",
+            "/bandwidth_avg_bps",
+        }
+    ),
+    errors_type=ReportedErrors,
+    errors=error_report,
+    own_paths={"/snapshot_id": _set_snapshot_id},
+)
 
 
 def backup_out(row: Backup, links: LinkBuilder) -> BackupOut:

@@ -11,11 +11,12 @@ from typing import Any
 import msgspec
 from litestar import Request
 
-from cloudbackup.api.body import convert_value, decode_json, decode_patch
+from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link, Ref
 from cloudbackup.api.schemas.restores import describe
-from cloudbackup.api.schemas.times import iso_z, parse_iso
+from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.run_states import CLEANUP_MACHINE
@@ -58,52 +59,29 @@ class ReportedCleanupErrors(msgspec.Struct, forbid_unknown_fields=True):
     items: list[ReportedCleanupErrorItem] = msgspec.field(name="list", default_factory=list)
 
 
-COUNTER_PATHS = {"/bytes_before", "/bytes_after"}
-PATCH_PATHS = COUNTER_PATHS | {"/state", "/started_time", "/ended_time", "/snapshot_ids", "/errors"}
+def _cleanup_errors(reported: ReportedCleanupErrors) -> CleanupErrors:
+    return CleanupErrors(
+        count=reported.count,
+        reason=reported.reason,
+        items=[CleanupErrorItem(i.index, i.path, i.type) for i in reported.items],
+    )
 
 
-def parse_patch(request: Request[Any, Any, Any], body: bytes) -> CleanupUpdate:
-    """Turn a C4 JSON Patch into a ``CleanupUpdate``; an unknown path or bad value is a 400."""
-    update = CleanupUpdate()
-    for op in decode_patch(request, body, frozenset({"replace", "add"})):
-        if op.path not in PATCH_PATHS:
-            raise InvalidInput(
-                "Validation failed.",
-                [f"{op.path} cannot be changed; writable: {', '.join(sorted(PATCH_PATHS))}."],
-            )
-        if op.path == "/state":
-            value = convert_value(op.value, str, op.path)
-            state = CLEANUP_MACHINE.parse(value)
-            if state is None or state.value in ("start_requested", "start_scheduled"):
-                raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
-            update.state = state
-        elif op.path in ("/started_time", "/ended_time"):
-            text = convert_value(op.value, str, op.path)
-            try:
-                moment = parse_iso(text)
-            except ValueError as exc:
-                raise InvalidInput(
-                    "Validation failed.", [f"{op.path}: {text!r} is not an ISO 8601 time."]
-                ) from exc
-            setattr(update, op.path[1:], moment)
-        elif op.path == "/snapshot_ids":
-            ids = convert_value(op.value, list[int], op.path)
-            if any(i < 1 for i in ids):
-                raise InvalidInput("Validation failed.", ["/snapshot_ids must be positive."])
-            update.snapshot_ids = ids
-        elif op.path == "/errors":
-            reported = convert_value(op.value, ReportedCleanupErrors, op.path)
-            update.errors = CleanupErrors(
-                count=reported.count,
-                reason=reported.reason,
-                items=[CleanupErrorItem(i.index, i.path, i.type) for i in reported.items],
-            )
-        else:
-            count = convert_value(op.value, int, op.path)
-            if count < 0:
-                raise InvalidInput("Validation failed.", [f"{op.path} must not be negative."])
-            update.counters[op.path[1:]] = count
-    return update
+def _set_snapshot_ids(update: CleanupUpdate, value: Any, path: str) -> None:
+    ids = convert_value(value, list[int], path)
+    if any(i < 1 for i in ids):
+        raise InvalidInput("Validation failed.", ["/snapshot_ids must be positive."])
+    update.snapshot_ids = ids
+
+
+CLEANUP_PATCH = RunPatch(
+    machine=CLEANUP_MACHINE,
+    new_update=CleanupUpdate,
+    counters=frozenset({"/bytes_before", "/bytes_after"}),
+    errors_type=ReportedCleanupErrors,
+    errors=_cleanup_errors,
+    own_paths={"/snapshot_ids": _set_snapshot_ids},
+)
 
 
 # -- responses --------------------------------------------------------------------------------

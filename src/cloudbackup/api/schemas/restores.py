@@ -11,19 +11,19 @@ from typing import Any
 import msgspec
 from litestar import Request
 
-from cloudbackup.api.body import convert_value, decode_object, decode_patch
+from cloudbackup.api.body import decode_object
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.backups import (
     ErrorItemOut,
     ErrorsSummary,
     ExceptionOut,
     ReportedErrors,
+    error_report,
 )
 from cloudbackup.api.schemas.common import Link, Ref
-from cloudbackup.api.schemas.times import iso_z, parse_iso
-from cloudbackup.domain.backups import ErrorItem, ErrorReport
+from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.configurations import PathItem
-from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.restores import RestoreRequest, RestoreUpdate
 from cloudbackup.domain.run_states import RESTORE_MACHINE
 from cloudbackup.store.tables import Restore, RestoreError
@@ -85,61 +85,14 @@ def parse_start(request: Request[Any, Any, Any], body: bytes) -> RestoreRequest:
 
 # -- R4 ---------------------------------------------------------------------------------------
 
-COUNTER_PATHS = {"/files_restored", "/bytes_restored"}
-# The example spellings (OQ-8); the reference table's garbled ones are 400 like any other path.
-PATCH_PATHS = COUNTER_PATHS | {"/state", "/started_time", "/ended_time", "/errors"}
-
-
-def parse_patch(request: Request[Any, Any, Any], body: bytes) -> RestoreUpdate:
-    """Turn an R4 JSON Patch into a ``RestoreUpdate``; an unknown path or bad value is a 400."""
-    update = RestoreUpdate()
-    for op in decode_patch(request, body, frozenset({"replace", "add"})):
-        if op.path not in PATCH_PATHS:
-            raise InvalidInput(
-                "Validation failed.",
-                [f"{op.path} cannot be changed; writable: {', '.join(sorted(PATCH_PATHS))}."],
-            )
-        if op.path == "/state":
-            value = convert_value(op.value, str, op.path)
-            state = RESTORE_MACHINE.parse(value)
-            if state is None or state.value == "start_requested":
-                raise InvalidInput("Validation failed.", [f"/state cannot be set to {value!r}."])
-            update.state = state
-        elif op.path in ("/started_time", "/ended_time"):
-            text = convert_value(op.value, str, op.path)
-            try:
-                moment = parse_iso(text)
-            except ValueError as exc:
-                raise InvalidInput(
-                    "Validation failed.", [f"{op.path}: {text!r} is not an ISO 8601 time."]
-                ) from exc
-            setattr(update, op.path[1:], moment)
-        elif op.path == "/errors":
-            reported = convert_value(op.value, ReportedErrors, op.path)
-            update.errors = ErrorReport(
-                count=reported.count,
-                reason=reported.reason,
-                diagnostics=reported.diagnostics,
-                items=[
-                    ErrorItem(
-                        index=item.index,
-                        path=item.path,
-                        type=item.type,
-                        exception_code=item.exception.code if item.exception else None,
-                        exception_description=item.exception.description
-                        if item.exception
-                        else None,
-                        exception_details=item.exception.details if item.exception else None,
-                    )
-                    for item in reported.items
-                ],
-            )
-        else:
-            count = convert_value(op.value, int, op.path)
-            if count < 0:
-                raise InvalidInput("Validation failed.", [f"{op.path} must not be negative."])
-            update.counters[op.path[1:]] = count
-    return update
+RESTORE_PATCH = RunPatch(
+    machine=RESTORE_MACHINE,
+    new_update=RestoreUpdate,
+    # The example spellings (OQ-8); the reference table's garbled ones are 400 like any other.
+    counters=frozenset({"/files_restored", "/bytes_restored"}),
+    errors_type=ReportedErrors,
+    errors=error_report,
+)
 
 
 # -- responses --------------------------------------------------------------------------------
