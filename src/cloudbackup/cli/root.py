@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from cloudbackup.cli.engine import register_engine
 from cloudbackup.cli.ops import register_operations
-from cloudbackup.client.cli import register as register_client
+from cloudbackup.client.commands import register as register_client
 from cloudbackup.domain.errors import DomainError
 from cloudbackup.settings import DEV_BROKER_FILE, Settings, get_settings
 

@@ -96,7 +96,7 @@ def schedule_from_words(text: str | None, time_zone: str) -> dict[str, Any] | No
     interval = 1
     if tokens[0] == "every" and len(tokens) >= 3 and tokens[1].isascii() and tokens[1].isdigit():
         interval, unit = int(tokens[1]), tokens[2].rstrip("s")
-        tokens = [{"hour": "hourly", "day": "daily", "week": "weekly"}.get(unit, unit)] + tokens[3:]
+        tokens = [{"hour": "hourly", "day": "daily", "week": "weekly"}.get(unit, unit), *tokens[3:]]
     kind, rest = tokens[0], tokens[1:]
     try:
         if kind == "hourly" and not rest:

@@ -29,7 +29,7 @@ def duration(seconds: float | int | None) -> str:
     """``3725`` -> ``1h02m05s``; ``42`` -> ``42s``."""
     if seconds is None:
         return "-"
-    total = max(int(round(seconds)), 0)
+    total = max(round(seconds), 0)
     hours, rest = divmod(total, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

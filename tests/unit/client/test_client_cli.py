@@ -484,7 +484,7 @@ def test_ctrl_c_then_no_leaves_the_run_going_and_exits_130(running, tmp_path, db
 
 # -- restores ----------------------------------------------------------------------------------------
 def test_restore_a_backup_with_the_cli_and_follow_it(running, tmp_path):
-    cli, http, secret, worker = running()
+    cli, http, secret, _worker = running()
     tree = make_tree(tmp_path / "src", files=12, size=3000)
     _tree_config(cli, http, secret, tree.root)
     backup = json.loads(
