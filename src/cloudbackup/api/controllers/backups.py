@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, patch, post
-from litestar.di import NamedDependency
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_201_CREATED
 
 from cloudbackup.api.body import boolean, decode_json
-from cloudbackup.api.controllers.events import run_event_list
+from cloudbackup.api.controllers.runs import RunResource, run_handlers
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.backups import (
@@ -30,8 +30,26 @@ Backups = NamedDependency[BackupService]
 BackupStarts = NamedDependency[BackupStarter]
 
 
+BACKUPS = RunResource(
+    noun="backup",
+    plural="backups",
+    out_type=BackupOut,
+    out=backup_out,
+    errors_type=ErrorListOut,
+    errors_out=error_list_out,
+    patch=BACKUP_PATCH,
+)
+
+
+def _runs(backups: Backups) -> BackupService:
+    return backups
+
+
 class BackupController(Controller):
     path = "/v2/{project_id:str}/backups"
+    dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
+    # B2/R2/C2-style read, PATCH, errors and events: the same for every run resource.
+    get_backup, update_backup, list_errors, list_events = run_handlers(BACKUPS)
 
     @post("/", status_code=HTTP_201_CREATED)
     async def start_backup(
@@ -87,59 +105,3 @@ class BackupController(Controller):
             filters=filters,
         )
         return BackupList(backups=items, links=links)
-
-    @get("/{backup_id:str}", sync_to_thread=True)
-    def get_backup(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        backup_id: FromPath[str],
-        backups: Backups,
-    ) -> BackupOut:
-        return backup_out(backups.get(project_id, backup_id), LinkBuilder(request, project_id))
-
-    @patch("/{backup_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
-    def update_backup(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        backup_id: FromPath[str],
-        body: RawBody,
-        backups: Backups,
-        x_agent_id: AgentHeader = None,
-    ) -> None:
-        backups.update(project_id, backup_id, BACKUP_PATCH.parse(request, body), x_agent_id)
-
-    @get("/{backup_id:str}/errors", sync_to_thread=True)
-    def list_errors(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        backup_id: FromPath[str],
-        backups: Backups,
-    ) -> ErrorListOut:
-        row, items = backups.errors(project_id, backup_id)
-        return error_list_out(row, items, LinkBuilder(request, project_id))
-
-    @get("/{backup_id:str}/events", sync_to_thread=True)
-    def list_events(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        backup_id: FromPath[str],
-        backups: Backups,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
-    ) -> dict[str, Any]:
-        return run_event_list(
-            request,
-            project_id,
-            ("backups", backup_id, "events"),
-            lambda after, size, direction: backups.events(
-                project_id, backup_id, marker=after, limit=size, sort_dir=direction
-            ),
-            marker,
-            limit,
-            sort_dir,
-        )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, patch, post
-from litestar.di import NamedDependency
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_201_CREATED
 
-from cloudbackup.api.controllers.events import run_event_list
+from cloudbackup.api.controllers.runs import RunResource, run_handlers
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.cleanups import (
@@ -28,8 +28,26 @@ Query = Annotated[str | None, QueryParameter(required=False)]
 Cleanups = NamedDependency[CleanupService]
 
 
+CLEANUPS = RunResource(
+    noun="cleanup",
+    plural="cleanups",
+    out_type=CleanupOut,
+    out=cleanup_out,
+    errors_type=CleanupErrorListOut,
+    errors_out=cleanup_errors_out,
+    patch=CLEANUP_PATCH,
+)
+
+
+def _runs(cleanups: Cleanups) -> CleanupService:
+    return cleanups
+
+
 class CleanupController(Controller):
     path = "/v2/{project_id:str}/cleanups"
+    dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
+    # B2/R2/C2-style read, PATCH, errors and events: the same for every run resource.
+    get_cleanup, update_cleanup, list_errors, list_events = run_handlers(CLEANUPS)
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def start_cleanup(
@@ -72,59 +90,3 @@ class CleanupController(Controller):
             sort_dir=sort_dir,
         )
         return CleanupList(cleanups=items, links=links)
-
-    @get("/{cleanup_id:str}", sync_to_thread=True)
-    def get_cleanup(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        cleanup_id: FromPath[str],
-        cleanups: Cleanups,
-    ) -> CleanupOut:
-        return cleanup_out(cleanups.get(project_id, cleanup_id), LinkBuilder(request, project_id))
-
-    @patch("/{cleanup_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
-    def update_cleanup(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        cleanup_id: FromPath[str],
-        body: RawBody,
-        cleanups: Cleanups,
-        x_agent_id: AgentHeader = None,
-    ) -> None:
-        cleanups.update(project_id, cleanup_id, CLEANUP_PATCH.parse(request, body), x_agent_id)
-
-    @get("/{cleanup_id:str}/errors", sync_to_thread=True)
-    def list_errors(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        cleanup_id: FromPath[str],
-        cleanups: Cleanups,
-    ) -> CleanupErrorListOut:
-        row, items = cleanups.errors(project_id, cleanup_id)
-        return cleanup_errors_out(row, items, LinkBuilder(request, project_id))
-
-    @get("/{cleanup_id:str}/events", sync_to_thread=True)
-    def list_events(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        cleanup_id: FromPath[str],
-        cleanups: Cleanups,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
-    ) -> dict[str, Any]:
-        return run_event_list(
-            request,
-            project_id,
-            ("cleanups", cleanup_id, "events"),
-            lambda after, size, direction: cleanups.events(
-                project_id, cleanup_id, marker=after, limit=size, sort_dir=direction
-            ),
-            marker,
-            limit,
-            sort_dir,
-        )

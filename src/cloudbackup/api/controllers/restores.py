@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, patch, post
-from litestar.di import NamedDependency
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
-from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_201_CREATED
 
-from cloudbackup.api.controllers.events import run_event_list
+from cloudbackup.api.controllers.runs import RunResource, run_handlers
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import paged_list
 from cloudbackup.api.schemas.restores import (
@@ -27,8 +27,26 @@ Query = Annotated[str | None, QueryParameter(required=False)]
 Restores = NamedDependency[RestoreService]
 
 
+RESTORES = RunResource(
+    noun="restore",
+    plural="restores",
+    out_type=RestoreOut,
+    out=restore_out,
+    errors_type=dict[str, Any],
+    errors_out=restore_errors_out,
+    patch=RESTORE_PATCH,
+)
+
+
+def _runs(restores: Restores) -> RestoreService:
+    return restores
+
+
 class RestoreController(Controller):
     path = "/v2/{project_id:str}/restores"
+    dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
+    # B2/R2/C2-style read, PATCH, errors and events: the same for every run resource.
+    get_restore, update_restore, list_errors, list_events = run_handlers(RESTORES)
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def start_restore(
@@ -69,59 +87,3 @@ class RestoreController(Controller):
             sort_dir=sort_dir,
         )
         return RestoreList(restores=items, links=links)
-
-    @get("/{restore_id:str}", sync_to_thread=True)
-    def get_restore(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        restore_id: FromPath[str],
-        restores: Restores,
-    ) -> RestoreOut:
-        return restore_out(restores.get(project_id, restore_id), LinkBuilder(request, project_id))
-
-    @patch("/{restore_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
-    def update_restore(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        restore_id: FromPath[str],
-        body: RawBody,
-        restores: Restores,
-        x_agent_id: AgentHeader = None,
-    ) -> None:
-        restores.update(project_id, restore_id, RESTORE_PATCH.parse(request, body), x_agent_id)
-
-    @get("/{restore_id:str}/errors", sync_to_thread=True)
-    def list_errors(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        restore_id: FromPath[str],
-        restores: Restores,
-    ) -> dict[str, Any]:
-        row, items = restores.errors(project_id, restore_id)
-        return restore_errors_out(row, items, LinkBuilder(request, project_id))
-
-    @get("/{restore_id:str}/events", sync_to_thread=True)
-    def list_events(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        restore_id: FromPath[str],
-        restores: Restores,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
-    ) -> dict[str, Any]:
-        return run_event_list(
-            request,
-            project_id,
-            ("restores", restore_id, "events"),
-            lambda after, size, direction: restores.events(
-                project_id, restore_id, marker=after, limit=size, sort_dir=direction
-            ),
-            marker,
-            limit,
-            sort_dir,
-        )

@@ -1,0 +1,115 @@
+"""The handlers every run resource has, made once: read one (B2/R2/C2), the PATCH (B4/R4/C4),
+its errors (ER1-ER3) and its events (EV5-EV7).
+
+Each kind's controller keeps what is its own (the start, the list with its filters) and takes
+these four from :func:`run_handlers`. Handler names and path parameter names stay the kind's
+(``get_backup``, ``{backup_id}``): the OpenAPI document names operations after them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from litestar import Request, get, patch
+from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.status_codes import HTTP_204_NO_CONTENT
+
+from cloudbackup.api.controllers.events import run_event_list
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.domain.runs import RunService
+
+AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
+Query = Annotated[str | None, QueryParameter(required=False)]
+Runs = NamedDependency[RunService[Any, Any, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResource:
+    """One kind of run as the API shows it."""
+
+    noun: str  # "backup": the handlers' names and the path parameter ``backup_id``
+    plural: str  # "backups": the path segment and the kind of link
+    out_type: type[Any]
+    out: Callable[[Any, LinkBuilder], Any]
+    errors_type: Any
+    errors_out: Callable[[Any, list[Any], LinkBuilder], Any]
+    patch: RunPatch[Any]
+
+    @property
+    def id_name(self) -> str:
+        return f"{self.noun}_id"
+
+
+def run_handlers(resource: RunResource) -> tuple[HTTPRouteHandler, ...]:
+    """GET one, PATCH, GET errors and GET events of ``resource``, in that order. The service
+    comes from the controller's ``runs`` dependency."""
+    id_name = resource.id_name
+    one = f"/{{{id_name}:str}}"
+
+    def get_run(
+        self: Any,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        runs: Runs,
+    ) -> Any:
+        run_id = request.path_params[id_name]
+        return resource.out(runs.get(project_id, run_id), LinkBuilder(request, project_id))
+
+    def update_run(
+        self: Any,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        body: RawBody,
+        runs: Runs,
+        x_agent_id: AgentHeader = None,
+    ) -> None:
+        update = resource.patch.parse(request, body)
+        runs.update(project_id, request.path_params[id_name], update, x_agent_id)
+
+    def list_errors(
+        self: Any,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        runs: Runs,
+    ) -> Any:
+        row, items = runs.errors(project_id, request.path_params[id_name])
+        return resource.errors_out(row, items, LinkBuilder(request, project_id))
+
+    def list_events(
+        self: Any,
+        request: Request[Any, Any, Any],
+        project_id: FromPath[str],
+        runs: Runs,
+        marker: Query = None,
+        limit: Query = None,
+        sort_dir: Query = None,
+    ) -> dict[str, Any]:
+        run_id = request.path_params[id_name]
+        return run_event_list(
+            request,
+            project_id,
+            (resource.plural, run_id, "events"),
+            lambda after, size, direction: runs.events(
+                project_id, run_id, marker=after, limit=size, sort_dir=direction
+            ),
+            marker,
+            limit,
+            sort_dir,
+        )
+
+    # The kind's own names and response types, for the OpenAPI document.
+    get_run.__name__ = f"get_{resource.noun}"
+    get_run.__annotations__["return"] = resource.out_type
+    update_run.__name__ = f"update_{resource.noun}"
+    list_errors.__annotations__["return"] = resource.errors_type
+    return (
+        get(one, sync_to_thread=True)(get_run),
+        patch(one, status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)(update_run),
+        get(f"{one}/errors", sync_to_thread=True)(list_errors),
+        get(f"{one}/events", sync_to_thread=True)(list_events),
+    )
