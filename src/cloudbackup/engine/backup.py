@@ -110,7 +110,7 @@ def run_backup(
         walked = selection.with_excluded_folders(
             {os.path.abspath(vault.root), os.path.realpath(vault.root)}
         )
-    run = _Run(vault, on_progress, should_stop, max_bps)
+    run = _Archiver(vault, on_progress, should_stop, max_bps)
     if on_phase is not None:
         on_phase("preparing")
     run.scan(walked)
@@ -301,8 +301,8 @@ class _Tree:
         return self
 
 
-class _Run:
-    """Mutable state of one run: counters, errors, callbacks and the read throttle."""
+class _Archiver:
+    """One backup pass over the inclusions: counters, errors, callbacks and the read throttle."""
 
     def __init__(
         self,
