@@ -218,8 +218,8 @@ def test_database_down_is_503_json_not_500(settings, fake_broker_url, tmp_path):
 
     from litestar.testing import TestClient
 
-    from cloudbackup.api.app import create_app
     from cloudbackup.queue.publishing import CeleryDispatcher
+    from cloudbackup.server import create_app
     from cloudbackup.settings import load_settings
     from cloudbackup.store.db import Database
 

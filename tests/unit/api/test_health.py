@@ -8,8 +8,8 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import utcnow
 from factories import rows

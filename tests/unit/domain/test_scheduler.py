@@ -8,7 +8,7 @@ import msgspec
 import pytest
 import sqlalchemy as sa
 
-from cloudbackup.domain import scheduler
+from cloudbackup.domain import admission, scheduler
 from cloudbackup.domain.backup_run import claim_backup, execute_backup
 from cloudbackup.domain.backups import BackupService
 from cloudbackup.domain.schedules import schedule_time
@@ -243,22 +243,22 @@ def test_at_most_n_running_per_agent_the_rest_wait_visibly_and_are_handed_on(db,
     limited = msgspec.structs.replace(settings, max_running_per_agent=1)
     agent = rows.agent(db)
     first, second, third = _starts(db, agent, 3)
-    assert scheduler.admit(db, limited, first, "q").run
-    waiting = scheduler.admit(db, limited, second, "q")
+    assert admission.admit(db, limited, first, "q").run
+    waiting = admission.admit(db, limited, second, "q")
     assert not waiting.run and waiting.reason == f"agent {agent.id} already runs its limit of 1"
-    assert not scheduler.admit(db, limited, third, "q").run
+    assert not admission.admit(db, limited, third, "q").run
     # Another agent of the same project is not held back.
-    assert scheduler.admit(db, limited, _starts(db, rows.agent(db), 1)[0], "q").run
+    assert admission.admit(db, limited, _starts(db, rows.agent(db), 1)[0], "q").run
     with db.transaction() as session:
         slots = dict(session.execute(sa.select(RUN_SLOTS.c.backup_id, RUN_SLOTS.c.state)).all())
     assert (slots[first], slots[second], slots[third]) == ("running", "waiting", "waiting")
 
-    assert scheduler.release(db, first) == []  # not final yet: keeps its slot
+    assert admission.release(db, first) == []  # not final yet: keeps its slot
     _finish(db, first)
-    handed = scheduler.release(db, first)
+    handed = admission.release(db, first)
     assert [w.backup_id for w in handed][:2] == [second, third]  # oldest first
-    assert scheduler.admit(db, limited, second, "q").run
-    assert not scheduler.admit(db, limited, third, "q").run
+    assert admission.admit(db, limited, second, "q").run
+    assert not admission.admit(db, limited, third, "q").run
 
 
 def test_project_limit_counts_every_agent_of_the_project(db, settings):
@@ -267,11 +267,11 @@ def test_project_limit_counts_every_agent_of_the_project(db, settings):
     a = _starts(db, one, 2)
     b = _starts(db, two, 1)
     other_project = _starts(db, rows.agent(db, project_id="220022"), 1)
-    assert scheduler.admit(db, limited, a[0], "q").run
-    assert scheduler.admit(db, limited, a[1], "q").run
-    blocked = scheduler.admit(db, limited, b[0], "q")
+    assert admission.admit(db, limited, a[0], "q").run
+    assert admission.admit(db, limited, a[1], "q").run
+    blocked = admission.admit(db, limited, b[0], "q")
     assert blocked.reason == f"project {one.project_id} already runs its limit of 2"
-    assert scheduler.admit(db, limited, other_project[0], "q").run
+    assert admission.admit(db, limited, other_project[0], "q").run
 
 
 def test_paused_queue_and_queue_concurrency(db, settings):
@@ -282,24 +282,24 @@ def test_paused_queue_and_queue_concurrency(db, settings):
     with db.transaction() as session:
         session.execute(sa.insert(QUEUE_SETTINGS).values(queue="p", paused=True))
         session.execute(sa.insert(QUEUE_SETTINGS).values(queue="c", concurrency=1))
-    assert scheduler.admit(db, settings, ids[0], "p").reason == "queue p is paused"
-    assert scheduler.admit(db, settings, ids[1], "c").run
+    assert admission.admit(db, settings, ids[0], "p").reason == "queue p is paused"
+    assert admission.admit(db, settings, ids[1], "c").run
     assert (
-        scheduler.admit(db, settings, ids[2], "c").reason == "queue c already runs its limit of 1"
+        admission.admit(db, settings, ids[2], "c").reason == "queue c already runs its limit of 1"
     )
-    assert [w.backup_id for w in scheduler.waiting_in(db, "c")] == [ids[2]]
-    assert scheduler.waiting_in(db, "p") == []  # a paused queue hands nothing on
+    assert [w.backup_id for w in admission.waiting_in(db, "c")] == [ids[2]]
+    assert admission.waiting_in(db, "p") == []  # a paused queue hands nothing on
 
 
 def test_started_runs_pass_the_gate_and_finished_slots_are_forgotten(db, settings):
     limited = msgspec.structs.replace(settings, max_running_per_agent=1)
     agent = rows.agent(db)
     first, second = _starts(db, agent, 2)
-    assert scheduler.admit(db, limited, first, "q").run
+    assert admission.admit(db, limited, first, "q").run
     with db.transaction() as session:
         session.execute(sa.update(Backup).where(Backup.id == second).values(state="in_progress"))
     # A re-drive of a started run is never held back (it already holds its slot, or needs none).
-    assert scheduler.admit(db, limited, second, "q").run
+    assert admission.admit(db, limited, second, "q").run
     _finish(db, first)
-    assert scheduler.forget_finished_slots(db) == 1
-    assert scheduler.admit(db, limited, "no-such-backup", "q").run
+    assert admission.forget_finished_slots(db) == 1
+    assert admission.admit(db, limited, "no-such-backup", "q").run
