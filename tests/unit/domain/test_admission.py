@@ -4,8 +4,10 @@ in-process on SQLite."""
 from __future__ import annotations
 
 import msgspec
+import pytest
 import sqlalchemy as sa
 
+from cloudbackup import logs
 from cloudbackup.domain import admission
 from cloudbackup.domain.backups import BackupService
 from cloudbackup.store.tables import RUN_SLOTS, Backup
@@ -89,6 +91,13 @@ def test_started_runs_pass_the_gate_and_finished_slots_are_forgotten(db, setting
     _finish(db, first)
     assert admission.forget_finished_slots(db) == 1
     assert admission.admit(db, limited, "no-such-backup", "q").run
+
+
+@pytest.fixture(autouse=True)
+def _forget_log_ids():
+    """``run_gated`` binds the run's ids to the log context, as in a task: unbind them after."""
+    yield
+    logs.clear()
 
 
 class Router:
