@@ -193,9 +193,6 @@ class QueueAdmin:
         log.info("queue %s changed: %s", name, values)
         return self.queue(name)
 
-    def paused_queues(self) -> set[str]:
-        return queue_settings.paused_queues(self.db)
-
 
 def _redis_queue(client: Any, name: str) -> BrokerQueue:
     depth = int(client.llen(name))

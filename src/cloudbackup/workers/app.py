@@ -20,11 +20,11 @@ from celery.signals import setup_logging
 from celery.worker import state as worker_state
 
 from cloudbackup.logs import configure_logging
-from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import SCHEDULE_TICK_TASK, QueueNames
 from cloudbackup.settings import get_settings
 from cloudbackup.store.db import Database
+from cloudbackup.store.queue_settings import paused_queues
 from cloudbackup.store.tables import utcnow
 from cloudbackup.store.worker_heartbeats import forget_worker, record_heartbeat
 
@@ -117,7 +117,7 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
     def report(self, consumer: Any) -> None:
         assert self.db is not None
         try:
-            self.follow_pauses(consumer, QueueAdmin(self.db, settings, app=app).paused_queues())
+            self.follow_pauses(consumer, paused_queues(self.db))
             names = QueueNames(settings.backup_queue)
             agents = {names.agent_of(q) for q in self.queues} - {None}
             record_heartbeat(
