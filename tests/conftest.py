@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store import migrate
 from cloudbackup.store.db import Database

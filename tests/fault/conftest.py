@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.domain.errors import Unavailable
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store import migrate
 from cloudbackup.store.db import Database

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.settings import load_settings
 from cloudbackup.store import migrate
 from cloudbackup.store.db import Database

@@ -18,9 +18,9 @@ import redis
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.queue.names import QueueNames
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store.tables import Backup, utcnow
 from factories import rows

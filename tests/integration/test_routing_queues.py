@@ -19,12 +19,12 @@ import redis
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.backups import BackupService
 from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.queue.names import QueueNames
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.settings import load_settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Backup, utcnow

@@ -8,9 +8,9 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.domain.sweeper import sweep
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from factories import rows
 from factories.api import headers, start_backup, token
 from factories.trees import make_tree

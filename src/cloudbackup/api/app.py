@@ -1,9 +1,10 @@
-"""The Litestar application factory: wires settings, database, dispatcher and controllers."""
+"""The API's Litestar application: its services and controllers over the collaborators it is
+given (database, dispatchers, queue administration, broker ping). ``cloudbackup.server`` builds
+those and mounts the console beside it."""
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from litestar import Controller, Litestar, Request, get
@@ -12,6 +13,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import DefineMiddleware
+from litestar.types import ControllerRouterHandler
 
 from cloudbackup.api.auth import TokenCache, require_token
 from cloudbackup.api.controllers.activities import ActivityController
@@ -43,7 +45,6 @@ from cloudbackup.api.limits import (
 )
 from cloudbackup.api.metrics import metrics, observe
 from cloudbackup.api.openapi import openapi_config
-from cloudbackup.console.console import ConsoleController
 from cloudbackup.domain.activities import ActivityService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
@@ -51,16 +52,15 @@ from cloudbackup.domain.backups import BackupService, BackupStarter
 from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
 from cloudbackup.domain.configurations import ConfigurationService
-from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
 from cloudbackup.domain.event_stream import EventStreamService
-from cloudbackup.domain.health import HealthService
+from cloudbackup.domain.health import BrokerPing, HealthService
 from cloudbackup.domain.logfiles import LogfileService
+from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.summaries import SummaryService
 from cloudbackup.domain.vaults import VaultService
-from cloudbackup.queue.admin import QueueAdmin
-from cloudbackup.queue.publishing import async_dispatcher
-from cloudbackup.settings import Settings, get_settings
+from cloudbackup.settings import Settings
 from cloudbackup.store.backup_starts import backup_start_store
 from cloudbackup.store.db import Database
 
@@ -87,12 +87,10 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
     "events": lambda db, dispatcher, _: EventStreamService(db, dispatcher),
     "activities": lambda db, _, __: ActivityService(db),
-    "health": lambda db, _, settings: HealthService(db, settings),
     "logfiles": lambda db, _, __: LogfileService(db),
     "summaries": lambda db, _, __: SummaryService(db),
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
-    "queue_admin": lambda db, _, settings: QueueAdmin(db, settings),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
@@ -100,7 +98,6 @@ CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEvent
 CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
 CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController]
-CONTROLLERS += [ConsoleController]  # the web console, /console (cloudbackup.console)
 
 
 def _constant(value: object) -> Provide:
@@ -126,46 +123,46 @@ def _guard_all(*guards: AsyncGuard) -> AsyncGuard:
     return guard
 
 
-def create_app(
-    settings: Settings | None = None,
+ShutdownHook = Callable[[], Awaitable[None]]
+
+
+def create_api(
+    settings: Settings,
     *,
-    database: Database | None = None,
-    dispatcher: Dispatcher | None = None,
+    database: Database,
+    dispatcher: Dispatcher,
+    publisher: AsyncDispatcher,
+    queue_admin: QueueAdministration,
+    broker_ping: BrokerPing | None = None,
+    route_handlers: Sequence[ControllerRouterHandler] = (),
+    on_shutdown: Sequence[ShutdownHook] = (),
 ) -> Litestar:
-    """Build the API. Tests pass their own database/dispatcher; production builds them here."""
-    settings = settings or get_settings()
-    owns_database = database is None
-    db = database or Database(
-        settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
-    )
-    if dispatcher is None:
-        from cloudbackup.queue.publishing import CeleryDispatcher
-
-        dispatcher = CeleryDispatcher.from_settings(settings)
-
+    """Build the API over its collaborators: ``publisher`` is the asyncio dispatcher of B1's
+    hot path, ``route_handlers`` are mounted beside the API (the console), ``on_shutdown`` run
+    after the API's own clean-up (the caller closes what it made)."""
+    db = database
     state = State(
         {
             "settings": settings,
             "database": db,
             "dispatcher": dispatcher,
+            "queue_admin": queue_admin,
             "token_cache": TokenCache(settings.token_cache_seconds),
         }
     )
     services = {name: build(db, dispatcher, settings) for name, build in SERVICES.items()}
+    services["health"] = HealthService(db, settings, broker_ping)
+    services["queue_admin"] = queue_admin
     # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
     start_store = backup_start_store(
         db.url,
         connect_timeout=settings.database_connect_timeout,
         pool_size=settings.api_database_pool_size,
     )
-    publisher = async_dispatcher(dispatcher, timeout=settings.broker_publish_timeout)
     services["backup_starts"] = BackupStarter(start_store, publisher)
 
     async def _shutdown() -> None:
-        await publisher.close()
         await start_store.close()
-        if owns_database:
-            db.dispose()
 
     forwarded = (
         [DefineMiddleware(ForwardedHeaders, networks=parse_networks(settings.trusted_proxies))]
@@ -173,12 +170,12 @@ def create_app(
         else []
     )
     app = Litestar(
-        route_handlers=[versions, metrics, *CONTROLLERS],
+        route_handlers=[versions, metrics, *CONTROLLERS, *route_handlers],
         guards=[_guard_all(require_token, reject_nul_characters, reject_unknown_query)],
         dependencies={name: _constant(service) for name, service in services.items()},
         exception_handlers=EXCEPTION_HANDLERS,
         state=state,
-        on_shutdown=[_shutdown],
+        on_shutdown=[_shutdown, *on_shutdown],
         request_max_body_size=MAX_BODY_BYTES,
         # Outermost first: the client's scheme and host (behind a trusted proxy), limits before
         # anything reads the body, then idempotent replays.
@@ -187,12 +184,3 @@ def create_app(
     )
     # Every operation of the spec's index that no controller serves answers 501 (§1.9).
     return register_not_implemented(app)
-
-
-def create_served_app() -> Litestar:
-    """The app as ``cloudbackup web`` serves it: built, then its objects frozen out of the
-    garbage collector's reach, so a full collection (~90 ms over the ~160k objects of the
-    loaded app) never stalls the requests in flight."""
-    app = create_app()
-    gc.freeze()
-    return app

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import sqlalchemy as sa
 from litestar import Request, Response, get
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,11 +31,12 @@ from prometheus_client.registry import Collector
 
 from cloudbackup import logs
 from cloudbackup.domain.errors import Unauthenticated
+from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
-from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
-from cloudbackup.store.tables import BACKUPS, CONFIGURATIONS, as_utc, utcnow
+from cloudbackup.store.service_metrics import Distribution, backup_figures, schedule_backlog
+from cloudbackup.store.tables import utcnow
 
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
 BYTES_BUCKETS = tuple(float(2**p) for p in (10, 20, 24, 27, 30, 33, 36, 40))  # 1 KiB .. 1 TiB
@@ -118,7 +118,7 @@ def _service_registry(state: Any) -> CollectorRegistry:
         registry: CollectorRegistry | None = state.get("metrics_registry")
         if registry is None:
             registry = CollectorRegistry()
-            registry.register(ServiceCollector(state.database, state.settings))
+            registry.register(ServiceCollector(state.database, state.queue_admin))
             state.metrics_registry = registry
         return registry
 
@@ -134,10 +134,9 @@ def _request_metrics() -> bytes:
 class ServiceCollector(Collector):
     """Figures of the whole service, read from the database and the broker at scrape time."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, admin: QueueAdministration) -> None:
         self.db = db
-        self.settings = settings
-        self.admin = QueueAdmin(db, settings)
+        self.admin = admin
         self._cached: tuple[float, list[Metric]] | None = None
         self._lock = threading.Lock()
 
@@ -162,62 +161,44 @@ class ServiceCollector(Collector):
         by_state = GaugeMetricFamily(
             "cloudbackup_backups", "Backups by current state.", labels=["state"]
         )
-        with self.db.transaction() as session:
-            counts: dict[str, int] = dict(
-                session.execute(
-                    sa.select(BACKUPS.c.state, sa.func.count()).group_by(BACKUPS.c.state)
-                ).all()
-            )
-            duration = _histogram(
-                session,
-                _seconds_between(session, BACKUPS.c.started_time, BACKUPS.c.ended_time),
-                DURATION_BUCKETS,
-                [s.value for s in BACKUP_MACHINE.final],
-                BACKUPS.c.started_time.is_not(None) & BACKUPS.c.ended_time.is_not(None),
-            )
-            size = _histogram(
-                session,
-                BACKUPS.c.bytes_backed_up,
-                BYTES_BUCKETS,
-                [s.value for s in RESTORABLE_STATES],
-                sa.true(),
-            )
+        figures = backup_figures(
+            self.db,
+            final_states=[s.value for s in BACKUP_MACHINE.final],
+            restorable_states=[s.value for s in RESTORABLE_STATES],
+            duration_bounds=DURATION_BUCKETS,
+            size_bounds=BYTES_BUCKETS,
+        )
         for state in BackupState:
-            by_state.add_metric([state.value], counts.get(state.value, 0))
+            by_state.add_metric([state.value], figures.by_state.get(state.value, 0))
         durations = HistogramMetricFamily(
             "cloudbackup_backup_duration_seconds",
             "Run time of finished backups (started to ended), by final state.",
             labels=["state"],
         )
-        for name, (buckets, total) in duration.items():
-            durations.add_metric([name], buckets, total)
+        for name, histogram in figures.durations.items():
+            durations.add_metric([name], *_buckets(histogram))
         sizes = HistogramMetricFamily(
             "cloudbackup_backup_bytes",
             "New bytes stored by each successful backup (after deduplication), by final state.",
             labels=["state"],
         )
-        for name, (buckets, total) in size.items():
-            sizes.add_metric([name], buckets, total)
+        for name, histogram in figures.sizes.items():
+            sizes.add_metric([name], *_buckets(histogram))
         return [by_state, durations, sizes]
 
     def _schedules(self) -> list[Metric]:
         now = utcnow()
-        c = CONFIGURATIONS.c
-        with self.db.transaction() as session:
-            oldest, due = session.execute(
-                sa.select(sa.func.min(c.next_scheduled_time), sa.func.count()).where(
-                    c.next_scheduled_time <= now, c.deleted.is_(False), c.enabled.is_(True)
-                )
-            ).one()
+        backlog = schedule_backlog(self.db, now)
+        oldest = backlog.oldest_due
         behind = GaugeMetricFamily(
             "cloudbackup_schedule_lag_seconds",
             "How long the most overdue schedule has been due without firing (0 = on time).",
         )
-        behind.add_metric([], 0.0 if oldest is None else (now - as_utc(oldest)).total_seconds())
+        behind.add_metric([], 0.0 if oldest is None else (now - oldest).total_seconds())
         overdue = GaugeMetricFamily(
             "cloudbackup_schedules_due", "Schedules due and not yet fired by a tick."
         )
-        overdue.add_metric([], int(due or 0))
+        overdue.add_metric([], backlog.due)
         return [behind, overdue]
 
     def _queues(self) -> list[Metric]:
@@ -269,36 +250,11 @@ class ServiceCollector(Collector):
         return [up, seen, busy]
 
 
-def _seconds_between(session: Any, start: Any, end: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return sa.func.extract("epoch", end - start)
-    return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
-
-
-def _histogram(
-    session: Any,
-    value: Any,
-    bounds: Iterable[float],
-    states: list[str],
-    where: Any,
-) -> dict[str, tuple[list[tuple[str, float]], float]]:
-    """Cumulative bucket counts and the sum of ``value`` per state, in one query."""
-    bounds = list(bounds)
-    columns = [
-        sa.func.sum(sa.case((value <= bound, 1), else_=0)).label(f"b{i}")
-        for i, bound in enumerate(bounds)
-    ]
-    rows = session.execute(
-        sa.select(BACKUPS.c.state, sa.func.count(), sa.func.sum(value), *columns)
-        .where(BACKUPS.c.state.in_(states), where)
-        .group_by(BACKUPS.c.state)
-    ).all()
-    result: dict[str, tuple[list[tuple[str, float]], float]] = {}
-    for state, count, total, *cumulative in rows:
-        buckets = [(_le(bound), float(n or 0)) for bound, n in zip(bounds, cumulative, strict=True)]
-        buckets.append(("+Inf", float(count)))
-        result[state] = (buckets, float(total or 0))
-    return result
+def _buckets(histogram: Distribution) -> tuple[list[tuple[str, float]], float]:
+    """Prometheus' cumulative buckets (``le`` labels, ``+Inf`` last) and the sum."""
+    buckets = [(_le(bound), float(n)) for bound, n in histogram.cumulative]
+    buckets.append(("+Inf", float(histogram.count)))
+    return buckets, histogram.total
 
 
 def _le(bound: float) -> str:

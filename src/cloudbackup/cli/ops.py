@@ -156,24 +156,24 @@ def agent(
     The pin is stored and survives restarts; while the host worker is down, the agent's work
     waits in its queue (a shared worker cannot read this host's files). `--release` undoes it.
     """
-    from cloudbackup.domain import scheduler
     from cloudbackup.queue.names import QueueNames
+    from cloudbackup.store import agent_pins
     from cloudbackup.store.db import Database
 
     settings = get_settings()
     db = Database(settings.resolved_database_url)
     if release:
-        released = scheduler.unpin_agent(db, agent_id)
+        released = agent_pins.unpin_agent(db, agent_id)
         err.print(
             f"agent {agent_id} "
             + ("uses the shared queues again" if released else "was not pinned")
         )
         return
-    if not scheduler.live_agent_ids(db, [agent_id]):
+    if not agent_pins.live_agent_ids(db, [agent_id]):
         raise _fail(f"no registered agent with id {agent_id!r}")
     if concurrency < 1:
         raise _fail("--concurrency must be at least 1")
-    scheduler.pin_agent(db, agent_id)
+    agent_pins.pin_agent(db, agent_id)
     db.dispose()
     queues = QueueNames(settings.backup_queue).for_agent(agent_id)
     err.print(f"agent {agent_id}: consuming {', '.join(queues)}")

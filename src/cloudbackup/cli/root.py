@@ -63,7 +63,7 @@ def web(
         ThreadPoolExecutor(max_workers=settings.api_threads, thread_name_prefix="api")
     )
     uvicorn.run(
-        "cloudbackup.api.app:create_served_app",
+        "cloudbackup.server:create_served_app",
         factory=True,
         host=host,
         port=port,

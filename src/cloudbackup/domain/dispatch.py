@@ -24,3 +24,22 @@ class AsyncDispatcher(Protocol):
     ) -> bool:
         """:meth:`Dispatcher.publish` for asyncio callers (the API's hot path)."""
         ...
+
+
+class QueueRouter(Protocol):
+    """What the admission gate around one delivered backup needs of the queues."""
+
+    def delivery_queue(self, delivered_to: str | None) -> str:
+        """The queue a delivery came from (``delivered_to``, or the manual queue if unknown)."""
+        ...
+
+    def own_queue(self, queue: str, agent_id: str | None) -> str | None:
+        """The agent's own queue, in ``queue``'s lane, when work for ``agent_id`` came through
+        shared ``queue`` but the agent is pinned now; otherwise None."""
+        ...
+
+    def publish_to(
+        self, queue: str, kind: JobKind, resource_id: str, agent_id: str | None = None
+    ) -> bool:
+        """Publish to the named ``queue``; False if the broker could not be reached."""
+        ...

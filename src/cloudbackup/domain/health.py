@@ -12,7 +12,9 @@ Dependencies, named ``{category: {system}}`` like the reference's ``storage.cass
   online when the server accepts a connection, and the outbox's ``pending``/``failed`` counts.
   Mail is optional: it never makes the whole report (H1) answer 503.
 
-The broker check is bounded by ``CLOUDBACKUP_HEALTH_TIMEOUT_SECONDS``, the database checks by
+The broker is asked through a :data:`BrokerPing` port (the queue package's Redis ping, given by
+the composition root); without one, the broker's port accepting a connection counts as up. The
+broker check is bounded by ``CLOUDBACKUP_HEALTH_TIMEOUT_SECONDS``, the database checks by
 ``CLOUDBACKUP_DATABASE_CONNECT_TIMEOUT``. The whole report is reused for :data:`CACHE_SECONDS` and
 computed by one caller at a time, so a load balancer polling many API threads costs one round of
 checks.
@@ -30,7 +32,6 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 import sqlalchemy as sa
 
 from cloudbackup.settings import Settings
@@ -41,6 +42,8 @@ from cloudbackup.store.tables import AGENT_QUEUES, WORKER_HEARTBEATS, utcnow
 log = logging.getLogger("cloudbackup.health")
 
 CACHE_SECONDS = 2.0
+BrokerPing = Callable[[], bool]
+"""Ask the broker whether it answers (raising counts as down); bounded by its own timeout."""
 BROKER_NAMES = {"redis": "redis", "rediss": "redis", "amqp": "rabbitmq", "amqps": "rabbitmq"}
 
 
@@ -76,9 +79,12 @@ def broker_system(broker_url: str) -> str:
 
 
 class HealthService:
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, broker_ping: BrokerPing | None = None
+    ) -> None:
         self.db = db
         self.settings = settings
+        self.broker_ping = broker_ping
         self.node = socket.gethostname()
         self._lock = threading.Lock()
         self._cached: tuple[float, HealthReport] | None = None
@@ -120,18 +126,13 @@ class HealthService:
         url = self.settings.broker_url
         if not url:
             return False
-        timeout = self.settings.health_timeout_seconds
-        if broker_system(url) == "redis":
-            client = redis.Redis.from_url(
-                url, socket_connect_timeout=timeout, socket_timeout=timeout
-            )
-            try:
-                return bool(client.ping())
-            finally:
-                client.close()
-        # Other brokers (AMQP): the port accepts connections.
+        if self.broker_ping is not None:
+            return self.broker_ping()
+        # No ping given: the broker's port accepts connections.
         parts = urlsplit(url)
-        with socket.create_connection((parts.hostname or "localhost", parts.port or 5672), timeout):
+        port = parts.port or (6379 if broker_system(url) == "redis" else 5672)
+        address = (parts.hostname or "localhost", port)
+        with socket.create_connection(address, self.settings.health_timeout_seconds):
             return True
 
     def _mail(self) -> Check:
@@ -140,7 +141,7 @@ class HealthService:
         try:
             with self.db.transaction() as session:
                 extra.update(MailOutbox(session).counts())
-        except Exception as exc:  # noqa: BLE001 - the storage check reports the database
+        except Exception as exc:  # the storage check reports the database
             log.warning("health check mail outbox failed: %s", exc)
 
         def reachable() -> bool:
@@ -176,6 +177,6 @@ def _safely(name: str, check: Callable[[], bool]) -> bool:
     """A check that raises counts as down; the reason goes to the log, never to the caller."""
     try:
         return check()
-    except Exception as exc:  # noqa: BLE001 - any failure of a dependency means "down"
+    except Exception as exc:  # any failure of a dependency means "down"
         log.warning("health check %s failed: %s", name, exc)
         return False

@@ -1,6 +1,6 @@
-"""Deciding when and where backups run: schedules that fire, and the admission gate.
+"""Schedules that fire: the tick that records due runs and keeps waiting runs moving.
 
-Schedules. Each configuration with a schedule keeps its next run time in
+Each configuration with a schedule keeps its next run time in
 ``configurations.next_scheduled_time``. A tick (beat runs one every few seconds) claims every due
 configuration with a compare-and-set on that column, moving it to the next occurrence after now,
 and records the run through the same service and state machine as B1 (``start_scheduled``, with
@@ -10,17 +10,14 @@ A run found due later than the window ends ``missed`` at once; occurrences that 
 scheduler ran are collapsed into that one run (or one miss). A waiting ``start_scheduled`` run
 that no worker started within the window ends ``missed`` too.
 
-Admission. Before a worker runs a backup it asks :func:`admit`: a paused queue, a queue at its
-concurrency, or an agent or project at its limit of running backups makes the run wait. A waiting
-run keeps its ``start_*`` state and a ``waiting`` row in ``run_slots`` (so it is visible and never
-lost); :func:`release` hands the freed capacity to the oldest waiting runs, and every tick
-re-offers waiting runs as a safety net.
+Whether a fired run may start is the admission gate's call (``domain.admission``); the tick
+re-offers its waiting runs and forgets the slots of finished ones.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,20 +27,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain import admission
 from cloudbackup.domain.backups import BACKUP_RUNS, BackupService
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import DomainError
-from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
+from cloudbackup.domain.run_states import BackupState
 from cloudbackup.domain.schedules import ScheduleError, next_occurrence
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database, rowcount
 from cloudbackup.store.tables import (
-    AGENT_QUEUES,
     AGENTS,
     BACKUPS,
     CONFIGURATIONS,
-    QUEUE_SETTINGS,
-    RUN_SLOTS,
     Backup,
     as_utc,
     utcnow,
@@ -53,8 +48,6 @@ log = logging.getLogger("cloudbackup.scheduler")
 
 Clock = Callable[[], datetime]
 S = BackupState
-_FINAL = [s.value for s in BACKUP_MACHINE.final]
-_START = [s.value for s in BACKUP_MACHINE.starts]
 BATCH = 200  # configurations claimed per transaction
 
 
@@ -102,10 +95,10 @@ def tick(
                 break
     # Rows carry real creation times, so the window of waiting runs is measured on the real clock.
     report.expired = expire_waiting(db, settings, utcnow())
-    for backup_id, agent_id in waiting_to_reoffer(db, settings):
+    for backup_id, agent_id in admission.waiting_to_reoffer(db):
         if dispatcher.publish("backup", backup_id, agent_id=agent_id):
             report.reoffered += 1
-    forget_finished_slots(db)
+    admission.forget_finished_slots(db)
     if report.fired or report.missed or report.expired:
         log.info(
             "schedule tick: fired %d, missed %d, expired %d, passed %d",
@@ -286,233 +279,6 @@ def expire_waiting(db: Database, settings: Settings, now: datetime, limit: int =
             if BACKUP_RUNS.move(session, backup, S.MISSED, request_id=backup.request_id):
                 expired += 1
     return expired
-
-
-# -- admission ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Admission:
-    """Whether a delivery may run now; ``reason`` says why it waits."""
-
-    run: bool
-    reason: str = ""
-    project_id: str | None = None
-    agent_id: str | None = None
-
-
-def admit(db: Database, settings: Settings, backup_id: str, queue: str) -> Admission:
-    """Reserve a running slot for a backup about to start, or record why it must wait.
-
-    Only runs that have not started are gated: a re-drive or a duplicate delivery of a started run
-    passes (its slot is already held) and the claim in ``backup_run`` sorts it out.
-    """
-    with db.transaction() as session:
-        row = session.execute(
-            sa.select(BACKUPS.c.state, BACKUPS.c.project_id, BACKUPS.c.agent_id).where(
-                BACKUPS.c.id == backup_id
-            )
-        ).first()
-        if row is None:
-            return Admission(run=True)
-        state, project_id, agent_id = row
-        if state not in _START:
-            return Admission(run=True, project_id=project_id, agent_id=agent_id)
-        _lock(session, f"queue:{queue}", f"project:{project_id}")
-        reason = _blocked(session, settings, backup_id, queue, project_id, agent_id)
-        _put_slot(session, backup_id, project_id, agent_id, queue, reason)
-    if reason:
-        log.info("backup %s waits: %s", backup_id, reason)
-    return Admission(not reason, reason, project_id, agent_id)
-
-
-def _lock(session: Session, *keys: str) -> None:
-    """Serialise admissions that share a queue or project (SQLite already serialises writers)."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for key in sorted(keys):  # one order everywhere: no deadlocks
-        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
-
-
-def _running(session: Session, backup_id: str, where: Any) -> int:
-    slots = RUN_SLOTS.c
-    query = (
-        sa.select(sa.func.count())
-        .select_from(RUN_SLOTS)
-        .join(BACKUPS, BACKUPS.c.id == slots.backup_id)
-        .where(
-            slots.state == "running",
-            slots.backup_id != backup_id,
-            BACKUPS.c.state.not_in(_FINAL),
-            where,
-        )
-    )
-    return int(session.execute(query).scalar_one())
-
-
-def _blocked(
-    session: Session,
-    settings: Settings,
-    backup_id: str,
-    queue: str,
-    project_id: str,
-    agent_id: str,
-) -> str:
-    setting = session.execute(
-        sa.select(QUEUE_SETTINGS.c.paused, QUEUE_SETTINGS.c.concurrency).where(
-            QUEUE_SETTINGS.c.queue == queue
-        )
-    ).first()
-    slots = RUN_SLOTS.c
-    if setting is not None:
-        paused, concurrency = setting
-        if paused:
-            return f"queue {queue} is paused"
-        if concurrency is not None and (
-            _running(session, backup_id, slots.queue == queue) >= concurrency
-        ):
-            return f"queue {queue} already runs its limit of {concurrency}"
-    per_agent = settings.max_running_per_agent
-    if per_agent > 0 and _running(session, backup_id, slots.agent_id == agent_id) >= per_agent:
-        return f"agent {agent_id} already runs its limit of {per_agent}"
-    per_project = settings.max_running_per_project
-    if (
-        per_project > 0
-        and _running(session, backup_id, slots.project_id == project_id) >= per_project
-    ):
-        return f"project {project_id} already runs its limit of {per_project}"
-    return ""
-
-
-def _put_slot(
-    session: Session, backup_id: str, project_id: str, agent_id: str, queue: str, reason: str
-) -> None:
-    values = {"queue": queue, "state": "waiting" if reason else "running", "reason": reason}
-    updated = session.execute(
-        sa.update(RUN_SLOTS).where(RUN_SLOTS.c.backup_id == backup_id).values(**values)
-    )
-    if not rowcount(updated):
-        session.execute(
-            sa.insert(RUN_SLOTS).values(
-                backup_id=backup_id,
-                project_id=project_id,
-                agent_id=agent_id,
-                since=utcnow(),
-                **values,
-            )
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    backup_id: str
-    agent_id: str
-    queue: str
-
-
-def release(db: Database, backup_id: str, limit: int = 4) -> list[Waiting]:
-    """Give up the slot of a backup that is final; return the oldest runs waiting for it."""
-    with db.transaction() as session:
-        slot = session.execute(
-            sa.select(RUN_SLOTS.c.project_id, RUN_SLOTS.c.agent_id, RUN_SLOTS.c.queue)
-            .join(BACKUPS, BACKUPS.c.id == RUN_SLOTS.c.backup_id)
-            .where(RUN_SLOTS.c.backup_id == backup_id, BACKUPS.c.state.in_(_FINAL))
-        ).first()
-        if slot is None:
-            return []
-        project_id, agent_id, queue = slot
-        session.execute(sa.delete(RUN_SLOTS).where(RUN_SLOTS.c.backup_id == backup_id))
-        slots = RUN_SLOTS.c
-        return _waiting(
-            session,
-            sa.or_(
-                slots.agent_id == agent_id, slots.project_id == project_id, slots.queue == queue
-            ),
-            limit,
-        )
-
-
-def _waiting(session: Session, where: Any, limit: int) -> list[Waiting]:
-    slots = RUN_SLOTS.c
-    paused = sa.select(QUEUE_SETTINGS.c.queue).where(QUEUE_SETTINGS.c.paused.is_(True))
-    rows = session.execute(
-        sa.select(slots.backup_id, slots.agent_id, slots.queue)
-        .join(BACKUPS, BACKUPS.c.id == slots.backup_id)
-        .where(
-            slots.state == "waiting",
-            BACKUPS.c.state.in_(_START),
-            slots.queue.not_in(paused),
-            where,
-        )
-        .order_by(slots.since, slots.backup_id)
-        .limit(limit)
-    ).all()
-    return [Waiting(*row) for row in rows]
-
-
-def waiting_in(db: Database, queue: str, limit: int = 1000) -> list[Waiting]:
-    """Runs waiting in ``queue`` (to publish again when it is resumed or widened)."""
-    with db.transaction() as session:
-        return _waiting(session, RUN_SLOTS.c.queue == queue, limit)
-
-
-def waiting_to_reoffer(db: Database, settings: Settings, limit: int = 100) -> list[tuple[str, str]]:
-    """The oldest waiting run of each agent: offered again in case a hand-off was lost."""
-    with db.transaction() as session:
-        rows = _waiting(session, sa.true(), limit * 10)
-    seen: set[str] = set()
-    result: list[tuple[str, str]] = []
-    for row in rows:
-        if row.agent_id not in seen and len(result) < limit:
-            seen.add(row.agent_id)
-            result.append((row.backup_id, row.agent_id))
-    return result
-
-
-def forget_finished_slots(db: Database) -> int:
-    """Delete slots whose backup is final or gone (a worker died before releasing it)."""
-    with db.transaction() as session:
-        live = sa.select(BACKUPS.c.id).where(BACKUPS.c.state.not_in(_FINAL))
-        result = session.execute(sa.delete(RUN_SLOTS).where(RUN_SLOTS.c.backup_id.not_in(live)))
-        return rowcount(result)
-
-
-# -- agent pins -----------------------------------------------------------------------------
-
-
-def pinned_agents(db: Database) -> frozenset[str]:
-    with db.transaction() as session:
-        return frozenset(session.execute(sa.select(AGENT_QUEUES.c.agent_id)).scalars())
-
-
-def pin_agent(db: Database, agent_id: str) -> bool:
-    """Route the agent's work to its own queue from now on; False if it was pinned already."""
-    with db.transaction() as session:
-        exists = session.execute(
-            sa.select(AGENT_QUEUES.c.agent_id).where(AGENT_QUEUES.c.agent_id == agent_id)
-        ).first()
-        if exists:
-            return False
-        session.execute(sa.insert(AGENT_QUEUES).values(agent_id=agent_id, pinned_at=utcnow()))
-        return True
-
-
-def unpin_agent(db: Database, agent_id: str) -> bool:
-    with db.transaction() as session:
-        result = session.execute(sa.delete(AGENT_QUEUES).where(AGENT_QUEUES.c.agent_id == agent_id))
-        return bool(rowcount(result))
-
-
-def live_agent_ids(db: Database, agent_ids: Sequence[str]) -> set[str]:
-    """Which of ``agent_ids`` are registered and not deleted."""
-    with db.transaction() as session:
-        return set(
-            session.execute(
-                sa.select(AGENTS.c.id).where(
-                    AGENTS.c.id.in_(list(agent_ids)), AGENTS.c.deleted.is_(False)
-                )
-            ).scalars()
-        )
 
 
 def schedule_lag(db: Database, now: datetime | None = None) -> float:

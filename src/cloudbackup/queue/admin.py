@@ -1,66 +1,36 @@
-"""Queue administration: what `cloudbackup queues` and /v2/admin/queues show and change, and
-the workers' heartbeat rows."""
+"""Queue administration: what `cloudbackup queues` and /v2/admin/queues show and change (the
+domain's ``QueueAdministration`` port), from the broker and the store's queue tables."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from celery import Celery
 
-from cloudbackup.domain import scheduler
+from cloudbackup.domain import admission
 from cloudbackup.domain.errors import InvalidInput, NotFound
+from cloudbackup.domain.queue_admin import QueueInfo, WorkerInfo
 from cloudbackup.domain.run_states import BACKUP_MACHINE
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import MAX_QUEUE_CONCURRENCY, PUBLISHED_HEADER, QueueNames
 from cloudbackup.queue.publishing import CeleryDispatcher, database_pins
 from cloudbackup.settings import Settings
-from cloudbackup.store.db import Database, rowcount
-from cloudbackup.store.tables import (
-    BACKUPS,
-    QUEUE_SETTINGS,
-    RUN_SLOTS,
-    WORKER_HEARTBEATS,
-    as_utc,
-    utcnow,
-)
+from cloudbackup.store import queue_settings, run_slots
+from cloudbackup.store.agent_pins import pinned_agents
+from cloudbackup.store.db import Database
+from cloudbackup.store.tables import as_utc, utcnow
+from cloudbackup.store.worker_heartbeats import heartbeats
+
+__all__ = ["BrokerQueue", "QueueAdmin", "QueueInfo", "WorkerInfo"]
 
 log = logging.getLogger("cloudbackup.queue")
 
 # -- administration: what `cloudbackup queues` and /v2/admin/queues show and change -----------
-
-
-@dataclass(slots=True)
-class QueueInfo:
-    name: str
-    kind: str  # manual | scheduled | maintenance | agent | other
-    agent_id: str | None
-    depth: int | None  # messages in the broker (None: the broker could not be asked)
-    oldest_age_seconds: float | None  # age of the oldest message waiting in the broker
-    paused: bool
-    concurrency: int | None
-    running: int  # backups admitted from this queue and not final
-    waiting: int  # backups held back by a pause or a limit
-    oldest_waiting_seconds: float | None
-    consumers: list[str] = field(default_factory=list)  # online workers consuming it
-
-
-@dataclass(slots=True)
-class WorkerInfo:
-    hostname: str
-    agent_id: str | None
-    queues: list[str]
-    concurrency: int
-    running: list[dict[str, Any]]
-    pid: int
-    started_at: datetime
-    last_seen: datetime | None
-    online: bool
 
 
 @dataclass(slots=True)
@@ -103,25 +73,21 @@ class QueueAdmin:
     def workers(self, now: datetime | None = None) -> list[WorkerInfo]:
         now = now or utcnow()
         offline_after = timedelta(seconds=self.settings.worker_offline_seconds)
-        with self.db.transaction() as session:
-            rows = session.execute(
-                sa.select(WORKER_HEARTBEATS).order_by(WORKER_HEARTBEATS.c.hostname)
-            ).all()
         result = []
-        for row in rows:
-            queues = [q for q in (row.queues or []) if self.names.ours(q)]
+        for beat in heartbeats(self.db):
+            queues = [q for q in beat.queues if self.names.ours(q)]
             if not queues:
                 continue  # a worker of another deployment sharing the database
-            last = as_utc(row.last_seen) if row.last_seen else None
+            last = beat.last_seen
             result.append(
                 WorkerInfo(
-                    hostname=row.hostname,
-                    agent_id=row.agent_id,
+                    hostname=beat.hostname,
+                    agent_id=beat.agent_id,
                     queues=queues,
-                    concurrency=row.concurrency,
-                    running=list(row.running or []),
-                    pid=row.pid,
-                    started_at=as_utc(row.started_at),
+                    concurrency=beat.concurrency,
+                    running=beat.running,
+                    pid=beat.pid,
+                    started_at=beat.started_at,
                     last_seen=last,
                     online=last is not None and now - last <= offline_after,
                 )
@@ -132,12 +98,9 @@ class QueueAdmin:
         """Shared queues, queues of pinned agents, queues with settings or consumers."""
         names = list(self.names.shared())
         extra: set[str] = set()
-        extra.update(
-            q for agent in scheduler.pinned_agents(self.db) for q in self.names.for_agent(agent)
-        )
-        with self.db.transaction() as session:
-            extra.update(session.execute(sa.select(QUEUE_SETTINGS.c.queue)).scalars())
-            extra.update(session.execute(sa.select(RUN_SLOTS.c.queue).distinct()).scalars())
+        extra.update(q for agent in pinned_agents(self.db) for q in self.names.for_agent(agent))
+        extra.update(queue_settings.queue_settings(self.db))
+        extra.update(run_slots.slotted_queues(self.db))
         for worker in workers:
             extra.update(worker.queues)
         names += sorted(q for q in extra if q not in names and self.names.ours(q))
@@ -148,30 +111,14 @@ class QueueAdmin:
         workers = self.workers(now)
         names = self.queue_names(workers)
         broker = self.broker_stats(names)
-        with self.db.transaction() as session:
-            settings = {
-                row.queue: (row.paused, row.concurrency)
-                for row in session.execute(sa.select(QUEUE_SETTINGS))
-            }
-            slots = session.execute(
-                sa.select(
-                    RUN_SLOTS.c.queue,
-                    RUN_SLOTS.c.state,
-                    sa.func.count(),
-                    sa.func.min(RUN_SLOTS.c.since),
-                )
-                .join(BACKUPS, BACKUPS.c.id == RUN_SLOTS.c.backup_id)
-                .where(BACKUPS.c.state.not_in([s.value for s in BACKUP_MACHINE.final]))
-                .group_by(RUN_SLOTS.c.queue, RUN_SLOTS.c.state)
-            ).all()
-        counts: dict[tuple[str, str], tuple[int, datetime | None]] = {
-            (q, s): (n, since) for q, s, n, since in slots
-        }
+        settings = queue_settings.queue_settings(self.db)
+        counts = run_slots.slot_counts(self.db, [s.value for s in BACKUP_MACHINE.final])
+        none = run_slots.SlotCount(0, None)
         result = []
         for name in names:
-            paused, concurrency = settings.get(name, (False, None))
+            setting = settings.get(name, queue_settings.QueueSetting())
             stats = broker.get(name, BrokerQueue(None, None))
-            waiting, waiting_since = counts.get((name, "waiting"), (0, None))
+            waiting = counts.get((name, "waiting"), none)
             result.append(
                 QueueInfo(
                     name=name,
@@ -181,13 +128,13 @@ class QueueAdmin:
                     oldest_age_seconds=None
                     if stats.oldest_published is None
                     else max(0.0, now.timestamp() - stats.oldest_published),
-                    paused=paused,
-                    concurrency=concurrency,
-                    running=counts.get((name, "running"), (0, None))[0],
-                    waiting=waiting,
+                    paused=setting.paused,
+                    concurrency=setting.concurrency,
+                    running=counts.get((name, "running"), none).count,
+                    waiting=waiting.count,
                     oldest_waiting_seconds=None
-                    if waiting_since is None
-                    else max(0.0, (now - as_utc(waiting_since)).total_seconds()),
+                    if waiting.oldest_since is None
+                    else max(0.0, (now - as_utc(waiting.oldest_since)).total_seconds()),
                     consumers=[w.hostname for w in workers if w.online and name in w.queues],
                 )
             )
@@ -231,35 +178,20 @@ class QueueAdmin:
             )
         if name not in self.queue_names(self.workers()):
             raise NotFound(f"Queue {name!r} not found.")
-        values: dict[str, Any] = {"updated_at": utcnow()}
+        values: dict[str, Any] = {}
         if paused is not None:
             values["paused"] = paused
         if concurrency is not None or clear_concurrency:
             values["concurrency"] = concurrency
-        with self.db.transaction() as session:
-            changed = session.execute(
-                sa.update(QUEUE_SETTINGS).where(QUEUE_SETTINGS.c.queue == name).values(**values)
-            )
-            if not rowcount(changed):
-                session.execute(sa.insert(QUEUE_SETTINGS).values(queue=name, **values))
+        queue_settings.save_queue_setting(self.db, name, values)
         if paused is False or concurrency is not None or clear_concurrency:
             # Runs held back by the pause or the old limit get their chance now.
-            for waiting in scheduler.waiting_in(self.db, name):
+            for waiting in admission.waiting_in(self.db, name):
                 self.dispatcher.publish_to(
                     waiting.queue, "backup", waiting.backup_id, waiting.agent_id
                 )
-        log.info(
-            "queue %s changed: %s", name, {k: v for k, v in values.items() if k != "updated_at"}
-        )
+        log.info("queue %s changed: %s", name, values)
         return self.queue(name)
-
-    def paused_queues(self) -> set[str]:
-        with self.db.transaction() as session:
-            return set(
-                session.execute(
-                    sa.select(QUEUE_SETTINGS.c.queue).where(QUEUE_SETTINGS.c.paused.is_(True))
-                ).scalars()
-            )
 
 
 def _redis_queue(client: Any, name: str) -> BrokerQueue:
@@ -282,46 +214,3 @@ def _amqp_queue(channel: Any, name: str) -> BrokerQueue:
     except Exception:  # not declared yet: nothing was ever published to it
         return BrokerQueue(0, None)
     return BrokerQueue(int(depth), None)
-
-
-def record_heartbeat(
-    db: Database,
-    *,
-    hostname: str,
-    queues: list[str],
-    concurrency: int,
-    running: list[dict[str, Any]],
-    pid: int,
-    agent_id: str | None,
-    started_at: datetime,
-) -> None:
-    """Upsert one worker's report (its queues and what it runs now)."""
-    now = utcnow()
-    values = {
-        "queues": queues,
-        "concurrency": concurrency,
-        "running": running,
-        "pid": pid,
-        "agent_id": agent_id,
-        "last_seen": now,
-    }
-    with db.transaction() as session:
-        changed = session.execute(
-            sa.update(WORKER_HEARTBEATS)
-            .where(WORKER_HEARTBEATS.c.hostname == hostname)
-            .values(**values)
-        )
-        if not rowcount(changed):
-            session.execute(
-                sa.insert(WORKER_HEARTBEATS).values(
-                    hostname=hostname, started_at=started_at, **values
-                )
-            )
-
-
-def forget_worker(db: Database, hostname: str) -> None:
-    """A worker that shuts down cleanly leaves the list at once."""
-    with db.transaction() as session:
-        session.execute(
-            sa.delete(WORKER_HEARTBEATS).where(WORKER_HEARTBEATS.c.hostname == hostname)
-        )

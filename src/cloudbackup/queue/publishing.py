@@ -12,12 +12,12 @@ from typing import Any
 import anyio.to_thread
 from celery import Celery
 
-from cloudbackup.domain import scheduler
 from cloudbackup.domain.dispatch import Dispatcher, JobKind
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import TASK_OF, Lane, QueueNames, task_headers
 from cloudbackup.queue.redis_messages import RedisTaskPublisher, is_redis_url
 from cloudbackup.settings import Settings
+from cloudbackup.store.agent_pins import pinned_agents
 from cloudbackup.store.db import Database
 
 log = logging.getLogger("cloudbackup.queue")
@@ -67,7 +67,7 @@ def database_pins(settings: Settings, database: Database | None = None) -> Pinne
                     connect_timeout=settings.database_connect_timeout,
                 )
             )
-        return scheduler.pinned_agents(holder[0])
+        return pinned_agents(holder[0])
 
     return PinnedAgents(load, settings.routing_cache_seconds)
 
@@ -111,6 +111,19 @@ class CeleryDispatcher:
         if agent_id is not None and self.pins is not None and agent_id in self.pins:
             return self.names.agent(agent_id, self.lane)
         return self.names.lane(self.lane)
+
+    def delivery_queue(self, delivered_to: str | None) -> str:
+        return delivered_to or self.names.manual
+
+    def own_queue(self, queue: str, agent_id: str | None) -> str | None:
+        if (
+            agent_id is None
+            or self.names.agent_of(queue) is not None
+            or self.pins is None
+            or agent_id not in self.pins
+        ):
+            return None
+        return self.names.agent(agent_id, self.names.lane_of(queue))
 
     def publish(self, kind: JobKind, resource_id: str, *, agent_id: str | None = None) -> bool:
         return self.publish_to(self.queue_for(kind, agent_id), kind, resource_id, agent_id)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from cloudbackup.domain.errors import Unavailable
+from cloudbackup.errors import Unavailable
 from cloudbackup.store.db import AsyncSqliteDatabase, is_sqlite
 from cloudbackup.store.repositories import (
     INSERT_BACKUP,

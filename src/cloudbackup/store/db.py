@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloudbackup.domain.errors import Unavailable
+from cloudbackup.errors import Unavailable
 
 
 def driver_url(url: str) -> str:

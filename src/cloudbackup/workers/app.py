@@ -20,12 +20,13 @@ from celery.signals import setup_logging
 from celery.worker import state as worker_state
 
 from cloudbackup.logs import configure_logging
-from cloudbackup.queue.admin import QueueAdmin, forget_worker, record_heartbeat
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import SCHEDULE_TICK_TASK, QueueNames
 from cloudbackup.settings import get_settings
 from cloudbackup.store.db import Database
+from cloudbackup.store.queue_settings import paused_queues
 from cloudbackup.store.tables import utcnow
+from cloudbackup.store.worker_heartbeats import forget_worker, record_heartbeat
 
 log = logging.getLogger("cloudbackup.worker")
 
@@ -75,7 +76,7 @@ class Beat(PersistentScheduler):  # type: ignore[misc]
 class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
     """Every ``worker_sync_seconds``: apply queue pauses and record a heartbeat."""
 
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+    requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
@@ -116,7 +117,7 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
     def report(self, consumer: Any) -> None:
         assert self.db is not None
         try:
-            self.follow_pauses(consumer, QueueAdmin(self.db, settings, app=app).paused_queues())
+            self.follow_pauses(consumer, paused_queues(self.db))
             names = QueueNames(settings.backup_queue)
             agents = {names.agent_of(q) for q in self.queues} - {None}
             record_heartbeat(

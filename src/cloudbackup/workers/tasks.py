@@ -13,6 +13,7 @@ from celery.signals import worker_process_init
 
 from cloudbackup import logs
 from cloudbackup.domain import scheduler
+from cloudbackup.domain.admission import run_gated
 from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.browse import answer_browse, sweep_browse
 from cloudbackup.domain.cleanup_run import execute_cleanup
@@ -20,7 +21,6 @@ from cloudbackup.domain.event_stream import purge_expired_events
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
-from cloudbackup.queue.admission import run_gated
 from cloudbackup.queue.names import (
     AGENT_HEADER,
     RUN_BACKUP_TASK,

@@ -14,12 +14,14 @@ import sqlalchemy as sa
 from litestar.testing import TestClient
 
 from cloudbackup import logs
-from cloudbackup.api.app import create_app
-from cloudbackup.domain import scheduler
-from cloudbackup.queue.admin import QueueAdmin, record_heartbeat
+from cloudbackup.domain import admission
+from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.queue.names import QueueNames
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
+from cloudbackup.store import agent_pins
 from cloudbackup.store.tables import QUEUE_SETTINGS, utcnow
+from cloudbackup.store.worker_heartbeats import record_heartbeat
 from factories import rows
 from factories.api import headers, start_backup, token
 
@@ -117,7 +119,7 @@ def test_pause_resume_and_concurrency_persist_and_release_waiting_runs(
 
     agent = rows.agent(db)
     backup = start_backup(client, token(db), rows.configuration(db, agent).id).json()
-    assert not scheduler.admit(db, settings, backup["id"], names.manual).run
+    assert not admission.admit(db, settings, backup["id"], names.manual).run
     assert client.get(url, headers=_operator(db)).json()["waiting"] == 1
     redis_client.delete(names.manual)
 
@@ -136,7 +138,7 @@ def test_pause_resume_and_concurrency_persist_and_release_waiting_runs(
 
 
 @pytest.mark.parametrize(
-    "ops, status",
+    ("ops", "status"),
     [
         ([{"op": "replace", "path": "/concurrency", "value": 0}], 400),
         ([{"op": "replace", "path": "/concurrency", "value": "2"}], 400),
@@ -171,7 +173,7 @@ def test_unknown_queue_is_404_and_wrong_content_type_400(client, db):
 def test_pinned_agents_get_their_own_queues_others_the_shared_ones(client, db, settings, broker):
     redis_client, names = broker
     pinned, shared = rows.agent(db), rows.agent(db)
-    scheduler.pin_agent(db, pinned.id)
+    agent_pins.pin_agent(db, pinned.id)
     secret = token(db)
     dispatcher = CeleryDispatcher.from_settings(settings, database=db)
     app = create_app(settings, database=db, dispatcher=dispatcher)

@@ -157,7 +157,7 @@ def test_bad_input_is_400_with_a_json_body_and_records_nothing(
 
 
 def test_authentication_and_roles(client, setup, db):
-    _, config, secret = setup
+    _, config, _secret = setup
     assert start_backup(client, "", config.id).status_code == 401
     bad = start_backup(client, "0f6e9f63600142f0a970911583522217", config.id)
     assert bad.status_code == 401 and bad.json()["message"]
@@ -218,8 +218,8 @@ def test_database_down_is_503_json_not_500(settings, fake_broker_url, tmp_path):
 
     from litestar.testing import TestClient
 
-    from cloudbackup.api.app import create_app
     from cloudbackup.queue.publishing import CeleryDispatcher
+    from cloudbackup.server import create_app
     from cloudbackup.settings import load_settings
     from cloudbackup.store.db import Database
 
@@ -508,7 +508,7 @@ def test_final_report_without_ended_time_gets_the_servers_time(client, setup):
 
 
 def test_nul_characters_never_reach_the_database(client, setup):
-    _, config, secret = setup
+    _, _config, secret = setup
     assert client.get(f"/v2/{PROJECT}/backups/a%00b", headers=headers(secret)).status_code == 404
     assert (
         client.get(f"/v2/{PROJECT}/backups?marker=a%00b", headers=headers(secret)).status_code

@@ -30,9 +30,9 @@ from schemathesis.checks import (
 )
 from schemathesis.python import asgi
 
-from cloudbackup.api.app import create_app
 from cloudbackup.api.openapi import METHODS, REPORT_ON_503, SCHEMA_PATH, describe
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.settings import load_settings
 from factories.api import PROJECT, token
 from factories.resources import every_resource

@@ -8,8 +8,8 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.queue.publishing import CeleryDispatcher
+from cloudbackup.server import create_app
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import utcnow
 from factories import rows
@@ -134,3 +134,16 @@ def test_health_shows_mail_configured_and_reachable_without_deciding_the_status(
     down = HealthService(db, configured).report()
     assert down.find("mail/smtp").online is False  # the server is gone...
     assert not down.find("mail/smtp").required  # ...and that alone never makes H1 a 503
+
+
+def test_the_broker_check_asks_the_ping_it_is_given(db, settings):
+    from cloudbackup.domain.health import HealthService, broker_system
+
+    name = f"queue/{broker_system(settings.broker_url)}"
+    assert HealthService(db, settings, lambda: True).report().find(name).online
+    assert not HealthService(db, settings, lambda: False).report().find(name).online
+
+    def broken() -> bool:
+        raise ConnectionError("no broker")
+
+    assert not HealthService(db, settings, broken).report().find(name).online  # raising: down

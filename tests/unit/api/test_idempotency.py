@@ -11,8 +11,8 @@ import redis
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.domain.sweeper import sweep
+from cloudbackup.server import create_app
 from cloudbackup.store.tables import Backup, IdempotencyKey, utcnow
 from factories import rows
 from factories.api import (

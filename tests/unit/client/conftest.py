@@ -6,7 +6,7 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
+from cloudbackup.server import create_app
 from factories.api import register_agent, token
 from factories.cli import Cli
 from factories.workers import ThreadWorker

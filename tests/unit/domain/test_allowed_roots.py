@@ -10,7 +10,6 @@ import pytest
 import sqlalchemy as sa
 from litestar.testing import TestClient
 
-from cloudbackup.api.app import create_app
 from cloudbackup.domain.backup_run import confine, execute_backup
 from cloudbackup.domain.backups import BackupService
 from cloudbackup.domain.browse import BrowseAsk, BrowseService, answer_browse
@@ -18,6 +17,7 @@ from cloudbackup.domain.configurations import PathItem, check_roots, outside_roo
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.restores import RestoreRequest, RestoreService
 from cloudbackup.engine import open_vault
+from cloudbackup.server import create_app
 from cloudbackup.settings import load_settings
 from cloudbackup.store.tables import Backup, BackupError, BrowseRequest, Restore
 from factories import rows

@@ -1,18 +1,16 @@
-"""Schedules that fire (with a controllable clock) and the admission gate, in-process on SQLite."""
+"""Schedules that fire (with a controllable clock), in-process on SQLite."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 import pytest
 import sqlalchemy as sa
 
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.backup_run import claim_backup, execute_backup
-from cloudbackup.domain.backups import BackupService
 from cloudbackup.domain.schedules import schedule_time
-from cloudbackup.store.tables import RUN_SLOTS, Backup, Configuration, Event, as_utc
+from cloudbackup.store.tables import Backup, Configuration, Event, as_utc
 from factories import rows
 from factories.trees import make_tree
 
@@ -221,85 +219,3 @@ def test_waiting_scheduled_runs_that_never_started_end_missed(db, settings):
     assert [e.event for e in _events(db, old.id)] == ["backup_missed"]
     # A worker that picks the missed run up afterwards does nothing.
     assert claim_backup(db, settings, old.id) is None
-
-
-# -- admission ------------------------------------------------------------------------------
-
-
-def _starts(db, agent, n: int) -> list[str]:
-    ids = []
-    for _ in range(n):
-        config = rows.configuration(db, agent)
-        ids.append(BackupService(db).start(agent.project_id, config.id, "start_requested", None).id)
-    return ids
-
-
-def _finish(db, backup_id: str) -> None:
-    with db.transaction() as session:
-        session.execute(sa.update(Backup).where(Backup.id == backup_id).values(state="completed"))
-
-
-def test_at_most_n_running_per_agent_the_rest_wait_visibly_and_are_handed_on(db, settings):
-    limited = msgspec.structs.replace(settings, max_running_per_agent=1)
-    agent = rows.agent(db)
-    first, second, third = _starts(db, agent, 3)
-    assert scheduler.admit(db, limited, first, "q").run
-    waiting = scheduler.admit(db, limited, second, "q")
-    assert not waiting.run and waiting.reason == f"agent {agent.id} already runs its limit of 1"
-    assert not scheduler.admit(db, limited, third, "q").run
-    # Another agent of the same project is not held back.
-    assert scheduler.admit(db, limited, _starts(db, rows.agent(db), 1)[0], "q").run
-    with db.transaction() as session:
-        slots = dict(session.execute(sa.select(RUN_SLOTS.c.backup_id, RUN_SLOTS.c.state)).all())
-    assert (slots[first], slots[second], slots[third]) == ("running", "waiting", "waiting")
-
-    assert scheduler.release(db, first) == []  # not final yet: keeps its slot
-    _finish(db, first)
-    handed = scheduler.release(db, first)
-    assert [w.backup_id for w in handed][:2] == [second, third]  # oldest first
-    assert scheduler.admit(db, limited, second, "q").run
-    assert not scheduler.admit(db, limited, third, "q").run
-
-
-def test_project_limit_counts_every_agent_of_the_project(db, settings):
-    limited = msgspec.structs.replace(settings, max_running_per_project=2, max_running_per_agent=0)
-    one, two = rows.agent(db), rows.agent(db)
-    a = _starts(db, one, 2)
-    b = _starts(db, two, 1)
-    other_project = _starts(db, rows.agent(db, project_id="220022"), 1)
-    assert scheduler.admit(db, limited, a[0], "q").run
-    assert scheduler.admit(db, limited, a[1], "q").run
-    blocked = scheduler.admit(db, limited, b[0], "q")
-    assert blocked.reason == f"project {one.project_id} already runs its limit of 2"
-    assert scheduler.admit(db, limited, other_project[0], "q").run
-
-
-def test_paused_queue_and_queue_concurrency(db, settings):
-    from cloudbackup.store.tables import QUEUE_SETTINGS
-
-    agent = rows.agent(db)
-    ids = _starts(db, agent, 3)
-    with db.transaction() as session:
-        session.execute(sa.insert(QUEUE_SETTINGS).values(queue="p", paused=True))
-        session.execute(sa.insert(QUEUE_SETTINGS).values(queue="c", concurrency=1))
-    assert scheduler.admit(db, settings, ids[0], "p").reason == "queue p is paused"
-    assert scheduler.admit(db, settings, ids[1], "c").run
-    assert (
-        scheduler.admit(db, settings, ids[2], "c").reason == "queue c already runs its limit of 1"
-    )
-    assert [w.backup_id for w in scheduler.waiting_in(db, "c")] == [ids[2]]
-    assert scheduler.waiting_in(db, "p") == []  # a paused queue hands nothing on
-
-
-def test_started_runs_pass_the_gate_and_finished_slots_are_forgotten(db, settings):
-    limited = msgspec.structs.replace(settings, max_running_per_agent=1)
-    agent = rows.agent(db)
-    first, second = _starts(db, agent, 2)
-    assert scheduler.admit(db, limited, first, "q").run
-    with db.transaction() as session:
-        session.execute(sa.update(Backup).where(Backup.id == second).values(state="in_progress"))
-    # A re-drive of a started run is never held back (it already holds its slot, or needs none).
-    assert scheduler.admit(db, limited, second, "q").run
-    _finish(db, first)
-    assert scheduler.forget_finished_slots(db) == 1
-    assert scheduler.admit(db, limited, "no-such-backup", "q").run

@@ -18,10 +18,10 @@ from litestar.params import FromPath, RawBody
 from cloudbackup.api.body import convert_value, decode_patch
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.errors import Forbidden, InvalidInput
-from cloudbackup.queue.admin import QueueAdmin, QueueInfo, WorkerInfo
+from cloudbackup.domain.queue_admin import QueueAdministration, QueueInfo, WorkerInfo
 from cloudbackup.settings import Settings
 
-Queues = NamedDependency[QueueAdmin]
+Queues = NamedDependency[QueueAdministration]
 WRITABLE = ("/paused", "/concurrency")
 
 
@@ -72,7 +72,7 @@ def _round(value: float | None) -> float | None:
 
 class AdminController(Controller):
     path = "/v2/admin"
-    guards = [require_operator]
+    guards = (require_operator,)
 
     @get("/queues", sync_to_thread=True)
     def list_queues(self, queue_admin: Queues) -> dict[str, Any]:

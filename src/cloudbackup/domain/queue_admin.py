@@ -1,0 +1,62 @@
+"""The queue administration port: what `/v2/admin/queues`, `/metrics` and `cloudbackup queues`
+show and change. ``cloudbackup.queue.admin.QueueAdmin`` implements it (broker and database)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(slots=True)
+class QueueInfo:
+    name: str
+    kind: str  # manual | scheduled | maintenance | agent | other
+    agent_id: str | None
+    depth: int | None  # messages in the broker (None: the broker could not be asked)
+    oldest_age_seconds: float | None  # age of the oldest message waiting in the broker
+    paused: bool
+    concurrency: int | None
+    running: int  # backups admitted from this queue and not final
+    waiting: int  # backups held back by a pause or a limit
+    oldest_waiting_seconds: float | None
+    consumers: list[str] = field(default_factory=list)  # online workers consuming it
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    hostname: str
+    agent_id: str | None
+    queues: list[str]
+    concurrency: int
+    running: list[dict[str, Any]]
+    pid: int
+    started_at: datetime
+    last_seen: datetime | None
+    online: bool
+
+
+@runtime_checkable  # Litestar checks injected dependencies with isinstance
+class QueueAdministration(Protocol):
+    def queues(self, now: datetime | None = None) -> list[QueueInfo]:
+        """Every queue of this deployment with its depth, ages, settings and consumers."""
+        ...
+
+    def queue(self, name: str) -> QueueInfo:
+        """One queue (``NotFound`` if unknown)."""
+        ...
+
+    def workers(self, now: datetime | None = None) -> list[WorkerInfo]:
+        """Every worker of this deployment that reported a heartbeat."""
+        ...
+
+    def update(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        concurrency: int | None = None,
+        clear_concurrency: bool = False,
+    ) -> QueueInfo:
+        """Pause/resume a queue or change its concurrency; persisted, applied at once."""
+        ...

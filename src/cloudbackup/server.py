@@ -1,0 +1,60 @@
+"""The composition root: builds what the API needs (database, Celery dispatchers, queue
+administration, broker ping), the API itself, and mounts the web console beside it."""
+
+from __future__ import annotations
+
+import gc
+
+from litestar import Litestar
+
+from cloudbackup.api.app import create_api
+from cloudbackup.console.console import ConsoleController
+from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.queue.admin import QueueAdmin
+from cloudbackup.queue.broker_health import broker_ping
+from cloudbackup.queue.publishing import CeleryDispatcher, async_dispatcher
+from cloudbackup.settings import Settings, get_settings
+from cloudbackup.store.db import Database
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    dispatcher: Dispatcher | None = None,
+) -> Litestar:
+    """The served app: API and console. Tests pass their own database/dispatcher; production
+    builds them here."""
+    settings = settings or get_settings()
+    owns_database = database is None
+    db = database or Database(
+        settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
+    )
+    if dispatcher is None:
+        dispatcher = CeleryDispatcher.from_settings(settings)
+    publisher = async_dispatcher(dispatcher, timeout=settings.broker_publish_timeout)
+
+    async def close() -> None:
+        await publisher.close()
+        if owns_database:
+            db.dispose()
+
+    return create_api(
+        settings,
+        database=db,
+        dispatcher=dispatcher,
+        publisher=publisher,
+        queue_admin=QueueAdmin(db, settings),
+        broker_ping=broker_ping(settings),
+        route_handlers=[ConsoleController],  # the web console, /console (cloudbackup.console)
+        on_shutdown=[close],
+    )
+
+
+def create_served_app() -> Litestar:
+    """The app as ``cloudbackup web`` serves it: built, then its objects frozen out of the
+    garbage collector's reach, so a full collection (~90 ms over the ~160k objects of the
+    loaded app) never stalls the requests in flight."""
+    app = create_app()
+    gc.freeze()
+    return app
