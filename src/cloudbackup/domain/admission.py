@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from cloudbackup import logs
 from cloudbackup.domain.dispatch import QueueRouter
+from cloudbackup.domain.run_protocol import Outcome
 from cloudbackup.domain.run_states import BACKUP_MACHINE
 from cloudbackup.settings import Settings
 from cloudbackup.store import run_slots
@@ -59,8 +60,8 @@ def run_gated(
     *,
     delivered_to: str | None,
     agent_hint: str | None,
-    execute: Callable[[Database, Settings, str], str],
-) -> str:
+    execute: Callable[[Database, Settings, str], Outcome],
+) -> Outcome:
     """Run one delivered backup if its queue, agent and project limits allow it.
 
     Returns the run's outcome, ``forwarded`` (its agent has its own queue now, so it was moved
@@ -70,16 +71,16 @@ def run_gated(
     target = router.own_queue(queue, agent_hint)
     if target is not None and router.publish_to(target, "backup", backup_id, agent_hint):
         log.info("backup %s moved to its agent's queue %s", backup_id, target)
-        return "forwarded"
+        return Outcome.FORWARDED
     admission = admit(db, settings, backup_id, queue)
     logs.bind(project_id=admission.project_id, agent_id=admission.agent_id)
     if not admission.run:
-        return "waiting"
-    outcome = "failed"
+        return Outcome.WAITING
+    outcome = Outcome.FAILED
     try:
         outcome = execute(db, settings, backup_id)
     finally:
-        if outcome != "busy":
+        if outcome is not Outcome.BUSY:
             for waiting in release(db, backup_id):
                 router.publish_to(waiting.queue, "backup", waiting.backup_id, waiting.agent_id)
     return outcome

@@ -4,8 +4,9 @@ Runs periodically (Celery beat), the same way for every kind of run: it re-publi
 no executor has claimed (the publish after the commit failed, or the broker lost the message),
 backing off so that a long queue is not flooded with duplicates; runs whose heartbeat went stale
 (their executor died), for the claim (``run_protocol.claim_run``) to take over or fail; and runs
-handed back by an executor that shut down whose requeue was lost too. It also forgets expired
-idempotency keys."""
+handed back by an executor that shut down whose requeue was lost too. The same sweep re-publishes
+unanswered browse requests and forgets expired idempotency keys and events (spec §10: events
+are transient)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cloudbackup.domain.backups import BACKUP_RUNS
+from cloudbackup.domain.browse import BrowseSweepReport, sweep_browse
 from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.event_stream import purge_expired_events
 from cloudbackup.domain.restores import RESTORE_RUNS
 from cloudbackup.domain.run_states import StateMachine, StateT
 from cloudbackup.domain.runs import ErrorT, RunKind, RunT
@@ -42,7 +45,9 @@ class SweepReport:
     backups: RunSweep
     restores: RunSweep
     cleanups: RunSweep
+    browse: BrowseSweepReport
     idempotency_keys_purged: int = 0
+    events_purged: int = 0
 
     @property
     def republished(self) -> int:
@@ -70,7 +75,11 @@ def sweep(
         backups=sweep_runs(BACKUP_RUNS, db, dispatcher, settings, now),
         restores=sweep_runs(RESTORE_RUNS, db, dispatcher, settings, now),
         cleanups=sweep_runs(CLEANUP_RUNS, db, dispatcher, settings, now),
+        browse=sweep_browse(db, dispatcher, settings, now),
         idempotency_keys_purged=purged,
+        events_purged=purge_expired_events(
+            db, timedelta(hours=settings.event_retention_hours), now
+        ),
     )
 
 

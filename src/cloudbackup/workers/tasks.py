@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from datetime import timedelta
 from types import FrameType
 
 from celery import Task
@@ -15,9 +14,8 @@ from cloudbackup import logs
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
 from cloudbackup.domain.backup_run import execute_backup
-from cloudbackup.domain.browse import answer_browse, sweep_browse
+from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.cleanup_run import execute_cleanup
-from cloudbackup.domain.event_stream import purge_expired_events
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
@@ -119,7 +117,7 @@ def _after(task: Task, outcome: Outcome, kind: str, *, backoff: bool = False) ->
 
 
 @app.task(name=RUN_BACKUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_backup(self: Task, backup_id: str) -> str:
+def backup_task(self: Task, backup_id: str) -> str:
     _hand_back_on_shutdown()
     logs.clear()
     logs.bind(backup_id=backup_id)
@@ -133,11 +131,11 @@ def run_backup(self: Task, backup_id: str) -> str:
         agent_hint=self.request.get(AGENT_HEADER),
         execute=execute_backup,
     )
-    return _after(self, Outcome(outcome), "backup", backoff=True)
+    return _after(self, outcome, "backup", backoff=True)
 
 
 @app.task(name=RUN_RESTORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_restore(self: Task, restore_id: str) -> str:
+def restore_task(self: Task, restore_id: str) -> str:
     _hand_back_on_shutdown()
     logs.clear()
     logs.bind(restore_id=restore_id)
@@ -145,7 +143,7 @@ def run_restore(self: Task, restore_id: str) -> str:
 
 
 @app.task(name=RUN_CLEANUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_cleanup(self: Task, cleanup_id: str) -> str:
+def cleanup_task(self: Task, cleanup_id: str) -> str:
     _hand_back_on_shutdown()
     logs.clear()
     logs.bind(cleanup_id=cleanup_id)
@@ -153,29 +151,26 @@ def run_cleanup(self: Task, cleanup_id: str) -> str:
 
 
 @app.task(name=RUN_BROWSE_TASK, acks_late=True)
-def run_browse(request_id: str) -> str:
+def browse_task(request_id: str) -> str:
     logs.clear()
     return answer_browse(database(), settings, request_id)
 
 
 @app.task(name=SWEEP_TASK, acks_late=True)
-def sweep_backups() -> dict[str, int]:
-    """Re-drive every kind of run nobody is running (``domain.sweeper``), then purge events."""
+def sweep_task() -> dict[str, int]:
+    """Re-drive every kind of run nobody is running and purge what expired (``domain.sweeper``)."""
     report = sweep(database(), dispatcher(), settings)
-    # Events are transient (spec §10): older than the retention they go, in the same sweep.
-    purged = purge_expired_events(database(), timedelta(hours=settings.event_retention_hours))
-    browse = sweep_browse(database(), dispatcher(), settings)
     return {
         "republished": report.backups.republished,
         "redriven": report.backups.redriven,
         "handed_back": report.handed_back,
-        "purged": purged,
+        "purged": report.events_purged,
         "restores_republished": report.restores.republished,
         "restores_redriven": report.restores.redriven,
         "cleanups_republished": report.cleanups.republished,
         "cleanups_redriven": report.cleanups.redriven,
-        "browse_republished": browse.republished,
-        "browse_purged": browse.purged,
+        "browse_republished": report.browse.republished,
+        "browse_purged": report.browse.purged,
     }
 
 
