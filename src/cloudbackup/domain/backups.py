@@ -20,7 +20,7 @@ from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, InvalidI
 from cloudbackup.domain.events import record_backup_event
 from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
-from cloudbackup.store.backup_starts import Admission, BackupStartStore, NewRun, StartConflict
+from cloudbackup.store.backup_starts import BackupStartStore, NewRun, StartConflict, StartFlags
 from cloudbackup.store.repositories import (
     BackupRepository,
     ConfigurationRepository,
@@ -172,11 +172,11 @@ def check_start(
 
 
 @lru_cache(maxsize=len(BACKUP_MACHINE.starts))
-def admitted_contexts(state: BackupState) -> frozenset[Admission]:
+def admitted_contexts(state: BackupState) -> frozenset[StartFlags]:
     """Every start context :func:`check_start` admits for ``state``, as the
     (deleted, enabled, agent_enabled, has_active_run, header_is_agent) flags a database can
     test: the rules, handed to a single insert statement without being written twice."""
-    admitted: set[Admission] = set()
+    admitted: set[StartFlags] = set()
     for flags in itertools.product((False, True), repeat=5):
         deleted, enabled, agent_enabled, has_active_run, header_is_agent = flags
         config = StartContext("agent", deleted, enabled, "vault", agent_enabled, has_active_run)
@@ -184,7 +184,7 @@ def admitted_contexts(state: BackupState) -> frozenset[Admission]:
             check_start(state, "agent" if header_is_agent else "other", config)
         except DomainError:
             continue
-        admitted.add(Admission(*flags))
+        admitted.add(StartFlags(*flags))
     return frozenset(admitted)
 
 

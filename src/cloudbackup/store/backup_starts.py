@@ -2,7 +2,7 @@
 
 Starting a backup reads the configuration's start context and, if the rules admit the start,
 inserts the run and its start event. The rules stay in the domain: it hands over their truth
-table, the set of :class:`Admission` flags it admits, and the store applies it.
+table, the set of :class:`StartFlags` flags it admits, and the store applies it.
 
 * :class:`PostgresBackupStarts`, on an asyncpg pool: all of it is one statement (data-modifying
   CTEs, atomic in autocommit), compiled once from Core, so a start costs one round trip and no
@@ -41,7 +41,7 @@ class StartConflict(Exception):
     """The insert broke a constraint: another active run holds the configuration's manual lock."""
 
 
-class Admission(NamedTuple):
+class StartFlags(NamedTuple):
     """The flags of a start context that decide whether a start is admitted."""
 
     deleted: bool
@@ -51,8 +51,8 @@ class Admission(NamedTuple):
     header_is_agent: bool  # X-Agent-Id names the configuration's agent
 
 
-def admission_of(context: StartContext, agent_header: str | None) -> Admission:
-    return Admission(
+def start_flags_of(context: StartContext, agent_header: str | None) -> StartFlags:
+    return StartFlags(
         context.deleted,
         context.enabled,
         context.agent_enabled,
@@ -105,9 +105,9 @@ class NewRun:
 
 class BackupStartStore(Protocol):
     async def start(
-        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[Admission]
+        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[StartFlags]
     ) -> tuple[StartContext | None, bool]:
-        """Read the configuration's context; if its :class:`Admission` is in ``admitted``,
+        """Read the configuration's context; if its :class:`StartFlags` is in ``admitted``,
         insert the run and its event. Returns the context (None: no such configuration in the
         project) and whether the run was inserted; :class:`StartConflict` on a constraint."""
         ...
@@ -134,7 +134,7 @@ class SqlBackupStarts:
         self.db = db
 
     async def start(
-        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[Admission]
+        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[StartFlags]
     ) -> tuple[StartContext | None, bool]:
         try:
             async with self.db.transaction() as connection:
@@ -144,7 +144,7 @@ class SqlBackupStarts:
                 )
                 row = result.first()
                 context = None if row is None else StartContext(*row)
-                if context is None or admission_of(context, run.agent_header) not in admitted:
+                if context is None or start_flags_of(context, run.agent_header) not in admitted:
                     return context, False
                 await connection.execute(INSERT_BACKUP, run.row(context.agent_id, context.vault_id))
                 await connection.execute(INSERT_EVENT, run.event_row(context.agent_id))
@@ -191,7 +191,7 @@ class _Compiled:
 
 @lru_cache(maxsize=8)
 def _start_statement(
-    active_states: tuple[str, ...], admitted: frozenset[Admission], backup_columns: tuple[str, ...]
+    active_states: tuple[str, ...], admitted: frozenset[StartFlags], backup_columns: tuple[str, ...]
 ) -> _Compiled:
     """One statement: ``WITH ctx AS (the start context), new_backup AS (INSERT ... SELECT FROM
     ctx WHERE its admission is admitted), new_event AS (INSERT ... SELECT FROM new_backup)
@@ -201,7 +201,7 @@ def _start_statement(
     )
     ctx = start_context_query(active_states).add_columns(header_is_agent.label("header_is_agent"))
     ctx_cte = ctx.cte("ctx")
-    flags = [ctx_cte.c[name] for name in Admission._fields]
+    flags = [ctx_cte.c[name] for name in StartFlags._fields]
     admits = sa.or_(
         sa.false(),
         *(
@@ -291,7 +291,7 @@ class PostgresBackupStarts:
         return self._pool
 
     async def start(
-        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[Admission]
+        self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[StartFlags]
     ) -> tuple[StartContext | None, bool]:
         # The agent and vault come from the context row inside the statement (_FROM_CONTEXT).
         row = _BACKUP_DEFAULTS | run.row(agent_id="", vault_id="")
