@@ -68,7 +68,20 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _seed(db: Database, tmp: Path, count: int) -> list[str]:
+    """``count`` configurations of one small tree; every tenth also names a missing folder."""
+    tree = make_tree(tmp / "src", files=8, size=8192, with_excluded=False)
+    configs = []
+    for i in range(count):
+        agent = rows.agent(db, project_id=PROJECT)
+        inclusions = [{"type": "folder", "path": f"{tree.root}/"}]
+        if i % 10 == 0:
+            inclusions.append({"type": "folder", "path": f"{tmp}/missing-{i}/"})
+        configs.append(rows.configuration(db, agent, inclusions=inclusions).id)
+    return configs
 
 
 def main() -> int:
@@ -101,14 +114,7 @@ def main() -> int:
         stack.callback(db.dispose)
 
         print("seeding configurations ...", flush=True)
-        tree = make_tree(tmp / "src", files=8, size=8192, with_excluded=False)
-        configs = []
-        for i in range(args.configurations):
-            agent = rows.agent(db, project_id=PROJECT)
-            inclusions = [{"type": "folder", "path": f"{tree.root}/"}]
-            if i % 10 == 0:
-                inclusions.append({"type": "folder", "path": f"{tmp}/missing-{i}/"})
-            configs.append(rows.configuration(db, agent, inclusions=inclusions).id)
+        configs = _seed(db, tmp, args.configurations)
         with db.transaction() as session:
             secret, _ = create_token(session, PROJECT, ["admin"])
 

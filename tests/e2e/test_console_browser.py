@@ -196,7 +196,7 @@ def _wait_status(page, wanted: set[str], timeout: float = 60.0) -> str:
     while True:
         try:
             status = _status(page)
-        except Exception:  # noqa: BLE001 - the page is being reloaded right now
+        except Exception:
             status = ""
         if status in wanted:
             return status

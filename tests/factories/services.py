@@ -29,11 +29,11 @@ def require_services() -> None:
     try:
         with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
             pass
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems.append(f"PostgreSQL at {PG_ADMIN_URL}: {exc}")
     try:
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems.append(f"Redis at {REDIS_URL}: {exc}")
     if problems:
         raise RuntimeError(

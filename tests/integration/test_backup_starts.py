@@ -240,6 +240,6 @@ def test_an_id_no_row_can_have_is_404_before_the_database(
 ) -> None:
     agent = rows.agent(db)
     rows.configuration(db, agent)
-    with pytest.raises(NotFound, match="Configuration not found."):
+    with pytest.raises(NotFound, match=r"Configuration not found\."):
         start(db.url, project_id, configuration_id, "start_requested", None)
     assert table_rows(db, BACKUPS, agent_id=agent.id) == []

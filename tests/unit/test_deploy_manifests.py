@@ -233,7 +233,7 @@ def test_systemd_env_example_names_only_settings():
 
 def test_procfile_lines_are_real_commands():
     for line in (ROOT / "Procfile").read_text().splitlines():
-        name, command = line.split(":", 1)
+        _name, command = line.split(":", 1)
         argv = shlex.split(command.replace("${PORT:-8000}", "8000"))
         while argv and "=" in argv[0] and argv[0].split("=", 1)[0].isupper():
             argv.pop(0)  # an environment assignment before the command (REMAP_SIGTERM=...)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -202,6 +203,22 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return receive_again
 
 
+def _checked_content_type(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The request's Content-Type, after refusing a Content-Length that is not a number or is
+    over the limit (before a byte of the body is read)."""
+    content_type = b""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-length":
+            if not value.isdigit():
+                raise HTTPException(status_code=400, detail="Content-Length is not a number.")
+            if int(value) > MAX_BODY_BYTES:
+                raise HTTPException(status_code=413, detail=TOO_LARGE)
+        elif lowered == b"content-type":
+            content_type = value.lower()
+    return content_type
+
+
 def limits_middleware(app: ASGIApp) -> ASGIApp:
     """Litestar middleware factory: header size, body size and JSON depth, for every route."""
 
@@ -215,16 +232,7 @@ def limits_middleware(app: ASGIApp) -> ASGIApp:
         if scope["method"] not in _BODY_METHODS:
             await app(scope, receive, send)
             return
-        content_type = b""
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                if not value.isdigit():
-                    raise HTTPException(status_code=400, detail="Content-Length is not a number.")
-                if int(value) > MAX_BODY_BYTES:
-                    raise HTTPException(status_code=413, detail=TOO_LARGE)
-            elif lowered == b"content-type":
-                content_type = value.lower()
+        content_type = _checked_content_type(headers)
         if b"json" not in content_type:
             await app(scope, receive, send)
             return

@@ -147,34 +147,44 @@ def describe(schema: dict[str, Any], app: Litestar) -> dict[str, Any]:
             handler = handlers.get((method.upper(), path))
             if operation is None or handler is None:
                 continue
-            if handler.opt.get("public"):
-                operation["security"] = []
-            operation.pop("requestBody", None)
-            if "body" in handler.parsed_fn_signature.parameters:
-                if method == "patch" and ("PATCH", "*") in body_schema:
-                    operation["requestBody"] = _json_body(
-                        "application/json-patch+json", body_schema[("PATCH", "*")]
-                    )
-                else:
-                    known = body_schema.get((method.upper(), path), {"type": "object"})
-                    operation["requestBody"] = _json_body("application/json", known)
-            if method == "post" and path.startswith("/v2/{project_id}"):
-                suffix = path[len("/v2/{project_id}") :]
-                if suffix not in SECRET_BEARING and not handler.opt.get("public"):
-                    operation.setdefault("parameters", []).append(dict(IDEMPOTENCY_KEY))
-            responses = operation.setdefault("responses", {})
-            for status, text in ERROR_STATUSES.items():
-                responses[status] = {
-                    "description": text,
-                    "content": {"application/json": {"schema": dict(error_ref)}},
-                }
-            if path in REPORT_ON_503 and "200" in responses:
-                report = responses["200"]["content"]["application/json"]["schema"]
-                responses["503"]["content"]["application/json"]["schema"] = {
-                    "anyOf": [error_ref, report]
-                }
+            _complete_operation(operation, method, path, handler, body_schema, error_ref)
     doc["paths"] = paths
     return doc
+
+
+def _complete_operation(
+    operation: dict[str, Any],
+    method: str,
+    path: str,
+    handler: Any,
+    body_schema: dict[tuple[str, str], Any],
+    error_ref: dict[str, str],
+) -> None:
+    """One operation: its security, request body, Idempotency-Key and error responses."""
+    if handler.opt.get("public"):
+        operation["security"] = []
+    operation.pop("requestBody", None)
+    if "body" in handler.parsed_fn_signature.parameters:
+        if method == "patch" and ("PATCH", "*") in body_schema:
+            operation["requestBody"] = _json_body(
+                "application/json-patch+json", body_schema[("PATCH", "*")]
+            )
+        else:
+            known = body_schema.get((method.upper(), path), {"type": "object"})
+            operation["requestBody"] = _json_body("application/json", known)
+    if method == "post" and path.startswith("/v2/{project_id}"):
+        suffix = path[len("/v2/{project_id}") :]
+        if suffix not in SECRET_BEARING and not handler.opt.get("public"):
+            operation.setdefault("parameters", []).append(dict(IDEMPOTENCY_KEY))
+    responses = operation.setdefault("responses", {})
+    for status, text in ERROR_STATUSES.items():
+        responses[status] = {
+            "description": text,
+            "content": {"application/json": {"schema": dict(error_ref)}},
+        }
+    if path in REPORT_ON_503 and "200" in responses:
+        report = responses["200"]["content"]["application/json"]["schema"]
+        responses["503"]["content"]["application/json"]["schema"] = {"anyOf": [error_ref, report]}
 
 
 class _DescribedJson(JsonRenderPlugin):

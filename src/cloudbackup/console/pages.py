@@ -225,7 +225,7 @@ class ConfigForm:
             simple = set(parts) <= {"FREQ", "INTERVAL", "BYHOUR", "BYMINUTE", "BYDAY"}
             freq = parts.get("FREQ", "")
             timed = freq != "HOURLY" and "BYHOUR" in parts and "BYMINUTE" in parts
-            if simple and (freq == "HOURLY" and "BYMINUTE" not in parts or timed):
+            if simple and ((freq == "HOURLY" and "BYMINUTE" not in parts) or timed):
                 result.schedule_kind = freq.lower()
                 result.interval = parts.get("INTERVAL", "1")
                 if timed:

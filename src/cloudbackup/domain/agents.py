@@ -117,6 +117,25 @@ def exponent_value(value: int | str) -> int | None:
     return value if 0 < value <= MAX_EXPONENT else None
 
 
+def _address_problems(reg: Registration) -> list[str]:
+    """What is wrong with the host's addresses (each must parse as its IP version)."""
+    problems: list[str] = []
+    for index, address in enumerate(reg.addresses):
+        if address.version not in (4, 6):
+            problems.append(f"host.addresses[{index}].version must be 4 or 6.")
+            continue
+        try:
+            parsed = ipaddress.ip_address(address.addr)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.version != address.version:
+            problems.append(
+                f"host.addresses[{index}].addr {address.addr!r} is not an "
+                f"IPv{address.version} address."
+            )
+    return problems
+
+
 def check_registration(reg: Registration) -> list[str]:
     """Every problem of a registration (spec A1 table and flavor rules)."""
     problems: list[str] = []
@@ -142,19 +161,7 @@ def check_registration(reg: Registration) -> list[str]:
         problems.append(f"host.region is required for flavor {reg.flavor}; only nova may omit it.")
     if reg.region is not None and (problem := region_problem(reg.region, "host.region")):
         problems.append(problem)
-    for index, address in enumerate(reg.addresses):
-        if address.version not in (4, 6):
-            problems.append(f"host.addresses[{index}].version must be 4 or 6.")
-            continue
-        try:
-            parsed = ipaddress.ip_address(address.addr)
-        except ValueError:
-            parsed = None
-        if parsed is None or parsed.version != address.version:
-            problems.append(
-                f"host.addresses[{index}].addr {address.addr!r} is not an "
-                f"IPv{address.version} address."
-            )
+    problems += _address_problems(reg)
     if not _HEX.fullmatch(reg.rsa_modulus):
         problems.append("rsa_public_key.modulus must be a hexadecimal string.")
     if exponent_value(reg.rsa_exponent) is None:

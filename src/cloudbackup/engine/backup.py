@@ -250,7 +250,7 @@ _Stored = list[tuple[bytes, bool, int]]  # per chunk: id, newly stored, plaintex
 class _Batch:
     """Chunks sent to the pool as one task; small files travel many to a batch."""
 
-    __slots__ = ("chunks", "nbytes", "future")
+    __slots__ = ("chunks", "future", "nbytes")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -261,7 +261,7 @@ class _Batch:
 class _Pending:
     """An entry waiting for its chunks (files) or ready as it is (everything else)."""
 
-    __slots__ = ("entry", "slots", "failed")
+    __slots__ = ("entry", "failed", "slots")
 
     def __init__(self, entry: Entry, slots: list[tuple[_Batch, int]] | None = None) -> None:
         self.entry = entry

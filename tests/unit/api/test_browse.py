@@ -226,7 +226,7 @@ def test_bad_browse_bodies_are_400_and_record_nothing(
 
 
 def test_browse_request_errors(client, db, settings, backup_setup):
-    root, agent, config, backup, secret = backup_setup
+    _root, agent, config, backup, secret = backup_setup
     for key in ("agent_id", "encrypted_password_hex", "path", "path_encoded"):
         body = {
             "agent_id": agent.id,

@@ -173,7 +173,7 @@ def test_every_route_is_covered_and_resources_are_real(client, tenants):
 
 
 def test_a_token_of_one_project_learns_nothing_about_another(client, tenants):
-    a_secret, a, b_secret, b = tenants
+    a_secret, _a, b_secret, b = tenants
     ops = operations(client.app)
     before = snapshot(client, b_secret, b, ops)
     # Ids of nothing; `dependent_system` names a dependency, not a tenant's resource.

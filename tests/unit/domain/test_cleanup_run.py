@@ -71,7 +71,7 @@ def vault_with_history(db, settings, tmp_path: Path):
     agent, short, old = backed_up(db, settings, tree.root, retention_days=1)
     only_old.unlink()
     fresh = _backup_again(db, settings, short)
-    _, kept, ancient = backed_up(db, settings, tree.root, agent=agent, retention_days=0)
+    _, _kept, ancient = backed_up(db, settings, tree.root, agent=agent, retention_days=0)
     _ended(db, old, days_ago=2)
     _ended(db, ancient, days_ago=5000)
     return tree, agent, old, fresh, ancient

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from cloudbackup.domain import notifications
@@ -160,12 +161,8 @@ def test_smtp_urls_are_read_or_refused_with_the_setting_named():
         "me@x.org",
         "p:ss",
     )
-    try:
+    with pytest.raises(ValueError, match="CLOUDBACKUP_SMTP_URL"):
         SmtpMailer.from_url("http://mail.example.com", "a@example.com")
-    except ValueError as exc:
-        assert "CLOUDBACKUP_SMTP_URL" in str(exc)
-    else:
-        raise AssertionError("an http:// URL was accepted")
 
 
 def test_daily_and_weekly_summaries_are_sent_once_per_period(db, settings, tmp_path):

@@ -131,8 +131,10 @@ def test_inclusions_and_exclusions_select_inside_the_backup(db, settings, source
     expected = {
         path: digest
         for path, digest in every.items()
-        if (path.startswith("d0") and not path.startswith("d0/sub1/"))
-        and path != "d0/sub0/file0.bin"
+        if (
+            (path.startswith("d0") and not path.startswith("d0/sub1/"))
+            and path != "d0/sub0/file0.bin"
+        )
         or path in ("d1/sub1/file1.bin", "link-to-d0")
     }
     got = digests(_restored(out, root))
@@ -275,7 +277,7 @@ def test_a_run_whose_worker_died_is_redriven_then_failed(db, settings, source, t
 
 
 def test_a_redriven_run_completes(db, settings, source, tmp_path):
-    tree, agent, _, backup = source
+    _tree, agent, _, backup = source
     restore = _start(db, _request(backup, agent, tmp_path / "out", overwrite_files=True))
     assert claim_restore(db, settings, restore.id) is not None
     stale = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds + 5)

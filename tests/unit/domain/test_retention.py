@@ -52,7 +52,7 @@ def test_the_pass_starts_one_cleanup_that_expires_forgets_and_prunes(db, setting
     tree = make_tree(tmp_path / "src", files=20, size=20_000)
     only_old = tree.root / "only-in-the-old-backup.bin"
     only_old.write_bytes(random.Random(5).randbytes(2 * 1024 * 1024))
-    agent, config, old = backed_up(db, settings, tree.root, retention_days=3)
+    agent, _config, old = backed_up(db, settings, tree.root, retention_days=3)
     only_old.unlink()
     _, _, fresh = backed_up(db, settings, tree.root, agent=agent, retention_days=3)
     now = utcnow()

@@ -123,7 +123,7 @@ def test_a_sample_reads_only_part_of_the_packs(vault: Vault, tree: Tree, backup:
     assert report.packs_total == 10
     assert report.packs_checked == math.ceil(10 * 0.5)
     assert verify(vault, sample_fraction=0.01).packs_checked == 1  # at least one
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="sample_fraction"):
         verify(vault, sample_fraction=0)
 
 
