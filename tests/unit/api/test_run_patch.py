@@ -69,3 +69,45 @@ def test_each_kind_has_its_own_paths():
     assert _parse(CLEANUP_PATCH, ("/snapshot_ids", [1, 2])).snapshot_ids == [1, 2]
     assert "cannot be changed" in _problems(RESTORE_PATCH, ("/snapshot_id", 3))[0]
     assert "positive" in _problems(CLEANUP_PATCH, ("/snapshot_ids", [0]))[0]
+
+
+@pytest.mark.parametrize(("patch", "counter"), PATCHES)
+def test_numbers_wider_than_the_columns_are_a_400(patch, counter):
+    assert "at most" in _problems(patch, (counter, 2**63))[0]
+    assert _parse(patch, (counter, 2**63 - 1)).counters == {counter[1:]: 2**63 - 1}
+
+
+def test_snapshot_ids_and_error_counts_wider_than_32_bits_are_a_400():
+    assert "at most" in _problems(BACKUP_PATCH, ("/snapshot_id", 2**31))[0]
+    assert "at most" in _problems(CLEANUP_PATCH, ("/snapshot_ids", [1, 2**31]))[0]
+    errors = {"count": 2**31, "reason": "r", "diagnostics": "d", "list": []}
+    assert "/errors/count" in _problems(BACKUP_PATCH, ("/errors", errors))[0]
+    item = {"index": 2**40, "path": "/a", "type": "file_unreadable"}
+    errors = {"count": 1, "reason": "r", "diagnostics": "d", "list": [item]}
+    assert "/errors/list/index" in _problems(RESTORE_PATCH, ("/errors", errors))[0]
+
+
+def test_a_huge_counter_through_the_api_is_a_400_that_changes_nothing(client, db):
+    from cloudbackup.store.tables import utcnow
+    from factories import rows
+    from factories.api import headers, token
+
+    agent = rows.agent(db)
+    backup = rows.backup(
+        db, rows.configuration(db, agent).id, state="in_progress", heartbeat_at=utcnow()
+    )
+    secret = token(db)
+    body = [{"op": "replace", "path": "/bytes_backed_up", "value": 2**64}]
+    answer = client.patch(
+        f"/v2/{backup.project_id}/backups/{backup.id}",
+        content=msgspec.json.encode(body),
+        headers={
+            **headers(secret),
+            "Content-Type": "application/json-patch+json",
+            "X-Agent-Id": agent.id,
+        },
+    )
+    assert answer.status_code == 400, answer.text
+    assert "may be at most" in answer.text
+    got = client.get(f"/v2/{backup.project_id}/backups/{backup.id}", headers=headers(secret))
+    assert got.json()["bytes_backed_up"] == 0

@@ -9,10 +9,9 @@ from typing import Any
 
 import msgspec
 
-from cloudbackup.api.body import convert_value
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link, Ref
-from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
 from cloudbackup.domain.run_states import BACKUP_MACHINE
@@ -130,7 +129,7 @@ def error_report(reported: ReportedErrors) -> ErrorReport:
 
 
 def _set_snapshot_id(update: BackupUpdate, value: Any, path: str) -> None:
-    update.snapshot_id = convert_value(value, int, path)
+    update.snapshot_id = bounded_int(value, path, low=1)
 
 
 BACKUP_PATCH = RunPatch(

@@ -15,7 +15,7 @@ from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link, Ref
 from cloudbackup.api.schemas.restores import describe
-from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
 from cloudbackup.domain.errors import InvalidInput
@@ -71,7 +71,7 @@ def _set_snapshot_ids(update: CleanupUpdate, value: Any, path: str) -> None:
     ids = convert_value(value, list[int], path)
     if any(i < 1 for i in ids):
         raise InvalidInput("Validation failed.", ["/snapshot_ids must be positive."])
-    update.snapshot_ids = ids
+    update.snapshot_ids = [bounded_int(i, f"{path}/{n}", low=1) for n, i in enumerate(ids)]
 
 
 CLEANUP_PATCH = RunPatch(

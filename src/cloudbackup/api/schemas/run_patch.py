@@ -22,10 +22,26 @@ from cloudbackup.domain.runs import RunUpdate
 
 UpdateT = TypeVar("UpdateT", bound=RunUpdate[Any, Any])
 TIME_PATHS = frozenset({"/started_time", "/ended_time"})
+# The widest numbers the columns hold: counters are BIGINT, counts, indexes and snapshot ids
+# INTEGER. A wider one is a 400, never a database error.
+MAX_COUNTER = 2**63 - 1
+MAX_INT32 = 2**31 - 1
 
 
 def invalid(problem: str) -> InvalidInput:
     return InvalidInput("Validation failed.", [problem])
+
+
+def bounded_int(value: Any, path: str, *, low: int = 0, high: int = MAX_INT32) -> int:
+    """``value`` as an integer from ``low`` to ``high`` (400 otherwise)."""
+    number = convert_value(value, int, path)
+    if number < low:
+        raise invalid(
+            f"{path} must not be less than {low}." if low else f"{path} must not be negative."
+        )
+    if number > high:
+        raise invalid(f"{path} may be at most {high}.")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +74,11 @@ class RunPatch(Generic[UpdateT]):
                 setattr(update, path[1:], _moment(convert_value(op.value, str, path), path))
             elif path == "/errors":
                 update.errors = self.errors(convert_value(op.value, self.errors_type, path))
+                bounded_int(update.errors.count, "/errors/count")
+                for item in update.errors.items:
+                    bounded_int(item.index, "/errors/list/index")
             elif path in self.counters:
-                count = convert_value(op.value, int, path)
-                if count < 0:
-                    raise invalid(f"{path} must not be negative.")
-                update.counters[path[1:]] = count
+                update.counters[path[1:]] = bounded_int(op.value, path, high=MAX_COUNTER)
             else:
                 self.own_paths[path](update, op.value, path)
         return update
