@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.errors import Unavailable
+from cloudbackup.domain.run_heartbeat import RunHeartbeat
 from cloudbackup.domain.run_states import StateT
 from cloudbackup.domain.runs import ErrorT, RunKind, RunT
 from cloudbackup.engine import Stopped
@@ -247,6 +248,7 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
         self._last_flush = 0.0
         self._last_event = 0.0
         self._stop_seen = False
+        self._heartbeat: RunHeartbeat | None = None
 
     @property
     def run_id(self) -> str:
@@ -275,6 +277,8 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
     # -- the protocol -------------------------------------------------------------------------
     def run(self) -> Outcome:
         kind = self.kind
+        self._heartbeat = RunHeartbeat(self)
+        self._heartbeat.start()
         try:
             return self.work()
         except (RunStopRequested, Stopped):
@@ -287,6 +291,12 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
         except Exception as exc:  # the run failed: record why, so it is never left running
             log.exception("%s %s failed", kind.name, self.run_id)
             return self.finish(kind.machine.states("failed"), self.failed_values(exc))
+        finally:
+            self._stop_heartbeat()
+
+    def _stop_heartbeat(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
 
     def enter(self, target: StateT) -> None:
         """Move to the progress state ``target`` (the first one after ``queued`` records the
@@ -305,8 +315,9 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
                 values: dict[str, Any] = {"heartbeat_at": utcnow()}
                 if run.started_time is None:
                     values["started_time"] = utcnow()
-                if self.kind.move(session, run, target, values):
+                if self.kind.move(session, run, target, values, attempt=self.claim.attempt):
                     return
+                self.claim.check_owner(session)
                 state = machine.parse(self.kind.repository(session).state_of(run.id) or "")
                 if state is machine.stop_requested:
                     self._stop_seen = True
@@ -320,7 +331,10 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
         self._last_flush = time.monotonic()
 
     def check_hand_back(self) -> None:
-        """Raise :class:`HandBack` once this executor has been asked to shut down."""
+        """Raise :class:`HandBack` once this executor has been asked to shut down, and
+        :class:`LostOwnership` once its heartbeat found the run taken over."""
+        if self._heartbeat is not None and self._heartbeat.lost:
+            raise LostOwnership(self.run_id)
         if _hand_back.is_set():
             raise HandBack(self.run_id)
 
@@ -349,7 +363,9 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
             with self.db.transaction() as session:
                 repo = kind.repository(session)
                 self.claim.check_owner(session)
-                repo.update_where_state(run.id, kind.machine.running | {stop}, values)
+                repo.update_where_state(
+                    run.id, kind.machine.running | {stop}, values, attempt=self.claim.attempt
+                )
                 self._stop_seen = repo.state_of(run.id) == stop
                 self._progress_event(session)
                 if also is not None:
@@ -376,6 +392,7 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
 
     def hand_back(self) -> Outcome:
         """Clear the heartbeat so the next delivery takes the run over at once."""
+        self._stop_heartbeat()  # no beat may land after the clearing
         kind, run = self.kind, self.claim.run
         try:
             with self.db.transaction() as session:
@@ -384,6 +401,7 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
                     run.id,
                     kind.machine.running | {kind.machine.stop_requested},
                     {"heartbeat_at": None},
+                    attempt=self.claim.attempt,
                 )
         except (Unavailable, LostOwnership) as exc:
             # Nothing to hand over (taken over already), or the database is away: the stale
@@ -397,6 +415,7 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
         self, target: StateT, values: dict[str, Any], errors: list[ErrorT] | None = None
     ) -> Outcome:
         """Move the run to its final ``target`` with its per-file ``errors``."""
+        self._stop_heartbeat()
         kind, run = self.kind, self.claim.run
         values = dict(values)
 
@@ -404,7 +423,8 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
             values["heartbeat_at"] = utcnow()
             with self.db.transaction() as session:
                 self.claim.check_owner(session)
-                if not kind.move(session, run, target, values):
+                if not kind.move(session, run, target, values, attempt=self.claim.attempt):
+                    self.claim.check_owner(session)
                     state: str | None = kind.repository(session).state_of(run.id)
                     return state
                 if errors:

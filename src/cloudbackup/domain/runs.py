@@ -136,9 +136,11 @@ class RunKind(Generic[RunT, ErrorT, StateT]):
         *,
         request_id: str | None = None,
         event_extra: dict[str, Any] | None = None,
+        attempt: int | None = None,
     ) -> bool:
         """Move ``run`` to ``target`` if the state machine allows it from its current state:
-        the one state change of every run, a compare-and-set in the database.
+        the one state change of every run, a compare-and-set in the database. An executor
+        passes its ``attempt``: the move then also needs it to still own the run.
 
         Returns False (and writes nothing) when another writer got there first; on success the
         row object is updated and the state's event recorded.
@@ -152,7 +154,7 @@ class RunKind(Generic[RunT, ErrorT, StateT]):
             if self.ending is not None:
                 values = self.ending.values(run, target, values)
         if not self.repository(session).compare_and_set(
-            run.id, machine.sources_of(target), target, values
+            run.id, machine.sources_of(target), target, values, attempt=attempt
         ):
             return False
         for key, value in values.items():

@@ -115,12 +115,18 @@ class RunRepository(Generic[RunT, ErrorT]):
         from_states: Iterable[str],
         to_state: str,
         values: dict[str, Any] | None = None,
+        *,
+        attempt: int | None = None,
     ) -> bool:
-        """Move the run to ``to_state`` only if it is in one of ``from_states`` now."""
+        """Move the run to ``to_state`` only if it is in one of ``from_states`` now (and, when
+        ``attempt`` is given, still owned by that attempt: the executor's fencing token)."""
+        query = sa.update(self.table).where(
+            self.table.c.id == run_id, self.table.c.state.in_(list(from_states))
+        )
+        if attempt is not None:
+            query = query.where(self.table.c.attempts == attempt)
         result = self.session.execute(
-            sa.update(self.table)
-            .where(self.table.c.id == run_id, self.table.c.state.in_(list(from_states)))
-            .values(state=to_state, updated_at=utcnow(), **(values or {}))
+            query.values(state=to_state, updated_at=utcnow(), **(values or {}))
         )
         return bool(rowcount(result))
 
@@ -131,12 +137,16 @@ class RunRepository(Generic[RunT, ErrorT]):
         values: dict[str, Any],
         *,
         heartbeat_was: Any = ...,
+        attempt: int | None = None,
     ) -> bool:
         """Write counters/heartbeat while the run is still in one of ``states`` (and, when
-        ``heartbeat_was`` is given, still carries that heartbeat: nobody took it over)."""
+        ``heartbeat_was`` is given, still carries that heartbeat: nobody took it over; when
+        ``attempt`` is given, is still owned by that attempt)."""
         query = sa.update(self.table).where(
             self.table.c.id == run_id, self.table.c.state.in_(list(states))
         )
+        if attempt is not None:
+            query = query.where(self.table.c.attempts == attempt)
         if heartbeat_was is not ...:
             column = self.table.c.heartbeat_at
             query = query.where(

@@ -3,10 +3,13 @@ its fencing token, hand-back and take-over, the sweeper, and the outcomes of a d
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 import sqlalchemy as sa
 
@@ -16,7 +19,7 @@ from cloudbackup.domain.cleanup_run import execute_cleanup
 from cloudbackup.domain.cleanups import CLEANUP_RUNS, CleanupService, CleanupUpdate
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.restores import RESTORE_RUNS, RestoreService, RestoreUpdate
-from cloudbackup.domain.run_protocol import Outcome, RunIsAlive, claim_run
+from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunIsAlive, claim_run
 from cloudbackup.domain.runs import RunKind
 from cloudbackup.domain.sweeper import sweep, sweep_runs
 from cloudbackup.store.tables import utcnow
@@ -179,3 +182,81 @@ def test_an_outcome_of_a_state_that_is_none_is_a_noop():
     assert Outcome.reached("stopped") is Outcome.STOPPED
     assert Outcome.reached("in_progress") is Outcome.NOOP
     assert Outcome.reached(None) is Outcome.NOOP
+
+
+# -- the heartbeat thread and the fencing token -------------------------------------------------
+
+
+class _Quiet(OwnedRun):
+    """A run whose engine makes no callback for ``quiet`` seconds, then asks for stops."""
+
+    quiet = 0.0
+    checks = 0
+    enter_first = False
+
+    def work(self) -> Outcome:
+        if self.enter_first:
+            self.enter(self.kind.machine.states("in_progress"))
+        time.sleep(self.quiet)
+        for _ in range(self.checks):
+            self.should_stop()
+            time.sleep(0.05)
+        return self.finish(self.kind.machine.states("completed"), {})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_run_whose_engine_is_quiet_keeps_a_fresh_heartbeat(db, settings, kind: Kind):
+    quick = msgspec.structs.replace(settings, heartbeat_timeout_seconds=1, progress_interval=0.2)
+    run, _ = _make(db, kind, "start_requested")
+    claim = claim_run(kind.runs, db, quick, run.id, give_up=_give_up)
+    assert claim is not None
+    owned = _Quiet(db, quick, claim)
+    owned.enter_first = True
+    owned.quiet = 2.5  # 2.5 heartbeat timeouts without a single callback
+    seen_alive: list[bool] = []
+
+    def another_delivery() -> None:
+        time.sleep(2.0)
+        try:
+            claim_run(kind.runs, db, quick, run.id, give_up=_give_up)
+        except RunIsAlive:
+            seen_alive.append(True)
+        else:
+            seen_alive.append(False)
+
+    other = threading.Thread(target=another_delivery)
+    other.start()
+    assert owned.run() is Outcome.COMPLETED
+    other.join()
+    assert seen_alive == [True]  # nobody took the live run over
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_run_taken_over_meanwhile_writes_nothing_more(db, settings, kind: Kind):
+    quick = msgspec.structs.replace(settings, progress_interval=0.2)
+    run, _ = _make(db, kind, "start_requested")
+    claim = claim_run(kind.runs, db, quick, run.id, give_up=_give_up)
+    assert claim is not None
+    owned = _Quiet(db, quick, claim)
+    owned.checks = 60  # three seconds of stop checks
+    with db.transaction() as session:  # another executor took it over (its next attempt)
+        table = kind.runs.repository(session).table
+        session.execute(
+            sa.update(table).where(table.c.id == run.id).values(attempts=claim.attempt + 1)
+        )
+    assert owned.run() is Outcome.LOST
+    assert _row(db, kind, run.id).state == "queued"  # the old owner did not finish it
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_executor_write_is_fenced_by_the_attempt(db, kind: Kind):
+    run, _ = _make(db, kind, "in_progress", heartbeat_at=utcnow(), attempts=2)
+    with db.transaction() as session:
+        repo = kind.runs.repository(session)
+        assert not repo.update_where_state(
+            run.id, ["in_progress"], {"heartbeat_at": None}, attempt=1
+        )
+        assert not repo.compare_and_set(run.id, ["in_progress"], "failed", attempt=1)
+        assert repo.update_where_state(run.id, ["in_progress"], {"heartbeat_at": None}, attempt=2)
+    row = _row(db, kind, run.id)
+    assert row.state == "in_progress" and row.heartbeat_at is None
