@@ -6,8 +6,9 @@ import asyncio
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from litestar import Controller, Response, get, post
-from litestar.params import FromPath, QueryParameter
+from litestar import Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from cloudbackup.client import format as fmt
 from cloudbackup.client.api import AsyncApiClient
@@ -18,26 +19,18 @@ from cloudbackup.console.views import (
     Query,
     api_for,
     names,
-    post_action,
     posted_form,
     redirect,
     render,
 )
+from cloudbackup.domain.run_states import BackupState
 
 StateQuery = Annotated[str, QueryParameter(name="state", required=False)]
+Filters = NamedDependency[dict[str, str]]
+# The state filter's choices: the state machine's states, scheduled starts last.
 BACKUP_STATES = (
-    "start_requested",
-    "queued",
-    "preparing",
-    "in_progress",
-    "stop_requested",
-    "completed",
-    "completed_with_errors",
-    "failed",
-    "stopped",
-    "skipped",
-    "missed",
-    "start_scheduled",
+    *(s.value for s in BackupState if s != BackupState.START_SCHEDULED),
+    BackupState.START_SCHEDULED.value,
 )
 MAX_ROWS = 50
 MAX_PAGES = 5  # B2 has no state/agent filter: read at most this many pages of 100 to filter
@@ -77,6 +70,13 @@ async def matching_backups(
     return rows
 
 
+def _filters(
+    state_filter: StateQuery = "", agent: Query = "", configuration: Query = ""
+) -> dict[str, str]:
+    """The backups list's filters, from its query (each one optional, empty for any)."""
+    return {"state": state_filter, "agent": agent, "configuration": configuration}
+
+
 async def _backup_list(api: AsyncApiClient, filters: dict[str, str]) -> dict[str, Any]:
     """The backups page's rows (``filters``: state, agent, configuration) and the names in them."""
     (config_names, agent_names), rows = await asyncio.gather(
@@ -106,18 +106,23 @@ async def _backup_context(api: AsyncApiClient, backup_id: str) -> dict[str, Any]
     }
 
 
-class BackupPages(Controller):
-    @get("/backups")
+class BackupPages(runs.RunPages):
+    path = "/backups"
+    kind = "backups"
+    page_template = "backup.html"
+    live_template = "_backup_live.html"
+    stop_notice = "stopping"
+
+    async def read(self, api: AsyncApiClient, run_id: str) -> dict[str, Any]:
+        return await _backup_context(api, run_id)
+
+    async def ask_to_stop(self, api: AsyncApiClient, run_id: str) -> object:
+        return await api.stop_backup(run_id)
+
+    @get("/", dependencies={"filters": Provide(_filters, sync_to_thread=False)})
     async def backups(
-        self,
-        request: AnyRequest,
-        user: LoggedIn,
-        state_filter: StateQuery = "",
-        agent: Query = "",
-        configuration: Query = "",
-        notice: Query = "",
+        self, request: AnyRequest, user: LoggedIn, filters: Filters, notice: Query = ""
     ) -> Response[str]:
-        filters = {"state": state_filter, "agent": agent, "configuration": configuration}
         return await render(
             request,
             user,
@@ -130,56 +135,17 @@ class BackupPages(Controller):
             states=BACKUP_STATES,
         )
 
-    @get("/backups/rows")
+    @get("/rows", dependencies={"filters": Provide(_filters, sync_to_thread=False)})
     async def backup_rows(
-        self,
-        request: AnyRequest,
-        user: LoggedIn,
-        state_filter: StateQuery = "",
-        agent: Query = "",
-        configuration: Query = "",
+        self, request: AnyRequest, user: LoggedIn, filters: Filters
     ) -> Response[str]:
-        filters = {"state": state_filter, "agent": agent, "configuration": configuration}
         return await render(
             request, user, "_backup_rows.html", lambda api: _backup_list(api, filters)
         )
 
-    @post("/backups")
+    @post("/")
     async def start_backup(self, request: AnyRequest, user: LoggedIn) -> Response[Any]:
         form = await posted_form(request, user)
         async with api_for(request, user) as api:
             backup = await api.start_backup(str(form.get("configuration_id") or ""))
         return redirect(f"/console/backups/{backup['id']}", notice="started")
-
-    @get("/backups/{backup_id:str}")
-    async def backup(
-        self, request: AnyRequest, user: LoggedIn, backup_id: FromPath[str], notice: Query = ""
-    ) -> Response[str]:
-        return await render(
-            request,
-            user,
-            "backup.html",
-            lambda api: _backup_context(api, backup_id),
-            active="backups",
-            notice=notice,
-        )
-
-    @get("/backups/{backup_id:str}/live")
-    async def backup_live(
-        self, request: AnyRequest, user: LoggedIn, backup_id: FromPath[str]
-    ) -> Response[str]:
-        return await render(
-            request, user, "_backup_live.html", lambda api: _backup_context(api, backup_id)
-        )
-
-    @post("/backups/{backup_id:str}/stop")
-    async def stop_backup(
-        self, request: AnyRequest, user: LoggedIn, backup_id: FromPath[str]
-    ) -> Response[Any]:
-        return await post_action(
-            request,
-            user,
-            lambda api: api.stop_backup(backup_id),
-            f"/console/backups/{backup_id}",
-            notice="stopping",
-        )

@@ -22,7 +22,6 @@ from cloudbackup.console.views import (
     api_for,
     form_page,
     names,
-    post_action,
     posted_form,
     redirect,
     render,
@@ -112,7 +111,9 @@ async def _restore_context(api: AsyncApiClient, restore_id: str) -> dict[str, An
     }
 
 
-class RestorePages(Controller):
+class RestoreFormPage(Controller):
+    """The restore form of a backup: it posts to :class:`RestorePages`."""
+
     @get("/backups/{backup_id:str}/restore")
     async def restore_form(
         self, request: AnyRequest, user: LoggedIn, backup_id: FromPath[str]
@@ -130,7 +131,21 @@ class RestorePages(Controller):
             }
             return await _restore_form_page(request, user, api, backup, values)
 
-    @post("/restores")
+
+class RestorePages(runs.RunPages):
+    path = "/restores"
+    kind = "restores"
+    page_template = "restore.html"
+    live_template = "_restore_live.html"
+    stop_notice = "restore-stopping"
+
+    async def read(self, api: AsyncApiClient, run_id: str) -> dict[str, Any]:
+        return await _restore_context(api, run_id)
+
+    async def ask_to_stop(self, api: AsyncApiClient, run_id: str) -> object:
+        return await api.stop_restore(run_id)
+
+    @post("/")
     async def start_restore(self, request: AnyRequest, user: LoggedIn) -> Response[Any]:
         values = _form_values(await posted_form(request, user))
         async with api_for(request, user) as api:
@@ -145,7 +160,7 @@ class RestorePages(Controller):
                 )
         return redirect(f"/console/restores/{restore['id']}", notice="restore")
 
-    @get("/restores")
+    @get("/")
     async def restores(
         self, request: AnyRequest, user: LoggedIn, notice: Query = ""
     ) -> Response[str]:
@@ -153,39 +168,6 @@ class RestorePages(Controller):
             request, user, "restores.html", _restore_list, active="restores", notice=notice
         )
 
-    @get("/restores/rows")
+    @get("/rows")
     async def restore_rows(self, request: AnyRequest, user: LoggedIn) -> Response[str]:
         return await render(request, user, "_restore_rows.html", _restore_list)
-
-    @get("/restores/{restore_id:str}")
-    async def restore(
-        self, request: AnyRequest, user: LoggedIn, restore_id: FromPath[str], notice: Query = ""
-    ) -> Response[str]:
-        return await render(
-            request,
-            user,
-            "restore.html",
-            lambda api: _restore_context(api, restore_id),
-            active="restores",
-            notice=notice,
-        )
-
-    @get("/restores/{restore_id:str}/live")
-    async def restore_live(
-        self, request: AnyRequest, user: LoggedIn, restore_id: FromPath[str]
-    ) -> Response[str]:
-        return await render(
-            request, user, "_restore_live.html", lambda api: _restore_context(api, restore_id)
-        )
-
-    @post("/restores/{restore_id:str}/stop")
-    async def stop_restore(
-        self, request: AnyRequest, user: LoggedIn, restore_id: FromPath[str]
-    ) -> Response[Any]:
-        return await post_action(
-            request,
-            user,
-            lambda api: api.stop_restore(restore_id),
-            f"/console/restores/{restore_id}",
-            notice="restore-stopping",
-        )

@@ -25,7 +25,7 @@ from cloudbackup.console.configurations import ConfigurationPages
 from cloudbackup.console.login import LoginPages
 from cloudbackup.console.queues import QueuePages
 from cloudbackup.console.render import SECURITY_HEADERS, page, static_file
-from cloudbackup.console.restores import RestorePages
+from cloudbackup.console.restores import RestoreFormPage, RestorePages
 from cloudbackup.console.session import (
     COOKIE,
     COOKIE_PATH,
@@ -106,6 +106,7 @@ CONSOLE = Router(
         static,
         LoginPages,
         BackupPages,
+        RestoreFormPage,
         RestorePages,
         ConfigurationPages,
         AgentPages,

@@ -1,13 +1,18 @@
 """What the pages of a backup or restore show of its run: whether it ended, its timeline of
-events, and its progress (percent, rate, ETA) while it runs."""
+events, and its progress (percent, rate, ETA) while it runs; and the handlers of one run's page,
+live part and stop button, which both kinds share (:class:`RunPages`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from litestar import Controller, Response, get, post
+from litestar.params import FromPath
+
 from cloudbackup.client import format as fmt
 from cloudbackup.client.api import FINAL_STATES, ApiError, AsyncApiClient
 from cloudbackup.client.progress import is_progress_event
+from cloudbackup.console.views import AnyRequest, LoggedIn, Query, post_action, render
 
 RESTORE_FINAL_STATES = frozenset({"completed", "completed_with_errors", "failed", "stopped"})
 RUNNING_STATES = ("in_progress", "stop_requested")
@@ -79,3 +84,51 @@ def run_view(
         "progress": progress_view(events[::-1]) if run.get("state") in RUNNING_STATES else None,
         "error_list": errors,
     }
+
+
+class RunPages(Controller):
+    """One run's page, its live part (what static/console.js refreshes) and its stop button,
+    under ``/console/<kind>/<id>``; each kind says its templates and how to read and stop it."""
+
+    kind: str  # "backups" or "restores": the collection, also the page's place in the navigation
+    page_template: str
+    live_template: str
+    stop_notice: str
+
+    async def read(self, api: AsyncApiClient, run_id: str) -> dict[str, Any]:
+        """What the run's page and its live part show."""
+        raise NotImplementedError
+
+    async def ask_to_stop(self, api: AsyncApiClient, run_id: str) -> object:
+        raise NotImplementedError
+
+    @get("/{run_id:str}")
+    async def run(
+        self, request: AnyRequest, user: LoggedIn, run_id: FromPath[str], notice: Query = ""
+    ) -> Response[str]:
+        return await render(
+            request,
+            user,
+            self.page_template,
+            lambda api: self.read(api, run_id),
+            active=self.kind,
+            notice=notice,
+        )
+
+    @get("/{run_id:str}/live")
+    async def live(
+        self, request: AnyRequest, user: LoggedIn, run_id: FromPath[str]
+    ) -> Response[str]:
+        return await render(request, user, self.live_template, lambda api: self.read(api, run_id))
+
+    @post("/{run_id:str}/stop")
+    async def stop(
+        self, request: AnyRequest, user: LoggedIn, run_id: FromPath[str]
+    ) -> Response[Any]:
+        return await post_action(
+            request,
+            user,
+            lambda api: self.ask_to_stop(api, run_id),
+            f"/console/{self.kind}/{run_id}",
+            notice=self.stop_notice,
+        )
