@@ -8,7 +8,7 @@ import gc
 from litestar import Litestar
 
 from cloudbackup.api.app import create_api
-from cloudbackup.console.console import ConsoleController
+from cloudbackup.console.router import CONSOLE
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.queue.broker_health import broker_ping
@@ -46,7 +46,7 @@ def create_app(
         publisher=publisher,
         queue_admin=QueueAdmin(db, settings),
         broker_ping=broker_ping(settings),
-        route_handlers=[ConsoleController],  # the web console, /console (cloudbackup.console)
+        route_handlers=[CONSOLE],  # the web console, /console (cloudbackup.console)
         on_shutdown=[close],
     )
 

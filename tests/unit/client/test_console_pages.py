@@ -111,7 +111,7 @@ def test_the_cookie_does_not_open_the_v2_api_and_its_errors_stay_json(client, se
         .headers["content-type"]
         .startswith("text/javascript")
     )
-    assert browser.get("/console/static/..%2Fconsole.py").status_code == 404
+    assert browser.get("/console/static/..%2Frouter.py").status_code == 404
     assert browser.get("/console/static/templates").status_code == 404
 
 

@@ -1,19 +1,18 @@
-"""What the console pages show, read from the API, and the forms they post, turned into API bodies.
+"""The configuration form: its fields as the browser sends them, read from a configuration, and
+turned into the API's CF1 body or CF4 changes.
 
-Nothing here decides whether a configuration or a restore is acceptable: the API does, and its
+Nothing here decides whether a configuration is acceptable: the API does, and its
 ``message``/``errors`` are shown next to the form.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
 
 from cloudbackup.client import format as fmt
-from cloudbackup.client.api import FINAL_STATES, ApiError, AsyncApiClient
 from cloudbackup.client.drafts import (
     DAY_NAMES,
     WEEKDAYS,
@@ -25,136 +24,8 @@ from cloudbackup.client.drafts import (
     rrule,
     rule_parts,
 )
-from cloudbackup.client.progress import is_progress_event
 
-BACKUP_STATES = (
-    "start_requested",
-    "queued",
-    "preparing",
-    "in_progress",
-    "stop_requested",
-    "completed",
-    "completed_with_errors",
-    "failed",
-    "stopped",
-    "skipped",
-    "missed",
-    "start_scheduled",
-)
-RESTORE_FINAL_STATES = frozenset({"completed", "completed_with_errors", "failed", "stopped"})
-MAX_ROWS = 50
-MAX_PAGES = 5  # B2 has no state/agent filter: read at most this many pages of 100 to filter
-MAX_PROGRESS_LOOKUPS = 10
-
-
-@dataclass
-class Problem:
-    """An API refusal shown on a page: its status, message and per-field errors."""
-
-    status: int
-    message: str
-    errors: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, exc: ApiError) -> Problem:
-        return cls(exc.status, exc.message, exc.errors)
-
-
-def is_final(kind: str, state: str | None) -> bool:
-    return (state or "") in (FINAL_STATES if kind == "backups" else RESTORE_FINAL_STATES)
-
-
-async def names(api: AsyncApiClient) -> tuple[dict[str, str], dict[str, str]]:
-    """Configuration id -> name and agent id -> name, for tables and selects."""
-    configs, agents = await asyncio.gather(api.list_configurations(), api.list_agents())
-    return (
-        {c["id"]: c.get("name", "") for c in configs["configurations"]},
-        {a["id"]: a.get("name", "") for a in agents["agents"]},
-    )
-
-
-def progress_view(events: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Percent, rate and ETA from the newest ``*_progress`` events (newest first)."""
-    progress = [e for e in events if is_progress_event(e)]
-    if not progress:
-        return None
-    newest = progress[0]
-    done, total = newest.get("bytes_completed") or 0, newest.get("total_bytes") or 0
-    view: dict[str, Any] = {
-        "done": done,
-        "total": total,
-        "percent": int(100 * done / total) if total else None,
-        "rate": None,
-        "eta": None,
-    }
-    if len(progress) > 1:
-        t1, t0 = fmt.parse_time(newest.get("time")), fmt.parse_time(progress[1].get("time"))
-        before = progress[1].get("bytes_completed") or 0
-        if t1 and t0 and t1 > t0 and done >= before:
-            view["rate"] = (done - before) / (t1 - t0).total_seconds()
-            if view["rate"]:
-                view["eta"] = max(total - done, 0) / view["rate"]
-    return view
-
-
-async def latest_progress(api: AsyncApiClient, kind: str, run_id: str) -> dict[str, Any] | None:
-    try:
-        page = await api.list_events((kind, run_id), sort_dir="desc", limit=30)
-    except ApiError:
-        return None
-    return progress_view(page.get("events") or [])
-
-
-async def backup_rows(
-    api: AsyncApiClient, *, state: str, agent: str, configuration: str
-) -> list[dict[str, Any]]:
-    """The newest backups matching the filters, with progress for the running ones."""
-    rows: list[dict[str, Any]] = []
-    marker: str | None = None
-    for _ in range(MAX_PAGES):
-        page = await api.list_backups(
-            marker=marker, limit=100, configuration_id=configuration or None
-        )
-        items = page["backups"]
-        rows += [
-            b
-            for b in items
-            if (not state or b.get("state") == state)
-            and (not agent or fmt.ref_id(b.get("agent")) == agent)
-        ]
-        more = any(link.get("rel") == "next" for link in page.get("links") or [])
-        if len(rows) >= MAX_ROWS or not more or not items:
-            break
-        marker = items[-1]["id"]
-    rows = rows[:MAX_ROWS]
-    running = [r for r in rows if r.get("state") in ("in_progress", "stop_requested")]
-    found = await asyncio.gather(
-        *(latest_progress(api, "backups", r["id"]) for r in running[:MAX_PROGRESS_LOOKUPS])
-    )
-    for row, progress in zip(running, found, strict=False):
-        row["progress"] = progress
-    for row in rows:
-        row["final"] = is_final("backups", row.get("state"))
-    return rows
-
-
-async def all_events(api: AsyncApiClient, kind: str, run_id: str) -> list[dict[str, Any]]:
-    """Every event of one run, oldest first (pages of 100, at most 20 pages)."""
-    events: list[dict[str, Any]] = []
-    marker: str | None = None
-    for _ in range(20):
-        page = await api.list_events((kind, run_id), marker=marker, limit=100, sort_dir="asc")
-        batch = page.get("events") or []
-        events += batch
-        if len(batch) < 100:
-            break
-        marker = str(batch[-1]["id"])
-    return events
-
-
-def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The events people read: state changes and requests, not every progress tick."""
-    return [e for e in events if not is_progress_event(e)]
+WEEKDAY_CHOICES = list(zip(WEEKDAYS, DAY_NAMES, strict=True))
 
 
 @lru_cache(maxsize=1)
@@ -162,7 +33,6 @@ def time_zones() -> list[str]:
     return sorted(available_timezones())
 
 
-# -- the configuration form -------------------------------------------------------------------
 @dataclass
 class ConfigForm:
     """The fields of the create/edit form, as strings the way the browser sends them."""
@@ -279,6 +149,3 @@ class ConfigForm:
             "/exclusions": path_items(self.exclusions),
             "/notifications": notifications(self.emails_list(), self.notify_success),
         }
-
-
-WEEKDAY_CHOICES = list(zip(WEEKDAYS, DAY_NAMES, strict=True))
