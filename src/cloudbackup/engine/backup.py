@@ -30,15 +30,15 @@ from cloudbackup.engine.chunking import Cutter
 from cloudbackup.engine.errors import (
     FILE_UNREADABLE,
     BackupStopped,
-    ChunkError,
     FileError,
     os_error,
     path_str,
 )
-from cloudbackup.engine.index import Index
 from cloudbackup.engine.packs import ChunkWriter
-from cloudbackup.engine.selection import Selection, SelectionItem, normalize
+from cloudbackup.engine.previous import PreviousCursor, previous_entries, previous_snapshot
+from cloudbackup.engine.selection import Selection, SelectionItem
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo, encode_frames
+from cloudbackup.engine.throttle import Throttle
 from cloudbackup.engine.vault import Vault
 from cloudbackup.engine.walk import walk
 
@@ -119,7 +119,7 @@ def run_backup(
     with vault.lock("backup") as lock:
         # After the lock: packs a prune has planned to delete are invisible from here on.
         view = vault.load_index(exclude=vault.planned_packs())
-        previous = _previous_snapshot(vault, selection)
+        previous = previous_snapshot(vault, selection)
         writer = ChunkWriter(vault, view, writer=lock.info.id)
         # The file list goes to packs of its own (as restic's trees do): losing a data pack
         # then never loses the names of the files it held.
@@ -128,7 +128,7 @@ def run_backup(
         pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="backup")
         try:
             tree = run.store(
-                walked, writer, tree_writer, pool, threads, _previous_entries(vault, view, previous)
+                walked, writer, tree_writer, pool, threads, previous_entries(vault, view, previous)
             )
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -160,88 +160,12 @@ def run_backup(
     )
 
 
-def _previous_snapshot(vault: Vault, selection: Selection) -> SnapshotInfo | None:
-    """The newest snapshot of the same inclusions: the baseline for skipping unchanged files."""
-    wanted = _rule_key(selection.inclusions)
-    for snapshot_id in reversed(vault.list_snapshots()):
-        try:
-            info = vault.read_info(snapshot_id)
-        except Exception:  # forgotten meanwhile, or unreadable: just do not use it
-            continue
-        if _rule_key(info.inclusions) == wanted:
-            return info
-    return None
-
-
-def _rule_key(items: Iterable[object]) -> list[tuple[str, bytes]]:
-    return sorted((getattr(i, "type", ""), normalize(getattr(i, "path", "/"))) for i in items)
-
-
-def _previous_entries(vault: Vault, view: Index, info: SnapshotInfo | None) -> Iterator[Entry]:
-    """The previous snapshot's entries; ends early (so nothing more is skipped) if its tree is
-    unreadable or sits in packs a prune has planned to delete."""
-    if info is None:
-        return
-    try:
-        for chunk_id in info.tree:
-            if chunk_id not in view:
-                return
-        yield from vault.iter_entries(info, index=view)
-    except (ChunkError, msgspec.DecodeError):
-        return
-
-
-def _path_key(path: bytes) -> list[bytes]:
-    # Walk order (a directory, then its children by name) is the order of component lists.
-    return path.split(b"/")
-
-
-class _Previous:
-    """Merge-join cursor over the previous snapshot's entries, which are in walk order too."""
-
-    def __init__(self, entries: Iterator[Entry]) -> None:
-        self._entries = entries
-        self._current: Entry | None = None
-        self._key: list[bytes] | None = None
-        self._advance()
-
-    def _advance(self) -> None:
-        self._current = next(self._entries, None)
-        self._key = None if self._current is None else _path_key(self._current.path)
-
-    def find(self, path: bytes) -> Entry | None:
-        key = _path_key(path)
-        while self._key is not None and self._key < key:
-            self._advance()
-        return self._current if self._key == key else None
-
-
 class _SourceFailed(Exception):
     """Reading a source file failed: a per-file error, unlike a failure of the vault."""
 
     def __init__(self, error: FileError) -> None:
         super().__init__(error.description)
         self.error = error
-
-
-class _Throttle:
-    """Sleeps so that bytes read since the first read never exceed ``max_bps`` per second."""
-
-    def __init__(self, max_bps: int) -> None:
-        self.max_bps = max_bps
-        self._start: float | None = None
-        self._consumed = 0
-
-    def consume(self, nbytes: int) -> None:
-        if self.max_bps <= 0:
-            return
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        self._consumed += nbytes
-        ahead = self._start + self._consumed / self.max_bps - now
-        if ahead > 0:
-            time.sleep(ahead)
 
 
 _Stored = list[tuple[bytes, bool, int]]  # per chunk: id, newly stored, plaintext length
@@ -314,7 +238,7 @@ class _Archiver:
         self.vault = vault
         self.on_progress = on_progress
         self.should_stop = should_stop
-        self.throttle = _Throttle(max_bps)
+        self.throttle = Throttle(max_bps)
         # Under a throttle, smaller reads keep progress reports and stop checks frequent.
         self.block_size = (
             BLOCK_SIZE if max_bps <= 0 else min(BLOCK_SIZE, max(_MIN_THROTTLED_BLOCK, max_bps // 4))
@@ -375,7 +299,7 @@ class _Archiver:
         self.max_inflight = 2 * (threads + 1)
         self.out: deque[_Pending] = deque()
         self.tree = _Tree(tree_writer, self.vault.new_cutter())
-        prev = _Previous(previous)
+        prev = PreviousCursor(previous)
         view = writer.view
         for item in walk(selection):
             if isinstance(item, FileError):

@@ -14,8 +14,6 @@ Ownership, extended attributes, hard links and sparseness are not restored.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import errno
 import itertools
 import os
@@ -28,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -43,6 +41,7 @@ from cloudbackup.engine.errors import (
     RestoreStopped,
     path_str,
 )
+from cloudbackup.engine.file_ops import current_umask, rename_noreplace, unlink_quietly
 from cloudbackup.engine.selection import normalize
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo
 from cloudbackup.engine.vault import Vault
@@ -257,7 +256,7 @@ class _Restore:
         self.known_dirs: set[bytes] = set()
         self.tag = secrets.token_hex(4).encode()
         self.counter = itertools.count()
-        self.umask = _current_umask()
+        self.umask = current_umask()
 
     def checkpoint(self) -> None:
         if self.on_progress is not None:
@@ -371,7 +370,7 @@ class _Restore:
             self.fail_os(target, exc)
         finally:
             if not placed and tmp is not None:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
             with self._lock:
                 self.bytes_in_flight -= written[0]
                 if placed:
@@ -412,7 +411,7 @@ class _Restore:
             os.replace(tmp, target)
             return True
         try:
-            if _rename_noreplace(tmp, target):
+            if rename_noreplace(tmp, target):
                 return True
         except FileExistsError:
             self.fail(target, FILE_EXISTS, "appeared during the restore")
@@ -444,7 +443,7 @@ class _Restore:
                 try:
                     os.replace(tmp, target)
                 except OSError:
-                    _unlink_quietly(tmp)
+                    unlink_quietly(tmp)
                     raise
             elif self.resume and _written_before(target, entry):
                 return
@@ -478,50 +477,3 @@ def _written_before(target: bytes, entry: Entry) -> bool:
         and stat.S_IMODE(info.st_mode) == entry.mode
         and info.st_mtime_ns == entry.mtime_ns
     )
-
-
-_AT_FDCWD: Final = -100
-_RENAME_NOREPLACE: Final = 1
-
-
-def _load_renameat2() -> Any:
-    try:
-        func = ctypes.CDLL(None, use_errno=True).renameat2
-    except (AttributeError, OSError):
-        return None
-    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    func.restype = ctypes.c_int
-    return func
-
-
-_renameat2 = _load_renameat2()
-
-
-def _rename_noreplace(source: bytes, target: bytes) -> bool:
-    """rename() that refuses an existing target (renameat2 RENAME_NOREPLACE): one directory
-    change where link() and unlink() make two. False where the kernel or filesystem lacks it;
-    ``FileExistsError`` if the target exists."""
-    global _renameat2
-    if _renameat2 is None:
-        return False
-    if _renameat2(_AT_FDCWD, source, _AT_FDCWD, target, _RENAME_NOREPLACE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err == errno.EEXIST:
-        raise FileExistsError(err, os.strerror(err), target)
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
-        _renameat2 = None  # not here: link() and unlink() from now on
-        return False
-    raise OSError(err, os.strerror(err), target)
-
-
-def _current_umask() -> int:
-    # The only way to read the umask is to set it; done once per restore, then put back.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _unlink_quietly(path: bytes) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -259,16 +259,16 @@ def test_paths_escaping_the_destination_are_refused(vault: Vault, tmp_path: Path
 
 
 def test_files_are_placed_without_ever_replacing_one(tmp_path: Path) -> None:
-    from cloudbackup.engine import restore as restore_module
+    from cloudbackup.engine import file_ops as restore_module
 
     (tmp_path / "tmp").write_bytes(b"new")
     (tmp_path / "taken").write_bytes(b"someone else's")
     with pytest.raises(FileExistsError):
-        restore_module._rename_noreplace(
+        restore_module.rename_noreplace(
             os.fsencode(tmp_path / "tmp"), os.fsencode(tmp_path / "taken")
         )
     assert (tmp_path / "taken").read_bytes() == b"someone else's"
-    assert restore_module._rename_noreplace(
+    assert restore_module.rename_noreplace(
         os.fsencode(tmp_path / "tmp"), os.fsencode(tmp_path / "free")
     )
     assert (tmp_path / "free").read_bytes() == b"new" and not (tmp_path / "tmp").exists()
@@ -277,7 +277,7 @@ def test_files_are_placed_without_ever_replacing_one(tmp_path: Path) -> None:
 def test_restore_without_renameat2_falls_back_to_link(
     tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cloudbackup.engine import restore as restore_module
+    from cloudbackup.engine import file_ops as restore_module
 
     monkeypatch.setattr(restore_module, "_renameat2", None)
     snapshot_id = backup(tree.inclusions()).snapshot_id
