@@ -105,13 +105,12 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
     def stopped_values(self) -> dict[str, Any]:
         return {"snapshot_ids": sorted(self._forgotten), "errors_diagnostics": None}
 
-    def failed_values(self, exc: Exception) -> dict[str, Any]:
+    def failed_values(self, exc: Exception, reference: str) -> dict[str, Any]:
         if isinstance(exc, VaultLocked):
             return {"errors_reason": "vault_locked_by_another_cleanup", "errors_diagnostics": None}
-        return {
-            "errors_reason": f"{FAILED_REASON}: {type(exc).__name__}: {exc}"[:500],
-            "errors_diagnostics": None,
-        }
+        # A cleanup's diagnostics stay null (spec §6): the reason carries the reference.
+        reason = f"{FAILED_REASON}: {type(exc).__name__} (operator reference {reference})"
+        return {"errors_reason": reason, "errors_diagnostics": None}
 
     def _expire(self, now: datetime) -> list[int]:
         """Flip the backups past their retention to not restorable; their snapshot ids."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -69,6 +70,15 @@ class Outcome(StrEnum):
             return cls(state or "")
         except ValueError:
             return cls.NOOP
+
+
+def failure_message(noun: str, exc: Exception, reference: str) -> str:
+    """The tenant's account of a failed run: what failed, what to do, what to tell the
+    operator."""
+    return (
+        f"The {noun} failed on the worker ({type(exc).__name__}). Start it again; if it fails "
+        f"again, give the operator reference {reference}: the worker log has the details."
+    )
 
 
 class RunIsAlive(Exception):
@@ -267,11 +277,13 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
     def stopped_values(self) -> dict[str, Any]:
         return self.counter_values()
 
-    def failed_values(self, exc: Exception) -> dict[str, Any]:
+    def failed_values(self, exc: Exception, reference: str) -> dict[str, Any]:
+        """What a tenant is told of a failure: its kind and a reference, never the exception's
+        text (it may name the operator's paths, buckets or hosts; the log has it)."""
         return {
             **self.counter_values(),
             "errors_reason": self.failed_reason,
-            "errors_diagnostics": f"{type(exc).__name__}: {exc}",
+            "errors_diagnostics": failure_message(self.kind.name, exc, reference),
         }
 
     # -- the protocol -------------------------------------------------------------------------
@@ -289,8 +301,10 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
         except HandBack:
             return self.hand_back()
         except Exception as exc:  # the run failed: record why, so it is never left running
-            log.exception("%s %s failed", kind.name, self.run_id)
-            return self.finish(kind.machine.states("failed"), self.failed_values(exc))
+            reference = uuid.uuid4().hex[:12]
+            log.exception("%s %s failed (reference %s)", kind.name, self.run_id, reference)
+            failed = kind.machine.states("failed")
+            return self.finish(failed, self.failed_values(exc, reference))
         finally:
             self._stop_heartbeat()
 

@@ -150,5 +150,6 @@ def test_engine_failure_ends_failed_with_reason(db, settings, tree):
     row = _row(db, backup.id)
     assert row.state == "failed" and not row.restorable
     assert row.errors_reason == "backup_failed"
-    assert "Error" in row.errors_diagnostics
+    assert "Error" in row.errors_diagnostics and "reference" in row.errors_diagnostics
+    assert str(settings.resolved_vault_path) not in row.errors_diagnostics  # the log has it
     assert _events(db, backup.id)[-1] == "backup_failed"

@@ -260,3 +260,25 @@ def test_every_executor_write_is_fenced_by_the_attempt(db, kind: Kind):
         assert repo.update_where_state(run.id, ["in_progress"], {"heartbeat_at": None}, attempt=2)
     row = _row(db, kind, run.id)
     assert row.state == "in_progress" and row.heartbeat_at is None
+
+
+class _Failing(OwnedRun):
+    def work(self) -> Outcome:
+        raise RuntimeError("cannot reach s3://operator-bucket/keys on 10.0.0.7")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failure_tells_the_tenant_a_reference_and_the_log_the_detail(
+    db, settings, kind: Kind, caplog
+):
+    run, _ = _make(db, kind, "start_requested")
+    claim = claim_run(kind.runs, db, settings, run.id, give_up=_give_up)
+    assert claim is not None
+    assert _Failing(db, settings, claim).run() is Outcome.FAILED
+    row = _row(db, kind, run.id)
+    told = f"{row.errors_reason} {row.errors_diagnostics}"
+    assert "operator-bucket" not in told and "10.0.0.7" not in told
+    assert "RuntimeError" in told
+    reference = told.split("reference ")[1][:12]
+    logged = [r for r in caplog.records if reference in r.getMessage()]
+    assert logged and "operator-bucket" in str(logged[0].exc_info[1])
