@@ -15,14 +15,33 @@ import anyio.to_thread
 from cloudbackup.domain.auth import MAX_SECRET_LENGTH, Principal, authenticate, hash_token
 from cloudbackup.store.db import Database
 
+# How long a secret that named no token is answered from memory: a flood of made-up tokens then
+# costs one database read each per this many seconds. A real token's secret is random and was
+# never asked about before it existed, so this never delays a new token.
+UNKNOWN_TTL = 5.0
+
 
 class TokenCache:
-    """Principals of recently seen tokens; a revoked token lives here at most ``ttl`` seconds."""
+    """Principals of recently seen tokens; a revoked token lives here at most ``ttl`` seconds.
+    Secrets that named no token are remembered for :data:`UNKNOWN_TTL` seconds."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._entries: dict[str, tuple[float, Principal]] = {}
+        self._unknown: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def is_unknown(self, digest: str) -> bool:
+        until = self._unknown.get(digest)
+        return until is not None and until >= time.monotonic()
+
+    def put_unknown(self, digest: str) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._unknown) > 10_000:
+                self._unknown.clear()
+            self._unknown[digest] = time.monotonic() + UNKNOWN_TTL
 
     def get(self, digest: str) -> Principal | None:
         entry = self._entries.get(digest)
@@ -42,19 +61,24 @@ class TokenCache:
 async def principal_of(secret: str, database: Database, cache: TokenCache) -> Principal | None:
     """The caller behind ``secret``, or None when it is missing, unknown, expired or revoked.
 
-    Only valid tokens are cached: a bad one is asked about again (it may have just been made).
+    A valid token is cached for the cache's ``ttl``; an unknown, expired or revoked one for
+    :data:`UNKNOWN_TTL` seconds.
     """
     if not secret or len(secret) > MAX_SECRET_LENGTH:
         return None  # authenticate() would say so too, after a trip to a worker thread
     digest = hash_token(secret)
+    if cache.is_unknown(digest):
+        return None
     principal = cache.get(digest)
     if principal is None:
 
         def read() -> Principal | None:
-            with database.transaction() as session:
+            with database.read() as session:  # no write lock: a flood of bad tokens holds no one up
                 return authenticate(session, secret)
 
         principal = await anyio.to_thread.run_sync(read)
         if principal is not None:
             cache.put(digest, principal)
+        else:
+            cache.put_unknown(digest)
     return principal

@@ -181,7 +181,7 @@ class RunService(Generic[RunT, ErrorT, StateT]):
 
     def get(self, project_id: str, run_id: str) -> RunT:
         """R2/C2: one run of the project (404 otherwise)."""
-        with self.db.transaction() as session:
+        with self.db.read() as session:
             return self._get(session, project_id, run_id)
 
     def page(
@@ -195,7 +195,7 @@ class RunService(Generic[RunT, ErrorT, StateT]):
     ) -> Page[RunT]:
         """B3/R3/C3: a page of the project's runs after ``marker`` (a run id), in ``seq`` order;
         ``filters`` are the kind's own (a backup's ``restorable``, ``configuration_id``)."""
-        with self.db.transaction() as session:
+        with self.db.read() as session:
             repo = self.kind.repository(session)
             marker_seq = None
             if marker is not None:
@@ -211,7 +211,7 @@ class RunService(Generic[RunT, ErrorT, StateT]):
 
     def errors(self, project_id: str, run_id: str) -> tuple[RunT, list[ErrorT]]:
         """ER2/ER3: the run and its per-file errors."""
-        with self.db.transaction() as session:
+        with self.db.read() as session:
             run = self._get(session, project_id, run_id)
             return run, self.kind.repository(session).errors(run_id)
 
@@ -219,7 +219,7 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         self, project_id: str, run_id: str, *, marker: int | None, limit: int, sort_dir: SortDir
     ) -> Page[Event]:
         """EV6/EV7: a page of the run's events after ``marker`` (an event id)."""
-        with self.db.transaction() as session:
+        with self.db.read() as session:
             self._get(session, project_id, run_id)
             return self.kind.repository(session).events(
                 project_id, run_id, marker=marker, limit=limit, sort_dir=sort_dir

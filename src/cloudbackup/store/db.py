@@ -6,7 +6,7 @@ Users give plain ``sqlite:///...`` or ``postgresql://...`` URLs; the drivers are
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,10 @@ def driver_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+# The execution option that marks a read-only transaction (see ``_configure_sqlite``).
+READ_ONLY = "cloudbackup_read_only"
 
 
 def is_sqlite(url: str) -> bool:
@@ -91,7 +95,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A writer takes the write lock up front (no deadlocking upgrade later); a read-only
+        # transaction takes none, so it never holds up writers in other processes.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -101,12 +108,23 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url, connect_timeout=connect_timeout)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        return self._transaction(self._sessions)
+
+    def read(self) -> AbstractContextManager[Session]:
+        """A session inside a transaction that only reads: on SQLite it takes no write lock.
+        A write in it fails; use :meth:`transaction` for anything that writes."""
+        return self._transaction(self._read_sessions)
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A session inside one transaction: committed on success, rolled back on error."""
+    def _transaction(self, sessions: sessionmaker[Session]) -> Iterator[Session]:
         try:
-            with self._sessions() as session, session.begin():
+            with sessions() as session, session.begin():
                 yield session
         except sa.exc.OperationalError as exc:
             if is_connection_error(exc):

@@ -53,3 +53,19 @@ def test_a_revoked_token_is_still_cached_for_at_most_the_ttl(db: Database) -> No
         revoke_token(session, token_id)
     assert _lookup(db, cache, secret) is not None  # the cache's answer, for up to 60 s
     assert _lookup(db, TokenCache(0), secret) is None
+
+
+def test_an_unknown_secret_is_answered_from_memory_for_a_few_seconds(db: Database, monkeypatch):
+    from cloudbackup.domain import credentials
+    from cloudbackup.domain.auth import hash_token
+    from cloudbackup.store.tables import ApiToken
+
+    secret = "f" * 32
+    cache = TokenCache(10)
+    assert _lookup(db, cache, secret) is None
+    with db.transaction() as session:  # the same secret now names a token (a forged race)
+        session.add(ApiToken(id="t-1", token_hash=hash_token(secret), project_id="p1", roles=""))
+    assert _lookup(db, cache, secret) is None  # no second database read for a while
+    clock = credentials.time.monotonic() + credentials.UNKNOWN_TTL + 1
+    monkeypatch.setattr(credentials.time, "monotonic", lambda: clock)
+    assert _lookup(db, cache, secret) is not None  # then asked again
