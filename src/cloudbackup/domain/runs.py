@@ -180,7 +180,7 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         self.dispatcher = dispatcher
 
     def get(self, project_id: str, run_id: str) -> RunT:
-        """R2/C2: one run of the project (404 otherwise)."""
+        """B3/R3/C3: one run of the project (404 otherwise)."""
         with self.db.read() as session:
             return self._get(session, project_id, run_id)
 
@@ -193,7 +193,7 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         sort_dir: SortDir,
         **filters: Any,
     ) -> Page[RunT]:
-        """B3/R3/C3: a page of the project's runs after ``marker`` (a run id), in ``seq`` order;
+        """B2/R2/C2: a page of the project's runs after ``marker`` (a run id), in ``seq`` order;
         ``filters`` are the kind's own (a backup's ``restorable``, ``configuration_id``)."""
         with self.db.read() as session:
             repo = self.kind.repository(session)

@@ -48,7 +48,7 @@ def _runs(backups: Backups) -> BackupService:
 class BackupController(Controller):
     path = "/v2/{project_id:str}/backups"
     dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
-    # B2/R2/C2-style read, PATCH, errors and events: the same for every run resource.
+    # B3/R3/C3 read, PATCH, errors and events: the same for every run resource.
     get_backup, update_backup, list_errors, list_events = run_handlers(BACKUPS)
 
     @post("/", status_code=HTTP_201_CREATED)

@@ -46,7 +46,7 @@ def _runs(cleanups: Cleanups) -> CleanupService:
 class CleanupController(Controller):
     path = "/v2/{project_id:str}/cleanups"
     dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
-    # B2/R2/C2-style read, PATCH, errors and events: the same for every run resource.
+    # B3/R3/C3 read, PATCH, errors and events: the same for every run resource.
     get_cleanup, update_cleanup, list_errors, list_events = run_handlers(CLEANUPS)
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)

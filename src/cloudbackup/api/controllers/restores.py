@@ -45,7 +45,7 @@ def _runs(restores: Restores) -> RestoreService:
 class RestoreController(Controller):
     path = "/v2/{project_id:str}/restores"
     dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
-    # B2/R2/C2-style read, PATCH, errors and events: the same for every run resource.
+    # B3/R3/C3 read, PATCH, errors and events: the same for every run resource.
     get_restore, update_restore, list_errors, list_events = run_handlers(RESTORES)
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)

@@ -1,4 +1,4 @@
-"""The handlers every run resource has, made once: read one (B2/R2/C2), the PATCH (B4/R4/C4),
+"""The handlers every run resource has, made once: read one (B3/R3/C3), the PATCH (B4/R4/C4),
 its errors (ER1-ER3) and its events (EV5-EV7).
 
 Each kind's controller keeps what is its own (the start, the list with its filters) and takes
