@@ -2,9 +2,11 @@
 
 ``locks/<kind>-<id>`` says a run of that kind is alive; its holder rewrites it every
 ``LOCK_REFRESH_SECONDS``, and one not rewritten for ``LOCK_STALE_SECONDS`` belongs to a dead
-process. An exclusive run (a prune) also creates ``locks/<kind>``, which only one holder at a time
-can create; a stale one is taken over. ``plans/<id>`` lists the packs a prune means to delete
-(see ``maintenance``).
+process. An exclusive run (a prune) also holds ``locks/<kind>`` (generation 0) or
+``locks/<kind>.<n>``: the highest generation present is the holder. It is taken by creating
+the next generation, which only one process can do (create-if-absent), so taking over a stale
+holder is one conditional step: two pruners that both found it stale cannot both win.
+``plans/<id>`` lists the packs a prune means to delete (see ``maintenance``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,27 @@ def read_locks(storage: Storage) -> list[LockInfo]:
     return locks
 
 
+def _generation_name(base: str, generation: int) -> str:
+    return base if generation == 0 else f"{base}.{generation}"
+
+
+def _highest_generation(storage: Storage, base: str) -> tuple[int, str | None]:
+    """The highest generation of the exclusive lock ``base`` present, and its object's name
+    (``(0, None)`` when nobody holds it)."""
+    best: tuple[int, str | None] = (0, None)
+    for info in storage.list(base):
+        suffix = info.name[len(base) :]
+        if suffix == "":
+            generation = 0
+        elif suffix.startswith(".") and suffix[1:].isdecimal():
+            generation = int(suffix[1:])
+        else:
+            continue  # another kind's lock that shares the prefix (``prune-<id>``)
+        if best[1] is None or generation > best[0]:
+            best = (generation, info.name)
+    return best
+
+
 class VaultLock:
     """A lease lock object, refreshed by a background thread until released."""
 
@@ -78,26 +101,34 @@ class VaultLock:
         self.name = f"{LOCK_PREFIX}{kind}-{self.info.id}"
         self._exclusive_name = f"{LOCK_PREFIX}{kind}" if exclusive else None
         if self._exclusive_name is not None:
-            self._take_exclusive(self._exclusive_name)
+            self._exclusive_name = self._take_exclusive(self._exclusive_name)
         self._storage.put(self.name, _encoder.encode(self.info))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name=f"lock-{kind}", daemon=True)
         self._thread.start()
 
-    def _take_exclusive(self, name: str) -> None:
-        for _ in range(2):
+    def _take_exclusive(self, base: str) -> str:
+        """Become the exclusive holder; the name of the generation this process created."""
+        for _ in range(3):
+            generation, holder_name = _highest_generation(self._storage, base)
+            if holder_name is not None:
+                try:
+                    holder = msgspec.msgpack.decode(self._storage.get(holder_name), type=LockInfo)
+                except FileNotFoundError:
+                    continue  # released meanwhile: look again
+                except msgspec.DecodeError:
+                    holder = None  # half-written by a process that crashed: stale
+                if holder is not None and not holder.stale:
+                    raise VaultLocked(
+                        f"a {holder.kind} of this vault is running (pid {holder.pid} on "
+                        f"{holder.host or 'unknown host'}); try again when it is done"
+                    )
+                generation += 1  # take over the dead holder's lock with the next generation
+            name = _generation_name(base, generation)
             if self._storage.create(name, _encoder.encode(self.info)):
-                return
-            try:
-                holder = msgspec.msgpack.decode(self._storage.get(name), type=LockInfo)
-            except FileNotFoundError:
-                continue
-            if not holder.stale:
-                raise VaultLocked(
-                    f"a {holder.kind} of this vault is running (pid {holder.pid} on "
-                    f"{holder.host or 'unknown host'}); try again when it is done"
-                )
-            self._storage.delete(name)  # left by a dead process
+                if holder_name is not None:
+                    self._storage.delete(holder_name)  # the dead holder's, now superseded
+                return name
         raise VaultLocked("could not take the vault's lock; try again")
 
     def _refresh(self) -> None:

@@ -26,6 +26,7 @@ from cloudbackup.engine import (
     run_backup,
     verify,
 )
+from cloudbackup.engine.locks import VaultLock
 from cloudbackup.engine.vault import LockInfo
 
 
@@ -365,3 +366,35 @@ def test_a_damaged_file_list_makes_prune_delete_nothing(
     assert (result.packs_removed, result.chunks_deleted) == (0, 0)
     assert vault.size() == size
     assert any("file list is unreadable" in d.reason for d in verify(vault).damaged)
+
+
+def test_two_takeovers_of_a_dead_prunes_lock_cannot_both_win(
+    vault: Vault, two_snapshots: tuple[Path, Path]
+) -> None:
+    """The second of two pruners that both found the lock stale loses, whatever the timing:
+    here the rival takes the lock over between our reading it and our taking it."""
+    hour_ago = time.time_ns() - 3600 * 10**9
+    dead = LockInfo(kind="prune", id="dead", created_ns=hour_ago, refreshed_ns=hour_ago)
+    vault.storage.put("locks/prune", msgspec.msgpack.encode(dead))
+    storage = vault.storage
+    rivals: list[VaultLock] = []
+    started: list[bool] = []
+    real_get = storage.get
+
+    def get_then_rival(name: str) -> bytes:
+        data = real_get(name)
+        if name.startswith("locks/prune") and not started:
+            started.append(True)
+            rivals.append(VaultLock(storage, "prune", exclusive=True))  # the rival wins first
+        return data
+
+    storage.get = get_then_rival  # type: ignore[method-assign]
+    try:
+        with pytest.raises(VaultLocked, match="a prune of this vault is running"):
+            VaultLock(storage, "prune", exclusive=True)
+    finally:
+        storage.get = real_get  # type: ignore[method-assign]
+        for rival in rivals:
+            rival.release()
+    assert rivals, "the rival never ran"
+    assert prune(vault).packs_removed == 0  # released: the lock can be taken again
