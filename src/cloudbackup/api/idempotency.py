@@ -81,7 +81,7 @@ def idempotency_middleware(app: ASGIApp) -> ASGIApp:
         state = scope["app"].state
         db: Database = state.database
         settings: Settings = state.settings
-        key_id = _scope_hash(principal.project_id, scope["path"], key)
+        key_id = _scope_hash(principal, scope["path"], key)
         fingerprint = _fingerprint(scope, body)
         outcome = await anyio.to_thread.run_sync(
             _reserve, db, key_id, principal.project_id, fingerprint, settings
@@ -133,8 +133,11 @@ async def _principal(scope: Scope) -> Principal | None:
     return principal if principal.may(permission) else None
 
 
-def _scope_hash(project_id: str, path: str, key: str) -> str:
-    parts = (project_id, "POST", path.rstrip("/"), key)
+def _scope_hash(principal: Principal, path: str, key: str) -> str:
+    """A key names one request of one caller: its project, its agent (across an agent's token
+    renewals) or else its token, and the path. Another caller's equal key is another key."""
+    caller = f"agent:{principal.agent_id}" if principal.agent_id else f"token:{principal.token_id}"
+    parts = (principal.project_id, caller, "POST", path.rstrip("/"), key)
     return hashlib.sha256("\x00".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -267,3 +267,26 @@ def count_keys(db) -> int:
 class _NullDispatcher:
     def publish(self, kind: str, resource_id: str, *, agent_id: str | None = None) -> bool:
         return True
+
+
+def test_keys_are_scoped_to_the_caller_too(client, setup, db):
+    """Another token of the same project with the same key gets its own answer, never the
+    first caller's (which may hold what only that caller may see)."""
+    agent, config, secret = setup
+    other_config = rows.configuration(db, agent)
+    colleague = token(db)
+    url = f"/v2/{PROJECT}/backups"
+    mine = client.post(
+        url,
+        json={"configuration_id": config.id, "state": "start_requested"},
+        headers=keyed(secret, "team-key"),
+    )
+    theirs = client.post(
+        url,
+        json={"configuration_id": other_config.id, "state": "start_requested"},
+        headers=keyed(colleague, "team-key"),
+    )
+    assert mine.status_code == theirs.status_code == 201
+    assert "idempotent-replayed" not in theirs.headers
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert backups_of(db) == 2
