@@ -101,3 +101,16 @@ def start_backup(
         json={"configuration_id": configuration_id, "state": "start_requested"},
         headers=headers(secret, **extra),
     )
+
+
+def agent_token(db: Database, agent_id: str, project_id: str = PROJECT) -> str:
+    """A token of ``agent_id`` (what A9 gives the agent): the one that may report its runs."""
+    with db.transaction() as session:
+        secret, _ = create_token(session, project_id, ["creator"], agent_id=agent_id)
+    return secret
+
+
+def agent_token_of(client: Any, agent_id: str, project_id: str = PROJECT) -> str:
+    """:func:`agent_token`, through the database of the app under test (for helpers that have
+    only the client)."""
+    return agent_token(client.app.state.database, agent_id, project_id)

@@ -28,6 +28,9 @@ METHOD_PERMISSION = {
 }
 
 
+AGENT_TOKEN_MISMATCH = "X-Agent-Id must name the agent of this token."
+
+
 async def require_token(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
@@ -51,4 +54,15 @@ async def require_token(
         raise Forbidden(
             f"Your role does not allow this operation ({permission} permission required)."
         )
+    header = connection.headers.get("x-agent-id")
+    if principal.agent_id is not None and header is not None and header != principal.agent_id:
+        raise Forbidden(AGENT_TOKEN_MISMATCH)
     connection.state.principal = principal
+
+
+def reporting_agent(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """The agent a report on a run (progress, results, logs, events) speaks for: the agent of
+    the caller's token (A9). A user's token speaks for no agent, whatever X-Agent-Id says, so
+    its reports are refused; it keeps every operation the spec gives users."""
+    agent_id: str | None = connection.state.principal.agent_id
+    return agent_id

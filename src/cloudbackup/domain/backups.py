@@ -110,8 +110,7 @@ BACKUP_RUNS: RunKind[Backup, BackupError, BackupState] = RunKind(
     agent_of=lambda backup: backup.agent_id,
     not_found="Backup not found.",
     not_the_agent=(
-        "Progress and results may only be reported by the backup's agent "
-        "(send its id in X-Agent-Id)."
+        "Progress and results may only be reported by the backup's agent, with its own token (A9)."
     ),
     final_values={"active_manual_lock": None},  # a final state frees the manual-start lock
     ending=BackupEnding(),
@@ -245,6 +244,18 @@ class BackupService(RunService[Backup, BackupError, BackupState]):
     rest shared with every run."""
 
     kind = BACKUP_RUNS
+
+    def check_report(
+        self, session: Session, run: Backup, update: RunUpdate[BackupState, Any]
+    ) -> None:
+        """A reported snapshot must be this backup's own: one another backup of the vault
+        recorded is refused (a forged report must not make a kept snapshot look expirable)."""
+        snapshot_id = getattr(update, "snapshot_id", None)
+        if snapshot_id is None:
+            return
+        owner = BackupRepository(session).snapshot_owner(run.vault_id, snapshot_id)
+        if owner is not None and owner != run.id:
+            raise Conflict(f"Snapshot {snapshot_id} is another backup's snapshot in this vault.")
 
     # -- B1 ---------------------------------------------------------------------------------
     def start(

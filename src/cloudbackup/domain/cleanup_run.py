@@ -134,6 +134,10 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
                 if restorable:
                     repo.expire_backup(backup_id)
                 expired.append(snapshot_id)
+            # Never forget what a restorable backup still names (two rows naming one snapshot
+            # can only come from a forged report, but its data must outlive the forgery).
+            kept = repo.still_referenced(self.cleanup.vault_id, expired)
+            expired = [snapshot_id for snapshot_id in expired if snapshot_id not in kept]
         if expired:
             log.info("cleanup %s expires snapshots %s", self.cleanup.id, expired)
         return expired

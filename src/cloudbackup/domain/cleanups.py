@@ -71,8 +71,7 @@ CLEANUP_RUNS: RunKind[Cleanup, CleanupError, CleanupState] = RunKind(
     agent_of=lambda cleanup: cleanup.agent_id,
     not_found=NOT_FOUND,
     not_the_agent=(
-        "Progress and results may only be reported by the cleanup's agent "
-        "(send its id in X-Agent-Id)."
+        "Progress and results may only be reported by the cleanup's agent, with its own token (A9)."
     ),
     final_values={"active_lock": None},  # a final state frees the vault's lock
 )

@@ -57,6 +57,7 @@ MAX_REQUEST_ID = 64
 PURGE_BATCH = 5_000
 AGENT_HEADER_REQUIRED = "The X-Agent-Id header is required for events an agent posts."
 AGENT_HEADER_MISMATCH = "X-Agent-Id is not the agent of this path; agents post their own events."
+AGENT_TOKEN_ONLY = "An agent's events are posted with that agent's own token (A9)."
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +168,15 @@ class EventStreamService:
 
     # -- EV3 --------------------------------------------------------------------------------
     def post_agent_event(
-        self, project_id: str, agent_id: str, body: AgentEvent, agent_header: str | None
+        self,
+        project_id: str,
+        agent_id: str,
+        body: AgentEvent,
+        agent_header: str | None,
+        reporter: str | None,
     ) -> None:
-        """Record what an agent (or, for ``agent_activate``, a user) tells about one agent."""
+        """Record what an agent (or, for ``agent_activate``, a user) tells about one agent;
+        ``reporter`` is the agent of the caller's token (an agent posts only its own events)."""
         check_agent_event(body)
         by_agent = body.event != "agent_activate"  # activation is the single-agent EV1 (OQ-13)
         if by_agent and not agent_header:
@@ -179,6 +186,8 @@ class EventStreamService:
             agent = live_agent(session, project_id, agent_id)
             if by_agent and agent_header != agent.id:
                 raise Forbidden(AGENT_HEADER_MISMATCH)
+            if by_agent and reporter != agent.id:
+                raise Forbidden(AGENT_TOKEN_ONLY)
             presence: dict[str, Any] = {"agent_id": agent.id, "project_id": project_id}
             members: dict[str, Any] = {"agent": {"id": agent.id}}
             if body.event == "agent_activate":

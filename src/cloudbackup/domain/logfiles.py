@@ -31,7 +31,7 @@ STATE_EVENT = {
 }
 NOT_FOUND = "Logfile not found."
 FINAL_MESSAGE = "The log upload is already completed; its state cannot change."
-AGENT_ONLY = "Only the agent uploading the log may report its state (send its id in X-Agent-Id)."
+AGENT_ONLY = "Only the agent uploading the log may report its state, with its own token (A9)."
 
 
 def object_name(agent_id: str, date: datetime) -> str:

@@ -172,8 +172,8 @@ RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
     agent_of=lambda restore: restore.destination_agent_id,
     not_found=NOT_FOUND,
     not_the_agent=(
-        "Progress and results may only be reported by the restore's destination "
-        "agent (send its id in X-Agent-Id)."
+        "Progress and results may only be reported by the restore's destination agent, with "
+        "its own token (A9)."
     ),
 )
 

@@ -230,9 +230,11 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         project_id: str,
         run_id: str,
         update: RunUpdate[StateT, Any],
-        agent_header: str | None,
+        reporter: str | None,
     ) -> None:
         """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report.
+        ``reporter`` is the agent the caller's token belongs to (None for a user): only the
+        run's own agent reports on it; anyone with write access may ask it to stop.
 
         The same for every kind: counters sent with a stop request are kept, and a stop of a run
         no worker has claimed ends it at once (OQ-29/OQ-30)."""
@@ -245,8 +247,9 @@ class RunService(Generic[RunT, ErrorT, StateT]):
             values = update.column_values()
             state = update.state
             agent_fields = state in machine.agent_settable or bool(values)
-            if agent_fields and agent_header != kind.agent_of(run):
+            if agent_fields and reporter != kind.agent_of(run):
                 raise Forbidden(kind.not_the_agent)
+            self.check_report(session, run, update)
             if state is None:
                 if not repo.update_where_state(run.id, machine.active, values):
                     raise Conflict(machine.final_conflict)
@@ -262,6 +265,9 @@ class RunService(Generic[RunT, ErrorT, StateT]):
             if update.errors is not None:
                 rows = [kind.error_row(run.id, item) for item in update.errors.items]
                 repo.replace_errors(run.id, rows)
+
+    def check_report(self, session: Session, run: RunT, update: RunUpdate[StateT, Any]) -> None:
+        """What a kind checks of its agent's report before it is written (nothing by default)."""
 
     def _stop(self, session: Session, run: RunT) -> None:
         kind, machine = self.kind, self.kind.machine

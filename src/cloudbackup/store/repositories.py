@@ -301,6 +301,15 @@ class BackupRepository(RunRepository[Backup, BackupError]):
         """One Core INSERT (the start path is hot: no unit-of-work flush, no statement build)."""
         self.session.execute(INSERT_BACKUP, values)
 
+    def snapshot_owner(self, vault_id: str, snapshot_id: int) -> str | None:
+        """The backup of the vault that recorded ``snapshot_id``, if one did."""
+        owner: str | None = self.session.execute(
+            sa.select(BACKUPS.c.id)
+            .where(BACKUPS.c.vault_id == vault_id, BACKUPS.c.snapshot_id == snapshot_id)
+            .limit(1)
+        ).scalar_one_or_none()
+        return owner
+
     def start_context(
         self, project_id: str, configuration_id: str, active_states: Iterable[str]
     ) -> StartContext | None:

@@ -106,6 +106,20 @@ class CleanupRepository(RunRepository[Cleanup, CleanupError]):
         )
         return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
 
+    def still_referenced(self, vault_id: str, snapshot_ids: Iterable[int]) -> set[int]:
+        """Those of ``snapshot_ids`` that a restorable backup of the vault still names."""
+        wanted = list(snapshot_ids)
+        if not wanted:
+            return set()
+        rows = self.session.execute(
+            sa.select(BACKUPS.c.snapshot_id).where(
+                BACKUPS.c.vault_id == vault_id,
+                BACKUPS.c.restorable.is_(True),
+                BACKUPS.c.snapshot_id.in_(wanted),
+            )
+        )
+        return {r[0] for r in rows}
+
     def expire_backup(self, backup_id: str) -> bool:
         """Flip one backup to not restorable (compare-and-set on ``restorable``)."""
         result = self.session.execute(

@@ -9,7 +9,7 @@ import redis
 
 from cloudbackup.domain.run_states import BackupState
 from factories import rows
-from factories.api import OTHER_PROJECT, PROJECT, headers, start_backup, token
+from factories.api import OTHER_PROJECT, PROJECT, agent_token, headers, start_backup, token
 
 PATCH = {"Content-Type": "application/json-patch+json"}
 
@@ -347,15 +347,16 @@ def test_stop_before_pickup_goes_straight_to_stopped(client, setup):
     assert start_backup(client, secret, config.id).status_code == 201
 
 
-def test_agent_reports_progress_and_final_result(client, setup):
+def test_agent_reports_progress_and_final_result(client, setup, db):
     agent, config, secret = setup
+    agent_secret = agent_token(db, agent.id)
     backup_id = start_backup(client, secret, config.id).json()["id"]
     as_agent = {"X-Agent-Id": agent.id}
     for state in ("queued", "preparing", "in_progress"):
         assert (
             patch(
                 client,
-                secret,
+                agent_secret,
                 backup_id,
                 [{"op": "replace", "path": "/state", "value": state}],
                 **as_agent,
@@ -391,7 +392,7 @@ def test_agent_reports_progress_and_final_result(client, setup):
             },
         },
     ]
-    assert patch(client, secret, backup_id, report, **as_agent).status_code == 204
+    assert patch(client, agent_secret, backup_id, report, **as_agent).status_code == 204
     body = client.get(f"/v2/{PROJECT}/backups/{backup_id}", headers=headers(secret)).json()
     assert body["state"] == "completed_with_errors"
     assert body["started_time"] == "2014-08-05T18:22:22.238641Z"
@@ -449,18 +450,19 @@ def test_bad_patches_are_400_and_change_nothing(client, setup, ops):
 
 def test_patch_rules_on_who_and_what(client, setup, db):
     agent, config, secret = setup
+    agent_secret = agent_token(db, agent.id)
     backup_id = start_backup(client, secret, config.id).json()["id"]
     progress = [{"op": "replace", "path": "/state", "value": "queued"}]
     assert (
         patch(client, secret, backup_id, progress).status_code == 403
     )  # users cannot report progress
     skip = [{"op": "replace", "path": "/state", "value": "completed"}]
-    response = patch(client, secret, backup_id, skip, **{"X-Agent-Id": agent.id})
+    response = patch(client, agent_secret, backup_id, skip, **{"X-Agent-Id": agent.id})
     assert response.status_code == 409  # start_requested -> completed is not a transition
     wrong_type = client.patch(
         f"/v2/{PROJECT}/backups/{backup_id}",
         json=progress,
-        headers=headers(secret, **{"X-Agent-Id": agent.id}),
+        headers=headers(agent_secret, **{"X-Agent-Id": agent.id}),
     )
     assert wrong_type.status_code == 400  # PATCH needs application/json-patch+json
     observer = token(db, role="observer")
@@ -476,14 +478,15 @@ def test_patch_rules_on_who_and_what(client, setup, db):
     )
 
 
-def test_final_report_without_ended_time_gets_the_servers_time(client, setup):
+def test_final_report_without_ended_time_gets_the_servers_time(client, setup, db):
     agent, config, secret = setup
+    agent_secret = agent_token(db, agent.id)
     backup_id = start_backup(client, secret, config.id).json()["id"]
     as_agent = {"X-Agent-Id": agent.id}
     assert (
         patch(
             client,
-            secret,
+            agent_secret,
             backup_id,
             [{"op": "add", "path": "/state", "value": "in_progress"}],
             **as_agent,
@@ -494,7 +497,7 @@ def test_final_report_without_ended_time_gets_the_servers_time(client, setup):
         assert (
             patch(
                 client,
-                secret,
+                agent_secret,
                 backup_id,
                 [{"op": "add", "path": "/state", "value": state}],
                 **as_agent,

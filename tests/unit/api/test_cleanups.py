@@ -9,7 +9,7 @@ import redis
 
 from cloudbackup.queue.names import QueueNames
 from factories import rows
-from factories.api import OTHER_PROJECT, PROJECT, headers, token
+from factories.api import OTHER_PROJECT, PROJECT, agent_token, headers, token
 
 BASE = "http://testserver.local/v2/110011"
 PATCH = {"Content-Type": "application/json-patch+json"}
@@ -224,6 +224,7 @@ def test_list_cleanups_pages_newest_first(client, setup, db):
 
 def test_agent_reports_progress_and_final_result(client, setup, db):
     agent, secret = setup
+    agent_secret = agent_token(db, agent.id)
     cid = start(client, secret, agent.id).json()["id"]
     as_agent = {"X-Agent-Id": agent.id}
     assert patch(client, secret, cid, state_op("queued")).status_code == 403
@@ -233,10 +234,10 @@ def test_agent_reports_progress_and_final_result(client, setup, db):
         ).status_code
         == 403
     )
-    assert patch(client, secret, cid, state_op("preparing"), **as_agent).status_code == 400
-    assert patch(client, secret, cid, state_op("in_progress"), **as_agent).status_code == 409
+    assert patch(client, agent_secret, cid, state_op("preparing"), **as_agent).status_code == 400
+    assert patch(client, agent_secret, cid, state_op("in_progress"), **as_agent).status_code == 409
     for state in ("queued", "in_progress"):
-        assert patch(client, secret, cid, state_op(state), **as_agent).status_code == 204
+        assert patch(client, agent_secret, cid, state_op(state), **as_agent).status_code == 204
     report = [
         {"op": "replace", "path": "/state", "value": "completed_with_errors"},
         {"op": "add", "path": "/started_time", "value": "2014-08-05T18:22:22.238641Z"},
@@ -262,7 +263,7 @@ def test_agent_reports_progress_and_final_result(client, setup, db):
             },
         },
     ]
-    assert patch(client, secret, cid, report, **as_agent).status_code == 204
+    assert patch(client, agent_secret, cid, report, **as_agent).status_code == 204
     body = client.get(f"/v2/{PROJECT}/cleanups/{cid}", headers=headers(secret)).json()
     assert body["state"] == "completed_with_errors"
     assert body["snapshot_ids"] == [23, 51]

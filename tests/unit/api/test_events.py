@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from cloudbackup.domain.event_stream import purge_expired_events
 from cloudbackup.store.tables import EVENTS, utcnow
 from factories import rows
-from factories.api import OTHER_PROJECT, PROJECT, headers, start_backup, token
+from factories.api import OTHER_PROJECT, PROJECT, agent_token_of, headers, start_backup, token
 
 BASE = f"/v2/{PROJECT}"
 
@@ -35,7 +35,10 @@ def events_of(client, secret, path, **query):
 
 
 def post_agent_event(client, secret, agent_id, body, agent_header=True):
+    """EV3 as the agent: with its own token and X-Agent-Id (or another header, or none)."""
     extra = {"X-Agent-Id": agent_id} if agent_header is True else {}
+    if agent_header is True and body.get("event") != "agent_activate":
+        secret = agent_token_of(client, agent_id)
     if isinstance(agent_header, str):
         extra = {"X-Agent-Id": agent_header}
     return client.post(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from factories import rows
-from factories.api import OTHER_PROJECT, PROJECT, headers, token
+from factories.api import OTHER_PROJECT, PROJECT, agent_token_of, headers, token
 
 BASE = f"/v2/{PROJECT}"
 HOST = f"http://testserver.local{BASE}"
@@ -24,10 +24,12 @@ def request_log(client, secret, agent_id):
 
 
 def report(client, secret, agent_id, logfile_id, value, agent_header=None, op="replace"):
+    """A15 as the uploading agent (or as ``agent_header``'s agent): with that agent's token."""
+    reporter = agent_header or agent_id
     return client.patch(
         f"{BASE}/agents/{agent_id}/logfiles/{logfile_id}",
         json=[{"op": op, "path": "/state", "value": value}],
-        headers=headers(secret, **PATCH, **{"X-Agent-Id": agent_header or agent_id}),
+        headers=headers(agent_token_of(client, reporter), **PATCH, **{"X-Agent-Id": reporter}),
     )
 
 

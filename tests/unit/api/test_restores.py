@@ -8,7 +8,7 @@ import pytest
 import redis
 
 from factories import rows
-from factories.api import OTHER_PROJECT, PROJECT, headers, token
+from factories.api import OTHER_PROJECT, PROJECT, agent_token, headers, token
 
 BASE = "http://testserver.local/v2/110011"
 PATCH = {"Content-Type": "application/json-patch+json"}
@@ -383,8 +383,9 @@ def test_errors_of_a_fresh_restore_are_empty(client, setup):
     }
 
 
-def test_agent_reports_progress_and_final_result(client, setup):
+def test_agent_reports_progress_and_final_result(client, setup, db):
     source, _, backup, destination, secret = setup
+    agent_secret = agent_token(db, destination.id)
     rid = start(client, secret, restore_body(backup.id, destination.id)).json()["id"]
     as_agent = {"X-Agent-Id": destination.id}
     # Progress needs the destination agent's X-Agent-Id (OQ-39): not a user, not the source.
@@ -393,16 +394,16 @@ def test_agent_reports_progress_and_final_result(client, setup):
         patch(client, secret, rid, state_op("queued"), **{"X-Agent-Id": source.id}).status_code
         == 403
     )
-    assert patch(client, secret, rid, state_op("completed"), **as_agent).status_code == 409
+    assert patch(client, agent_secret, rid, state_op("completed"), **as_agent).status_code == 409
     for state in ("queued", "preparing", "in_progress"):
-        assert patch(client, secret, rid, state_op(state), **as_agent).status_code == 204
-    backwards = patch(client, secret, rid, state_op("queued"), **as_agent)
+        assert patch(client, agent_secret, rid, state_op(state), **as_agent).status_code == 204
+    backwards = patch(client, agent_secret, rid, state_op("queued"), **as_agent)
     assert backwards.status_code == 409
     assert (
         backwards.json()["message"] == "A restore in state 'in_progress' cannot move to 'queued'."
     )
     counters = [{"op": "add", "path": "/files_restored", "value": 1}]
-    assert patch(client, secret, rid, counters, **as_agent).status_code == 204
+    assert patch(client, agent_secret, rid, counters, **as_agent).status_code == 204
     report = [
         {"op": "replace", "path": "/state", "value": "completed_with_errors"},
         {"op": "add", "path": "/started_time", "value": "2014-08-05T18:22:22.238641Z"},
@@ -427,7 +428,7 @@ def test_agent_reports_progress_and_final_result(client, setup):
             },
         },
     ]
-    assert patch(client, secret, rid, report, **as_agent).status_code == 204
+    assert patch(client, agent_secret, rid, report, **as_agent).status_code == 204
     body = client.get(f"/v2/{PROJECT}/restores/{rid}", headers=headers(secret)).json()
     assert (body["state"], body["files_restored"], body["bytes_restored"]) == (
         "completed_with_errors",
@@ -456,7 +457,7 @@ def test_agent_reports_progress_and_final_result(client, setup):
         "restore_completed",
     ]
     for ops in (state_op("stop_requested"), counters):
-        final = patch(client, secret, rid, ops, **as_agent)
+        final = patch(client, agent_secret, rid, ops, **as_agent)
         assert final.status_code == 409
         assert final.json() == {"message": FINAL_MESSAGE}
 
@@ -519,29 +520,33 @@ def test_stop_before_pickup_goes_straight_to_stopped(client, setup):
     assert again.status_code == 409 and again.json() == {"message": FINAL_MESSAGE}
 
 
-def test_a_stop_of_a_running_restore_waits_for_the_agent(client, setup):
+def test_a_stop_of_a_running_restore_waits_for_the_agent(client, setup, db):
     _, _, backup, destination, secret = setup
+    agent_secret = agent_token(db, destination.id)
     rid = start(client, secret, restore_body(backup.id, destination.id)).json()["id"]
     as_agent = {"X-Agent-Id": destination.id}
-    assert patch(client, secret, rid, state_op("in_progress"), **as_agent).status_code == 409
-    assert patch(client, secret, rid, state_op("queued"), **as_agent).status_code == 204
+    assert patch(client, agent_secret, rid, state_op("in_progress"), **as_agent).status_code == 409
+    assert patch(client, agent_secret, rid, state_op("queued"), **as_agent).status_code == 204
     # The agent may ask for a stop as well as a user (spec R4, OQ-30); a repeat is a no-op.
-    assert patch(client, secret, rid, state_op("stop_requested"), **as_agent).status_code == 204
+    assert (
+        patch(client, agent_secret, rid, state_op("stop_requested"), **as_agent).status_code == 204
+    )
     assert patch(client, secret, rid, state_op("stop_requested")).status_code == 204
     body = client.get(f"/v2/{PROJECT}/restores/{rid}", headers=headers(secret)).json()
     assert body["state"] == "stop_requested" and body["ended_time"] is None
-    assert patch(client, secret, rid, state_op("stopped"), **as_agent).status_code == 204
+    assert patch(client, agent_secret, rid, state_op("stopped"), **as_agent).status_code == 204
     assert [e["event"] for e in events(client, secret, rid)][-2:] == [
         "restore_stop_request",
         "restore_stopped",
     ]
 
 
-def test_restore_events_page_by_event_id(client, setup):
+def test_restore_events_page_by_event_id(client, setup, db):
     _, _, backup, destination, secret = setup
+    agent_secret = agent_token(db, destination.id)
     rid = start(client, secret, restore_body(backup.id, destination.id)).json()["id"]
     for state in ("queued", "preparing", "in_progress", "completed"):
-        patch(client, secret, rid, state_op(state), **{"X-Agent-Id": destination.id})
+        patch(client, agent_secret, rid, state_op(state), **{"X-Agent-Id": destination.id})
     url = f"/v2/{PROJECT}/restores/{rid}/events"
     all_ids = [e["id"] for e in client.get(url, headers=headers(secret)).json()["events"]]
     assert len(all_ids) == 5 and all_ids == sorted(all_ids, key=int)  # asc by default

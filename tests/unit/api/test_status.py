@@ -17,6 +17,7 @@ from factories import rows
 from factories.api import (
     OTHER_PROJECT,
     PROJECT,
+    agent_token_of,
     create_configuration,
     headers,
     start_backup,
@@ -37,7 +38,7 @@ def agent_event(client, secret, agent_id, event, **body):
     response = client.post(
         f"{BASE}/agents/{agent_id}/events",
         json={"event": event, **body},
-        headers=headers(secret, **{"X-Agent-Id": agent_id}),
+        headers=headers(agent_token_of(client, agent_id), **{"X-Agent-Id": agent_id}),
     )
     assert response.status_code == 202, response.text
 

@@ -207,3 +207,22 @@ def test_sweeper_republishes_waiting_and_stale_cleanups(db, settings):
     assert recorder.published == [("cleanup", waiting.id, waiting_agent.id)]
     much_later = utcnow() + timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
     assert sweep_runs(CLEANUP_RUNS, db, recorder, settings, now=much_later).redriven == 1
+
+
+def test_a_snapshot_a_restorable_backup_still_names_is_never_forgotten(db, settings, tmp_path):
+    """Two rows naming one snapshot come only from a forged report; the one kept forever
+    keeps the data although the other expired."""
+    tree = make_tree(tmp_path / "src", files=3, size=20_000, with_excluded=False)
+    agent, _, expiring = backed_up(db, settings, tree.root, retention_days=1)
+    forever = rows.configuration(db, agent, retention_days=0)
+    twin = rows.backup(
+        db, forever.id, snapshot_id=expiring.snapshot_id, restorable=True, ended_time=utcnow()
+    )
+    _ended(db, expiring, days_ago=3)
+    cleanup = CleanupService(db, Recorder()).start(
+        agent.project_id, agent.id, "start_requested", None
+    )
+    assert execute_cleanup(db, settings, cleanup.id) in ("completed", "completed_with_errors")
+    assert not _backup(db, expiring.id).restorable
+    assert _backup(db, twin.id).restorable
+    assert expiring.snapshot_id in open_vault(settings, agent.vault_id).list_snapshots()

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from cloudbackup.api.auth import reporting_agent
 from cloudbackup.api.paging import PAGING, ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
@@ -131,7 +132,8 @@ class AgentEventController(Controller):
         events: Events,
         x_agent_id: AgentHeader = None,
     ) -> Response[bytes]:
-        events.post_agent_event(project_id, agent_id, parse_agent_event(request, body), x_agent_id)
+        event = parse_agent_event(request, body)
+        events.post_agent_event(project_id, agent_id, event, x_agent_id, reporting_agent(request))
         return accepted()
 
     @get("/", sync_to_thread=True)

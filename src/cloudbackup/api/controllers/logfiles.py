@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from cloudbackup.api.auth import reporting_agent
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.logfiles import (
     LogfileList,
@@ -80,7 +81,8 @@ class LogfileController(Controller):
         x_agent_id: AgentHeader = None,
     ) -> None:
         state = parse_logfile_patch(request, body)
-        logfiles.report(project_id, agent_id, logfile_id, state, x_agent_id)
+        # X-Agent-Id stays documented; the guard checks it names the token's agent.
+        logfiles.report(project_id, agent_id, logfile_id, state, reporting_agent(request))
 
     @delete("/{logfile_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
     def delete_logfile(

@@ -18,6 +18,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
+from cloudbackup.api.auth import reporting_agent
 from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.run_patch import RunPatch
@@ -69,7 +70,8 @@ def run_handlers(resource: RunResource) -> tuple[HTTPRouteHandler, ...]:
         x_agent_id: AgentHeader = None,
     ) -> None:
         update = resource.patch.parse(request, body)
-        runs.update(project_id, request.path_params[id_name], update, x_agent_id)
+        # X-Agent-Id stays documented; the guard checks it names the token's agent.
+        runs.update(project_id, request.path_params[id_name], update, reporting_agent(request))
 
     def list_errors(
         self: Any,
