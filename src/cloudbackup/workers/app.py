@@ -90,6 +90,7 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
         self.timer: Any = None
         self.fork_hook = False
         self.agent_to_pin: str | None = None
+        self.pin_decided = False
 
     def _forget_connections(self) -> None:
         if self.db is not None:
@@ -98,7 +99,9 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, consumer: Any) -> None:
         # Every queue this worker was started for, including those paused right now.
         self.queues = sorted(q.name for q in consumer.task_consumer.queues)
-        self.agent_to_pin = _served_agent(self.queues)
+        if not self.pin_decided:  # the first start only: a consumer restarts on reconnects
+            self.agent_to_pin = _served_agent(self.queues)
+            self.pin_decided = True
         self.db = Database(
             settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
         )
@@ -124,9 +127,9 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
         assert self.db is not None
         try:
             if self.agent_to_pin is not None:
-                pin_agent(self.db, self.agent_to_pin)
-                log.info("agent %s pinned: its work comes to this worker", self.agent_to_pin)
-                self.agent_to_pin = None  # once: a `--release` while it runs is not undone
+                if pin_agent(self.db, self.agent_to_pin):
+                    log.info("agent %s pinned: its work comes to this worker", self.agent_to_pin)
+                self.agent_to_pin = None  # once: a `--release` while it runs stays released
             self.follow_pauses(consumer, paused_queues(self.db))
             record_heartbeat(
                 self.db,
