@@ -105,11 +105,9 @@ def test_missing_path_ends_completed_with_errors_and_lists_them(
     assert body["files_searched"] == tree.files
     errors = api.get(f"/v2/110011/backups/{body['id']}/errors", headers=headers(secret)).json()
     assert errors["count"] == 1
-    assert [(e["index"], e["type"]) for e in errors["list"]] == [(0, "file_or_folder_missing")]
+    assert [(e["index"], e["type"]) for e in errors["list"]] == [(0, "inclusion_missing")]
     assert errors["list"][0]["path"].rstrip("/") == str(missing)
-    assert errors["list"][0]["description"] == (
-        "The item was found during the search but was missing when we tried to back it up."
-    )
+    assert errors["list"][0]["description"] == "The item did not exist when the backup started."
     assert errors["links"] == [
         {"href": f"http://testserver.local/v2/110011/backups/{body['id']}/errors", "rel": "self"}
     ]

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -151,11 +153,14 @@ def agent(
         bool, typer.Option(help="Send the agent's work back to the shared queues, then exit.")
     ] = False,
 ) -> None:
-    """Run this host's worker for one agent: its backups go to the agent's own queue from now on.
+    """Run this host's worker for one agent: once it consumes, the agent's backups go to the
+    agent's own queue.
 
-    The pin is stored and survives restarts; while the host worker is down, the agent's work
-    waits in its queue (a shared worker cannot read this host's files). `--release` undoes it.
+    The worker pins the agent when it is ready (a worker that never starts pins nothing). The
+    pin is stored and survives restarts; while the host worker is down, the agent's work waits
+    in its queue (a shared worker cannot read this host's files). `--release` undoes it.
     """
+    from cloudbackup.queue.broker_health import broker_ping
     from cloudbackup.queue.names import QueueNames
     from cloudbackup.store import agent_pins
     from cloudbackup.store.db import Database
@@ -173,10 +178,10 @@ def agent(
         raise _fail(f"no registered agent with id {agent_id!r}")
     if concurrency < 1:
         raise _fail("--concurrency must be at least 1")
-    agent_pins.pin_agent(db, agent_id)
     db.dispose()
+    _check_broker(broker_ping(settings), settings.broker_url, agent_id)
     queues = QueueNames(settings.backup_queue).for_agent(agent_id)
-    err.print(f"agent {agent_id}: consuming {', '.join(queues)}")
+    err.print(f"agent {agent_id}: consuming {', '.join(queues)} (pinned once the worker is ready)")
     command = [
         sys.executable,
         "-m",
@@ -194,6 +199,23 @@ def agent(
         f"agent-{agent_id}@%h",
     ]
     os.execv(sys.executable, command)
+
+
+def _check_broker(ping: Callable[[], bool], url: str, agent_id: str) -> None:
+    """Fail at once, before anything is pinned, when the broker does not answer (Celery would
+    retry for minutes)."""
+    try:
+        answered = ping()
+    except Exception as exc:  # any failure to connect is the same answer: not reachable
+        answered, reason = False, f" ({str(exc).rstrip('.')})"
+    else:
+        reason = ""
+    if not answered:
+        parts = urlsplit(url)
+        raise _fail(
+            f"the broker at {parts.hostname}:{parts.port or '-'} does not answer{reason}; "
+            f"agent {agent_id} is not pinned"
+        )
 
 
 @queues_app.command("schedule-lag")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -122,16 +124,14 @@ def rule_parts(rule: str) -> dict[str, str]:
 
 
 def schedule_words(schedule: dict[str, Any] | None) -> str:
-    """A configuration's schedule for people: ``daily at 02:30 (Europe/Paris)``."""
+    """A configuration's schedule for people: ``daily at 02:30 (Europe/Paris)``, ``hourly at :15
+    (UTC)``, ``weekly on Mon,Thu at 14:00 (UTC)``."""
     if not schedule:
         return "manual only"
     rule = (schedule.get("recurrence") or [""])[0]
     zone = schedule.get("time_zone", "")
     parts = rule_parts(rule)
     freq, interval = parts.get("FREQ", ""), int(parts.get("INTERVAL", "1") or 1)
-    at = ""
-    if "BYHOUR" in parts:
-        at = f" at {int(parts['BYHOUR']):02d}:{int(parts.get('BYMINUTE', '0')):02d}"
     every = {"HOURLY": "hour", "DAILY": "day", "WEEKLY": "week"}.get(freq)
     if every is None:
         return f"{rule} ({zone})"
@@ -139,7 +139,40 @@ def schedule_words(schedule: dict[str, Any] | None) -> str:
     if freq == "WEEKLY" and parts.get("BYDAY"):
         days = [DAY_NAMES[WEEKDAYS.index(d)] for d in parts["BYDAY"].split(",") if d in WEEKDAYS]
         text += " on " + ",".join(days)
-    return f"{text}{at} ({zone})"
+    return f"{text}{_time_of_day(freq, parts, _local_anchor(schedule))} ({zone})"
+
+
+def _time_of_day(freq: str, parts: dict[str, str], anchor: datetime | None) -> str:
+    """`` at :15`` (hourly) or `` at 02:30``: BYMINUTE and BYHOUR, a part the rule leaves out
+    taken from the anchor's local time as the scheduler does (domain/schedules.py); empty when
+    neither says."""
+    minute = _number(parts.get("BYMINUTE"))
+    if minute is None and anchor is not None:
+        minute = anchor.minute
+    if freq == "HOURLY":
+        return "" if minute is None else f" at :{minute:02d}"
+    hour = _number(parts.get("BYHOUR"))
+    if hour is None and anchor is not None:
+        hour = anchor.hour
+    if hour is None:
+        return ""
+    return f" at {hour:02d}:{minute or 0:02d}"
+
+
+def _number(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isascii() and text.isdigit() else None
+
+
+def _local_anchor(schedule: dict[str, Any]) -> datetime | None:
+    """``schedule.start`` (set by the server) in the schedule's time zone, if both are readable."""
+    start = schedule.get("start")
+    if not isinstance(start, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        return moment.astimezone(ZoneInfo(str(schedule.get("time_zone") or "UTC")))
+    except (ValueError, KeyError, ZoneInfoNotFoundError):
+        return None
 
 
 # -- whole documents --------------------------------------------------------------------------

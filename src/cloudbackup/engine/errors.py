@@ -12,8 +12,11 @@ from typing import Final
 
 import msgspec
 
-# Error types of a backup (spec §6); the API reports them verbatim.
+# Error types of a backup (spec §6); the API reports them verbatim. A path found by the search
+# that is gone when read is the spec's ``file_or_folder_missing``; an inclusion that is not there
+# when the walk starts was never found, so it has its own type (docs/decisions.md).
 FILE_OR_FOLDER_MISSING: Final = "file_or_folder_missing"
+INCLUSION_MISSING: Final = "inclusion_missing"
 FILE_UNREADABLE: Final = "file_unreadable"
 # Error types of a restore.
 FILE_EXISTS: Final = "file_exists"
@@ -43,13 +46,15 @@ def path_str(path: bytes | str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def os_error(path: bytes | str, exc: OSError) -> FileError:
-    """Classify an OS failure on ``path``: gone means missing, anything else unreadable."""
+def os_error(
+    path: bytes | str, exc: OSError, *, missing_type: str = FILE_OR_FOLDER_MISSING
+) -> FileError:
+    """Classify an OS failure on ``path``: gone means ``missing_type``, anything else unreadable."""
     # NotADirectoryError: a component of the path was replaced by a file, so the path is gone too.
     missing = isinstance(exc, FileNotFoundError | NotADirectoryError)
     return FileError(
         path=path_str(path),
-        type=FILE_OR_FOLDER_MISSING if missing else FILE_UNREADABLE,
+        type=missing_type if missing else FILE_UNREADABLE,
         code=exc.errno,
         description=exc.strerror or str(exc),
     )

@@ -11,7 +11,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from cloudbackup.engine.errors import FileError, os_error
+from cloudbackup.engine.errors import INCLUSION_MISSING, FileError, os_error
 from cloudbackup.engine.selection import Selection
 from cloudbackup.engine.snapshot import Entry, Kind
 
@@ -20,14 +20,15 @@ def walk(selection: Selection) -> Iterator[Entry | FileError]:
     """Yield the selected entries depth-first (a directory before its contents) and problems.
 
     A directory's children come in name order so two scans of one tree agree. A root that does
-    not exist yields a ``file_or_folder_missing`` error; a directory or entry that cannot be read
-    yields ``file_unreadable`` and the walk goes on with its siblings.
+    not exist yields an ``inclusion_missing`` error, an entry that vanishes while it is walked
+    ``file_or_folder_missing``; a directory or entry that cannot be read yields
+    ``file_unreadable`` and the walk goes on with its siblings.
     """
     for root in selection.roots():
         try:
             st = os.lstat(root)
         except OSError as exc:
-            yield os_error(root, exc)
+            yield os_error(root, exc, missing_type=INCLUSION_MISSING)
             continue
         yield from _visit(root, st, selection)
 

@@ -1,7 +1,8 @@
 """The Celery application of the workers (`celery -A cloudbackup.workers.app worker`) and of beat.
 
 Two additions to plain Celery: every worker reports a heartbeat (its queues and running tasks)
-to the database and follows the queue pauses stored there (:class:`WorkerReport`), and beat runs
+to the database, follows the queue pauses stored there and, as an agent's host worker, pins its
+agent once it consumes (:class:`WorkerReport`), and beat runs
 the schedule tick itself (:class:`Beat`), so scheduled backups fire on time even while every
 worker slot is busy with long backups.
 """
@@ -23,6 +24,7 @@ from cloudbackup.logs import configure_logging
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import SCHEDULE_TICK_TASK, QueueNames
 from cloudbackup.settings import get_settings
+from cloudbackup.store.agent_pins import pin_agent
 from cloudbackup.store.db import Database
 from cloudbackup.store.queue_settings import paused_queues
 from cloudbackup.store.tables import utcnow
@@ -74,7 +76,9 @@ class Beat(PersistentScheduler):  # type: ignore[misc]
 
 
 class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
-    """Every ``worker_sync_seconds``: apply queue pauses and record a heartbeat."""
+    """Every ``worker_sync_seconds``: apply queue pauses and record a heartbeat. A worker on one
+    agent's queues (`cloudbackup agent`) pins that agent when it starts consuming, so a worker
+    that never starts leaves no agent pinned to a queue nobody reads."""
 
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
@@ -85,6 +89,8 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
         self.started_at = utcnow()
         self.timer: Any = None
         self.fork_hook = False
+        self.agent_to_pin: str | None = None
+        self.pin_decided = False
 
     def _forget_connections(self) -> None:
         if self.db is not None:
@@ -93,6 +99,9 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
     def start(self, consumer: Any) -> None:
         # Every queue this worker was started for, including those paused right now.
         self.queues = sorted(q.name for q in consumer.task_consumer.queues)
+        if not self.pin_decided:  # the first start only: a consumer restarts on reconnects
+            self.agent_to_pin = _served_agent(self.queues)
+            self.pin_decided = True
         self.db = Database(
             settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
         )
@@ -117,9 +126,11 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
     def report(self, consumer: Any) -> None:
         assert self.db is not None
         try:
+            if self.agent_to_pin is not None:
+                if pin_agent(self.db, self.agent_to_pin):
+                    log.info("agent %s pinned: its work comes to this worker", self.agent_to_pin)
+                self.agent_to_pin = None  # once: a `--release` while it runs stays released
             self.follow_pauses(consumer, paused_queues(self.db))
-            names = QueueNames(settings.backup_queue)
-            agents = {names.agent_of(q) for q in self.queues} - {None}
             record_heartbeat(
                 self.db,
                 hostname=consumer.hostname,
@@ -127,7 +138,7 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
                 concurrency=int(getattr(consumer.pool, "num_processes", 0) or 0),
                 running=[_describe(request) for request in list(worker_state.active_requests)],
                 pid=os.getpid(),
-                agent_id=next(iter(agents)) if len(agents) == 1 else None,
+                agent_id=_served_agent(self.queues),
                 started_at=self.started_at,
             )
         except Exception as exc:  # the database may be back at the next beat
@@ -141,6 +152,13 @@ class WorkerReport(bootsteps.StartStopStep):  # type: ignore[misc]
                 consumer.cancel_task_queue(queue)
             elif queue not in paused and not consuming:
                 consumer.add_task_queue(queue)
+
+
+def _served_agent(queues: list[str]) -> str | None:
+    """The agent whose own queues this worker consumes, if exactly one."""
+    names = QueueNames(settings.backup_queue)
+    agents = {names.agent_of(q) for q in queues} - {None}
+    return next(iter(agents)) if len(agents) == 1 else None
 
 
 def _describe(request: Any) -> dict[str, Any]:

@@ -552,3 +552,28 @@ def test_er1_exception_details_is_a_string_even_when_nothing_was_added():
     links = SimpleNamespace(link=lambda rel, *parts: SimpleNamespace(href="/".join(parts), rel=rel))
     (out,) = error_list_out(row, [item], links).items
     assert out.exception.details == ""
+
+
+def test_er1_tells_an_inclusion_that_never_existed_from_a_file_that_vanished(client, db, setup):
+    from cloudbackup.store.tables import BackupError
+
+    _, config, secret = setup
+    backup = rows.backup(db, config.id, state="completed_with_errors", errors_count=2)
+    with db.transaction() as session:
+        session.add(
+            BackupError(backup_id=backup.id, index=0, path="/srv/old/", type="inclusion_missing")
+        )
+        session.add(
+            BackupError(
+                backup_id=backup.id, index=1, path="/srv/a.tmp", type="file_or_folder_missing"
+            )
+        )
+    url = f"/v2/{PROJECT}/backups/{backup.id}/errors"
+    items = client.get(url, headers=headers(secret)).json()["list"]
+    assert [(e["type"], e["description"]) for e in items] == [
+        ("inclusion_missing", "The item did not exist when the backup started."),
+        (
+            "file_or_folder_missing",
+            "The item was found during the search but was missing when we tried to back it up.",
+        ),
+    ]

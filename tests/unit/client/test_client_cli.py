@@ -418,7 +418,7 @@ def test_wait_exits_3_and_lists_the_errors_when_completed_with_errors(running, t
     assert result.exit_code == 3, result.output
     assert "completed_with_errors in" in result.stdout
     assert "Some files could not be backed up. Partial list follows." in result.stdout
-    assert "file_or_folder_missing" in result.stdout and f"{tmp_path}/gone" in result.stdout
+    assert "inclusion_missing" in result.stdout and f"{tmp_path}/gone" in result.stdout
 
 
 def test_wait_exits_1_when_the_run_fails(running, tmp_path, settings):

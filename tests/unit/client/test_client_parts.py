@@ -75,6 +75,51 @@ def test_schedules_read_back_in_words():
     )
 
 
+@pytest.mark.parametrize(
+    ("rule", "zone", "start", "words"),
+    [
+        ("RRULE:FREQ=HOURLY;INTERVAL=1;BYMINUTE=15", "UTC", None, "hourly at :15 (UTC)"),
+        ("RRULE:FREQ=HOURLY;INTERVAL=1", "UTC", None, "hourly (UTC)"),
+        # No BYMINUTE: the series keeps the anchor's minute, read in the schedule's zone.
+        (
+            "RRULE:FREQ=HOURLY;INTERVAL=2",
+            "Asia/Kolkata",
+            "2026-01-05T10:40:00Z",
+            "every 2 hours at :10 (Asia/Kolkata)",
+        ),
+        (
+            "RRULE:FREQ=DAILY;INTERVAL=1;BYHOUR=2;BYMINUTE=30",
+            "Europe/Paris",
+            "2026-01-05T10:40:00Z",
+            "daily at 02:30 (Europe/Paris)",
+        ),
+        (
+            "RRULE:FREQ=DAILY;INTERVAL=1;BYHOUR=2",
+            "UTC",
+            "2014-08-05T18:22:21Z",
+            "daily at 02:22 (UTC)",
+        ),
+        (
+            "RRULE:FREQ=DAILY;INTERVAL=3",
+            "Europe/Paris",
+            "2026-01-05T18:22:21Z",
+            "every 3 days at 19:22 (Europe/Paris)",
+        ),
+        (
+            "RRULE:FREQ=WEEKLY;INTERVAL=1;BYDAY=MO;BYHOUR=2;BYMINUTE=30",
+            "UTC",
+            None,
+            "weekly on Mon at 02:30 (UTC)",
+        ),
+    ],
+)
+def test_schedules_in_words_say_the_minute_and_hour_the_rule_runs_at(rule, zone, start, words):
+    schedule = {"recurrence": [rule], "time_zone": zone}
+    if start is not None:
+        schedule["start"] = start
+    assert schedule_words(schedule) == words
+
+
 def test_paths_are_folders_unless_marked_file():
     assert path_item("/home/me/docs") == {"type": "folder", "path": "/home/me/docs/"}
     assert path_item(" /web/ ") == {"type": "folder", "path": "/web/"}

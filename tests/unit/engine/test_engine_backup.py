@@ -26,6 +26,7 @@ from engine_trees import (
 from cloudbackup.engine import (
     FILE_OR_FOLDER_MISSING,
     FILE_UNREADABLE,
+    INCLUSION_MISSING,
     BackupProgress,
     BackupResult,
     BackupStopped,
@@ -159,7 +160,7 @@ def test_missing_inclusion_is_an_error_and_the_rest_is_backed_up(
     assert result.errors == [
         FileError(
             path=missing,
-            type=FILE_OR_FOLDER_MISSING,
+            type=INCLUSION_MISSING,
             code=errno.ENOENT,
             description="No such file or directory",
         )

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from engine_trees import NON_UTF8_NAME, Tree
 
-from cloudbackup.engine import FILE_OR_FOLDER_MISSING, FILE_UNREADABLE, Entry, FileError, Selection
+from cloudbackup.engine import FILE_UNREADABLE, INCLUSION_MISSING, Entry, FileError, Selection
 from cloudbackup.engine import walk as walk_module
 from cloudbackup.engine.walk import walk
 
@@ -71,7 +71,7 @@ def test_missing_inclusion_is_an_error_and_the_rest_is_walked(tree: Tree) -> Non
     assert errors == [
         FileError(
             path=missing.rstrip("/"),
-            type=FILE_OR_FOLDER_MISSING,
+            type=INCLUSION_MISSING,
             code=errno.ENOENT,
             description="No such file or directory",
         )

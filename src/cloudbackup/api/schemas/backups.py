@@ -21,6 +21,7 @@ ERROR_DESCRIPTIONS = {
     "file_or_folder_missing": (
         "The item was found during the search but was missing when we tried to back it up."
     ),
+    "inclusion_missing": "The item did not exist when the backup started.",
     "file_unreadable": "The item could not be read (permission denied or I/O error).",
 }
 

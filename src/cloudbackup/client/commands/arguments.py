@@ -43,14 +43,19 @@ def complete_ids(kind: str) -> Callable[[str], list[tuple[str, str]]]:
 
 
 AgentArg = Annotated[
-    str, typer.Argument(help="Agent id or name.", autocompletion=complete_ids("agents"))
+    str, typer.Argument(help="Agent id, name or id prefix.", autocompletion=complete_ids("agents"))
 ]
 ConfigArg = Annotated[
     str,
-    typer.Argument(help="Configuration id or name.", autocompletion=complete_ids("configurations")),
+    typer.Argument(
+        help="Configuration id, name or id prefix.", autocompletion=complete_ids("configurations")
+    ),
 ]
 BackupArg = Annotated[
-    str, typer.Argument(help="Backup id.", autocompletion=complete_ids("backups"))
+    str,
+    typer.Argument(
+        help="Backup id (or its first characters).", autocompletion=complete_ids("backups")
+    ),
 ]
 ExcludeOpt = Annotated[
     list[str] | None,

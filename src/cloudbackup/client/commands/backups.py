@@ -10,7 +10,7 @@ from cloudbackup.client import format as fmt
 from cloudbackup.client.api import ApiError
 from cloudbackup.client.commands.arguments import BackupArg, ConfigArg, complete_ids
 from cloudbackup.client.commands.follow import IntervalOpt, WaitOpt, follow
-from cloudbackup.client.commands.names import config_id_of
+from cloudbackup.client.commands.names import backup_id_of, config_id_of
 from cloudbackup.client.commands.session import Fail, Session, api_command
 from cloudbackup.client.commands.tables import Grid, pairs, print_errors, yes_no
 
@@ -127,7 +127,7 @@ def backups_list(
 @api_command(backups_app, "show")
 def backups_show(s: Session, backup: BackupArg) -> None:
     """Show one backup: state, times, counters, error summary."""
-    data = s.api.get_backup(backup)
+    data = s.api.get_backup(backup_id_of(s, backup))
 
     def human() -> None:
         errors = data.get("errors") or {}
@@ -166,13 +166,14 @@ def backups_show(s: Session, backup: BackupArg) -> None:
 @api_command(backups_app, "errors")
 def backups_errors(s: Session, backup: BackupArg) -> None:
     """List the files a backup could not process."""
-    data = s.api.backup_errors(backup)
+    data = s.api.backup_errors(backup_id_of(s, backup))
     s.emit(data, lambda: print_errors(s, data))
 
 
 @api_command(backups_app, "stop")
 def backups_stop(s: Session, backup: BackupArg) -> None:
     """Ask a backup to stop (it ends `stopped` within about a second)."""
+    backup = backup_id_of(s, backup)
     s.api.stop_backup(backup)
     data = s.api.get_backup(backup)
     s.emit(data, lambda: s.out.print(f"stop requested; backup {backup} is {data.get('state')}"))
@@ -195,4 +196,4 @@ def backups_start(
 @api_command(backups_app, "wait")
 def backups_wait(s: Session, backup: BackupArg, interval: IntervalOpt = 0.5) -> int | None:
     """Follow a running backup until it ends (exit code as for start --wait)."""
-    return follow(s, "backups", backup, interval)
+    return follow(s, "backups", backup_id_of(s, backup), interval)

@@ -10,7 +10,12 @@ from typing import Annotated, Any
 import typer
 
 from cloudbackup.client import format as fmt
-from cloudbackup.client.commands.names import agent_id_of, config_id_of
+from cloudbackup.client.commands.names import (
+    agent_id_of,
+    backup_id_of,
+    config_id_of,
+    restore_id_of,
+)
 from cloudbackup.client.commands.session import Fail, Session, api_command
 
 
@@ -60,12 +65,19 @@ def events(
     ]
     if len(chosen) > 1:
         raise Fail("give at most one of --backup, --restore, --agent, --config")
-    owner = chosen[0] if chosen else None
-    if owner and owner[0] == "configurations":
-        owner = ("configurations", config_id_of(s, owner[1]))
-    elif owner and owner[0] == "agents":
-        owner = ("agents", agent_id_of(s, owner[1]))
+    owner = None
+    if chosen:
+        kind, text = chosen[0]
+        owner = (kind, _ID_OF[kind](s, text))
     return _events(s, owner, follow, limit, interval)
+
+
+_ID_OF = {
+    "backups": backup_id_of,
+    "restores": restore_id_of,
+    "agents": agent_id_of,
+    "configurations": config_id_of,
+}
 
 
 def _events(

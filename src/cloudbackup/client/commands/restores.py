@@ -10,7 +10,7 @@ from cloudbackup.client import format as fmt
 from cloudbackup.client.api import restore_body
 from cloudbackup.client.commands.arguments import BackupArg, ExcludeOpt, complete_ids
 from cloudbackup.client.commands.follow import IntervalOpt, WaitOpt, follow
-from cloudbackup.client.commands.names import agent_id_of
+from cloudbackup.client.commands.names import agent_id_of, backup_id_of, restore_id_of
 from cloudbackup.client.commands.session import Fail, Session, api_command
 from cloudbackup.client.commands.tables import Grid, pairs, print_errors, yes_no
 from cloudbackup.client.drafts import path_items
@@ -20,7 +20,7 @@ restores_app = typer.Typer(
     no_args_is_help=True,
 )
 
-RestoreArg = Annotated[str, typer.Argument(help="Restore id.")]
+RestoreArg = Annotated[str, typer.Argument(help="Restore id (or its first characters).")]
 
 
 @api_command(restores_app, "list")
@@ -56,7 +56,7 @@ def restores_list(
 @api_command(restores_app, "show")
 def restores_show(s: Session, restore: RestoreArg) -> None:
     """Show one restore."""
-    data = s.api.get_restore(restore)
+    data = s.api.get_restore(restore_id_of(s, restore))
 
     def human() -> None:
         errors = data.get("errors") or {}
@@ -116,7 +116,7 @@ def restores_start(
     """Restore a backup's files (all, or --include parts) onto an agent."""
     if (to is None) == (not original):
         raise Fail("say where: --to FOLDER, or --original for the places the files came from")
-    source = s.api.get_backup(backup)
+    source = s.api.get_backup(backup_id_of(s, backup))
     destination = agent_id_of(s, agent) if agent else fmt.ref_id(source.get("agent"))
     if not destination:
         raise Fail("the backup names no agent; give --agent")
@@ -140,6 +140,7 @@ def restores_start(
 @api_command(restores_app, "stop")
 def restores_stop(s: Session, restore: RestoreArg) -> None:
     """Ask a restore to stop."""
+    restore = restore_id_of(s, restore)
     s.api.stop_restore(restore)
     data = s.api.get_restore(restore)
     s.emit(data, lambda: s.out.print(f"stop requested; restore {restore} is {data.get('state')}"))
@@ -148,11 +149,11 @@ def restores_stop(s: Session, restore: RestoreArg) -> None:
 @api_command(restores_app, "wait")
 def restores_wait(s: Session, restore: RestoreArg, interval: IntervalOpt = 0.5) -> int | None:
     """Follow a running restore until it ends."""
-    return follow(s, "restores", restore, interval)
+    return follow(s, "restores", restore_id_of(s, restore), interval)
 
 
 @api_command(restores_app, "errors")
 def restores_errors(s: Session, restore: RestoreArg) -> None:
     """List the files a restore could not write."""
-    data = s.api.restore_errors(restore)
+    data = s.api.restore_errors(restore_id_of(s, restore))
     s.emit(data, lambda: print_errors(s, data))
