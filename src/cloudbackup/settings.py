@@ -62,7 +62,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     schedule_window_seconds: int = 3600
     # Running backups allowed at once per agent / per project (0 = no limit); excess waits.
     max_running_per_agent: int = 2
-    max_running_per_project: int = 0
+    max_running_per_project: int = 8
     # Seconds the API caches which agents are pinned to their own queue.
     routing_cache_seconds: float = 5.0
     # Seconds between a worker's heartbeats (which also apply queue pauses to it).

@@ -52,6 +52,10 @@ REQUEST_EVENTS = (
     "vault_db_download_failed",
 )
 LIFECYCLE_EVENTS = ("startup", "shutdown")
+# EV3 `startup` re-publishes an agent's waiting runs: bounded, so that one tenant's agent cannot
+# flood the shared queues by announcing its startup in a loop.
+STARTUP_REPUBLISH_AFTER = timedelta(seconds=30)
+STARTUP_REPUBLISH_LIMIT = 50
 AGENT_EVENTS = ("agent_activate", *LIFECYCLE_EVENTS, *SIGN_OF_LIFE_EVENTS, *REQUEST_EVENTS)
 MAX_REQUEST_ID = 64
 PURGE_BATCH = 5_000
@@ -328,16 +332,20 @@ def _page(
 
 
 def _waiting_backups(session: Session, agent_id: str) -> list[str]:
-    """Backups of the agent no worker has claimed yet."""
+    """Backups of the agent no worker has claimed yet and none was published for lately: an
+    agent that announces its startup over and over re-publishes each run once per
+    :data:`STARTUP_REPUBLISH_AFTER`, at most :data:`STARTUP_REPUBLISH_LIMIT` at a time."""
+    published = BACKUPS.c.published_at
     rows = session.execute(
         sa.select(BACKUPS.c.id)
         .where(
             BACKUPS.c.agent_id == agent_id,
             BACKUPS.c.state.in_([str(s) for s in BACKUP_MACHINE.starts]),
             BACKUPS.c.heartbeat_at.is_(None),
+            sa.or_(published.is_(None), published < utcnow() - STARTUP_REPUBLISH_AFTER),
         )
         .order_by(BACKUPS.c.seq)
-        .limit(500)
+        .limit(STARTUP_REPUBLISH_LIMIT)
     )
     return [row[0] for row in rows]
 

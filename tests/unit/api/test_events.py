@@ -352,3 +352,12 @@ def test_purge_works_through_more_than_one_batch(db):
 
     assert purge_expired_events(db, timedelta(hours=1), batch=3) == 7
     assert count_events(db) == 1
+
+
+def test_startup_announced_in_a_loop_republishes_each_run_once(client, db, secret, settings):
+    agent = rows.agent(db)
+    config = rows.configuration(db, agent)
+    waiting = rows.backup(db, config.id, state="start_requested")
+    for _ in range(5):
+        assert post_agent_event(client, secret, agent.id, {"event": "startup"}).status_code == 202
+    assert published_backups(settings) == [waiting.id]  # not five times

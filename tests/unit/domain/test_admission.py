@@ -147,3 +147,10 @@ def test_run_gated_forwards_holds_back_runs_and_hands_on(db, settings):
     assert outcome == "completed"
     assert ran == [first]  # the second waited...
     assert router.published == [("manual", second)]  # ...and was handed on when the first ended
+
+
+def test_a_project_has_a_running_cap_by_default():
+    """One tenant cannot fill every shared worker unless the operator says so."""
+    from cloudbackup.settings import Settings
+
+    assert Settings().max_running_per_project == 8
