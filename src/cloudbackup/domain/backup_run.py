@@ -19,9 +19,8 @@ from cloudbackup.domain.configurations import leads_outside_roots
 from cloudbackup.domain.run_protocol import (
     Outcome,
     OwnedRun,
-    RunClaim,
-    claim_run,
-    execute_run,
+    RunExecutor,
+    give_up_after_deaths,
 )
 from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
 from cloudbackup.engine import (
@@ -32,8 +31,6 @@ from cloudbackup.engine import (
     open_vault,
     run_backup,
 )
-from cloudbackup.settings import Settings
-from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
 from cloudbackup.store.tables import Backup, BackupError
 
@@ -41,30 +38,6 @@ log = logging.getLogger("cloudbackup.run")
 
 S = BackupState
 FAILED_REASON = "backup_failed"
-
-BackupClaim = RunClaim[Backup, BackupError, BackupState]
-
-
-def execute_backup(db: Database, settings: Settings, backup_id: str) -> Outcome:
-    """One delivery of a backup: a final state, or why none (``noop``, ``busy``: another
-    worker's run looks alive, ``handed_back``: this worker is shutting down, ``lost``)."""
-    return execute_run(
-        BACKUP_RUNS,
-        lambda: claim_backup(db, settings, backup_id),
-        lambda claim: BackupRun(db, settings, claim),
-        settings,
-    )
-
-
-def claim_backup(db: Database, settings: Settings, backup_id: str) -> BackupClaim | None:
-    return claim_run(
-        BACKUP_RUNS,
-        db,
-        settings,
-        backup_id,
-        give_up=_give_up,
-        instead_of_queuing=_skip_if_overlapping,
-    )
 
 
 def _skip_if_overlapping(session: Session, backup: Backup) -> BackupState | None:
@@ -74,16 +47,6 @@ def _skip_if_overlapping(session: Session, backup: Backup) -> BackupState | None
     ):
         return S.SKIPPED
     return None
-
-
-def _give_up(backup: Backup) -> dict[str, Any]:
-    return {
-        "errors_reason": FAILED_REASON,
-        "errors_diagnostics": (
-            f"The worker running this backup stopped responding {backup.attempts} "
-            "times; giving up. Check the worker logs, then start the backup again."
-        ),
-    }
 
 
 class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
@@ -184,3 +147,13 @@ def confine(
         else:
             kept.append(item)
     return kept, refused
+
+
+BACKUPS = RunExecutor(
+    BACKUP_RUNS,
+    BackupRun,
+    give_up=give_up_after_deaths(FAILED_REASON, "backup"),
+    instead_of_queuing=_skip_if_overlapping,
+)
+execute_backup = BACKUPS.execute
+claim_backup = BACKUPS.claim

@@ -24,7 +24,13 @@ from cloudbackup.domain.restores import (
     RESTORE_RUNS,
     open_backup_vault,
 )
-from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, claim_run, execute_run
+from cloudbackup.domain.run_protocol import (
+    Outcome,
+    OwnedRun,
+    RunClaim,
+    RunExecutor,
+    give_up_after_deaths,
+)
 from cloudbackup.domain.run_states import RestoreState
 from cloudbackup.engine import (
     FileError,
@@ -100,30 +106,6 @@ class RestoreSelection:
 # -- the run ----------------------------------------------------------------------------------
 
 RestoreClaim = RunClaim[Restore, RestoreError, RestoreState]
-
-
-def execute_restore(db: Database, settings: Settings, restore_id: str) -> Outcome:
-    """One delivery of a restore: a final state, or why none (see ``run_protocol.Outcome``)."""
-    return execute_run(
-        RESTORE_RUNS,
-        lambda: claim_restore(db, settings, restore_id),
-        lambda claim: RestoreRun(db, settings, claim),
-        settings,
-    )
-
-
-def claim_restore(db: Database, settings: Settings, restore_id: str) -> RestoreClaim | None:
-    return claim_run(RESTORE_RUNS, db, settings, restore_id, give_up=_give_up)
-
-
-def _give_up(restore: Restore) -> dict[str, Any]:
-    return {
-        "errors_reason": FAILED_REASON,
-        "errors_diagnostics": (
-            f"The worker running this restore stopped responding {restore.attempts} "
-            "times; giving up. Check the worker logs, then start the restore again."
-        ),
-    }
 
 
 class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
@@ -256,3 +238,10 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
             )
         target = S.COMPLETED_WITH_ERRORS if errors else S.COMPLETED
         return self.finish(target, values, errors)
+
+
+RESTORES = RunExecutor(
+    RESTORE_RUNS, RestoreRun, give_up=give_up_after_deaths(FAILED_REASON, "restore")
+)
+execute_restore = RESTORES.execute
+claim_restore = RESTORES.claim
