@@ -20,6 +20,7 @@ from cloudbackup.domain.run_protocol import (
     Outcome,
     OwnedRun,
     RunExecutor,
+    file_error_columns,
     give_up_after_deaths,
 )
 from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
@@ -101,25 +102,10 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             else result.bytes_backed_up,
         }
         errors = [
-            BackupError(
-                backup_id=self.backup.id,
-                index=index,
-                path=error.path,
-                type=error.type,
-                exception_code=error.code,
-                exception_description=error.description,
-                exception_details=error.details,
-            )
+            BackupError(backup_id=self.backup.id, **file_error_columns(index, error))
             for index, error in enumerate([*refused, *result.errors])
         ]
-        if errors:
-            values.update(
-                errors_count=len(errors),
-                errors_reason=BACKUP_ERROR_REASON,
-                errors_diagnostics=BACKUP_DIAGNOSTICS,
-            )
-        target = S.COMPLETED_WITH_ERRORS if errors else S.COMPLETED
-        return self.finish(target, values, errors)
+        return self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)
 
 
 def confine(

@@ -29,6 +29,7 @@ from cloudbackup.domain.run_protocol import (
     OwnedRun,
     RunClaim,
     RunExecutor,
+    file_error_columns,
     give_up_after_deaths,
 )
 from cloudbackup.domain.run_states import RestoreState
@@ -215,29 +216,11 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
         ]
         problems += result.errors
         errors = [
-            RestoreError(
-                restore_id=self.restore.id,
-                index=index,
-                path=error.path,
-                type=error.type,
-                exception_code=error.code,
-                exception_description=error.description,
-                exception_details=error.details,
-            )
+            RestoreError(restore_id=self.restore.id, **file_error_columns(index, error))
             for index, error in enumerate(problems)
         ]
-        values: dict[str, Any] = {
-            "files_restored": result.files_restored,
-            "bytes_restored": result.bytes_restored,
-        }
-        if errors:
-            values.update(
-                errors_count=len(errors),
-                errors_reason=RESTORE_ERROR_REASON,
-                errors_diagnostics=RESTORE_DIAGNOSTICS,
-            )
-        target = S.COMPLETED_WITH_ERRORS if errors else S.COMPLETED
-        return self.finish(target, values, errors)
+        values = {"files_restored": result.files_restored, "bytes_restored": result.bytes_restored}
+        return self.complete(values, errors, RESTORE_ERROR_REASON, RESTORE_DIAGNOSTICS)
 
 
 RESTORES = RunExecutor(

@@ -37,7 +37,7 @@ from cloudbackup.domain.errors import Unavailable
 from cloudbackup.domain.run_heartbeat import RunHeartbeat
 from cloudbackup.domain.run_states import StateT
 from cloudbackup.domain.runs import ErrorT, RunKind, RunT
-from cloudbackup.engine import Stopped
+from cloudbackup.engine import FileError, Stopped
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import as_utc, utcnow
@@ -425,6 +425,21 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
             log.info("%s %s handed back: this executor is shutting down", kind.name, run.id)
         return Outcome.HANDED_BACK
 
+    def complete(
+        self, values: dict[str, Any], errors: list[ErrorT], reason: str, diagnostics: str
+    ) -> Outcome:
+        """End ``completed``, or ``completed_with_errors`` (with ``reason`` and ``diagnostics``)
+        when the engine reported per-file ``errors``."""
+        machine = self.kind.machine
+        if not errors:
+            return self.finish(machine.states("completed"), values)
+        reported = {
+            "errors_count": len(errors),
+            "errors_reason": reason,
+            "errors_diagnostics": diagnostics,
+        }
+        return self.finish(machine.states("completed_with_errors"), values | reported, errors)
+
     def finish(
         self, target: StateT, values: dict[str, Any], errors: list[ErrorT] | None = None
     ) -> Outcome:
@@ -517,6 +532,18 @@ class RunExecutor(Generic[RunT, ErrorT, StateT]):
 class _Attempted(Protocol):
     @property
     def attempts(self) -> int: ...
+
+
+def file_error_columns(index: int, error: FileError) -> dict[str, Any]:
+    """The columns of the error row for the engine's ``index``-th per-file error."""
+    return {
+        "index": index,
+        "path": error.path,
+        "type": error.type,
+        "exception_code": error.code,
+        "exception_description": error.description,
+        "exception_details": error.details,
+    }
 
 
 def give_up_after_deaths(reason: str, noun: str) -> Callable[[_Attempted], dict[str, Any]]:
