@@ -15,7 +15,7 @@ from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
 from cloudbackup.domain.run_states import BACKUP_MACHINE
-from cloudbackup.store.tables import Backup, BackupError
+from cloudbackup.store.tables import Backup, BackupError, RestoreError
 
 ERROR_DESCRIPTIONS = {
     "file_or_folder_missing": (
@@ -187,23 +187,28 @@ def error_list_out(row: Backup, items: list[BackupError], links: LinkBuilder) ->
         count=row.errors_count,
         reason=row.errors_reason,
         diagnostics=row.errors_diagnostics,
-        items=[
-            ErrorItemOut(
-                index=item.index,
-                path=item.path,
-                type=item.type,
-                description=ERROR_DESCRIPTIONS.get(
-                    item.type, item.type.replace("_", " ").capitalize() + "."
-                ),
-                exception=None
-                if item.exception_code is None and item.exception_description is None
-                else ExceptionOut(
-                    code=item.exception_code,
-                    description=item.exception_description,
-                    details=item.exception_details or "",
-                ),
-            )
-            for item in items
-        ],
+        items=[error_item_out(item, ERROR_DESCRIPTIONS) for item in items],
         links=[links.link("self", "backups", row.id, "errors")],
+    )
+
+
+def describe(error_type: str, known: dict[str, str]) -> str:
+    """The human text of an error type (spec §2.3 `description`)."""
+    return known.get(error_type, error_type.replace("_", " ").capitalize() + ".")
+
+
+def error_item_out(item: BackupError | RestoreError, known: dict[str, str]) -> ErrorItemOut:
+    """One per-file error of a backup or a restore (ER1/ER2), described from ``known``."""
+    return ErrorItemOut(
+        index=item.index,
+        path=item.path,
+        type=item.type,
+        description=describe(item.type, known),
+        exception=None
+        if item.exception_code is None and item.exception_description is None
+        else ExceptionOut(
+            code=item.exception_code,
+            description=item.exception_description,
+            details=item.exception_details or "",
+        ),
     )

@@ -13,8 +13,8 @@ from litestar import Request
 
 from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.backups import describe
 from cloudbackup.api.schemas.common import Link, Ref
-from cloudbackup.api.schemas.restores import describe
 from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
