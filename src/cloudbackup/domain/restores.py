@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
-from cloudbackup.domain.configurations import PathItem, is_inside, outside_roots, path_key
+from cloudbackup.domain.configurations import (
+    PathItem,
+    lies_inside,
+    outside_roots,
+    path_key,
+    same_path_as_exclusion,
+)
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
@@ -118,24 +124,11 @@ def check_selection(inclusions: Sequence[PathItem], exclusions: Sequence[PathIte
             if key in seen:
                 problems.append(f"{kind} {item.path!r} is listed more than once.")
             seen.add(key)
-            problems += [
-                f"{kind} {item.path!r} lies inside {kind.lower()} {other.path!r}."
-                for other in items
-                if is_inside(key, other)
-            ]
-    exclusion_keys = {path_key(e.path): e for e in exclusions}
+            problems += lies_inside(kind, item, items)
+    by_key = {path_key(e.path): e for e in exclusions}
     for inc in inclusions:
-        key = path_key(inc.path)
-        if key in exclusion_keys:
-            problems.append(
-                f"Inclusion {inc.path!r} has the same path as exclusion "
-                f"{exclusion_keys[key].path!r}."
-            )
-        problems += [
-            f"Inclusion {inc.path!r} lies inside exclusion {exc.path!r}."
-            for exc in exclusions
-            if is_inside(key, exc)
-        ]
+        problems += same_path_as_exclusion(inc, by_key)
+        problems += lies_inside("Inclusion", inc, exclusions, "exclusion")
     return problems
 
 
