@@ -200,11 +200,7 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
             )
         if problems:
             raise InvalidInput("Validation failed.", problems)
-        with self.db.transaction() as session:
-            restore = self._insert(session, project_id, request)
-        if self.dispatcher is not None:
-            self.dispatcher.publish("restore", restore.id, agent_id=restore.destination_agent_id)
-        return restore
+        return self.record_and_publish(lambda session: self._insert(session, project_id, request))
 
     def _insert(self, session: Session, project_id: str, request: RestoreRequest) -> Restore:
         backup = (
