@@ -122,19 +122,29 @@ def is_inside(inner: tuple[str, ...], outer: PathItem) -> bool:
     return outer.type == "folder" and len(inner) > len(key) and inner[: len(key)] == key
 
 
-def _path_problem(kind: str, item: PathItem) -> str | None:
-    path = item.path
+def path_item_problem(kind: str, item: PathItem, max_length: int | None = None) -> str | None:
+    """Why an inclusion or exclusion (``kind``) is not a well-formed file or folder, or None."""
     if item.type not in PATH_TYPES:
-        return f"{kind} {path!r}: type must be 'file' or 'folder', not {item.type!r}."
+        return f"{kind} {item.path!r}: type must be 'file' or 'folder', not {item.type!r}."
+    return path_problem(kind, item.path, folder=item.type == "folder", max_length=max_length)
+
+
+def path_problem(
+    label: str, path: str, *, folder: bool = True, max_length: int | None = None
+) -> str | None:
+    """Why ``path`` is not an acceptable absolute path (spec §16.2), or None; with
+    ``max_length``, a longer path is not either."""
     if not path.startswith("/"):
-        return f"{kind} {path!r}: the path must be absolute (start with '/')."
+        return f"{label} {path!r}: the path must be absolute (start with '/')."
+    if max_length is not None and len(path) > max_length:
+        return f"{label}: the path may be at most {max_length} characters long."
     if any(ord(ch) < 32 for ch in path):
-        return f"{kind} {path!r}: the path contains a control character."
+        return f"{label} {path!r}: the path contains a control character."
     parts = path.rstrip("/").split("/")[1:] if path != "/" else []
     if any(part in ("", ".", "..") for part in parts):
-        return f"{kind} {path!r}: the path contains an empty, '.' or '..' component."
-    if item.type == "file" and (path.endswith("/") or not parts):
-        return f"{kind} {path!r}: a file path must not end with '/'."
+        return f"{label} {path!r}: the path contains an empty, '.' or '..' component."
+    if not folder and (path.endswith("/") or not parts):
+        return f"{label} {path!r}: a file path must not end with '/'."
     return None
 
 
@@ -144,7 +154,7 @@ def check_paths(inclusions: Sequence[PathItem], exclusions: Sequence[PathItem]) 
         problem
         for kind, items in (("Inclusion", inclusions), ("Exclusion", exclusions))
         for item in items
-        if (problem := _path_problem(kind, item)) is not None
+        if (problem := path_item_problem(kind, item)) is not None
     ]
     if not inclusions:
         problems.append("inclusions must name at least one file or folder to back up.")

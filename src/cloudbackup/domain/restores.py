@@ -15,12 +15,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain import configurations
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import (
     PathItem,
     lies_inside,
     outside_roots,
+    path_item_problem,
     path_key,
     same_path_as_exclusion,
 )
@@ -87,18 +89,7 @@ class RestoreRequest:
 
 def path_problem(label: str, path: str, *, folder: bool = True) -> str | None:
     """Why ``path`` is not an acceptable absolute path (OQ-33), or None."""
-    if not path.startswith("/"):
-        return f"{label} {path!r}: the path must be absolute (start with '/')."
-    if len(path) > MAX_PATH_LENGTH:
-        return f"{label}: the path may be at most {MAX_PATH_LENGTH} characters long."
-    if any(ord(ch) < 32 for ch in path):
-        return f"{label} {path!r}: the path contains a control character."
-    parts = path.rstrip("/").split("/")[1:] if path != "/" else []
-    if any(part in ("", ".", "..") for part in parts):
-        return f"{label} {path!r}: the path contains an empty, '.' or '..' component."
-    if not folder and (path.endswith("/") or not parts):
-        return f"{label} {path!r}: a file path must not end with '/'."
-    return None
+    return configurations.path_problem(label, path, folder=folder, max_length=MAX_PATH_LENGTH)
 
 
 def check_selection(inclusions: Sequence[PathItem], exclusions: Sequence[PathItem]) -> list[str]:
@@ -107,13 +98,7 @@ def check_selection(inclusions: Sequence[PathItem], exclusions: Sequence[PathIte
     problems: list[str] = []
     for kind, items in (("Inclusion", inclusions), ("Exclusion", exclusions)):
         for item in items:
-            if item.type not in ("file", "folder"):
-                problems.append(
-                    f"{kind} {item.path!r}: type must be 'file' or 'folder', not {item.type!r}."
-                )
-            elif (
-                problem := path_problem(kind, item.path, folder=item.type == "folder")
-            ) is not None:
+            if (problem := path_item_problem(kind, item, MAX_PATH_LENGTH)) is not None:
                 problems.append(problem)
     if problems:
         return problems  # the relations below need well-formed paths
