@@ -18,6 +18,8 @@ from cloudbackup.api.schemas.backups import (
     ReportedErrors,
     error_item_out,
     error_report,
+    run_errors,
+    run_links,
 )
 from cloudbackup.api.schemas.common import Link, Ref
 from cloudbackup.api.schemas.run_patch import RunPatch
@@ -139,18 +141,10 @@ def restore_out(row: Restore, links: LinkBuilder, *, detail: bool = True) -> Res
         state=row.state,
         started_time=iso_z(row.started_time),
         ended_time=iso_z(row.ended_time),
-        errors=ErrorsSummary(
-            count=row.errors_count,
-            reason=row.errors_reason,
-            diagnostics=row.errors_diagnostics,
-            links=[links.link("full", "restores", row.id, "errors")],
-        ),
+        errors=run_errors(ErrorsSummary, row, links, "restores"),
         files_restored=row.files_restored,
         bytes_restored=row.bytes_restored,
-        links=[
-            links.link(own, "restores", row.id),
-            links.link("events", "restores", row.id, "events"),
-        ],
+        links=run_links(links, "restores", row.id, own),
     )
 
 
