@@ -197,10 +197,17 @@ class RunRepository(Generic[RunT, ErrorT]):
         limit: int,
         sort_dir: SortDir,
         where: Sequence[sa.ColumnElement[bool]] = (),
+        **equal: Any,
     ) -> Page[RunT]:
-        """The project's runs after ``marker_seq`` that also meet ``where``, in ``seq`` order."""
+        """The project's runs after ``marker_seq`` that also meet ``where`` and whose columns
+        named in ``equal`` hold the values given (None: any value), in ``seq`` order."""
         seq = self.table.c.seq
-        query = sa.select(self.model).where(self.table.c.project_id == project_id, *where)
+        columns = self.table.c
+        query = sa.select(self.model).where(
+            columns.project_id == project_id,
+            *where,
+            *(columns[name] == value for name, value in equal.items() if value is not None),
+        )
         if marker_seq is not None:
             query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
         query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
@@ -332,27 +339,6 @@ class BackupRepository(RunRepository[Backup, BackupError]):
         if before_seq is not None:
             query = query.where(BACKUPS.c.seq < before_seq)
         return self.session.execute(query.limit(1)).first() is not None
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker_seq: int | None,
-        limit: int,
-        sort_dir: SortDir,
-        where: Sequence[sa.ColumnElement[bool]] = (),
-        restorable: bool | None = None,
-        configuration_id: str | None = None,
-    ) -> Page[Backup]:
-        """B3's page, also filtered by ``restorable`` and ``configuration_id`` when given."""
-        filters = list(where)
-        if restorable is not None:
-            filters.append(BACKUPS.c.restorable == restorable)
-        if configuration_id is not None:
-            filters.append(BACKUPS.c.configuration_id == configuration_id)
-        return super().page(
-            project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir, where=filters
-        )
 
 
 class ConfigurationRepository:
