@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -173,20 +173,16 @@ class ServiceCollector(Collector):
         )
         for state in BackupState:
             by_state.add_metric([state.value], figures.by_state.get(state.value, 0))
-        durations = HistogramMetricFamily(
+        durations = _by_state_histogram(
             "cloudbackup_backup_duration_seconds",
             "Run time of finished backups (started to ended), by final state.",
-            labels=["state"],
+            figures.durations,
         )
-        for name, histogram in figures.durations.items():
-            durations.add_metric([name], *_buckets(histogram))
-        sizes = HistogramMetricFamily(
+        sizes = _by_state_histogram(
             "cloudbackup_backup_bytes",
             "New bytes stored by each successful backup (after deduplication), by final state.",
-            labels=["state"],
+            figures.sizes,
         )
-        for name, histogram in figures.sizes.items():
-            sizes.add_metric([name], *_buckets(histogram))
         return [by_state, durations, sizes]
 
     def _schedules(self) -> list[Metric]:
@@ -268,6 +264,15 @@ WORKER_GAUGES: tuple[LabelledGauge[WorkerInfo], ...] = (
         "cloudbackup_worker_running_tasks", "Tasks the worker runs now.", lambda w: len(w.running)
     ),
 )
+
+
+def _by_state_histogram(
+    name: str, documentation: str, histograms: Mapping[str, Distribution]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=["state"])
+    for state, histogram in histograms.items():
+        family.add_metric([state], *_buckets(histogram))
+    return family
 
 
 def _buckets(histogram: Distribution) -> tuple[list[tuple[str, float]], float]:
