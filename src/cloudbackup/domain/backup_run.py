@@ -16,12 +16,10 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.backups import BACKUP_DIAGNOSTICS, BACKUP_ERROR_REASON, BACKUP_RUNS
 from cloudbackup.domain.configurations import leads_outside_roots
+from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
 from cloudbackup.domain.run_protocol import (
     Outcome,
     OwnedRun,
-    RunExecutor,
-    file_error_columns,
-    give_up_after_deaths,
 )
 from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
 from cloudbackup.engine import (

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cloudbackup.domain.cleanups import CLEANUP_RUNS
-from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, RunExecutor
+from cloudbackup.domain.run_executor import RunExecutor
+from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim
 from cloudbackup.domain.run_states import RESTORE_MACHINE, CleanupState
 from cloudbackup.engine import (
     PruneResult,

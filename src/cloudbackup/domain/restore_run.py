@@ -24,13 +24,11 @@ from cloudbackup.domain.restores import (
     RESTORE_RUNS,
     open_backup_vault,
 )
+from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
 from cloudbackup.domain.run_protocol import (
     Outcome,
     OwnedRun,
     RunClaim,
-    RunExecutor,
-    file_error_columns,
-    give_up_after_deaths,
 )
 from cloudbackup.domain.run_states import RestoreState
 from cloudbackup.engine import (
