@@ -13,8 +13,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from litestar import Request, Response, get
 from litestar.enums import ScopeType
@@ -31,7 +32,7 @@ from prometheus_client.registry import Collector
 
 from cloudbackup import logs
 from cloudbackup.domain.errors import Unauthenticated
-from cloudbackup.domain.queue_admin import QueueAdministration
+from cloudbackup.domain.queue_admin import QueueAdministration, QueueInfo, WorkerInfo
 from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -40,6 +41,8 @@ from cloudbackup.store.tables import utcnow
 
 DURATION_BUCKETS = (1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 21600, 86400)
 BYTES_BUCKETS = tuple(float(2**p) for p in (10, 20, 24, 27, 30, 33, 36, 40))  # 1 KiB .. 1 TiB
+T = TypeVar("T")
+
 log = logging.getLogger("cloudbackup.api.requests")
 CACHE_SECONDS = 2.0  # several Prometheus servers scraping at once cost one set of queries
 
@@ -170,20 +173,16 @@ class ServiceCollector(Collector):
         )
         for state in BackupState:
             by_state.add_metric([state.value], figures.by_state.get(state.value, 0))
-        durations = HistogramMetricFamily(
+        durations = _by_state_histogram(
             "cloudbackup_backup_duration_seconds",
             "Run time of finished backups (started to ended), by final state.",
-            labels=["state"],
+            figures.durations,
         )
-        for name, histogram in figures.durations.items():
-            durations.add_metric([name], *_buckets(histogram))
-        sizes = HistogramMetricFamily(
+        sizes = _by_state_histogram(
             "cloudbackup_backup_bytes",
             "New bytes stored by each successful backup (after deduplication), by final state.",
-            labels=["state"],
+            figures.sizes,
         )
-        for name, histogram in figures.sizes.items():
-            sizes.add_metric([name], *_buckets(histogram))
         return [by_state, durations, sizes]
 
     def _schedules(self) -> list[Metric]:
@@ -202,52 +201,78 @@ class ServiceCollector(Collector):
         return [behind, overdue]
 
     def _queues(self) -> list[Metric]:
-        depth = GaugeMetricFamily(
-            "cloudbackup_queue_depth", "Messages waiting in the broker.", labels=["queue"]
-        )
-        age = GaugeMetricFamily(
-            "cloudbackup_queue_oldest_age_seconds",
-            "Age of the oldest message waiting in the broker.",
-            labels=["queue"],
-        )
-        running = GaugeMetricFamily(
-            "cloudbackup_queue_running", "Backups admitted from the queue.", labels=["queue"]
-        )
-        waiting = GaugeMetricFamily(
-            "cloudbackup_queue_waiting",
-            "Backups held back by a pause or a concurrency limit.",
-            labels=["queue"],
-        )
-        paused = GaugeMetricFamily(
-            "cloudbackup_queue_paused", "1 when an operator paused the queue.", labels=["queue"]
-        )
-        for info in self.admin.queues():
-            if info.depth is not None:
-                depth.add_metric([info.name], info.depth)
-            age.add_metric([info.name], info.oldest_age_seconds or 0.0)
-            running.add_metric([info.name], info.running)
-            waiting.add_metric([info.name], info.waiting)
-            paused.add_metric([info.name], 1 if info.paused else 0)
-        return [depth, age, running, waiting, paused]
+        queues = self.admin.queues()
+        return [gauge.family("queue", queues, lambda q: q.name) for gauge in QUEUE_GAUGES]
 
     def _workers(self) -> list[Metric]:
-        up = GaugeMetricFamily(
-            "cloudbackup_worker_up", "1 while the worker's heartbeat is fresh.", labels=["worker"]
-        )
-        seen = GaugeMetricFamily(
-            "cloudbackup_worker_last_heartbeat_timestamp_seconds",
-            "Unix time of the worker's last heartbeat.",
-            labels=["worker"],
-        )
-        busy = GaugeMetricFamily(
-            "cloudbackup_worker_running_tasks", "Tasks the worker runs now.", labels=["worker"]
-        )
-        for worker in self.admin.workers():
-            up.add_metric([worker.hostname], 1 if worker.online else 0)
-            if worker.last_seen is not None:
-                seen.add_metric([worker.hostname], worker.last_seen.timestamp())
-            busy.add_metric([worker.hostname], len(worker.running))
-        return [up, seen, busy]
+        workers = self.admin.workers()
+        return [gauge.family("worker", workers, lambda w: w.hostname) for gauge in WORKER_GAUGES]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledGauge(Generic[T]):
+    """A gauge with one sample per queue or worker; ``value`` None: no sample for that one."""
+
+    name: str
+    help: str
+    value: Callable[[T], float | None]
+
+    def family(
+        self, label: str, items: Iterable[T], label_of: Callable[[T], str]
+    ) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(self.name, self.help, labels=[label])
+        for item in items:
+            value = self.value(item)
+            if value is not None:
+                family.add_metric([label_of(item)], value)
+        return family
+
+
+QUEUE_GAUGES: tuple[LabelledGauge[QueueInfo], ...] = (
+    LabelledGauge("cloudbackup_queue_depth", "Messages waiting in the broker.", lambda q: q.depth),
+    LabelledGauge(
+        "cloudbackup_queue_oldest_age_seconds",
+        "Age of the oldest message waiting in the broker.",
+        lambda q: q.oldest_age_seconds or 0.0,
+    ),
+    LabelledGauge(
+        "cloudbackup_queue_running", "Backups admitted from the queue.", lambda q: q.running
+    ),
+    LabelledGauge(
+        "cloudbackup_queue_waiting",
+        "Backups held back by a pause or a concurrency limit.",
+        lambda q: q.waiting,
+    ),
+    LabelledGauge(
+        "cloudbackup_queue_paused",
+        "1 when an operator paused the queue.",
+        lambda q: 1 if q.paused else 0,
+    ),
+)
+WORKER_GAUGES: tuple[LabelledGauge[WorkerInfo], ...] = (
+    LabelledGauge(
+        "cloudbackup_worker_up",
+        "1 while the worker's heartbeat is fresh.",
+        lambda w: 1 if w.online else 0,
+    ),
+    LabelledGauge(
+        "cloudbackup_worker_last_heartbeat_timestamp_seconds",
+        "Unix time of the worker's last heartbeat.",
+        lambda w: None if w.last_seen is None else w.last_seen.timestamp(),
+    ),
+    LabelledGauge(
+        "cloudbackup_worker_running_tasks", "Tasks the worker runs now.", lambda w: len(w.running)
+    ),
+)
+
+
+def _by_state_histogram(
+    name: str, documentation: str, histograms: Mapping[str, Distribution]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=["state"])
+    for state, histogram in histograms.items():
+        family.add_metric([state], *_buckets(histogram))
+    return family
 
 
 def _buckets(histogram: Distribution) -> tuple[list[tuple[str, float]], float]:

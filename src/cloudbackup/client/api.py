@@ -109,7 +109,23 @@ class Endpoints(Generic[R]):
         content_type: str | None = None,
         scoped: bool = True,
     ) -> R:
+        """One call: the URL, query, JSON body and headers, handed to :meth:`_transmit`."""
+        return self._transmit(
+            {
+                "method": method,
+                "url": self.url(*parts, scoped=scoped),
+                "params": dict(params or {}),
+                "content": None if body is None else json.dumps(body),
+                "headers": self.headers(content_type),
+            }
+        )
+
+    def _transmit(self, request: dict[str, Any]) -> R:
+        """Send ``request`` (``httpx`` request arguments) and decode the answer."""
         raise NotImplementedError
+
+    def unreachable(self, exc: httpx.TransportError) -> Unreachable:
+        return Unreachable(f"cannot reach {self.base_url}: {exc}")
 
     def _get(self, *parts: str, **params: object) -> R:
         return self._send("GET", parts, params=_query(**params))
@@ -257,26 +273,11 @@ class ApiClient(Endpoints[Any]):
         super().__init__(base_url, project, token)
         self.http = http
 
-    def _send(
-        self,
-        method: str,
-        parts: tuple[str, ...],
-        *,
-        params: Mapping[str, str] | None = None,
-        body: object = None,
-        content_type: str | None = None,
-        scoped: bool = True,
-    ) -> Any:
+    def _transmit(self, request: dict[str, Any]) -> Any:
         try:
-            response = self.http.request(
-                method,
-                self.url(*parts, scoped=scoped),
-                params=dict(params or {}),
-                content=None if body is None else json.dumps(body),
-                headers=self.headers(content_type),
-            )
+            response = self.http.request(**request)
         except httpx.TransportError as exc:
-            raise Unreachable(f"cannot reach {self.base_url}: {exc}") from exc
+            raise self.unreachable(exc) from exc
         return decode(response)
 
 
@@ -287,24 +288,9 @@ class AsyncApiClient(Endpoints[Awaitable[Any]]):
         super().__init__(base_url, project, token)
         self.http = http
 
-    async def _send(
-        self,
-        method: str,
-        parts: tuple[str, ...],
-        *,
-        params: Mapping[str, str] | None = None,
-        body: object = None,
-        content_type: str | None = None,
-        scoped: bool = True,
-    ) -> Any:
+    async def _transmit(self, request: dict[str, Any]) -> Any:
         try:
-            response = await self.http.request(
-                method,
-                self.url(*parts, scoped=scoped),
-                params=dict(params or {}),
-                content=None if body is None else json.dumps(body),
-                headers=self.headers(content_type),
-            )
+            response = await self.http.request(**request)
         except httpx.TransportError as exc:
-            raise Unreachable(f"cannot reach {self.base_url}: {exc}") from exc
+            raise self.unreachable(exc) from exc
         return decode(response)

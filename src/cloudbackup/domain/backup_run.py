@@ -16,12 +16,10 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.backups import BACKUP_DIAGNOSTICS, BACKUP_ERROR_REASON, BACKUP_RUNS
 from cloudbackup.domain.configurations import leads_outside_roots
+from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
 from cloudbackup.domain.run_protocol import (
     Outcome,
     OwnedRun,
-    RunClaim,
-    claim_run,
-    execute_run,
 )
 from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
 from cloudbackup.engine import (
@@ -32,8 +30,6 @@ from cloudbackup.engine import (
     open_vault,
     run_backup,
 )
-from cloudbackup.settings import Settings
-from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
 from cloudbackup.store.tables import Backup, BackupError
 
@@ -41,30 +37,6 @@ log = logging.getLogger("cloudbackup.run")
 
 S = BackupState
 FAILED_REASON = "backup_failed"
-
-BackupClaim = RunClaim[Backup, BackupError, BackupState]
-
-
-def execute_backup(db: Database, settings: Settings, backup_id: str) -> Outcome:
-    """One delivery of a backup: a final state, or why none (``noop``, ``busy``: another
-    worker's run looks alive, ``handed_back``: this worker is shutting down, ``lost``)."""
-    return execute_run(
-        BACKUP_RUNS,
-        lambda: claim_backup(db, settings, backup_id),
-        lambda claim: BackupRun(db, settings, claim),
-        settings,
-    )
-
-
-def claim_backup(db: Database, settings: Settings, backup_id: str) -> BackupClaim | None:
-    return claim_run(
-        BACKUP_RUNS,
-        db,
-        settings,
-        backup_id,
-        give_up=_give_up,
-        instead_of_queuing=_skip_if_overlapping,
-    )
 
 
 def _skip_if_overlapping(session: Session, backup: Backup) -> BackupState | None:
@@ -74,16 +46,6 @@ def _skip_if_overlapping(session: Session, backup: Backup) -> BackupState | None
     ):
         return S.SKIPPED
     return None
-
-
-def _give_up(backup: Backup) -> dict[str, Any]:
-    return {
-        "errors_reason": FAILED_REASON,
-        "errors_diagnostics": (
-            f"The worker running this backup stopped responding {backup.attempts} "
-            "times; giving up. Check the worker logs, then start the backup again."
-        ),
-    }
 
 
 class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
@@ -138,25 +100,10 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             else result.bytes_backed_up,
         }
         errors = [
-            BackupError(
-                backup_id=self.backup.id,
-                index=index,
-                path=error.path,
-                type=error.type,
-                exception_code=error.code,
-                exception_description=error.description,
-                exception_details=error.details,
-            )
+            BackupError(backup_id=self.backup.id, **file_error_columns(index, error))
             for index, error in enumerate([*refused, *result.errors])
         ]
-        if errors:
-            values.update(
-                errors_count=len(errors),
-                errors_reason=BACKUP_ERROR_REASON,
-                errors_diagnostics=BACKUP_DIAGNOSTICS,
-            )
-        target = S.COMPLETED_WITH_ERRORS if errors else S.COMPLETED
-        return self.finish(target, values, errors)
+        return self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)
 
 
 def confine(
@@ -184,3 +131,13 @@ def confine(
         else:
             kept.append(item)
     return kept, refused
+
+
+BACKUPS = RunExecutor(
+    BACKUP_RUNS,
+    BackupRun,
+    give_up=give_up_after_deaths(FAILED_REASON, "backup"),
+    instead_of_queuing=_skip_if_overlapping,
+)
+execute_backup = BACKUPS.execute
+claim_backup = BACKUPS.claim

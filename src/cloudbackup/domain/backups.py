@@ -264,17 +264,12 @@ class BackupService(RunService[Backup, BackupError, BackupState]):
         """Record a new run (committed) and only then hand it to a worker."""
         state = parse_start_state(state_value, agent_header)
         check_start_ids(project_id, configuration_id)
-        try:
-            with self.db.transaction() as session:
-                backup = self.record_start(
-                    session, project_id, configuration_id, state, agent_header
-                )
-        except sa.exc.IntegrityError as exc:
-            # The unique active_manual_lock lost a race with a concurrent start.
-            raise Conflict(ACTIVE_MESSAGE) from exc
-        if self.dispatcher is not None:
-            self.dispatcher.publish("backup", backup.id, agent_id=backup.agent_id)
-        return backup
+        return self.record_and_publish(  # the active lock here: active_manual_lock
+            lambda session: self.record_start(
+                session, project_id, configuration_id, state, agent_header
+            ),
+            ACTIVE_MESSAGE,
+        )
 
     def record_start(
         self,

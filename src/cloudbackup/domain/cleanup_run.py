@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cloudbackup.domain.cleanups import CLEANUP_RUNS
-from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, claim_run, execute_run
+from cloudbackup.domain.run_executor import RunExecutor
+from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim
 from cloudbackup.domain.run_states import RESTORE_MACHINE, CleanupState
 from cloudbackup.engine import (
     PruneResult,
@@ -43,26 +44,6 @@ DAMAGE_TYPE = "file_missing_blocks"
 
 
 CleanupClaim = RunClaim[Cleanup, CleanupError, CleanupState]
-
-
-def execute_cleanup(db: Database, settings: Settings, cleanup_id: str) -> Outcome:
-    """One delivery of a cleanup: a final state, or why none (see ``run_protocol.Outcome``)."""
-    return execute_run(
-        CLEANUP_RUNS,
-        lambda: claim_cleanup(db, settings, cleanup_id),
-        lambda claim: CleanupRun(db, settings, claim),
-        settings,
-    )
-
-
-def claim_cleanup(db: Database, settings: Settings, cleanup_id: str) -> CleanupClaim | None:
-    return claim_run(
-        CLEANUP_RUNS,
-        db,
-        settings,
-        cleanup_id,
-        give_up=lambda _: {"errors_reason": FAILED_REASON, "errors_diagnostics": None},
-    )
 
 
 class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
@@ -168,3 +149,12 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
             values.update(errors_count=len(errors), errors_reason=DAMAGE_REASON)
         target = S.COMPLETED_WITH_ERRORS if damaged else S.COMPLETED
         return self.finish(target, values, errors)
+
+
+CLEANUPS = RunExecutor(
+    CLEANUP_RUNS,
+    CleanupRun,
+    give_up=lambda _: {"errors_reason": FAILED_REASON, "errors_diagnostics": None},
+)
+execute_cleanup = CLEANUPS.execute
+claim_cleanup = CLEANUPS.claim

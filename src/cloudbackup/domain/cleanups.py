@@ -11,7 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import live_agent
@@ -99,15 +98,10 @@ class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
                 "Validation failed.",
                 ["The X-Agent-Id header is required when state is start_scheduled."],
             )
-        try:
-            with self.db.transaction() as session:
-                cleanup = self._insert(session, project_id, agent_id, state, agent_header)
-        except sa.exc.IntegrityError as exc:
-            # The unique active_lock lost a race with a concurrent start.
-            raise Conflict(ACTIVE_MESSAGE) from exc
-        if self.dispatcher is not None:
-            self.dispatcher.publish("cleanup", cleanup.id, agent_id=cleanup.agent_id)
-        return cleanup
+        return self.record_and_publish(  # the active lock here: active_lock
+            lambda session: self._insert(session, project_id, agent_id, state, agent_header),
+            ACTIVE_MESSAGE,
+        )
 
     def _insert(
         self,

@@ -11,7 +11,7 @@ import os
 import posixpath
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -122,19 +122,29 @@ def is_inside(inner: tuple[str, ...], outer: PathItem) -> bool:
     return outer.type == "folder" and len(inner) > len(key) and inner[: len(key)] == key
 
 
-def _path_problem(kind: str, item: PathItem) -> str | None:
-    path = item.path
+def path_item_problem(kind: str, item: PathItem, max_length: int | None = None) -> str | None:
+    """Why an inclusion or exclusion (``kind``) is not a well-formed file or folder, or None."""
     if item.type not in PATH_TYPES:
-        return f"{kind} {path!r}: type must be 'file' or 'folder', not {item.type!r}."
+        return f"{kind} {item.path!r}: type must be 'file' or 'folder', not {item.type!r}."
+    return path_problem(kind, item.path, folder=item.type == "folder", max_length=max_length)
+
+
+def path_problem(
+    label: str, path: str, *, folder: bool = True, max_length: int | None = None
+) -> str | None:
+    """Why ``path`` is not an acceptable absolute path (spec §16.2), or None; with
+    ``max_length``, a longer path is not either."""
     if not path.startswith("/"):
-        return f"{kind} {path!r}: the path must be absolute (start with '/')."
+        return f"{label} {path!r}: the path must be absolute (start with '/')."
+    if max_length is not None and len(path) > max_length:
+        return f"{label}: the path may be at most {max_length} characters long."
     if any(ord(ch) < 32 for ch in path):
-        return f"{kind} {path!r}: the path contains a control character."
+        return f"{label} {path!r}: the path contains a control character."
     parts = path.rstrip("/").split("/")[1:] if path != "/" else []
     if any(part in ("", ".", "..") for part in parts):
-        return f"{kind} {path!r}: the path contains an empty, '.' or '..' component."
-    if item.type == "file" and (path.endswith("/") or not parts):
-        return f"{kind} {path!r}: a file path must not end with '/'."
+        return f"{label} {path!r}: the path contains an empty, '.' or '..' component."
+    if not folder and (path.endswith("/") or not parts):
+        return f"{label} {path!r}: a file path must not end with '/'."
     return None
 
 
@@ -144,7 +154,7 @@ def check_paths(inclusions: Sequence[PathItem], exclusions: Sequence[PathItem]) 
         problem
         for kind, items in (("Inclusion", inclusions), ("Exclusion", exclusions))
         for item in items
-        if (problem := _path_problem(kind, item)) is not None
+        if (problem := path_item_problem(kind, item)) is not None
     ]
     if not inclusions:
         problems.append("inclusions must name at least one file or folder to back up.")
@@ -152,34 +162,40 @@ def check_paths(inclusions: Sequence[PathItem], exclusions: Sequence[PathItem]) 
         return problems  # the relations below need well-formed paths
     problems += _duplicates("Inclusion", inclusions)
     problems += _duplicates("Exclusion", exclusions)
-    exclusion_keys = {path_key(e.path): e for e in exclusions}
+    by_key = {path_key(e.path): e for e in exclusions}
     for inc in inclusions:
-        key = path_key(inc.path)
-        if key in exclusion_keys:
-            problems.append(
-                f"Inclusion {inc.path!r} has the same path as exclusion "
-                f"{exclusion_keys[key].path!r}."
-            )
-        problems += [
-            f"Inclusion {inc.path!r} lies inside inclusion {other.path!r}."
-            for other in inclusions
-            if is_inside(key, other)
-        ]
-        problems += [
-            f"Inclusion {inc.path!r} lies inside exclusion {exc.path!r}."
-            for exc in exclusions
-            if is_inside(key, exc)
-        ]
+        problems += same_path_as_exclusion(inc, by_key)
+        problems += lies_inside("Inclusion", inc, inclusions)
+        problems += lies_inside("Inclusion", inc, exclusions, "exclusion")
     for exc in exclusions:
-        key = path_key(exc.path)
-        problems += [
-            f"Exclusion {exc.path!r} lies inside exclusion {other.path!r}."
-            for other in exclusions
-            if is_inside(key, other)
-        ]
-        if not any(is_inside(key, inc) for inc in inclusions):
+        problems += lies_inside("Exclusion", exc, exclusions)
+        if not any(is_inside(path_key(exc.path), inc) for inc in inclusions):
             problems.append(f"Exclusion {exc.path!r} does not lie inside any inclusion.")
     return problems
+
+
+def same_path_as_exclusion(
+    inclusion: PathItem, exclusions_by_key: Mapping[tuple[str, ...], PathItem]
+) -> list[str]:
+    """The problem of an inclusion whose path is also excluded (none: an empty list)."""
+    exclusion = exclusions_by_key.get(path_key(inclusion.path))
+    if exclusion is None:
+        return []
+    return [f"Inclusion {inclusion.path!r} has the same path as exclusion {exclusion.path!r}."]
+
+
+def lies_inside(
+    kind: str, item: PathItem, folders: Sequence[PathItem], folders_kind: str | None = None
+) -> list[str]:
+    """One problem per folder of ``folders`` (inclusions or exclusions: ``folders_kind``,
+    default ``kind``'s own) that ``item`` lies inside."""
+    key = path_key(item.path)
+    other = (folders_kind or kind).lower()
+    return [
+        f"{kind} {item.path!r} lies inside {other} {folder.path!r}."
+        for folder in folders
+        if is_inside(key, folder)
+    ]
 
 
 def _duplicates(kind: str, items: Sequence[PathItem]) -> list[str]:

@@ -78,17 +78,16 @@ def record_restore_event(
         }
     else:
         members["restore"] = {"id": restore.id}
-    if request_id is not None:
-        members["request_id"] = request_id
-    if extra:
-        members.update(extra)
-    EventRepository(session).insert(
-        event=event,
+    _insert_run_event(
+        session,
+        event,
+        members,
+        request_id,
+        extra,
         project_id=restore.project_id,
         agent_id=restore.destination_agent_id,
         configuration_id=restore.configuration_id,
         restore_id=restore.id,
-        members=members,
     )
 
 
@@ -107,14 +106,30 @@ def record_cleanup_event(
     if vault_encrypted is not None:
         agent["vault"] = {"id": cleanup.vault_id, "encrypted": vault_encrypted}
     members: dict[str, Any] = {"agent": agent, "cleanup": {"id": cleanup.id}}
+    _insert_run_event(
+        session,
+        event,
+        members,
+        request_id,
+        extra,
+        project_id=cleanup.project_id,
+        agent_id=cleanup.agent_id,
+        cleanup_id=cleanup.id,
+    )
+
+
+def _insert_run_event(
+    session: Session,
+    event: str,
+    members: dict[str, Any],
+    request_id: str | None,
+    extra: dict[str, Any] | None,
+    **tags: str | None,
+) -> None:
+    """Append a restore or cleanup event: its ``members`` with the request id and ``extra``,
+    tagged with the ids in ``tags``."""
     if request_id is not None:
         members["request_id"] = request_id
     if extra:
         members.update(extra)
-    EventRepository(session).insert(
-        event=event,
-        project_id=cleanup.project_id,
-        agent_id=cleanup.agent_id,
-        cleanup_id=cleanup.id,
-        members=members,
-    )
+    EventRepository(session).insert(event=event, members=members, **tags)

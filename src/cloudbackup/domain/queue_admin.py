@@ -3,9 +3,11 @@ show and change. ``cloudbackup.queue.admin.QueueAdmin`` implements it (broker an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from cloudbackup.store.worker_heartbeats import Heartbeat
 
 
 @dataclass(slots=True)
@@ -23,17 +25,17 @@ class QueueInfo:
     consumers: list[str] = field(default_factory=list)  # online workers consuming it
 
 
-@dataclass(slots=True)
-class WorkerInfo:
-    hostname: str
-    agent_id: str | None
-    queues: list[str]
-    concurrency: int
-    running: list[dict[str, Any]]
-    pid: int
-    started_at: datetime
-    last_seen: datetime | None
+@dataclass(frozen=True, slots=True)
+class WorkerInfo(Heartbeat):
+    """A worker's last heartbeat (its ``queues``: this deployment's only) and whether it is
+    recent enough for the worker to count as online."""
+
     online: bool
+
+    @classmethod
+    def of(cls, beat: Heartbeat, *, queues: list[str], online: bool) -> WorkerInfo:
+        reported = {f.name: getattr(beat, f.name) for f in fields(Heartbeat)}
+        return cls(**(reported | {"queues": queues}), online=online)
 
 
 @runtime_checkable  # Litestar checks injected dependencies with isinstance

@@ -24,7 +24,12 @@ from cloudbackup.domain.restores import (
     RESTORE_RUNS,
     open_backup_vault,
 )
-from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, claim_run, execute_run
+from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
+from cloudbackup.domain.run_protocol import (
+    Outcome,
+    OwnedRun,
+    RunClaim,
+)
 from cloudbackup.domain.run_states import RestoreState
 from cloudbackup.engine import (
     FileError,
@@ -100,30 +105,6 @@ class RestoreSelection:
 # -- the run ----------------------------------------------------------------------------------
 
 RestoreClaim = RunClaim[Restore, RestoreError, RestoreState]
-
-
-def execute_restore(db: Database, settings: Settings, restore_id: str) -> Outcome:
-    """One delivery of a restore: a final state, or why none (see ``run_protocol.Outcome``)."""
-    return execute_run(
-        RESTORE_RUNS,
-        lambda: claim_restore(db, settings, restore_id),
-        lambda claim: RestoreRun(db, settings, claim),
-        settings,
-    )
-
-
-def claim_restore(db: Database, settings: Settings, restore_id: str) -> RestoreClaim | None:
-    return claim_run(RESTORE_RUNS, db, settings, restore_id, give_up=_give_up)
-
-
-def _give_up(restore: Restore) -> dict[str, Any]:
-    return {
-        "errors_reason": FAILED_REASON,
-        "errors_diagnostics": (
-            f"The worker running this restore stopped responding {restore.attempts} "
-            "times; giving up. Check the worker logs, then start the restore again."
-        ),
-    }
 
 
 class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
@@ -233,26 +214,15 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
         ]
         problems += result.errors
         errors = [
-            RestoreError(
-                restore_id=self.restore.id,
-                index=index,
-                path=error.path,
-                type=error.type,
-                exception_code=error.code,
-                exception_description=error.description,
-                exception_details=error.details,
-            )
+            RestoreError(restore_id=self.restore.id, **file_error_columns(index, error))
             for index, error in enumerate(problems)
         ]
-        values: dict[str, Any] = {
-            "files_restored": result.files_restored,
-            "bytes_restored": result.bytes_restored,
-        }
-        if errors:
-            values.update(
-                errors_count=len(errors),
-                errors_reason=RESTORE_ERROR_REASON,
-                errors_diagnostics=RESTORE_DIAGNOSTICS,
-            )
-        target = S.COMPLETED_WITH_ERRORS if errors else S.COMPLETED
-        return self.finish(target, values, errors)
+        values = {"files_restored": result.files_restored, "bytes_restored": result.bytes_restored}
+        return self.complete(values, errors, RESTORE_ERROR_REASON, RESTORE_DIAGNOSTICS)
+
+
+RESTORES = RunExecutor(
+    RESTORE_RUNS, RestoreRun, give_up=give_up_after_deaths(FAILED_REASON, "restore")
+)
+execute_restore = RESTORES.execute
+claim_restore = RESTORES.claim

@@ -15,9 +15,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain import configurations
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
-from cloudbackup.domain.configurations import PathItem, is_inside, outside_roots, path_key
+from cloudbackup.domain.configurations import (
+    PathItem,
+    lies_inside,
+    outside_roots,
+    path_item_problem,
+    path_key,
+    same_path_as_exclusion,
+)
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
@@ -81,18 +89,7 @@ class RestoreRequest:
 
 def path_problem(label: str, path: str, *, folder: bool = True) -> str | None:
     """Why ``path`` is not an acceptable absolute path (OQ-33), or None."""
-    if not path.startswith("/"):
-        return f"{label} {path!r}: the path must be absolute (start with '/')."
-    if len(path) > MAX_PATH_LENGTH:
-        return f"{label}: the path may be at most {MAX_PATH_LENGTH} characters long."
-    if any(ord(ch) < 32 for ch in path):
-        return f"{label} {path!r}: the path contains a control character."
-    parts = path.rstrip("/").split("/")[1:] if path != "/" else []
-    if any(part in ("", ".", "..") for part in parts):
-        return f"{label} {path!r}: the path contains an empty, '.' or '..' component."
-    if not folder and (path.endswith("/") or not parts):
-        return f"{label} {path!r}: a file path must not end with '/'."
-    return None
+    return configurations.path_problem(label, path, folder=folder, max_length=MAX_PATH_LENGTH)
 
 
 def check_selection(inclusions: Sequence[PathItem], exclusions: Sequence[PathItem]) -> list[str]:
@@ -101,13 +98,7 @@ def check_selection(inclusions: Sequence[PathItem], exclusions: Sequence[PathIte
     problems: list[str] = []
     for kind, items in (("Inclusion", inclusions), ("Exclusion", exclusions)):
         for item in items:
-            if item.type not in ("file", "folder"):
-                problems.append(
-                    f"{kind} {item.path!r}: type must be 'file' or 'folder', not {item.type!r}."
-                )
-            elif (
-                problem := path_problem(kind, item.path, folder=item.type == "folder")
-            ) is not None:
+            if (problem := path_item_problem(kind, item, MAX_PATH_LENGTH)) is not None:
                 problems.append(problem)
     if problems:
         return problems  # the relations below need well-formed paths
@@ -118,24 +109,11 @@ def check_selection(inclusions: Sequence[PathItem], exclusions: Sequence[PathIte
             if key in seen:
                 problems.append(f"{kind} {item.path!r} is listed more than once.")
             seen.add(key)
-            problems += [
-                f"{kind} {item.path!r} lies inside {kind.lower()} {other.path!r}."
-                for other in items
-                if is_inside(key, other)
-            ]
-    exclusion_keys = {path_key(e.path): e for e in exclusions}
+            problems += lies_inside(kind, item, items)
+    by_key = {path_key(e.path): e for e in exclusions}
     for inc in inclusions:
-        key = path_key(inc.path)
-        if key in exclusion_keys:
-            problems.append(
-                f"Inclusion {inc.path!r} has the same path as exclusion "
-                f"{exclusion_keys[key].path!r}."
-            )
-        problems += [
-            f"Inclusion {inc.path!r} lies inside exclusion {exc.path!r}."
-            for exc in exclusions
-            if is_inside(key, exc)
-        ]
+        problems += same_path_as_exclusion(inc, by_key)
+        problems += lies_inside("Inclusion", inc, exclusions, "exclusion")
     return problems
 
 
@@ -207,11 +185,7 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
             )
         if problems:
             raise InvalidInput("Validation failed.", problems)
-        with self.db.transaction() as session:
-            restore = self._insert(session, project_id, request)
-        if self.dispatcher is not None:
-            self.dispatcher.publish("restore", restore.id, agent_id=restore.destination_agent_id)
-        return restore
+        return self.record_and_publish(lambda session: self._insert(session, project_id, request))
 
     def _insert(self, session: Session, project_id: str, request: RestoreRequest) -> Restore:
         backup = (

@@ -425,6 +425,21 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
             log.info("%s %s handed back: this executor is shutting down", kind.name, run.id)
         return Outcome.HANDED_BACK
 
+    def complete(
+        self, values: dict[str, Any], errors: list[ErrorT], reason: str, diagnostics: str
+    ) -> Outcome:
+        """End ``completed``, or ``completed_with_errors`` (with ``reason`` and ``diagnostics``)
+        when the engine reported per-file ``errors``."""
+        machine = self.kind.machine
+        if not errors:
+            return self.finish(machine.states("completed"), values)
+        reported = {
+            "errors_count": len(errors),
+            "errors_reason": reason,
+            "errors_diagnostics": diagnostics,
+        }
+        return self.finish(machine.states("completed_with_errors"), values | reported, errors)
+
     def finish(
         self, target: StateT, values: dict[str, Any], errors: list[ErrorT] | None = None
     ) -> Outcome:

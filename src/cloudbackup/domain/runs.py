@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, cast
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import storable
@@ -178,6 +179,23 @@ class RunService(Generic[RunT, ErrorT, StateT]):
     def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
         self.db = db
         self.dispatcher = dispatcher
+
+    def record_and_publish(
+        self, insert: Callable[[Session], RunT], active_message: str | None = None
+    ) -> RunT:
+        """Record a new run with ``insert`` (committed) and only then hand it to a worker. With
+        ``active_message``, losing the race for the kind's unique active lock to a concurrent
+        start is that :class:`Conflict`."""
+        try:
+            with self.db.transaction() as session:
+                run = insert(session)
+        except sa.exc.IntegrityError as exc:
+            if active_message is None:
+                raise
+            raise Conflict(active_message) from exc
+        if self.dispatcher is not None:
+            self.dispatcher.publish(self.kind.name, run.id, agent_id=self.kind.agent_of(run))
+        return run
 
     def get(self, project_id: str, run_id: str) -> RunT:
         """B3/R3/C3: one run of the project (404 otherwise)."""

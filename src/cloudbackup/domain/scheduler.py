@@ -119,6 +119,17 @@ def _publish(dispatcher: Dispatcher, runs: list[tuple[str, str]]) -> None:
         dispatcher.publish("backup", backup_id, agent_id=agent_id)
 
 
+def _due(now: datetime) -> tuple[sa.ColumnElement[bool], ...]:
+    """A live schedule due by ``now`` (over configurations joined with their agents)."""
+    c = CONFIGURATIONS.c
+    return (
+        c.next_scheduled_time <= now,
+        c.deleted.is_(False),
+        c.enabled.is_(True),
+        AGENTS.c.deleted.is_(False),
+    )
+
+
 def _due_query(now: datetime, limit: int) -> sa.Select[Any]:
     c = CONFIGURATIONS.c
     return (
@@ -131,12 +142,7 @@ def _due_query(now: datetime, limit: int) -> sa.Select[Any]:
             AGENTS.c.enabled,
         )
         .join_from(CONFIGURATIONS, AGENTS, AGENTS.c.id == c.agent_id)
-        .where(
-            c.next_scheduled_time <= now,
-            c.deleted.is_(False),
-            c.enabled.is_(True),
-            AGENTS.c.deleted.is_(False),
-        )
+        .where(*_due(now))
         .order_by(c.next_scheduled_time, c.id)
         .limit(limit)
     )
@@ -289,11 +295,6 @@ def schedule_lag(db: Database, now: datetime | None = None) -> float:
         oldest = session.execute(
             sa.select(sa.func.min(c.next_scheduled_time))
             .join_from(CONFIGURATIONS, AGENTS, AGENTS.c.id == c.agent_id)
-            .where(
-                c.next_scheduled_time <= now,
-                c.deleted.is_(False),
-                c.enabled.is_(True),
-                AGENTS.c.deleted.is_(False),
-            )
+            .where(*_due(now))
         ).scalar_one()
     return 0.0 if oldest is None else max(0.0, (now - as_utc(oldest)).total_seconds())

@@ -79,19 +79,8 @@ class QueueAdmin:
             if not queues:
                 continue  # a worker of another deployment sharing the database
             last = beat.last_seen
-            result.append(
-                WorkerInfo(
-                    hostname=beat.hostname,
-                    agent_id=beat.agent_id,
-                    queues=queues,
-                    concurrency=beat.concurrency,
-                    running=beat.running,
-                    pid=beat.pid,
-                    started_at=beat.started_at,
-                    last_seen=last,
-                    online=last is not None and now - last <= offline_after,
-                )
-            )
+            online = last is not None and now - last <= offline_after
+            result.append(WorkerInfo.of(beat, queues=queues, online=online))
         return result
 
     def queue_names(self, workers: Iterable[WorkerInfo] = ()) -> list[str]:

@@ -86,6 +86,14 @@ def start_context_query(active_states: tuple[str, ...]) -> sa.Select[Any]:
     )
 
 
+def mark_published(session: Session, table: sa.Table, ids: Sequence[str]) -> None:
+    """Stamp the rows ``ids`` of ``table`` as published to the broker now."""
+    if ids:
+        session.execute(
+            sa.update(table).where(table.c.id.in_(list(ids))).values(published_at=utcnow())
+        )
+
+
 class RunRepository(Generic[RunT, ErrorT]):
     """What every run (backup, restore, cleanup) has: rows with ``seq``, ``id``, ``state``, a
     heartbeat, per-file errors and events."""
@@ -95,6 +103,7 @@ class RunRepository(Generic[RunT, ErrorT]):
     error_model: ClassVar[type[Any]]
     error_table: ClassVar[sa.Table]
     run_key: ClassVar[str]
+    agent_key: ClassVar[str]  # the column naming the agent the run is for
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -188,10 +197,17 @@ class RunRepository(Generic[RunT, ErrorT]):
         limit: int,
         sort_dir: SortDir,
         where: Sequence[sa.ColumnElement[bool]] = (),
+        **equal: Any,
     ) -> Page[RunT]:
-        """The project's runs after ``marker_seq`` that also meet ``where``, in ``seq`` order."""
+        """The project's runs after ``marker_seq`` that also meet ``where`` and whose columns
+        named in ``equal`` hold the values given (None: any value), in ``seq`` order."""
         seq = self.table.c.seq
-        query = sa.select(self.model).where(self.table.c.project_id == project_id, *where)
+        columns = self.table.c
+        query = sa.select(self.model).where(
+            columns.project_id == project_id,
+            *where,
+            *(columns[name] == value for name, value in equal.items() if value is not None),
+        )
         if marker_seq is not None:
             query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
         query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
@@ -220,18 +236,8 @@ class RunRepository(Generic[RunT, ErrorT]):
         self, older_than: Any, states: Iterable[str], limit: int = 500
     ) -> Sequence[tuple[str, str]]:
         """(id, agent) of runs a worker claimed but whose heartbeat stopped (it died)."""
-        t = self.table
-        rows = self.session.execute(
-            sa.select(t.c.id, self._agent_column())
-            .where(
-                t.c.state.in_(list(states)),
-                t.c.heartbeat_at.is_not(None),
-                t.c.heartbeat_at < older_than,
-            )
-            .order_by(t.c.seq)
-            .limit(limit)
-        )
-        return [(r[0], r[1]) for r in rows]
+        heartbeat = self.table.c.heartbeat_at
+        return self._ids_and_agents(states, limit, heartbeat.is_not(None), heartbeat < older_than)
 
     def handed_back(
         self, older_than: Any, states: Iterable[str], limit: int = 500
@@ -239,25 +245,25 @@ class RunRepository(Generic[RunT, ErrorT]):
         """(id, agent) of running runs whose executor gave them back (heartbeat cleared) and
         that nobody took over since ``older_than``."""
         t = self.table
+        return self._ids_and_agents(
+            states, limit, t.c.heartbeat_at.is_(None), t.c.updated_at < older_than
+        )
+
+    def _ids_and_agents(
+        self, states: Iterable[str], limit: int, *conditions: sa.ColumnElement[bool]
+    ) -> Sequence[tuple[str, str]]:
+        """(id, agent) of the oldest ``limit`` runs in ``states`` that meet ``conditions``."""
+        t = self.table
         rows = self.session.execute(
             sa.select(t.c.id, self._agent_column())
-            .where(
-                t.c.state.in_(list(states)),
-                t.c.heartbeat_at.is_(None),
-                t.c.updated_at < older_than,
-            )
+            .where(t.c.state.in_(list(states)), *conditions)
             .order_by(t.c.seq)
             .limit(limit)
         )
         return [(r[0], r[1]) for r in rows]
 
     def mark_published(self, run_ids: Sequence[str]) -> None:
-        if run_ids:
-            self.session.execute(
-                sa.update(self.table)
-                .where(self.table.c.id.in_(list(run_ids)))
-                .values(published_at=utcnow())
-            )
+        mark_published(self.session, self.table, run_ids)
 
     def replace_errors(self, run_id: str, items: Sequence[ErrorT]) -> None:
         key = self.error_table.c[self.run_key]
@@ -287,7 +293,8 @@ class RunRepository(Generic[RunT, ErrorT]):
         return Page(rows[:limit], len(rows) > limit)
 
     def _agent_column(self) -> sa.ColumnElement[str]:
-        raise NotImplementedError
+        column: sa.ColumnElement[str] = self.table.c[self.agent_key]
+        return column
 
 
 class BackupRepository(RunRepository[Backup, BackupError]):
@@ -296,6 +303,7 @@ class BackupRepository(RunRepository[Backup, BackupError]):
     error_model = BackupError
     error_table = BACKUP_ERRORS
     run_key = "backup_id"
+    agent_key = "agent_id"
 
     def insert(self, values: dict[str, Any]) -> None:
         """One Core INSERT (the start path is hot: no unit-of-work flush, no statement build)."""
@@ -331,31 +339,6 @@ class BackupRepository(RunRepository[Backup, BackupError]):
         if before_seq is not None:
             query = query.where(BACKUPS.c.seq < before_seq)
         return self.session.execute(query.limit(1)).first() is not None
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker_seq: int | None,
-        limit: int,
-        sort_dir: SortDir,
-        where: Sequence[sa.ColumnElement[bool]] = (),
-        restorable: bool | None = None,
-        configuration_id: str | None = None,
-    ) -> Page[Backup]:
-        """B3's page, also filtered by ``restorable`` and ``configuration_id`` when given."""
-        filters = list(where)
-        if restorable is not None:
-            filters.append(BACKUPS.c.restorable == restorable)
-        if configuration_id is not None:
-            filters.append(BACKUPS.c.configuration_id == configuration_id)
-        return super().page(
-            project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir, where=filters
-        )
-
-    def _agent_column(self) -> sa.ColumnElement[str]:
-        column: sa.ColumnElement[str] = BACKUPS.c.agent_id
-        return column
 
 
 class ConfigurationRepository:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.store.db import rowcount
-from cloudbackup.store.repositories import RunRepository
+from cloudbackup.store.repositories import RunRepository, mark_published
 from cloudbackup.store.tables import (
     AGENTS,
     BACKUPS,
@@ -47,10 +47,7 @@ class RestoreRepository(RunRepository[Restore, RestoreError]):
     error_model = RestoreError
     error_table = RESTORE_ERRORS
     run_key = "restore_id"
-
-    def _agent_column(self) -> sa.ColumnElement[str]:
-        column: sa.ColumnElement[str] = RESTORES.c.destination_agent_id
-        return column
+    agent_key = "destination_agent_id"
 
     def active_of_backups(self, backup_ids: Iterable[str], states: Iterable[str]) -> set[str]:
         """The backups among ``backup_ids`` that a non-final restore is reading from now."""
@@ -68,10 +65,7 @@ class CleanupRepository(RunRepository[Cleanup, CleanupError]):
     error_model = CleanupError
     error_table = CLEANUP_ERRORS
     run_key = "cleanup_id"
-
-    def _agent_column(self) -> sa.ColumnElement[str]:
-        column: sa.ColumnElement[str] = CLEANUPS.c.agent_id
-        return column
+    agent_key = "agent_id"
 
     def has_active(self, agent_id: str, states: Iterable[str]) -> bool:
         query = sa.select(CLEANUPS.c.seq).where(
@@ -182,12 +176,7 @@ class BrowseRepository:
         return [(r[0], r[1]) for r in rows]
 
     def mark_published(self, request_ids: Sequence[str]) -> None:
-        if request_ids:
-            self.session.execute(
-                sa.update(BROWSE_REQUESTS)
-                .where(BROWSE_REQUESTS.c.id.in_(list(request_ids)))
-                .values(published_at=utcnow())
-            )
+        mark_published(self.session, BROWSE_REQUESTS, request_ids)
 
     def purge(self, answered_before: Any, created_before: Any) -> int:
         """Delete expired answers and requests nobody answered in time."""

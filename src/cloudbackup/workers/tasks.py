@@ -99,6 +99,14 @@ def dispatcher() -> CeleryDispatcher:
     return _dispatcher[1]
 
 
+def _bind_delivery(**run_id: str) -> None:
+    """Start a run's delivery: hand it back on a shutdown signal, and tag the log lines with
+    ``run_id`` (``backup_id=...``) alone."""
+    _hand_back_on_shutdown()
+    logs.clear()
+    logs.bind(**run_id)
+
+
 def _after(task: Task, outcome: Outcome, kind: str, *, backoff: bool = False) -> str:
     """What the broker should do with a delivery, from the run protocol's outcome."""
     if outcome is Outcome.BUSY:
@@ -118,9 +126,7 @@ def _after(task: Task, outcome: Outcome, kind: str, *, backoff: bool = False) ->
 
 @app.task(name=RUN_BACKUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def backup_task(self: Task, backup_id: str) -> str:
-    _hand_back_on_shutdown()
-    logs.clear()
-    logs.bind(backup_id=backup_id)
+    _bind_delivery(backup_id=backup_id)
     # Limits, pauses and pins are checked here; the run itself is the domain's.
     outcome = run_gated(
         database(),
@@ -136,17 +142,13 @@ def backup_task(self: Task, backup_id: str) -> str:
 
 @app.task(name=RUN_RESTORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def restore_task(self: Task, restore_id: str) -> str:
-    _hand_back_on_shutdown()
-    logs.clear()
-    logs.bind(restore_id=restore_id)
+    _bind_delivery(restore_id=restore_id)
     return _after(self, execute_restore(database(), settings, restore_id), "restore")
 
 
 @app.task(name=RUN_CLEANUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def cleanup_task(self: Task, cleanup_id: str) -> str:
-    _hand_back_on_shutdown()
-    logs.clear()
-    logs.bind(cleanup_id=cleanup_id)
+    _bind_delivery(cleanup_id=cleanup_id)
     return _after(self, execute_cleanup(database(), settings, cleanup_id), "cleanup")
 
 

@@ -25,8 +25,12 @@ from cloudbackup.domain.browse import BrowseService
 Browse = NamedDependency[BrowseService]
 
 
-def _accepted(location: str) -> Response[bytes]:
-    """202 with the result's `Location` and no body (spec §2.7)."""
+def _accepted(
+    request: Request[Any, Any, Any], project_id: str, parent: tuple[str, str], request_id: str
+) -> Response[bytes]:
+    """202 with no body and the `Location` of the result of ``parent``'s (a backup's or an
+    agent's) browse request ``request_id`` (spec §2.7)."""
+    location = LinkBuilder(request, project_id).href(*parent, "browse-requests", request_id)
     return Response(
         b"",
         status_code=HTTP_202_ACCEPTED,
@@ -52,10 +56,7 @@ class BrowseController(Controller):
         browse: Browse,
     ) -> Response[bytes]:
         request_id = browse.ask_backup(project_id, backup_id, parse_backup_browse(request, body))
-        location = LinkBuilder(request, project_id).href(
-            "backups", backup_id, "browse-requests", request_id
-        )
-        return _accepted(location)
+        return _accepted(request, project_id, ("backups", backup_id), request_id)
 
     @get("/backups/{backup_id:str}/browse-requests/{request_id:str}", sync_to_thread=True)
     def backup_browsed(
@@ -81,10 +82,7 @@ class BrowseController(Controller):
         browse: Browse,
     ) -> Response[bytes]:
         request_id = browse.ask_host(project_id, agent_id, parse_host_browse(request, body))
-        location = LinkBuilder(request, project_id).href(
-            "agents", agent_id, "browse-requests", request_id
-        )
-        return _accepted(location)
+        return _accepted(request, project_id, ("agents", agent_id), request_id)
 
     @get("/agents/{agent_id:str}/browse-requests/{request_id:str}", sync_to_thread=True)
     def host_browsed(

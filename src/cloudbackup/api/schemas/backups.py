@@ -5,7 +5,8 @@ Field order is the order of the seed's example body; msgspec keeps it when encod
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -15,7 +16,9 @@ from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
 from cloudbackup.domain.run_states import BACKUP_MACHINE
-from cloudbackup.store.tables import Backup, BackupError
+from cloudbackup.store.tables import Backup, BackupError, Cleanup, Restore, RestoreError
+
+SummaryT = TypeVar("SummaryT")
 
 ERROR_DESCRIPTIONS = {
     "file_or_folder_missing": (
@@ -162,12 +165,7 @@ def backup_out(row: Backup, links: LinkBuilder) -> BackupOut:
         started_time=iso_z(row.started_time),
         ended_time=iso_z(row.ended_time),
         snapshot_id=row.snapshot_id,
-        errors=ErrorsSummary(
-            count=row.errors_count,
-            reason=row.errors_reason,
-            diagnostics=row.errors_diagnostics,
-            links=[links.link("full", "backups", row.id, "errors")],
-        ),
+        errors=run_errors(ErrorsSummary, row, links, "backups"),
         files_searched=row.files_searched,
         files_backed_up=row.files_backed_up,
         bytes_searched=row.bytes_searched,
@@ -175,10 +173,7 @@ def backup_out(row: Backup, links: LinkBuilder) -> BackupOut:
         bytes_in_db=row.bytes_in_db,
         bandwidth_avg_bps=row.bandwidth_avg_bps,
         restorable=row.restorable,
-        links=[
-            links.link("self", "backups", row.id),
-            links.link("events", "backups", row.id, "events"),
-        ],
+        links=run_links(links, "backups", row.id),
     )
 
 
@@ -187,23 +182,44 @@ def error_list_out(row: Backup, items: list[BackupError], links: LinkBuilder) ->
         count=row.errors_count,
         reason=row.errors_reason,
         diagnostics=row.errors_diagnostics,
-        items=[
-            ErrorItemOut(
-                index=item.index,
-                path=item.path,
-                type=item.type,
-                description=ERROR_DESCRIPTIONS.get(
-                    item.type, item.type.replace("_", " ").capitalize() + "."
-                ),
-                exception=None
-                if item.exception_code is None and item.exception_description is None
-                else ExceptionOut(
-                    code=item.exception_code,
-                    description=item.exception_description,
-                    details=item.exception_details or "",
-                ),
-            )
-            for item in items
-        ],
+        items=[error_item_out(item, ERROR_DESCRIPTIONS) for item in items],
         links=[links.link("self", "backups", row.id, "errors")],
     )
+
+
+def describe(error_type: str, known: dict[str, str]) -> str:
+    """The human text of an error type (spec §2.3 `description`)."""
+    return known.get(error_type, error_type.replace("_", " ").capitalize() + ".")
+
+
+def error_item_out(item: BackupError | RestoreError, known: dict[str, str]) -> ErrorItemOut:
+    """One per-file error of a backup or a restore (ER1/ER2), described from ``known``."""
+    return ErrorItemOut(
+        index=item.index,
+        path=item.path,
+        type=item.type,
+        description=describe(item.type, known),
+        exception=None
+        if item.exception_code is None and item.exception_description is None
+        else ExceptionOut(
+            code=item.exception_code,
+            description=item.exception_description,
+            details=item.exception_details or "",
+        ),
+    )
+
+
+def run_errors(
+    summary: Callable[[int, str, Any, list[Link]], SummaryT],
+    row: Backup | Restore | Cleanup,
+    links: LinkBuilder,
+    collection: str,
+) -> SummaryT:
+    """A run's errors summary (``summary``: the kind's struct) with the `full` list's link."""
+    full = [links.link("full", collection, row.id, "errors")]
+    return summary(row.errors_count, row.errors_reason, row.errors_diagnostics, full)
+
+
+def run_links(links: LinkBuilder, collection: str, run_id: str, own: str = "self") -> list[Link]:
+    """A run's own link (``own``: `self`, or `full` in a list) and its events' link."""
+    return [links.link(own, collection, run_id), links.link("events", collection, run_id, "events")]

@@ -13,8 +13,8 @@ from litestar import Request
 
 from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.backups import describe, run_errors, run_links
 from cloudbackup.api.schemas.common import Link, Ref
-from cloudbackup.api.schemas.restores import describe
 from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
@@ -138,18 +138,10 @@ def cleanup_out(row: Cleanup, links: LinkBuilder) -> CleanupOut:
         started_time=iso_z(row.started_time),
         ended_time=iso_z(row.ended_time),
         snapshot_ids=list(row.snapshot_ids or []),
-        errors=CleanupErrorsSummary(
-            count=row.errors_count,
-            reason=row.errors_reason,
-            diagnostics=row.errors_diagnostics,
-            links=[links.link("full", "cleanups", row.id, "errors")],
-        ),
+        errors=run_errors(CleanupErrorsSummary, row, links, "cleanups"),
         bytes_before=row.bytes_before,
         bytes_after=row.bytes_after,
-        links=[
-            links.link("self", "cleanups", row.id),
-            links.link("events", "cleanups", row.id, "events"),
-        ],
+        links=run_links(links, "cleanups", row.id),
     )
 
 

@@ -14,11 +14,12 @@ from litestar import Request
 from cloudbackup.api.body import decode_object
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.backups import (
-    ErrorItemOut,
     ErrorsSummary,
-    ExceptionOut,
     ReportedErrors,
+    error_item_out,
     error_report,
+    run_errors,
+    run_links,
 )
 from cloudbackup.api.schemas.common import Link, Ref
 from cloudbackup.api.schemas.run_patch import RunPatch
@@ -38,11 +39,6 @@ RESTORE_ERROR_DESCRIPTIONS = {
     "blob_corrupt": "The item's data in the vault is damaged.",
     "invalid_entry": "The backup's record of the item is invalid.",
 }
-
-
-def describe(error_type: str, known: dict[str, str]) -> str:
-    """The human text of an error type (spec §2.3 `description`)."""
-    return known.get(error_type, error_type.replace("_", " ").capitalize() + ".")
 
 
 class StartRestore(msgspec.Struct, forbid_unknown_fields=True):
@@ -145,18 +141,10 @@ def restore_out(row: Restore, links: LinkBuilder, *, detail: bool = True) -> Res
         state=row.state,
         started_time=iso_z(row.started_time),
         ended_time=iso_z(row.ended_time),
-        errors=ErrorsSummary(
-            count=row.errors_count,
-            reason=row.errors_reason,
-            diagnostics=row.errors_diagnostics,
-            links=[links.link("full", "restores", row.id, "errors")],
-        ),
+        errors=run_errors(ErrorsSummary, row, links, "restores"),
         files_restored=row.files_restored,
         bytes_restored=row.bytes_restored,
-        links=[
-            links.link(own, "restores", row.id),
-            links.link("events", "restores", row.id, "events"),
-        ],
+        links=run_links(links, "restores", row.id, own),
     )
 
 
@@ -168,21 +156,6 @@ def restore_errors_out(
         "count": row.errors_count,
         "reason": row.errors_reason,
         "diagnostics": row.errors_diagnostics,
-        "list": [
-            ErrorItemOut(
-                index=item.index,
-                path=item.path,
-                type=item.type,
-                description=describe(item.type, RESTORE_ERROR_DESCRIPTIONS),
-                exception=None
-                if item.exception_code is None and item.exception_description is None
-                else ExceptionOut(
-                    code=item.exception_code,
-                    description=item.exception_description,
-                    details=item.exception_details or "",
-                ),
-            )
-            for item in items
-        ],
+        "list": [error_item_out(item, RESTORE_ERROR_DESCRIPTIONS) for item in items],
         "links": [links.link("self", "restores", row.id, "errors")],
     }
