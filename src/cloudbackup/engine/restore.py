@@ -103,6 +103,7 @@ def restore_snapshot(
     started = time.monotonic()
     info = vault.read_info(snapshot_id)
     run = _Restore(vault, destination, overwrite, on_progress, should_stop, resume=resume)
+    run.inclusions = [normalize(item.path) for item in info.inclusions] or [b"/"]
     if select is None:
         run.total_files, run.total_bytes = info.files, info.file_bytes
     else:
@@ -254,6 +255,7 @@ class _Restore:
         self._lock = threading.Lock()
         # Directories known to exist, so files skip a makedirs (several system calls) each.
         self.known_dirs: set[bytes] = set()
+        self.inclusions: list[bytes] = [b"/"]  # the snapshot's, set by restore_snapshot
         self.tag = secrets.token_hex(4).encode()
         self.counter = itertools.count()
         self.umask = current_umask()
@@ -292,10 +294,21 @@ class _Restore:
         if not valid:
             self.fail(entry.path, INVALID_ENTRY, "not a normalized absolute path")
             return None
+        if not self.is_included(entry.path):
+            # The backup never walked there: an edited manifest must not name any path.
+            self.fail(entry.path, INVALID_ENTRY, "outside the snapshot's inclusions")
+            return None
         if self.destination is None:
             return entry.path
         relative = entry.path.lstrip(b"/")
         return os.path.join(self.destination, relative) if relative else self.destination
+
+    def is_included(self, path: bytes) -> bool:
+        """Whether ``path`` is one of the snapshot's inclusions or lies inside one."""
+        return any(
+            root == b"/" or path == root or path.startswith(root + b"/")
+            for root in self.inclusions
+        )
 
     def make_dir(self, target: bytes) -> bool:
         """Ensure a directory exists; True when its metadata should be set from the snapshot."""

@@ -24,6 +24,8 @@ from cloudbackup.engine import (
     restore_snapshot,
     run_backup,
 )
+from cloudbackup.engine.packs import ChunkWriter
+from cloudbackup.engine.snapshot import encode_frames
 from cloudbackup.engine.vault import pack_name
 
 
@@ -286,3 +288,39 @@ def test_restore_without_renameat2_falls_back_to_link(
 
     assert result.errors == []
     assert describe(restored_root(tmp_path / "restore", tree)) == describe(tree.root)
+
+
+def _forge(vault: Vault, snapshot_id: int, extra: list[Entry]) -> int:
+    """What an attacker with write access to the vault's storage can do: store a snapshot whose
+    manifest names more than the backup walked (the entries' content is real data)."""
+    info = vault.read_info(snapshot_id)
+    entries = [*vault.iter_entries(info), *extra]
+    writer = ChunkWriter(vault, vault.load_index(), writer=None)
+    cutter = vault.new_cutter()
+    chunks: list[bytes] = []
+    for frame in encode_frames(entries):
+        chunks.extend(writer.store(c)[0] for c in cutter.feed(frame))
+    chunks.extend(writer.store(c)[0] for c in cutter.finish())
+    writer.flush()
+    forged = msgspec.structs.replace(
+        info, snapshot_id=vault.allocate(), tree=chunks, entry_count=len(entries)
+    )
+    vault.write_snapshot(forged)
+    return forged.snapshot_id
+
+
+def test_a_manifest_entry_outside_the_inclusions_is_refused(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> None:
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    real = next(e for e in vault.iter_entries(vault.read_info(snapshot_id)) if e.kind == "file")
+    outside = os.fsencode(tmp_path / "cron.d" / "evil")
+    forged = _forge(vault, snapshot_id, [msgspec.structs.replace(real, path=outside)])
+    shutil.rmtree(tree.root)
+
+    result = restore_snapshot(vault, forged, None)  # in place: where the entries say
+
+    assert not os.path.exists(outside)
+    assert [(e.path, e.type) for e in result.errors] == [(os.fsdecode(outside), "invalid_entry")]
+    assert "outside the snapshot's inclusions" in result.errors[0].description
+    assert describe(tree.root)  # everything the backup walked came back
