@@ -174,12 +174,13 @@ _Stored = list[tuple[bytes, bool, int]]  # per chunk: id, newly stored, plaintex
 class _Batch:
     """Chunks sent to the pool as one task; small files travel many to a batch."""
 
-    __slots__ = ("chunks", "future", "nbytes")
+    __slots__ = ("chunks", "counted", "future", "nbytes")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.nbytes = 0
         self.future: Future[_Stored] | None = None
+        self.counted = False  # its new bytes are in ``bytes_backed_up``
 
 
 class _Pending:
@@ -254,7 +255,18 @@ class _Archiver:
         self.errors: list[FileError] = []
         self._scan_errors = 0
 
+    def _settle(self, batch: _Batch) -> None:
+        """Count a stored batch's new bytes once, as soon as they are in the vault: not when
+        its file reaches the snapshot's tree, which waits for every earlier file (a file whose
+        small last chunk waits in a shared batch would hold the counter still for seconds)."""
+        if batch.counted or batch.future is None or not batch.future.done():
+            return
+        batch.counted = True
+        self.bytes_backed_up += sum(n for _, new, n in batch.future.result() if new)
+
     def checkpoint(self) -> None:
+        for batch in getattr(self, "inflight", ()):
+            self._settle(batch)
         # While storing, the scan's totals stand until the second walk has seen more.
         files = max(self.files_searched, self.scanned_files)
         total = max(self.bytes_searched, self.scanned_bytes)
@@ -410,7 +422,9 @@ class _Archiver:
     def _submit(self, batch: _Batch) -> None:
         # Back-pressure: never more than a few batches in memory at once.
         while len(self.inflight) >= self.max_inflight:
-            self.inflight.popleft().future.result()  # type: ignore[union-attr]
+            done = self.inflight.popleft()
+            done.future.result()  # type: ignore[union-attr]
+            self._settle(done)
             self._drain(block=False)
         store = self.writer.store
         chunks = batch.chunks
@@ -425,7 +439,7 @@ class _Archiver:
         batch.future = self.pool.submit(work)
         self.inflight.append(batch)
         while self.inflight and self.inflight[0].future.done():  # type: ignore[union-attr]
-            self.inflight.popleft().future.result()  # type: ignore[union-attr]
+            self._settle(self.inflight.popleft())
 
     def _drain(self, *, block: bool) -> None:
         """Move finished entries, in walk order, into the tree."""
@@ -446,16 +460,15 @@ class _Archiver:
             entry = head.entry
             if head.slots:
                 chunks: list[bytes] = []
-                new_bytes = 0
+                stored_new = False
                 for batch, i in head.slots:
-                    chunk_id, new, length = batch.future.result()[i]  # type: ignore[union-attr]
+                    self._settle(batch)
+                    chunk_id, new, _ = batch.future.result()[i]  # type: ignore[union-attr]
                     chunks.append(chunk_id)
-                    if new:
-                        new_bytes += length
+                    stored_new = stored_new or new
                 entry = msgspec.structs.replace(entry, chunks=tuple(chunks))
-                if new_bytes:
+                if stored_new:
                     self.files_backed_up += 1
-                    self.bytes_backed_up += new_bytes
             if entry.kind == "file":
                 self.bytes_stored += entry.size
             self.tree.add(entry)
