@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -53,10 +54,23 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
 
     failed_reason = FAILED_REASON
     progress: BackupProgress | None
+    _storing_since: float | None = None  # when the run entered in_progress (storing)
 
     @property
     def backup(self) -> Backup:
         return self.claim.run
+
+    def enter(self, target: BackupState) -> None:
+        super().enter(target)
+        if target is S.IN_PROGRESS and self._storing_since is None:
+            self._storing_since = time.monotonic()
+
+    def _bandwidth(self, stored: int) -> int:
+        """Bytes stored per second of storing so far (the scan's time does not count)."""
+        if self._storing_since is None:
+            return 0
+        seconds = time.monotonic() - self._storing_since
+        return int(stored / seconds) if seconds > 0 else stored
 
     def work(self) -> Outcome:
         with self.db.transaction() as session:
@@ -85,6 +99,8 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             "bytes_searched": p.bytes_searched,
             "files_backed_up": p.files_backed_up,
             "bytes_backed_up": p.bytes_backed_up,
+            "errors_count": p.errors_count,
+            "bandwidth_avg_bps": self._bandwidth(p.bytes_backed_up),
         }
 
     def _complete(self, result: BackupResult, refused: list[FileError]) -> Outcome:
@@ -95,9 +111,7 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             "bytes_backed_up": result.bytes_backed_up,
             "bytes_in_db": result.bytes_in_db,
             "snapshot_id": result.snapshot_id,
-            "bandwidth_avg_bps": int(result.bytes_backed_up / result.duration_seconds)
-            if result.duration_seconds > 0
-            else result.bytes_backed_up,
+            "bandwidth_avg_bps": self._bandwidth(result.bytes_backed_up),
         }
         errors = [
             BackupError(backup_id=self.backup.id, **file_error_columns(index, error))

@@ -306,8 +306,7 @@ class _Restore:
     def is_included(self, path: bytes) -> bool:
         """Whether ``path`` is one of the snapshot's inclusions or lies inside one."""
         return any(
-            root == b"/" or path == root or path.startswith(root + b"/")
-            for root in self.inclusions
+            root == b"/" or path == root or path.startswith(root + b"/") for root in self.inclusions
         )
 
     def make_dir(self, target: bytes) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -153,3 +154,30 @@ def test_engine_failure_ends_failed_with_reason(db, settings, tree):
     assert "Error" in row.errors_diagnostics and "reference" in row.errors_diagnostics
     assert str(settings.resolved_vault_path) not in row.errors_diagnostics  # the log has it
     assert _events(db, backup.id)[-1] == "backup_failed"
+
+
+def test_live_counters_include_errors_and_the_storing_rate(db, settings, tree):
+    """B3 shows errors.count and bandwidth_avg_bps while the backup runs, not only at its end;
+    the rate counts the time spent storing, not the scan before it."""
+    from cloudbackup.engine import BackupProgress
+
+    backup = _start(db, tree)
+    claim = claim_backup(db, settings, backup.id)
+    assert claim is not None
+    run = BackupRun(db, settings, claim)
+    run.enter(BackupState.IN_PROGRESS)
+    time.sleep(0.2)
+    run.progress = BackupProgress(
+        files_searched=10,
+        bytes_searched=50_000_000,
+        files_backed_up=4,
+        bytes_backed_up=20_000_000,
+        bytes_completed=25_000_000,
+        total_bytes=50_000_000,
+        errors_count=2,
+    )
+    run.flush()
+    row = _row(db, backup.id)
+    assert row.state == "in_progress" and row.errors_count == 2
+    assert row.bytes_backed_up == 20_000_000
+    assert 0 < row.bandwidth_avg_bps <= 20_000_000 / 0.2
