@@ -74,8 +74,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_soft_shutdown_seconds: float = 60.0
     # Project whose admin tokens may use /v2/admin/* (queue administration).
     admin_project: str = "operator"
-    # If set, GET /metrics needs `Authorization: Bearer <metrics_token>`.
+    # GET /metrics needs an operator project token or `Authorization: Bearer <metrics_token>`
+    # (if set), unless metrics_public opens it to anyone who can reach the port.
     metrics_token: str = ""
+    metrics_public: bool = False
     # -- restores, browsing, cleanups -------------------------------------------------------
     # Bytes per second a restore may write; 0 means unlimited.
     restore_max_bps: int = 0

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from litestar import Request, Response, get
+from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
+from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -31,6 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from cloudbackup import logs
+from cloudbackup.domain.credentials import principal_of
 from cloudbackup.domain.errors import Unauthenticated
 from cloudbackup.domain.queue_admin import QueueAdministration, QueueInfo, WorkerInfo
 from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
@@ -44,7 +47,7 @@ BYTES_BUCKETS = tuple(float(2**p) for p in (10, 20, 24, 27, 30, 33, 36, 40))  # 
 T = TypeVar("T")
 
 log = logging.getLogger("cloudbackup.api.requests")
-CACHE_SECONDS = 2.0  # several Prometheus servers scraping at once cost one set of queries
+CACHE_SECONDS = 5.0  # a scrape storm (several Prometheus servers, retries) costs one set of queries
 
 HTTP_REGISTRY = CollectorRegistry()
 REQUEST_SECONDS = Histogram(
@@ -99,16 +102,47 @@ def _ids(scope: Scope) -> dict[str, str | None]:
     }
 
 
-@get("/metrics", opt={"public": True}, sync_to_thread=True, media_type=CONTENT_TYPE_LATEST)
-def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    """Prometheus text exposition (no tenant labels; optionally behind a bearer token)."""
-    state = request.app.state
+METRICS_REFUSED = (
+    "GET /metrics needs an X-Auth-Token of the operator project or "
+    "Authorization: Bearer <CLOUDBACKUP_METRICS_TOKEN>."
+)
+
+
+async def require_metrics_access(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard of `/metrics`: the metrics bearer token, an operator token, or an explicit opening.
+
+    The figures describe every tenant's activity and cost whole-table queries, so they are closed
+    unless ``CLOUDBACKUP_METRICS_PUBLIC`` says otherwise. Every refusal is the same 401.
+    """
+    state = connection.app.state
     settings: Settings = state.settings
-    if settings.metrics_token:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {settings.metrics_token}".encode()):
-            raise Unauthenticated("GET /metrics needs Authorization: Bearer <metrics token>.")
-    registry = _service_registry(state)
+    if settings.metrics_public:
+        return
+    given = connection.headers.get("authorization", "")
+    if settings.metrics_token and hmac.compare_digest(
+        given.encode(), f"Bearer {settings.metrics_token}".encode()
+    ):
+        return
+    secret = connection.headers.get("x-auth-token", "")
+    if secret:
+        principal = await principal_of(secret, state.database, state.token_cache)
+        if principal is not None and principal.project_id == settings.admin_project:
+            return
+    raise Unauthenticated(METRICS_REFUSED)
+
+
+@get(
+    "/metrics",
+    opt={"public": True},  # not the tenants' token guard: require_metrics_access decides
+    guards=[require_metrics_access],
+    sync_to_thread=True,
+    media_type=CONTENT_TYPE_LATEST,
+)
+def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text exposition (no tenant labels; for the operator's scrapers only)."""
+    registry = _service_registry(request.app.state)
     body = _request_metrics() + generate_latest(registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -1,4 +1,4 @@
-"""Logging in and out: the token typed into the login form is kept in the console cookie."""
+"""Logging in and out: the token typed into the login form opens a console session (cookie)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from cloudbackup.console.session import (
     COOKIE_MAX_AGE,
     COOKIE_PATH,
     check_origin,
+    end_session,
     lookup,
+    session_user,
+    start_session,
 )
 from cloudbackup.console.views import (
     AnyRequest,
@@ -43,7 +46,7 @@ def _plain(request: AnyRequest) -> bool:
 class LoginPages(Controller):
     @get("/login")
     async def login_form(self, request: AnyRequest, next: Query = "") -> Response[Any]:
-        if await lookup(request, request.cookies.get(COOKIE, "")) is not None:
+        if await session_user(request) is not None:
             return redirect(_local(next))
         return view(request, None, "login.html", next=_local(next), plain_http=_plain(request))
 
@@ -53,7 +56,8 @@ class LoginPages(Controller):
         form = await request.form()
         secret = str(form.get("token") or "").strip()
         target = _local(str(form.get("next") or ""))
-        if await lookup(request, secret) is None:
+        principal = await lookup(request, secret)
+        if principal is None:
             return view(
                 request,
                 None,
@@ -63,11 +67,12 @@ class LoginPages(Controller):
                 plain_http=_plain(request),
                 problem=Problem(401, INVALID_TOKEN, []),
             )
+        session_secret = await start_session(request, secret, principal)
         response = redirect(target)
         response.set_cookie(
             Cookie(
                 key=COOKIE,
-                value=secret,
+                value=session_secret,
                 path=COOKIE_PATH,
                 max_age=COOKIE_MAX_AGE,
                 httponly=True,
@@ -80,6 +85,7 @@ class LoginPages(Controller):
     @post("/logout")
     async def logout(self, request: AnyRequest, user: LoggedIn) -> Response[Any]:
         await posted_form(request, user)
+        await end_session(request, user)
         response = redirect("/console/login")
         response.delete_cookie(COOKIE, path=COOKIE_PATH)
         return response

@@ -212,7 +212,7 @@ def test_metrics_are_computed_from_the_database_and_the_broker(client, db, setti
     )
     rows.backup(db, config.id, state="failed", started_time=now, ended_time=now)
     assert start_backup(client, token(db), rows.configuration(db, agent).id).status_code == 201
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=_operator(db, "observer")).text
     assert 'cloudbackup_backups{state="completed"} 1.0' in text
     assert 'cloudbackup_backups{state="start_requested"} 1.0' in text
     assert 'cloudbackup_backups{state="missed"} 0.0' in text

@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
+from cloudbackup.store.tables import CONSOLE_SESSIONS, utcnow
 from factories import rows
 from factories.api import PROJECT, headers, register_agent, token
 from factories.trees import make_tree
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
+SESSION_COOKIE = re.compile(r"cloudbackup_console=([^;]+);")
+
+
+def log_in(client, secret: str) -> str:
+    """The console cookie's value after logging in with an API token."""
+    response = client.post("/console/login", data={"token": secret}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    client.cookies.clear()  # each Browser sends its own cookie
+    return SESSION_COOKIE.match(response.headers["set-cookie"]).group(1)
 
 
 class Browser:
@@ -18,7 +30,8 @@ class Browser:
 
     def __init__(self, client, secret: str) -> None:
         self.client = client
-        self.cookie = {"Cookie": f"cloudbackup_console={secret}"}
+        self.session = log_in(client, secret)
+        self.cookie = {"Cookie": f"cloudbackup_console={self.session}"}
         self.origin = {"Origin": "http://testserver.local", "Sec-Fetch-Site": "same-origin"}
 
     def get(self, path: str, **kw):
@@ -67,7 +80,7 @@ def _api(client, secret, path):
 
 
 # -- log in ---------------------------------------------------------------------------------------
-def test_login_keeps_the_token_in_a_secure_httponly_strict_cookie(client, secret):
+def test_login_sets_a_secure_httponly_strict_session_cookie_that_is_not_the_token(client, secret):
     away = client.get("/console/backups", follow_redirects=False)
     assert away.status_code == 303
     assert away.headers["location"] == "/console/login?next=%2Fconsole%2Fbackups"
@@ -86,7 +99,8 @@ def test_login_keeps_the_token_in_a_secure_httponly_strict_cookie(client, secret
     )
     assert good.status_code == 303 and good.headers["location"] == "/console/agents"
     cookie = good.headers["set-cookie"]
-    assert cookie.startswith(f"cloudbackup_console={secret};")
+    session = SESSION_COOKIE.match(cookie).group(1)
+    assert len(session) >= 40 and session != secret and secret not in cookie
     for flag in ("HttpOnly", "Secure", "SameSite=strict", "Path=/console"):
         assert flag in cookie
 
@@ -121,6 +135,35 @@ def test_logout_needs_the_csrf_token_then_forgets_the_cookie(browser):
     done = browser.post("/console/logout", {})
     assert done.status_code == 303 and done.headers["location"] == "/console/login"
     assert 'cloudbackup_console=""' in done.headers["set-cookie"]
+
+
+def test_the_session_cookie_is_no_api_token(client, browser):
+    response = client.get(f"/v2/{PROJECT}/backups", headers=headers(browser.session))
+    assert response.status_code == 401
+    assert response.json() == {"message": "The X-Auth-Token is invalid, expired or revoked."}
+
+
+def test_after_logout_the_old_cookie_leads_to_the_login_form(browser, db):
+    assert browser.get("/console/backups").status_code == 200
+    assert browser.post("/console/logout", {}).status_code == 303
+    away = browser.get("/console/backups")
+    assert away.status_code == 303
+    assert away.headers["location"] == "/console/login?next=%2Fconsole%2Fbackups"
+    with db.transaction() as session:
+        ended = session.execute(
+            sa.select(CONSOLE_SESSIONS.c.ended_at, CONSOLE_SESSIONS.c.sealed_token)
+        ).one()
+    assert ended.ended_at is not None and ended.sealed_token is None
+
+
+def test_an_expired_session_leads_to_the_login_form(browser, db):
+    assert browser.get("/console/backups").status_code == 200
+    with db.transaction() as session:
+        session.execute(
+            sa.update(CONSOLE_SESSIONS).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    away = browser.get("/console/backups")
+    assert away.status_code == 303 and away.headers["location"].startswith("/console/login")
 
 
 # -- CSRF and roles ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from cloudbackup.store.tables.backups import BACKUP_ERRORS, BACKUPS, Backup, Bac
 from cloudbackup.store.tables.base import as_utc, table_of, utcnow
 from cloudbackup.store.tables.browse import BROWSE_REQUESTS, BrowseRequest
 from cloudbackup.store.tables.cleanups import CLEANUP_ERRORS, CLEANUPS, Cleanup, CleanupError
+from cloudbackup.store.tables.console import CONSOLE_SESSIONS, ConsoleSession
 from cloudbackup.store.tables.events import EVENTS, Event
 from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS, IdempotencyKey
 from cloudbackup.store.tables.logfiles import LOGFILES, Logfile
@@ -52,6 +53,7 @@ __all__ = [
     "CLEANUPS",
     "CLEANUP_ERRORS",
     "CONFIGURATIONS",
+    "CONSOLE_SESSIONS",
     "EVENTS",
     "IDEMPOTENCY_KEYS",
     "LOGFILES",
@@ -76,6 +78,7 @@ __all__ = [
     "Cleanup",
     "CleanupError",
     "Configuration",
+    "ConsoleSession",
     "Event",
     "IdempotencyKey",
     "Logfile",
