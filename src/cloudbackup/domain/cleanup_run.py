@@ -22,6 +22,7 @@ from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim
 from cloudbackup.domain.run_states import RESTORE_MACHINE, CleanupState
 from cloudbackup.engine import (
     PruneResult,
+    Vault,
     VaultError,
     VaultLocked,
     VerifyReport,
@@ -38,6 +39,9 @@ from cloudbackup.store.tables import Cleanup, CleanupError, as_utc, utcnow
 log = logging.getLogger("cloudbackup.run")
 
 S = CleanupState
+# A snapshot no backup row names is collected once it is this old: younger, its run may be
+# recording it right now.
+ORPHAN_AFTER = timedelta(hours=1)
 FAILED_REASON = "cleanup_failed"
 DAMAGE_REASON = "vault_validation_failed"
 DAMAGE_TYPE = "file_missing_blocks"
@@ -59,8 +63,10 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
 
     def work(self) -> Outcome:
         self.enter(S.IN_PROGRESS)
-        expired = self._expire(utcnow())
+        now = utcnow()
+        expired = self._expire(now)
         vault = open_vault(self.settings, self.cleanup.vault_id)
+        expired += self._orphans(vault, now)
         self._forgotten = forget(vault, expired).removed if expired else []
         self.flush()
         pruned: PruneResult | None
@@ -122,6 +128,26 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
         if expired:
             log.info("cleanup %s expires snapshots %s", self.cleanup.id, expired)
         return expired
+
+    def _orphans(self, vault: Vault, now: datetime) -> list[int]:
+        """Snapshots of the vault no backup row names, older than :data:`ORPHAN_AFTER` (a run
+        that wrote its snapshot and died before recording it): collected, not kept for good."""
+        with self.db.read() as session:
+            named = CleanupRepository(session).snapshot_ids_of_vault(self.cleanup.vault_id)
+        cutoff_ns = int((now - ORPHAN_AFTER).timestamp() * 1e9)
+        orphans = []
+        for snapshot_id in vault.list_snapshots():
+            if snapshot_id in named:
+                continue
+            try:
+                created_ns = vault.read_info(snapshot_id).created_ns
+            except Exception:  # unreadable: verify reports it, forget must not guess
+                continue
+            if created_ns < cutoff_ns:
+                orphans.append(snapshot_id)
+        if orphans:
+            log.info("cleanup %s collects snapshots no backup names: %s", self.cleanup.id, orphans)
+        return orphans
 
     # -- engine callbacks ---------------------------------------------------------------------
     def _on_progress(self, _: object) -> None:

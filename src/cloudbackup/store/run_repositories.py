@@ -100,6 +100,15 @@ class CleanupRepository(RunRepository[Cleanup, CleanupError]):
         )
         return [(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
 
+    def snapshot_ids_of_vault(self, vault_id: str) -> set[int]:
+        """Every snapshot id a backup row of the vault names (whatever its state)."""
+        rows = self.session.execute(
+            sa.select(BACKUPS.c.snapshot_id).where(
+                BACKUPS.c.vault_id == vault_id, BACKUPS.c.snapshot_id.is_not(None)
+            )
+        )
+        return {r[0] for r in rows}
+
     def still_referenced(self, vault_id: str, snapshot_ids: Iterable[int]) -> set[int]:
         """Those of ``snapshot_ids`` that a restorable backup of the vault still names."""
         wanted = list(snapshot_ids)

@@ -226,3 +226,32 @@ def test_a_snapshot_a_restorable_backup_still_names_is_never_forgotten(db, setti
     assert not _backup(db, expiring.id).restorable
     assert _backup(db, twin.id).restorable
     assert expiring.snapshot_id in open_vault(settings, agent.vault_id).list_snapshots()
+
+
+def test_a_snapshot_no_backup_names_is_collected_once_it_is_old(
+    db, settings, tmp_path, monkeypatch
+):
+    """A run that wrote its snapshot and died before recording it leaves nothing for good."""
+    from cloudbackup.domain import cleanup_run
+    from cloudbackup.engine import run_backup
+
+    tree = make_tree(tmp_path / "src", files=3, size=20_000, with_excluded=False)
+    agent, _, kept = backed_up(db, settings, tree.root, retention_days=0)
+    vault = open_vault(settings, agent.vault_id)
+    orphan = run_backup(
+        vault,
+        [{"type": "folder", "path": f"{tree.root}/"}],
+        [],
+        on_progress=lambda _: None,
+        should_stop=lambda: False,
+    ).snapshot_id
+    start = CleanupService(db, Recorder()).start
+    young = start(agent.project_id, agent.id, "start_requested", None)
+    assert execute_cleanup(db, settings, young.id) == "completed"
+    assert orphan in vault.list_snapshots()  # too young: its run may be recording it now
+
+    monkeypatch.setattr(cleanup_run, "ORPHAN_AFTER", timedelta(0))
+    old = start(agent.project_id, agent.id, "start_requested", None)
+    assert execute_cleanup(db, settings, old.id) == "completed"
+    assert _cleanup(db, old.id).snapshot_ids == [orphan]
+    assert vault.list_snapshots() == [kept.snapshot_id]
