@@ -9,6 +9,7 @@ none of its own.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -167,9 +168,19 @@ async def post_action(
 
 
 async def names(api: AsyncApiClient) -> tuple[dict[str, str], dict[str, str]]:
-    """Configuration id -> name and agent id -> name, for tables and selects."""
+    """Configuration id -> name and agent id -> name, for tables and selects; a name that two
+    of them share carries the start of the id, so they can be told apart."""
     configs, agents = await asyncio.gather(api.list_configurations(), api.list_agents())
-    return (
-        {c["id"]: c.get("name", "") for c in configs["configurations"]},
-        {a["id"]: a.get("name", "") for a in agents["agents"]},
-    )
+    return _told_apart(configs["configurations"]), _told_apart(agents["agents"])
+
+
+def _told_apart(items: list[dict[str, Any]]) -> dict[str, str]:
+    counts = Counter(item.get("name", "") for item in items)
+    return {
+        item["id"]: (
+            f"{item.get('name', '')} ({item['id'][:8]})"
+            if counts[item.get("name", "")] > 1
+            else item.get("name", "")
+        )
+        for item in items
+    }

@@ -440,3 +440,32 @@ def test_an_operator_sees_the_queues_and_pauses_one(client, db):
     assert "Queue paused." in page.text and f'aria-label="Resume queue {names[0]}"' in page.text
     operator.post(f"/console/queues/{names[0]}", {"action": "resume"})
     assert f'aria-label="Pause queue {names[0]}"' in operator.get("/console/queues").text
+
+
+def test_the_queue_page_shows_what_the_api_counts_as_waiting(client, db):
+    """Waiting is the runs the admission gate holds back (the API's `waiting`, with its oldest
+    wait), not the broker's depth, which has a column of its own."""
+    from cloudbackup.store import run_slots
+
+    operator = Browser(client, token(db, project_id="operator"))
+    queues = client.get("/v2/admin/queues", headers=headers(token(db, project_id="operator")))
+    manual = next(q["name"] for q in queues.json()["queues"] if q["kind"] == "manual")
+    agent = rows.agent(db)
+    held = rows.backup(db, rows.configuration(db, agent).id, state="start_requested")
+    with db.transaction() as session:
+        run_slots.put_slot(session, held.id, agent.project_id, agent.id, manual, "queue paused")
+    page = operator.get("/console/queues").text
+    row = page.split(f"<td><code>{manual}</code></td>", 1)[1].split("</tr>", 1)[0]
+    cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+    assert "In broker" in page
+    assert cells[0] == "1"  # waiting: the held-back run
+    assert cells[1] != "\u2013"  # and how long it has waited (an en dash: none)
+
+
+def test_two_agents_of_one_name_can_be_told_apart(browser, client, secret, db):
+    first = register_agent(client, secret, name="box")
+    second = register_agent(client, secret, name="box")
+    for agent in (first, second):
+        rows.configuration(db, rows.agent(db), agent_id=agent["id"])
+    page = browser.get("/console/configurations").text
+    assert f"box ({first['id'][:8]})" in page and f"box ({second['id'][:8]})" in page
