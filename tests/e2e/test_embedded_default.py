@@ -4,8 +4,6 @@ API, worker, beat), then a user's whole journey over HTTP and the CLI."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +13,12 @@ import httpx
 import pytest
 
 from factories.api import agent_body, configuration_body
+from factories.dev import dev_server
 from factories.trees import digests, make_tree
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -48,29 +41,8 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_dev_runs_a_backup_and_restore_end_to_end(tmp_path):
     data_dir = tmp_path / "data"
     env = _env(data_dir)
-    port = _free_port()
-    log = (tmp_path / "dev.log").open("wb")
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "cloudbackup.cli", "dev", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert dev.poll() is None, (tmp_path / "dev.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
-            time.sleep(0.3)
-
+    with dev_server(tmp_path, env, tmp_path / "dev.log") as port:
+        base = f"http://127.0.0.1:{port}"
         created = _cli(env, "token", "create", "--project", "110011", "--role", "admin")
         assert created.returncode == 0, created.stderr
         secret = created.stdout.strip().splitlines()[-1]
@@ -111,12 +83,5 @@ def test_dev_runs_a_backup_and_restore_end_to_end(tmp_path):
         assert restored.returncode == 0, restored.stderr
         expected = {k: v for k, v in digests(tree.root).items() if not k.startswith("cache")}
         assert digests(tmp_path / "out" / str(tree.root).lstrip("/")) == expected
-    finally:
-        os.killpg(dev.pid, signal.SIGINT)
-        try:
-            dev.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait()
     assert (data_dir / "cloudbackup.db").exists()
     assert not (data_dir / "dev-broker-url").exists()  # dev removes its broker's address

@@ -7,25 +7,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from factories.dev import dev_server
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def readme_block(heading: str) -> str:
@@ -69,27 +60,7 @@ def test_the_walk_throughs_run_as_pasted_in_order(tmp_path):
     (work / ".venv").symlink_to(ROOT / ".venv")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDBACKUP_")}
     env["HOME"] = str(tmp_path / "home")  # `cloudbackup login` writes below it
-    port = _free_port()
-    log = (tmp_path / "dev.log").open("wb")
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "cloudbackup.cli", "dev", "--port", str(port)],
-        env=env,
-        cwd=work,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert dev.poll() is None, (tmp_path / "dev.log").read_text()
-            assert time.monotonic() < deadline, (tmp_path / "dev.log").read_text()
-            time.sleep(0.3)
+    with dev_server(work, env, tmp_path / "dev.log") as port:
         ran = _paste(readme_block(SECTIONS[0]), port, work, env)
         assert "HTTP/1.1 201" in ran.stdout
         assert re.search(r"^completed \d+ files,", ran.stdout, re.M), ran.stdout[-2000:]
@@ -105,10 +76,3 @@ def test_the_walk_throughs_run_as_pasted_in_order(tmp_path):
         assert re.search(r"restore \S+ completed", cli.stdout), cli.stdout[-2000:]
         again = work / "restored-cli" / str(work / "src").lstrip("/")
         assert (again / "cloudbackup" / "domain" / "run_protocol.py").exists()
-    finally:
-        os.killpg(dev.pid, signal.SIGINT)
-        try:
-            dev.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.wait()

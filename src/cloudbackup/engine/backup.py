@@ -254,6 +254,7 @@ class _Archiver:
         self.bytes_stored = 0  # bytes of the files in the snapshot
         self.errors: list[FileError] = []
         self._scan_errors = 0
+        self.inflight: deque[_Batch] = deque()  # batches in the pool (empty while scanning)
 
     def _settle(self, batch: _Batch) -> None:
         """Count a stored batch's new bytes once, as soon as they are in the vault: not when
@@ -265,7 +266,7 @@ class _Archiver:
         self.bytes_backed_up += sum(n for _, new, n in batch.future.result() if new)
 
     def checkpoint(self) -> None:
-        for batch in getattr(self, "inflight", ()):
+        for batch in self.inflight:
             self._settle(batch)
         # While storing, the scan's totals stand until the second walk has seen more.
         files = max(self.files_searched, self.scanned_files)
@@ -307,7 +308,6 @@ class _Archiver:
         self.pool = pool
         self.cutter = self.vault.new_cutter()
         self.batch = _Batch()
-        self.inflight: deque[_Batch] = deque()
         self.max_inflight = 2 * (threads + 1)
         self.out: deque[_Pending] = deque()
         self.tree = _Tree(tree_writer, self.vault.new_cutter())
