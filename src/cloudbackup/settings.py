@@ -117,7 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
     # Folder of per-vault password files `<vault_id>.key` (mode 0600, readable by the worker
-    # only). A vault with a key file is encrypted with that password; empty = no encryption.
+    # only); empty = <data_dir>/keys. Every new vault is encrypted: with the password of its key
+    # file, or, when it has none, a random one the worker writes there first (folder 0700). Back
+    # this folder up apart from the vaults: without its key file a vault cannot be read.
     vault_key_dir: str = ""
     # -- mail (backup notifications) -------------------------------------------------------------
     # smtp://host:port or smtps://user:password@host:465; empty = no mail is sent (/health says so).
@@ -154,6 +156,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def resolved_vault_path(self) -> Path:
         return Path(self.vault_path or Path(self.data_dir) / "vault").resolve()
+
+    @property
+    def resolved_vault_key_dir(self) -> Path:
+        return Path(self.vault_key_dir or Path(self.data_dir) / "keys").resolve()
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

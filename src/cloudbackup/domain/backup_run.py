@@ -23,12 +23,12 @@ from cloudbackup.domain.run_protocol import (
     OwnedRun,
 )
 from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     FILE_UNREADABLE,
     BackupProgress,
     BackupResult,
     FileError,
-    open_vault,
     run_backup,
 )
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
@@ -80,7 +80,7 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             list(config.inclusions or []), self.settings.allowed_root_list
         )
         result = run_backup(
-            open_vault(self.settings, self.backup.vault_id),
+            open_service_vault(self.db, self.settings, self.backup.vault_id),
             inclusions,
             list(config.exclusions or []),
             on_progress=self.report,

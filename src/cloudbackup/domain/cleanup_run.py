@@ -20,6 +20,7 @@ from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.run_executor import RunExecutor
 from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim
 from cloudbackup.domain.run_states import RESTORE_MACHINE, CleanupState
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     PruneResult,
     Vault,
@@ -27,7 +28,6 @@ from cloudbackup.engine import (
     VaultLocked,
     VerifyReport,
     forget,
-    open_vault,
     prune,
     verify,
 )
@@ -65,7 +65,7 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
         self.enter(S.IN_PROGRESS)
         now = utcnow()
         expired = self._expire(now)
-        vault = open_vault(self.settings, self.cleanup.vault_id)
+        vault = open_service_vault(self.db, self.settings, self.cleanup.vault_id)
         expired += self._orphans(vault, now)
         self._forgotten = forget(vault, expired).removed if expired else []
         self.flush()

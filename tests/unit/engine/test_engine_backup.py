@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pytest
 from engine_trees import (
+    FAST_KDF,
     MIB,
     NON_UTF8_NAME,
+    PASSWORD,
     BackupFn,
     Tree,
     build_tree,
@@ -183,7 +184,7 @@ def test_exclusions_are_left_out(tree: Tree, backup: BackupFn) -> None:
 
 def test_a_vault_inside_the_inclusion_is_not_backed_up(tmp_path: Path) -> None:
     tree = build_tree(tmp_path / "root", big_size=10)
-    vault = Vault(tmp_path / "root" / "vault")
+    vault = Vault(tmp_path / "root" / "vault", password=PASSWORD, kdf=FAST_KDF)
     for _ in range(2):
         result = run_backup(
             vault, tree.inclusions(), [], on_progress=lambda p: None, should_stop=lambda: False
@@ -284,7 +285,7 @@ def test_file_changing_while_read_is_stored_as_the_bytes_read(
     # Each chunk is stored under the hash of the bytes actually read, so what is restored is
     # exactly what was read: never bytes under a stale id.
     assert file_bytes(vault, entry) == original[:MIB] + replacement[MIB:]
-    assert all(blake3.blake3(vault.read_chunk(c)).digest() == c for c in entry.chunks)
+    assert all(vault.sealer.chunk_id(vault.read_chunk(c)) == c for c in entry.chunks)
 
 
 def test_progress_is_reported_during_a_large_file(tree: Tree, backup: BackupFn) -> None:
@@ -404,7 +405,7 @@ def test_concurrent_backups_get_distinct_snapshot_ids(tree: Tree, tmp_path: Path
     def run() -> None:
         try:
             result = run_backup(
-                Vault(tmp_path / "vault"),
+                Vault(tmp_path / "vault", password=PASSWORD, kdf=FAST_KDF),
                 tree.inclusions(),
                 [],
                 on_progress=lambda p: None,
@@ -424,7 +425,7 @@ def test_concurrent_backups_get_distinct_snapshot_ids(tree: Tree, tmp_path: Path
 
     assert failures == []
     assert sorted(r.snapshot_id for r in results) == [1, 2]
-    vault = Vault(tmp_path / "vault")
+    vault = Vault(tmp_path / "vault", password=PASSWORD, kdf=FAST_KDF)
     assert vault.list_snapshots() == [1, 2]
     stored = chunk_ids(vault)
     assert {c for content in tree.unique_contents for c in content_ids(vault, content)} <= stored
