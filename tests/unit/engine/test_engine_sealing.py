@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import msgspec
 import pytest
 from engine_trees import FAST_KDF, PASSWORD, BackupFn, Tree, packs_in
 
-from cloudbackup.engine import ChunkError, KdfParams, Vault, VaultError, WrongPassword
+from cloudbackup.engine import (
+    ChunkError,
+    KdfParams,
+    Vault,
+    VaultError,
+    WrongPassword,
+    open_vault,
+    run_backup,
+)
 from cloudbackup.engine.keys import CONFIG, AuthenticatedConfig, VaultConfig
 from cloudbackup.engine.vault import pack_name
+from cloudbackup.settings import load_settings
 
 
 def objects(root: Path) -> dict[str, bytes]:
@@ -159,24 +167,38 @@ def test_a_rolled_back_config_does_not_open_with_the_current_password(
 
 
 def test_no_plaintext_of_a_known_file_appears_in_any_vault_object(
-    tmp_path: Path, backup: BackupFn, vault: Vault, tree: Tree
+    tmp_path: Path, tree: Tree
 ) -> None:
+    """Through the service's way of opening vaults, with no password set anywhere."""
+    settings = load_settings(
+        {
+            "CLOUDBACKUP_DATA_DIR": str(tmp_path / "data"),
+            "CLOUDBACKUP_VAULT_PATH": str(tmp_path / "vaults"),
+        }
+    )
     sentence = b"the quarterly numbers nobody may read outside the company\n"
     tree.write("secret/plan.txt", sentence * 300)
     tree.write("secret/short.txt", sentence)
-    result = backup(tree.inclusions())
+    result = run_backup(
+        open_vault(settings, "tenant"),
+        tree.inclusions(),
+        [],
+        on_progress=lambda p: None,
+        should_stop=lambda: False,
+    )
     assert result.files_backed_up == 7
 
-    stored = objects(vault.root)
+    root = tmp_path / "vaults" / "tenant"
+    stored = objects(root)
     assert any(name.startswith("packs/") for name in stored)
     for name, data in stored.items():
         assert sentence[:24] not in data, name
         assert b"plan.txt" not in data, name  # file names live in the encrypted tree too
-        assert PASSWORD.encode() not in data, name
+    (key,) = (tmp_path / "data" / "keys").iterdir()
+    password = key.read_bytes().strip()
+    assert not any(password in data for data in stored.values())
     # And it all comes back.
-    copy = tmp_path / "copy"
-    shutil.copytree(vault.root, copy)
-    reopened = Vault(copy, password=PASSWORD)
+    reopened = open_vault(settings, "tenant", create=False)
     entry = next(
         e
         for e in reopened.read_manifest(result.snapshot_id).entries

@@ -260,7 +260,7 @@ def test_foreign_formats_are_rejected(vault: Vault, tmp_path: Path) -> None:
 def test_password_files_must_be_private(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
-    assert read_vault_password(keys, "vault-1") is None  # no file: not encrypted
+    assert read_vault_password(keys, "vault-1") is None  # no file (yet)
     key = keys / "vault-1.key"
     key.write_text("s3cret\n")
     key.chmod(0o644)
