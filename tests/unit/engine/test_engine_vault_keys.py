@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from engine_trees import PASSWORD, Tree
 
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     NotEncrypted,
     Vault,
@@ -25,6 +26,8 @@ from cloudbackup.engine.crypto import KDF_FLOOR, KdfParams
 from cloudbackup.engine.keys import CONFIG, read_config
 from cloudbackup.engine.storage import LocalStorage
 from cloudbackup.settings import Settings, load_settings
+from cloudbackup.store.db import Database
+from factories import rows
 
 # Vaults written by the format-2 engine (main at 7bc25d2) from the tree `format2_tree` describes.
 FORMAT2 = Path(__file__).parent / "format2_vaults"
@@ -216,3 +219,17 @@ def kdf_of(root: Path) -> KdfParams:
     stored = read_config(LocalStorage(root))
     assert stored is not None and stored[0].encryption is not None
     return stored[0].encryption.kdf_params
+
+
+def test_the_service_opens_a_vault_recorded_encrypted_only_with_its_key(
+    db: Database, settings: Settings
+) -> None:
+    """``domain.vaults.open_service_vault`` passes the agent row's ``vault_encrypted``."""
+    recorded = rows.agent(db, vault_encrypted=True)
+    plain = rows.agent(db)
+    with pytest.raises(VaultKeyMissing, match="restore it from your backup of the key folder"):
+        open_service_vault(db, settings, recorded.vault_id)
+    assert not (settings.resolved_vault_path / recorded.vault_id / CONFIG).exists()
+    # An agent row that records nothing special gets a new encrypted vault and its key.
+    assert open_service_vault(db, settings, plain.vault_id).encrypted
+    assert (settings.resolved_vault_key_dir / f"{plain.vault_id}.key").is_file()
