@@ -16,6 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ControllerRouterHandler
 
 from cloudbackup.api.auth import TokenCache, require_token
+from cloudbackup.api.call import CALL
 from cloudbackup.api.controllers.activities import ActivityController
 from cloudbackup.api.controllers.admin import AdminController
 from cloudbackup.api.controllers.agents import AgentController
@@ -45,6 +46,7 @@ from cloudbackup.api.limits import (
 )
 from cloudbackup.api.metrics import metrics, observe
 from cloudbackup.api.openapi import openapi_config
+from cloudbackup.api.paging import PAGING
 from cloudbackup.domain.activities import ActivityService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
@@ -169,10 +171,12 @@ def create_api(
         if settings.trusted_proxies
         else []
     )
+    # Every handler may take ``call`` and ``paging`` besides the services, by name.
+    provided = {name: _constant(service) for name, service in services.items()}
     app = Litestar(
         route_handlers=[versions, metrics, *CONTROLLERS, *route_handlers],
         guards=[_guard_all(require_token, reject_nul_characters, reject_unknown_query)],
-        dependencies={name: _constant(service) for name, service in services.items()},
+        dependencies={**CALL, **PAGING, **provided},
         exception_handlers=EXCEPTION_HANDLERS,
         state=state,
         on_shutdown=[_shutdown, *on_shutdown],
