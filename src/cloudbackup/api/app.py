@@ -30,7 +30,7 @@ from cloudbackup.api.controllers.events import (
     ProjectEventController,
 )
 from cloudbackup.api.controllers.health import HealthController
-from cloudbackup.api.controllers.logfiles import LogfileController
+from cloudbackup.api.controllers.logfiles import LogContentController, LogfileController
 from cloudbackup.api.controllers.not_implemented import register_not_implemented
 from cloudbackup.api.controllers.restores import RestoreController
 from cloudbackup.api.controllers.settings import SummarySettingsController
@@ -57,7 +57,7 @@ from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
 from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.domain.health import BrokerPing, HealthService
-from cloudbackup.domain.logfiles import LogfileService
+from cloudbackup.domain.logfiles import LogfileService, log_store
 from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.summaries import SummaryService
@@ -89,7 +89,7 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
     "events": lambda db, dispatcher, _: EventStreamService(db, dispatcher),
     "activities": lambda db, _, __: ActivityService(db),
-    "logfiles": lambda db, _, __: LogfileService(db),
+    "logfiles": lambda db, dispatcher, s: LogfileService(db, dispatcher, lambda: log_store(s)),
     "summaries": lambda db, _, __: SummaryService(db),
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
@@ -98,6 +98,7 @@ CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, Config
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
 CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEventController]
 CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
+CONTROLLERS += [LogContentController]
 CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from litestar import MediaType, Request, Response
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Call:
+class ApiCall:
     request: Request[Any, Any, Any]
     project_id: str
     links: LinkBuilder
@@ -48,8 +48,9 @@ class Call:
         )
 
 
-def call_of(request: Request[Any, Any, Any], project_id: FromPath[str]) -> Call:
-    return Call(request, project_id, LinkBuilder(request, project_id))
+def call_of(request: Request[Any, Any, Any], project_id: FromPath[str]) -> ApiCall:
+    return ApiCall(request, project_id, LinkBuilder(request, project_id))
 
 
 CALL = {"call": Provide(call_of, sync_to_thread=False)}
+Call = NamedDependency[ApiCall]

@@ -15,7 +15,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from cloudbackup.api.body import page_limit, sort_direction
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import ApiCall
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
 from cloudbackup.store.repositories import Page, SortDir
@@ -84,7 +84,7 @@ def page_links(
 
 
 def paged_list(
-    call: Call,
+    call: ApiCall,
     parts: tuple[str, ...],
     fetch: Callable[[int, SortDir], Page[RowT]],
     render: Callable[[RowT, LinkBuilder], OutT],

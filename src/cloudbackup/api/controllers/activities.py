@@ -6,7 +6,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import ApiCall, Call
 from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.activities import ActivityList, activity_out
 from cloudbackup.domain.activities import ActivityService
@@ -16,7 +16,7 @@ Id = FromPath[str]
 
 
 def activity_list(
-    call: Call,
+    call: ApiCall,
     activities: ActivityService,
     parts: tuple[str, ...],
     paging: ListQuery,

@@ -12,7 +12,7 @@ from litestar.params import FromPath, HeaderParameter, RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import ApiCall, Call
 from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
@@ -46,7 +46,7 @@ class EventPage(Protocol):
 
 
 def event_list(
-    call: Call,
+    call: ApiCall,
     parts: tuple[str, ...],
     read: EventPage,
     paging: ListQuery,

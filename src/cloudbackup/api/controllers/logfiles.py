@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -18,7 +18,7 @@ from cloudbackup.api.schemas.logfiles import (
     parse_logfile_patch,
     upload_href,
 )
-from cloudbackup.domain.logfiles import LogfileService
+from cloudbackup.domain.logfiles import LOG_CONTAINER, LogfileService
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Logfiles = NamedDependency[LogfileService]
@@ -67,3 +67,24 @@ class LogfileController(Controller):
     @delete("/{logfile_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
     def delete_logfile(self, call: Call, agent_id: Id, logfile_id: Id, logfiles: Logfiles) -> None:
         logfiles.delete(call.project_id, agent_id, logfile_id)
+
+
+class LogContentController(Controller):
+    """The logfile's link (``rel: logfile``): where the agent puts its log and users fetch it.
+    The path is the spec's object name, ``CloudBackupLogs/v2/{agent_id}/{date}.gz``."""
+
+    path = "/v2/{project_id:str}/agents/{agent_id:str}/vault/CloudBackupLogs"
+
+    @get("/{name:path}", media_type="application/gzip", sync_to_thread=True)
+    def download_log(self, call: Call, agent_id: Id, name: Id, logfiles: Logfiles) -> bytes:
+        """The uploaded log (gzip), once its logfile is completed; 404 before."""
+        return logfiles.content(call.project_id, agent_id, f"{LOG_CONTAINER}{name}")
+
+    @put("/{name:path}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
+    def upload_log(
+        self, call: Call, agent_id: Id, name: Id, body: RawBody, logfiles: Logfiles
+    ) -> None:
+        """A remote agent's upload of its log (gzip), with its own token (A9)."""
+        object_name = f"{LOG_CONTAINER}{name}"
+        reporter = reporting_agent(call.request)
+        logfiles.store_upload(call.project_id, agent_id, object_name, body, reporter)
