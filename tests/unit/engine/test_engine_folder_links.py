@@ -14,7 +14,11 @@ from engine_trees import MTIME_NS, BackupFn, Tree, build_tree, chunk_ids, conten
 from cloudbackup.engine import (
     FILE_EXISTS,
     FILE_OR_FOLDER_MISSING,
+    FILE_UNREADABLE,
     FILE_UNWRITABLE,
+    Entry,
+    FileError,
+    Selection,
     Vault,
     restore_snapshot,
 )
@@ -326,3 +330,30 @@ def test_a_folder_gone_before_its_file_is_read_is_a_missing_file(
     assert [(e.path, e.type) for e in result.errors] == [
         (os.fsdecode(victim), FILE_OR_FOLDER_MISSING)
     ]
+
+
+def test_a_folder_swapped_for_a_link_after_it_was_looked_at_is_an_error(
+    tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = _secret_folder(tmp_path, "secret.txt")
+    folder = tree.path("nested/a")
+    real_open_folder = walk_module.open_folder
+
+    def swap_then_open(parent: int, name: bytes, shown: bytes, *args: Any) -> int:
+        # Between the folder's stat (it was a folder) and its opening.
+        if shown == folder:
+            os.rename(folder, folder + b".moved")
+            os.symlink(secrets, folder)
+        return real_open_folder(parent, name, shown, *args)
+
+    monkeypatch.setattr(walk_module, "open_folder", swap_then_open)
+    results = list(walk_module.walk(Selection(tree.inclusions())))
+
+    errors = [r for r in results if isinstance(r, FileError)]
+    assert [(e.path, e.type, e.code) for e in errors] == [
+        (os.fsdecode(folder), FILE_UNREADABLE, errno.ENOTDIR)
+    ]
+    assert (
+        errors[0].description == "was a folder when looked at, now a symbolic link (not followed)"
+    )
+    assert not any(isinstance(r, Entry) and r.path.startswith(folder + b"/") for r in results)
