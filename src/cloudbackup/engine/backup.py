@@ -40,7 +40,7 @@ from cloudbackup.engine.selection import Selection, SelectionItem
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo, encode_frames
 from cloudbackup.engine.throttle import Throttle
 from cloudbackup.engine.vault import Vault
-from cloudbackup.engine.walk import walk
+from cloudbackup.engine.walk import walk_in_folders
 
 Phase = Literal["preparing", "in_progress"]
 #: Read size for source files and the unit of progress reports.
@@ -287,7 +287,7 @@ class _Archiver:
 
     def scan(self, selection: Selection) -> None:
         """Count what the selection holds, reading no content."""
-        for item in walk(selection):
+        for item, _folder in walk_in_folders(selection):
             if isinstance(item, FileError):
                 self._scan_errors += 1
             elif item.kind == "file":
@@ -313,7 +313,7 @@ class _Archiver:
         self.tree = _Tree(tree_writer, self.vault.new_cutter())
         prev = PreviousCursor(previous)
         view = writer.view
-        for item in walk(selection):
+        for item, folder in walk_in_folders(selection):
             if isinstance(item, FileError):
                 self.errors.append(item)
             elif item.kind != "file":
@@ -334,7 +334,7 @@ class _Archiver:
                     self.out.append(_Pending(msgspec.structs.replace(item, chunks=old.chunks)))
                     self.bytes_completed += item.size
                 else:
-                    self._read_file(item)
+                    self._read_file(item, folder)
             self._drain(block=False)
             self.checkpoint()
         self._submit_batch()
@@ -344,12 +344,12 @@ class _Archiver:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _read_file(self, entry: Entry) -> None:
+    def _read_file(self, entry: Entry, folder: int) -> None:
         done_before = self.bytes_completed
         slots: list[tuple[_Batch, int]] = []
         pending = _Pending(entry, slots)
         try:
-            source, st = _open_regular(entry.path)
+            source, st = _open_regular(entry.path, folder)
             with source:
                 read = 0
                 for block, last in self._read(source, entry, done_before):
@@ -474,12 +474,13 @@ class _Archiver:
             self.tree.add(entry)
 
 
-def _open_regular(path: bytes) -> tuple[BinaryIO, os.stat_result]:
-    """Open ``path`` for reading only if it is still a regular file (never through a link)."""
+def _open_regular(path: bytes, folder: int) -> tuple[BinaryIO, os.stat_result]:
+    """Open ``path`` for reading only if it is still a regular file, by its name in the open
+    ``folder`` the walk listed it from: never through a link, the folders above included."""
     # O_NONBLOCK: if the path became a FIFO since the scan, opening it must not hang the run.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path.rpartition(b"/")[2], flags, dir_fd=folder)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _SourceFailed(_changed_kind(path, "a symbolic link")) from exc

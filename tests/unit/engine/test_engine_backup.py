@@ -121,9 +121,9 @@ def test_a_file_is_read_again_when_mtime_or_inode_differ(
     opened: list[bytes] = []
     real_open = backup_module._open_regular
 
-    def spy(path: bytes) -> Any:
+    def spy(path: bytes, *args: Any) -> Any:
         opened.append(path)
-        return real_open(path)
+        return real_open(path, *args)
 
     monkeypatch.setattr(backup_module, "_open_regular", spy)
     result = backup(tree.inclusions())
@@ -200,11 +200,11 @@ def test_file_vanished_between_listing_and_reading(
     gone = tree.path("nested/a/sibling.bin")
     real_open = backup_module._open_regular
 
-    def open_then_delete_a_sibling(path: bytes) -> Any:
+    def open_then_delete_a_sibling(path: bytes, *args: Any) -> Any:
         # deep.txt is read after nested/a was listed, before sibling.bin is opened.
         if path == tree.path("nested/a/b/deep.txt"):
             os.unlink(gone)
-        return real_open(path)
+        return real_open(path, *args)
 
     monkeypatch.setattr(backup_module, "_open_regular", open_then_delete_a_sibling)
     result = backup(tree.inclusions())
@@ -227,7 +227,8 @@ def test_unreadable_file_is_an_error(
     real_open = os.open
 
     def fake_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if path == denied:
+        # Files are opened by name in their folder's descriptor.
+        if path == os.path.basename(denied):
             raise PermissionError(errno.EACCES, "Permission denied", path)
         return real_open(path, flags, *args, **kwargs)
 
@@ -251,11 +252,11 @@ def test_file_replaced_by_a_symlink_is_not_followed(
     victim = tree.path("top.txt")
     real_open = backup_module._open_regular
 
-    def swap_then_open(path: bytes) -> Any:
+    def swap_then_open(path: bytes, *args: Any) -> Any:
         if path == victim:
             os.unlink(victim)
             os.symlink("/etc/passwd", victim)
-        return real_open(path)
+        return real_open(path, *args)
 
     monkeypatch.setattr(backup_module, "_open_regular", swap_then_open)
     result = backup(tree.inclusions())
