@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from cloudbackup.domain.retention import expired_agents
+from cloudbackup.store.anomalies import AnomalyRepository
+from cloudbackup.store.tables import utcnow
 from factories import rows
 from factories.api import headers, start_backup, token
 from factories.trees import make_text_tree, rewrite_random
@@ -49,9 +52,16 @@ def test_a_mass_rewrite_shows_up_as_an_anomaly_in_the_api(api, pg_db, worker, wa
     [event] = [e for e in events.json()["events"] if e["event"] == "backup_anomaly"]
     assert event["backup"]["id"] == second["id"] and event["anomaly"]["id"] == anomaly["id"]
 
+    # The hold's statements on PostgreSQL: the first backup is held, retention's read runs.
+    with pg_db.read() as session:
+        assert AnomalyRepository(session).held_among([first["id"], second["id"]]) == {first["id"]}
+    expired_agents(pg_db, utcnow())
+
     dismissed = api.patch(
         f"/v2/{agent.project_id}/anomalies/{anomaly['id']}",
         json=[{"op": "replace", "path": "/state", "value": "dismissed"}],
         headers={**headers(secret), "Content-Type": JSON_PATCH},
     )
     assert dismissed.status_code == 200 and dismissed.json()["state"] == "dismissed"
+    with pg_db.read() as session:
+        assert AnomalyRepository(session).held_among([first["id"]]) == set()

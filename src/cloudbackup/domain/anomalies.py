@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -242,7 +243,7 @@ def _queue_mail(session: Session, settings: Settings, backup: Backup, anomaly: A
     if not to:
         return
     agent_name = session.execute(
-        AGENTS.select().with_only_columns(AGENTS.c.name).where(AGENTS.c.id == backup.agent_id)
+        sa.select(AGENTS.c.name).where(AGENTS.c.id == backup.agent_id)
     ).scalar_one_or_none()
     subject, body = compose_mail(
         anomaly, config.name, str(agent_name or backup.agent_id), settings.public_url
