@@ -150,3 +150,13 @@ def test_thresholds_come_from_the_environment(settings):
     )
     assert Thresholds.of(tuned) == Thresholds(0.3, 0.8, 0.05, 5)
     assert Thresholds.of(settings) == Thresholds()
+
+
+def test_a_guard_that_fails_leaves_the_backup_completed(db, settings, tmp_path, caplog):
+    paths, config, _ = _first_backup(db, settings, tmp_path)
+    rewrite_random(paths[:80])
+    with db.transaction() as session:
+        session.execute(sa.text("DROP TABLE backup_changes"))  # the guard's write now fails
+    second = _again(db, settings, config)  # asserts the outcome is still `completed`
+    assert second.state == "completed" and second.restorable
+    assert "ransomware guard could not check backup" in caplog.text
