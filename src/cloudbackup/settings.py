@@ -137,6 +137,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- webhooks --------------------------------------------------------------------------------
     # Allow webhook URLs on loopback, private or link-local addresses (tests, closed networks).
     webhook_allow_private: bool = False
+    # -- the ransomware guard (docs/decisions.md, "The ransomware guard") -----------------------
+    # A completed backup is an anomaly when, against the previous snapshot of its inclusions
+    # (which held at least anomaly_min_files files), at least anomaly_changed_ratio of the files
+    # changed or are gone, and its new data compressed to at least anomaly_compressed_size_ratio
+    # of its size (stored / plaintext), anomaly_compression_rise or more above the configuration's
+    # earlier backups (0 also flags trees that never compressed). A ratio above 1 turns it off.
+    anomaly_changed_ratio: float = 0.5
+    anomaly_compressed_size_ratio: float = 0.9
+    anomaly_compression_rise: float = 0.1
+    anomaly_min_files: int = 20
 
     @property
     def allowed_root_list(self) -> tuple[str, ...]:

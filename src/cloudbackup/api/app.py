@@ -20,6 +20,7 @@ from cloudbackup.api.call import CALL
 from cloudbackup.api.controllers.activities import ActivityController
 from cloudbackup.api.controllers.admin import AdminController
 from cloudbackup.api.controllers.agents import AgentController
+from cloudbackup.api.controllers.anomalies import AnomalyController
 from cloudbackup.api.controllers.backups import BackupController
 from cloudbackup.api.controllers.browse import BrowseController
 from cloudbackup.api.controllers.cleanups import CleanupController
@@ -50,6 +51,7 @@ from cloudbackup.api.paging import PAGING
 from cloudbackup.domain.activities import ActivityService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
+from cloudbackup.domain.anomalies import AnomalyService
 from cloudbackup.domain.backups import BackupService, BackupStarter
 from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
@@ -93,6 +95,7 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "summaries": lambda db, _, __: SummaryService(db),
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
+    "anomalies": lambda db, _, __: AnomalyService(db),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
@@ -101,6 +104,7 @@ CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultCo
 CONTROLLERS += [LogContentController]
 CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController]
+CONTROLLERS += [AnomalyController]  # API extension: the ransomware guard (issue 14)
 
 
 def _constant(value: object) -> Provide:

@@ -26,6 +26,7 @@ from typing import BinaryIO, Final, Literal
 
 import msgspec
 
+from cloudbackup.engine.backup_results import BackupProgress, BackupResult
 from cloudbackup.engine.chunking import Cutter
 from cloudbackup.engine.errors import (
     FILE_UNREADABLE,
@@ -50,35 +51,6 @@ _MIN_THROTTLED_BLOCK = 4096
 _SMALL_CHUNK: Final = 256 * 1024
 _BATCH_BYTES: Final = 2 * 1024 * 1024
 _BATCH_ITEMS: Final = 256
-
-
-class BackupProgress(msgspec.Struct, frozen=True):
-    """Counters of a running backup at one instant.
-
-    ``bytes_completed`` counts scanned bytes of the files already processed (read, skipped as
-    unchanged, or failed), so it rises from 0 to ``total_bytes`` and never past it.
-    """
-
-    files_searched: int
-    bytes_searched: int
-    files_backed_up: int
-    bytes_backed_up: int
-    bytes_completed: int
-    total_bytes: int
-    errors_count: int
-
-
-class BackupResult(msgspec.Struct, frozen=True):
-    """What a finished run reports; ``bytes_in_db`` is the size of the snapshot's metadata."""
-
-    snapshot_id: int
-    files_searched: int
-    bytes_searched: int
-    files_backed_up: int
-    bytes_backed_up: int
-    bytes_in_db: int
-    errors: list[FileError]
-    duration_seconds: float
 
 
 def run_backup(
@@ -157,6 +129,11 @@ def run_backup(
         bytes_in_db=info_size + tree.size,
         errors=run.errors,
         duration_seconds=time.monotonic() - started,
+        previous_files=run.previous_files,
+        files_changed=run.files_changed,
+        files_deleted=max(run.previous_files - run.files_matched, 0),
+        new_plain_bytes=writer.added_plain_bytes,
+        new_stored_bytes=writer.added_stored_bytes,
     )
 
 
@@ -186,12 +163,13 @@ class _Batch:
 class _Pending:
     """An entry waiting for its chunks (files) or ready as it is (everything else)."""
 
-    __slots__ = ("entry", "failed", "slots")
+    __slots__ = ("entry", "failed", "previous", "slots")
 
     def __init__(self, entry: Entry, slots: list[tuple[_Batch, int]] | None = None) -> None:
         self.entry = entry
         self.slots = slots if slots is not None else []
         self.failed = False
+        self.previous: tuple[bytes, ...] | None = None  # a re-read file's chunks last time
 
 
 class _Tree:
@@ -252,6 +230,7 @@ class _Archiver:
         self.bytes_backed_up = 0
         self.bytes_completed = 0
         self.bytes_stored = 0  # bytes of the files in the snapshot
+        self.previous_files = self.files_matched = self.files_changed = 0
         self.errors: list[FileError] = []
         self._scan_errors = 0
         self.inflight: deque[_Batch] = deque()  # batches in the pool (empty while scanning)
@@ -322,9 +301,11 @@ class _Archiver:
                 self.files_searched += 1
                 self.bytes_searched += item.size
                 old = prev.find(item.path)
+                if old is not None and old.kind != "file":
+                    old = None
+                self.files_matched += old is not None
                 if (
                     old is not None
-                    and old.kind == "file"
                     and item.inode != 0
                     and (old.size, old.mtime_ns, old.inode)
                     == (item.size, item.mtime_ns, item.inode)
@@ -334,20 +315,22 @@ class _Archiver:
                     self.out.append(_Pending(msgspec.structs.replace(item, chunks=old.chunks)))
                     self.bytes_completed += item.size
                 else:
-                    self._read_file(item, folder)
+                    self._read_file(item, folder, None if old is None else old.chunks)
             self._drain(block=False)
             self.checkpoint()
         self._submit_batch()
         self._drain(block=True)
         self.checkpoint()  # the final counters, once every chunk is stored
+        self.previous_files = prev.finish()
         return self.tree.finish()
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _read_file(self, entry: Entry, folder: int) -> None:
+    def _read_file(self, entry: Entry, folder: int, previous: tuple[bytes, ...] | None) -> None:
         done_before = self.bytes_completed
         slots: list[tuple[_Batch, int]] = []
         pending = _Pending(entry, slots)
+        pending.previous = previous
         try:
             source, st = _open_regular(entry.path, folder)
             with source:
@@ -469,6 +452,8 @@ class _Archiver:
                 entry = msgspec.structs.replace(entry, chunks=tuple(chunks))
                 if stored_new:
                     self.files_backed_up += 1
+            if head.previous is not None and entry.chunks != head.previous:
+                self.files_changed += 1
             if entry.kind == "file":
                 self.bytes_stored += entry.size
             self.tree.add(entry)

@@ -110,6 +110,10 @@ class ChunkWriter:
         self._pack = _PackBuilder()
         self._pending: list[IndexPack] = []
         self.packs_written = 0
+        # Plaintext and stored bytes of the chunks this writer added: how compressible new data
+        # is (the ransomware guard compares it with the configuration's history).
+        self.added_plain_bytes = 0
+        self.added_stored_bytes = 0
 
     def store(self, data: bytes) -> tuple[bytes, bool]:
         """Store one chunk unless known; returns its id and whether it was new."""
@@ -140,6 +144,8 @@ class ChunkWriter:
         full = None
         with self._lock:
             self._pack.add(chunk_id, blob, raw_length, compressed)
+            self.added_plain_bytes += raw_length
+            self.added_stored_bytes += len(blob)
             if len(self._pack.data) >= PACK_TARGET:
                 full, self._pack = self._pack, _PackBuilder()
         if full is not None:
