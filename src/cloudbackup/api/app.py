@@ -25,6 +25,7 @@ from cloudbackup.api.controllers.backups import BackupController
 from cloudbackup.api.controllers.browse import BrowseController
 from cloudbackup.api.controllers.cleanups import CleanupController
 from cloudbackup.api.controllers.configurations import ConfigurationController
+from cloudbackup.api.controllers.drills import BackupDrillController, DrillController
 from cloudbackup.api.controllers.events import (
     AgentEventController,
     ConfigurationEventController,
@@ -57,6 +58,7 @@ from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
 from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
+from cloudbackup.domain.drills import DrillService
 from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.domain.health import BrokerPing, HealthService
 from cloudbackup.domain.logfiles import LogfileService, log_store
@@ -96,6 +98,7 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
     "anomalies": lambda db, _, __: AnomalyService(db),
+    "drills": lambda db, dispatcher, _: DrillService(db, dispatcher),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
@@ -105,6 +108,7 @@ CONTROLLERS += [LogContentController]
 CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController]
 CONTROLLERS += [AnomalyController]  # API extension: the ransomware guard (issue 14)
+CONTROLLERS += [DrillController, BackupDrillController]  # API extension: restore drills (14)
 
 
 def _constant(value: object) -> Provide:

@@ -31,12 +31,14 @@ SWEEP_TASK = "cloudbackup.sweep"
 SCHEDULE_TICK_TASK = "cloudbackup.schedule_tick"
 SEND_MAIL_TASK = "cloudbackup.send_mail"
 RETENTION_TASK = "cloudbackup.enforce_retention"
+RUN_DRILL_TASK = "cloudbackup.run_drill"
 TASK_OF: dict[JobKind, str] = {
     "backup": RUN_BACKUP_TASK,
     "restore": RUN_RESTORE_TASK,
     "cleanup": RUN_CLEANUP_TASK,
     "browse": RUN_BROWSE_TASK,
     "logfile": UPLOAD_LOG_TASK,
+    "drill": RUN_DRILL_TASK,
 }
 # Header carried by every message we publish: lets a worker forward a run to its agent's queue
 # and lets `cloudbackup queues` tell the age of the oldest waiting message.
