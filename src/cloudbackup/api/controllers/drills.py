@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED
 
 from cloudbackup.api.call import Call
@@ -49,12 +50,16 @@ class BackupDrillController(Controller):
     path = "/v2/{project_id:str}/backups/{backup_id:str}/drills"
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
-    def start_drill(self, call: Call, backup_id: str, drills: Drills) -> Response[DrillOut]:
+    def start_drill(
+        self, call: Call, backup_id: FromPath[str], drills: Drills
+    ) -> Response[DrillOut]:
         row = drills.start(call.project_id, backup_id)
         return call.created(drill_out(row, call.links), "drills", row.id)
 
     @get("/", sync_to_thread=True)
-    def list_drills(self, call: Call, backup_id: str, drills: Drills, paging: Paging) -> DrillList:
+    def list_drills(
+        self, call: Call, backup_id: FromPath[str], drills: Drills, paging: Paging
+    ) -> DrillList:
         items, links = paged_list(
             call,
             ("backups", backup_id, "drills"),
