@@ -4,6 +4,7 @@ state machine is data on the one run model, and the sweeper covers drills."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -135,11 +136,17 @@ def test_a_restored_file_changed_on_disk_is_a_content_mismatch(db, settings, sou
     real_restore = drill_run.restore_snapshot
 
     def restore_then_spoil(vault, snapshot_id, destination, **kwargs):
-        result = real_restore(vault, snapshot_id, destination, **kwargs)
-        spoiled = next(destination.rglob("file3.bin"))
+        # Restored beside the scratch folder, spoiled, then moved in at once: the comparison
+        # (which follows the restore) can only ever see the spoiled file.
+        staging = destination.parent / f"{destination.name}-staging"
+        staging.mkdir()
+        result = real_restore(vault, snapshot_id, staging, **kwargs)
+        spoiled = next(staging.rglob("file3.bin"))
         data = bytearray(spoiled.read_bytes())
         data[0] ^= 0x01
         spoiled.write_bytes(bytes(data))
+        for child in staging.iterdir():
+            os.rename(child, destination / child.name)
         return result
 
     monkeypatch.setattr(drill_run, "restore_snapshot", restore_then_spoil)
