@@ -120,9 +120,14 @@ def run(work: Path, size_mb: int, runs: int) -> None:
             f"  ratio {ratio:.2f}x  (the drill's own bytes_per_second:"
             f" {(row.bytes_per_second or 0) / 1e6:.1f} MB/s)"
         )
-    ratio = statistics.median(restores) / statistics.median(drills)
+    # The median of each round's ratio: a restore and a drill next to each other see the same
+    # load, while the machine's load changes between rounds.
+    ratio = statistics.median(r / d for r, d in zip(restores, drills, strict=True))
     verdict = "meets" if ratio >= TARGET else "misses"
-    print(f"median ratio drill/restore throughput: {ratio:.2f}x ({verdict} the {TARGET}x target)")
+    print(
+        f"median of the rounds' drill/restore throughput ratios: {ratio:.2f}x"
+        f" ({verdict} the {TARGET}x target)"
+    )
     db.dispose()
 
 
