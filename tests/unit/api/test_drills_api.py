@@ -5,6 +5,8 @@ restorable 409; what the worker publishes is a ``drill`` task."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from cloudbackup.domain.drill_run import execute_drill
@@ -119,3 +121,34 @@ def test_a_finished_drill_shows_its_figures_errors_and_events(client, db, settin
     # The backup's own v2 event list is unchanged by its drills.
     backup_events = client.get(f"/v2/{PROJECT}/backups/{done.id}/events", headers=headers(secret))
     assert not [e for e in backup_events.json()["events"] if e["event"].startswith("drill")]
+
+
+def test_metrics_show_the_last_drills_age_result_and_recovery_time(settings, db, tmp_path):
+    import msgspec
+    from litestar.testing import TestClient
+
+    from cloudbackup.queue.publishing import CeleryDispatcher
+    from cloudbackup.server import create_app
+
+    public = msgspec.structs.replace(settings, metrics_public=True)
+    app = create_app(public, database=db, dispatcher=CeleryDispatcher.from_settings(public))
+    with TestClient(app=app) as api:
+        before = api.get("/metrics").text
+        assert not _last_drill_samples(before)  # no samples before the first drill
+        tree = make_tree(tmp_path / "src", files=4, size=10_000, with_excluded=False)
+        _, _, done = backed_up(db, settings, tree.root)
+        drill = _start(api, token(db), done.id).json()
+        assert execute_drill(db, settings, drill["id"]) == "passed"
+        row = api.get(f"/v2/{PROJECT}/drills/{drill['id']}", headers=headers(token(db))).json()
+        time.sleep(5.1)  # past the metrics cache
+        after = api.get("/metrics").text
+    samples = _last_drill_samples(after)
+    assert float(samples["cloudbackup_last_drill_passed"]) == 1.0
+    assert 0 <= float(samples["cloudbackup_last_drill_age_seconds"]) < 60
+    assert float(samples["cloudbackup_last_drill_duration_seconds"]) == row["duration_seconds"]
+
+
+def _last_drill_samples(text: str) -> dict[str, str]:
+    return dict(
+        line.split(" ", 1) for line in text.splitlines() if line.startswith("cloudbackup_last")
+    )
