@@ -10,6 +10,7 @@ from litestar import Litestar
 from cloudbackup.api.app import create_api
 from cloudbackup.console.router import CONSOLE
 from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.webhook_deliveries import publisher as webhook_publisher
 from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.queue.broker_health import broker_ping
 from cloudbackup.queue.publishing import CeleryDispatcher, async_dispatcher
@@ -32,6 +33,9 @@ def create_app(
     )
     if dispatcher is None:
         dispatcher = CeleryDispatcher.from_settings(settings)
+    chosen = dispatcher
+    # Webhook deliveries of the events a request writes go out after its commit.
+    db.after_commit.append(webhook_publisher(lambda: chosen))
     publisher = async_dispatcher(dispatcher, timeout=settings.broker_publish_timeout)
 
     async def close() -> None:

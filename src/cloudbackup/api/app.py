@@ -34,6 +34,7 @@ from cloudbackup.api.controllers.not_implemented import register_not_implemented
 from cloudbackup.api.controllers.restores import RestoreController
 from cloudbackup.api.controllers.settings import SummarySettingsController
 from cloudbackup.api.controllers.vault import VaultController
+from cloudbackup.api.controllers.webhooks import WebhookController
 from cloudbackup.api.errors import EXCEPTION_HANDLERS
 from cloudbackup.api.forwarded import ForwardedHeaders, parse_networks
 from cloudbackup.api.idempotency import idempotency_middleware
@@ -60,6 +61,7 @@ from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.summaries import SummaryService
 from cloudbackup.domain.vaults import VaultService
+from cloudbackup.domain.webhooks import WebhookService
 from cloudbackup.settings import Settings
 from cloudbackup.store.backup_starts import backup_start_store
 from cloudbackup.store.db import Database
@@ -91,13 +93,14 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "summaries": lambda db, _, __: SummaryService(db),
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
+    "webhooks": lambda db, _, s: WebhookService(db, s.webhook_allow_private),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
 CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEventController]
 CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
 CONTROLLERS += [SummarySettingsController]
-CONTROLLERS += [AdminController]
+CONTROLLERS += [AdminController, WebhookController]
 
 
 def _constant(value: object) -> Provide:

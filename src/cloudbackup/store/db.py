@@ -5,7 +5,7 @@ Users give plain ``sqlite:///...`` or ``postgresql://...`` URLs; the drivers are
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,9 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+        # Called with a committed session's ``info`` when it holds anything: how work recorded
+        # inside a transaction (webhook deliveries) is published after the commit, never before.
+        self.after_commit: list[Callable[[dict[Any, Any]], None]] = []
 
     def transaction(self) -> AbstractContextManager[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
@@ -134,6 +137,9 @@ class Database:
             raise
         except sa.exc.TimeoutError as exc:  # pool exhausted while the database hangs
             raise Unavailable("The database is not answering; retry in a few seconds.") from exc
+        if session.info and self.after_commit:
+            for hook in self.after_commit:
+                hook(session.info)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -19,6 +19,7 @@ from cloudbackup.domain.cleanup_run import execute_cleanup
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
+from cloudbackup.domain.webhook_deliveries import publisher
 from cloudbackup.queue.names import (
     AGENT_HEADER,
     RUN_BACKUP_TASK,
@@ -39,12 +40,12 @@ def database() -> Database:
     """One engine per worker process, created after the fork (pooled connections never cross it)."""
     global _database
     if _database is None or _database[0] != os.getpid():
-        _database = (
-            os.getpid(),
-            Database(
-                settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
-            ),
+        db = Database(
+            settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
         )
+        # Webhook deliveries of the events a task writes go out after its commit.
+        db.after_commit.append(publisher(dispatcher))
+        _database = (os.getpid(), db)
     return _database[1]
 
 
