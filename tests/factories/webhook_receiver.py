@@ -20,6 +20,8 @@ from typing import Any
 
 
 def valid_signature(secret: str, headers: Any, body: bytes) -> bool:
+    if not secret.startswith("whsec_"):
+        return False
     key = base64.b64decode(secret.split("_", 1)[1])
     message_id = headers.get("webhook-id", "")
     timestamp = headers.get("webhook-timestamp", "")
@@ -33,7 +35,7 @@ def valid_signature(secret: str, headers: Any, body: bytes) -> bool:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         length = int(self.headers.get("content-length", "0"))
         body = self.rfile.read(length)
         record = {

@@ -172,8 +172,9 @@ def send_delivery(
         url, secret = hook.url, hook.secret
     started = time.monotonic()
     answer = _post(url, secret, delivery, body, poster, settings)
-    duration = int((time.monotonic() - started) * 1000)
-    ended = utcnow()
+    elapsed = time.monotonic() - started
+    duration = int(elapsed * 1000)
+    ended = now + timedelta(seconds=elapsed)
     with db.transaction() as session:
         if answer.delivered:
             _finish(session, delivery, ended, "delivered", answer.status_code, None, duration)

@@ -268,15 +268,17 @@ class WebhookService:
         views = [DeliveryView(r, attempts.get(int(r.id or 0), [])) for r in shown]
         return Page(views, len(rows) > limit)
 
-    def resend(self, project_id: str, webhook_id: str, delivery_id: int) -> DeliveryView:
+    def resend(self, project_id: str, webhook_id: str, delivery_id: str) -> DeliveryView:
         """Send one delivery again now: a pending one is due at once; a delivered or given-up
         one gets a new delivery of the same event (same ``webhook-id``, fresh back-off)."""
         now = utcnow()
         with self.db.transaction() as session:
             _webhook(session, project_id, webhook_id)
+            if not (delivery_id.isascii() and delivery_id.isdigit()) or len(delivery_id) > 18:
+                raise NotFound(f"Delivery {delivery_id} of webhook {webhook_id} not found.")
             old = session.execute(
                 sa.select(WebhookDelivery).where(
-                    WEBHOOK_DELIVERIES.c.id == delivery_id,
+                    WEBHOOK_DELIVERIES.c.id == int(delivery_id),
                     WEBHOOK_DELIVERIES.c.webhook_id == webhook_id,
                 )
             ).scalar_one_or_none()

@@ -110,9 +110,12 @@ def test_admin_manages_observer_reads_and_other_projects_see_nothing(open_client
         assert refused.status_code == 403
     observer = token(db, role="observer")
     assert open_client.get(f"{BASE}/{hook['id']}", headers=headers(observer)).status_code == 200
-    assert open_client.get(f"{BASE}/{hook['id']}/deliveries", headers=headers(observer)).json()[
-        "deliveries"
-    ] == []
+    assert (
+        open_client.get(f"{BASE}/{hook['id']}/deliveries", headers=headers(observer)).json()[
+            "deliveries"
+        ]
+        == []
+    )
 
     stranger = token(db, OTHER_PROJECT)
     theirs = f"/v2/{OTHER_PROJECT}/webhooks/{hook['id']}"
@@ -231,7 +234,7 @@ def test_a_failed_delivery_can_be_resent_and_a_webhook_replayed(
         )
     receiver.set_status(503)
     assert send_all(db, open_settings, hook["id"]) == ["retry", "retry"]
-    first, second = deliveries_of(db, hook["id"])
+    first, _second = deliveries_of(db, hook["id"])
     assert first.last_status_code == 503 and first.state == "pending"
 
     receiver.set_status(200)

@@ -20,7 +20,6 @@ from cloudbackup.api.paging import PAGING, Paging, paged_list
 from cloudbackup.api.schemas.webhooks import (
     DeliveryOut,
     WebhookOut,
-    delivery_id_of,
     delivery_out,
     parse_create,
     parse_replay,
@@ -114,7 +113,7 @@ class WebhookController(Controller):
         delivery_id: FromPath[str],
         webhooks: Webhooks,
     ) -> Response[DeliveryOut]:
-        view = webhooks.resend(project_id, webhook_id, delivery_id_of(delivery_id))
+        view = webhooks.resend(project_id, webhook_id, delivery_id)
         return Response(delivery_out(view), status_code=HTTP_202_ACCEPTED)
 
     @post(

@@ -83,12 +83,6 @@ def parse_replay(request: Request[Any, Any, Any], body: bytes) -> int:
     raise InvalidInput("Validation failed.", ["from_event_id is required: an event id (digits)."])
 
 
-def delivery_id_of(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or len(value) > 18:
-        raise InvalidInput("Validation failed.", ["delivery_id must be a delivery id (digits)."])
-    return int(value)
-
-
 def webhook_out(row: Webhook, links: LinkBuilder, *, with_secret: bool = False) -> WebhookOut:
     return WebhookOut(
         id=row.id,
