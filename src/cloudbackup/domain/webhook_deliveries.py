@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,13 +29,12 @@ from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.webhooks import check_url, signed_headers
 from cloudbackup.settings import Settings
-from cloudbackup.store.db import Database, rowcount
+from cloudbackup.store.db import Database
 from cloudbackup.store.tables import (
+    EVENTS,
     WEBHOOK_ATTEMPTS,
     WEBHOOK_DELIVERIES,
-    Event,
-    Webhook,
-    WebhookDelivery,
+    WEBHOOKS,
     as_utc,
     utcnow,
 )
@@ -76,8 +76,9 @@ def retry_delay(attempts: int, first_seconds: float) -> timedelta:
     return min(timedelta(seconds=first_seconds * 2 ** min(max(attempts - 1, 0), 30)), LONGEST_WAIT)
 
 
-def event_body(row: Event) -> bytes:
-    """The event as the event lists render it (``api.schemas.events.event_out``, tested equal)."""
+def event_body(row: Any) -> bytes:
+    """The event (an ``Event`` or a row with its columns) as the event lists render it
+    (``api.schemas.events.event_out``, tested equal)."""
     time_text = as_utc(row.time).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     document: dict[str, Any] = {"id": str(row.id), "time": time_text, "event": row.event}
     document.update(row.members or {})
@@ -101,6 +102,16 @@ class HttpPoster:
 
     def __init__(self, timeout_seconds: float) -> None:
         self.timeout = timeout_seconds
+        # One client per process, kept: a new client builds an SSL context (milliseconds of
+        # CPU) and a new connection for every POST.
+        self._client: tuple[int, httpx.Client] | None = None
+
+    def client(self) -> httpx.Client:
+        if self._client is None or self._client[0] != os.getpid():
+            limits = httpx.Limits(max_connections=20, max_keepalive_connections=10)
+            client = httpx.Client(follow_redirects=False, timeout=self.timeout, limits=limits)
+            self._client = (os.getpid(), client)
+        return self._client[1]
 
     def post(
         self, url: str, body: bytes, headers: dict[str, str], addresses: list[str] | None
@@ -117,12 +128,9 @@ class HttpPoster:
             extensions = {"sni_hostname": host}
         deadline = time.monotonic() + self.timeout
         try:
-            with (
-                httpx.Client(follow_redirects=False, timeout=self.timeout) as client,
-                client.stream(
-                    "POST", target, content=body, headers=sent_headers, extensions=extensions
-                ) as response,
-            ):
+            with self.client().stream(
+                "POST", target, content=body, headers=sent_headers, extensions=extensions
+            ) as response:
                 read = 0
                 for chunk in response.iter_raw():
                     read += len(chunk)
@@ -148,28 +156,32 @@ def send_delivery(
     lease = timedelta(seconds=settings.webhook_timeout_seconds) + LEASE_MARGIN
     d = WEBHOOK_DELIVERIES.c
     with db.transaction() as session:
-        taken = session.execute(
+        delivery = session.execute(
             sa.update(WEBHOOK_DELIVERIES)
             .where(d.id == delivery_id, d.state == "pending", d.next_attempt_at <= now)
             .values(next_attempt_at=now + lease)
-        )
-        if rowcount(taken) != 1:
+            .returning(d.id, d.webhook_id, d.event_id, d.body, d.attempts, d.created_at)
+        ).first()
+        if delivery is None:
             return "noop"
-        delivery = session.get_one(WebhookDelivery, delivery_id)
-        hook = session.get(Webhook, delivery.webhook_id)
-        if hook is None:  # deleted meanwhile (its rows go with it)
+        e = EVENTS.c
+        found = session.execute(
+            sa.select(WEBHOOKS.c.url, WEBHOOKS.c.secret, e.id, e.time, e.event, e.members)
+            .outerjoin(EVENTS, e.id == delivery.event_id)
+            .where(WEBHOOKS.c.id == delivery.webhook_id)
+        ).first()
+        if found is None:  # deleted meanwhile (its rows go with it)
             return "noop"
+        url, secret = found.url, found.secret
         body = delivery.body.encode()
         if not body:
-            event = session.get(Event, delivery.event_id)
-            if event is None:
+            if found.id is None:
                 _finish(session, delivery, now, "failed", None, "the event is no longer in the log")
                 return "failed"
-            body = event_body(event)
+            body = event_body(found)
             session.execute(
                 sa.update(WEBHOOK_DELIVERIES).where(d.id == delivery_id).values(body=body.decode())
             )
-        url, secret = hook.url, hook.secret
     started = time.monotonic()
     answer = _post(url, secret, delivery, body, poster, settings)
     elapsed = time.monotonic() - started
@@ -207,7 +219,7 @@ def send_delivery(
 def _post(
     url: str,
     secret: str,
-    delivery: WebhookDelivery,
+    delivery: Any,
     body: bytes,
     poster: Poster,
     settings: Settings,
@@ -224,7 +236,7 @@ def _post(
 
 def _finish(
     session: Any,
-    delivery: WebhookDelivery,
+    delivery: Any,
     now: datetime,
     state: str,
     status_code: int | None,
@@ -248,7 +260,7 @@ def _finish(
 
 def _record(
     session: Any,
-    delivery: WebhookDelivery,
+    delivery: Any,
     now: datetime,
     status: str,
     status_code: int | None,

@@ -8,6 +8,8 @@ from cloudbackup.queue.names import SEND_WEBHOOK_TASK, SWEEP_WEBHOOKS_TASK
 from cloudbackup.workers.app import app, settings
 from cloudbackup.workers.tasks import database, dispatcher
 
+_poster = HttpPoster(settings.webhook_timeout_seconds)  # its client is made per process
+
 
 @app.task(name=SEND_WEBHOOK_TASK, acks_late=True, reject_on_worker_lost=True)
 def send_webhook(delivery_id: str) -> str:
@@ -15,8 +17,7 @@ def send_webhook(delivery_id: str) -> str:
     logs.clear()
     if not (delivery_id.isascii() and delivery_id.isdigit()):
         return "noop"
-    poster = HttpPoster(settings.webhook_timeout_seconds)
-    return send_delivery(database(), int(delivery_id), poster, settings)
+    return send_delivery(database(), int(delivery_id), _poster, settings)
 
 
 @app.task(name=SWEEP_WEBHOOKS_TASK, acks_late=True)
