@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -168,15 +169,24 @@ def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any
         time.sleep(3)  # the worker's first task imports; not part of any figure
 
         total = int(args.rate * args.duration)
-        started = time.monotonic()
-        for i in range(total):
-            pause = started + i / args.rate - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
+
+        def post_event(_: int) -> None:
             response = client.post(
                 f"/v2/{PROJECT_ID}/events", json={"event": "agent_activate", "mode": "idle"}
             )
             assert response.status_code == 202, response.text
+
+        # A few clients in parallel, paced to the rate: one alone cannot keep 100/s here.
+        pool = stack.enter_context(ThreadPoolExecutor(max_workers=args.clients))
+        started = time.monotonic()
+        pending = []
+        for i in range(total):
+            pause = started + i / args.rate - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            pending.append(pool.submit(post_event, i))
+        for future in pending:
+            future.result()
         sent_seconds = time.monotonic() - started
 
         def arrived() -> list[dict[str, Any]]:
@@ -207,6 +217,7 @@ def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any
         "max_ms": round(max(latencies), 1) if latencies else None,
         "mean_ms": round(statistics.fmean(latencies), 1) if latencies else None,
         "worker_concurrency": args.concurrency,
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
 
 
@@ -216,6 +227,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     parser.add_argument("--grace", type=float, default=60.0, help="seconds to wait for stragglers")
     parser.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    parser.add_argument("--clients", type=int, default=4, help="parallel API clients")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--json", help="also write the figures to this file")

@@ -178,10 +178,7 @@ def send_delivery(
             if found.id is None:
                 _finish(session, delivery, now, "failed", None, "the event is no longer in the log")
                 return "failed"
-            body = event_body(found)
-            session.execute(
-                sa.update(WEBHOOK_DELIVERIES).where(d.id == delivery_id).values(body=body.decode())
-            )
+            body = event_body(found)  # stored with the attempt's outcome, below
     started = time.monotonic()
     answer = _post(url, secret, delivery, body, poster, settings)
     elapsed = time.monotonic() - started
@@ -189,14 +186,16 @@ def send_delivery(
     ended = now + timedelta(seconds=elapsed)
     with db.transaction() as session:
         if answer.delivered:
-            _finish(session, delivery, ended, "delivered", answer.status_code, None, duration)
+            _finish(session, delivery, ended, "delivered", answer.status_code, None, duration, body)
             return "delivered"
         attempts = delivery.attempts + 1
         give_up = ended - as_utc(delivery.created_at) >= timedelta(
             hours=settings.webhook_retry_hours
         )
         if give_up:
-            _finish(session, delivery, ended, "failed", answer.status_code, answer.error, duration)
+            _finish(
+                session, delivery, ended, "failed", answer.status_code, answer.error, duration, body
+            )
             log.error("webhook delivery %s given up: %s", delivery_id, answer.error)
             return "failed"
         due = ended + retry_delay(attempts, settings.webhook_first_retry_seconds)
@@ -205,6 +204,7 @@ def send_delivery(
             sa.update(WEBHOOK_DELIVERIES)
             .where(d.id == delivery_id)
             .values(
+                body=body.decode(),
                 attempts=attempts,
                 next_attempt_at=due,
                 last_attempt_at=ended,
@@ -242,12 +242,15 @@ def _finish(
     status_code: int | None,
     error: str | None,
     duration: int = 0,
+    body: bytes | None = None,
 ) -> None:
     _record(session, delivery, now, state, status_code, error, duration, None)
+    kept = {} if body is None else {"body": body.decode()}
     session.execute(
         sa.update(WEBHOOK_DELIVERIES)
         .where(WEBHOOK_DELIVERIES.c.id == delivery.id)
         .values(
+            **kept,
             state=state,
             attempts=delivery.attempts + 1,
             last_attempt_at=now,
