@@ -6,8 +6,9 @@ and queue ``cloudbackup-bench-<random>``: ``cloudbackup web``, one ``celery work
 (``tests/factories/webhook_receiver.py``) on loopback. One webhook takes every event. The load is
 EV1 (``POST /v2/{project}/events``, one ``agent_activate`` event each) at ``--rate`` events/s
 (default 100) for ``--duration`` s (default 20). Latency is the receiver's arrival time minus
-the event's ``time`` (written in the event's transaction). Prints p50, p99 and max, events
-lost (never arrived within ``--grace`` s) and unsigned ones. Everything it started is removed
+the event's ``time`` (written in the event's transaction). Prints p50, p99 and max, the rate
+the receiver got them at, events lost (never arrived within ``--grace`` s) and unsigned ones.
+Everything it started is removed
 at the end, also on errors and Ctrl-C::
 
     .venv/bin/python bench/webhook_latency.py [--rate 100] [--duration 20] [--json out.json]
@@ -204,11 +205,14 @@ def run(args: argparse.Namespace, database_url: str, tmp: Path) -> dict[str, Any
         body = json.loads(record["body"])
         written = datetime.fromisoformat(body["time"].replace("Z", "+00:00")).timestamp()
         latencies.append((record["received"] - written) * 1000)
+    arrivals = sorted(r["received"] for r in first.values())
+    drain = len(arrivals) / (arrivals[-1] - arrivals[0]) if len(arrivals) > 1 else None
     return {
         "events": total,
         "offered_rate": args.rate,
         "achieved_rate": round(total / sent_seconds, 1),
         "arrived": len(first),
+        "delivered_per_second": round(drain, 1) if drain else None,
         "lost": total - len(first),
         "unsigned": sum(1 for r in got if not r["valid"]),
         "duplicates": len(got) - len(first),

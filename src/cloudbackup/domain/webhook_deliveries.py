@@ -38,7 +38,7 @@ from cloudbackup.store.tables import (
     as_utc,
     utcnow,
 )
-from cloudbackup.store.webhook_log import NEW_DELIVERIES
+from cloudbackup.store.webhook_log import NEW_DELIVERIES, relax_commit
 
 log = logging.getLogger("cloudbackup.webhooks")
 
@@ -156,6 +156,7 @@ def send_delivery(
     lease = timedelta(seconds=settings.webhook_timeout_seconds) + LEASE_MARGIN
     d = WEBHOOK_DELIVERIES.c
     with db.transaction() as session:
+        relax_commit(session)  # a lease lost in a crash only allows a duplicate POST
         delivery = session.execute(
             sa.update(WEBHOOK_DELIVERIES)
             .where(d.id == delivery_id, d.state == "pending", d.next_attempt_at <= now)
@@ -185,6 +186,7 @@ def send_delivery(
     duration = int(elapsed * 1000)
     ended = now + timedelta(seconds=elapsed)
     with db.transaction() as session:
+        relax_commit(session)  # an outcome lost in a crash means one more POST, no loss
         if answer.delivered:
             _finish(session, delivery, ended, "delivered", answer.status_code, None, duration, body)
             return "delivered"
