@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain.anomalies import guard_backup
 from cloudbackup.domain.backups import BACKUP_DIAGNOSTICS, BACKUP_ERROR_REASON, BACKUP_RUNS
 from cloudbackup.domain.configurations import leads_outside_roots
 from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
@@ -23,12 +24,12 @@ from cloudbackup.domain.run_protocol import (
     OwnedRun,
 )
 from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     FILE_UNREADABLE,
     BackupProgress,
     BackupResult,
     FileError,
-    open_vault,
     run_backup,
 )
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
@@ -80,7 +81,7 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             list(config.inclusions or []), self.settings.allowed_root_list
         )
         result = run_backup(
-            open_vault(self.settings, self.backup.vault_id),
+            open_service_vault(self.db, self.settings, self.backup.vault_id),
             inclusions,
             list(config.exclusions or []),
             on_progress=self.report,
@@ -117,7 +118,18 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             BackupError(backup_id=self.backup.id, **file_error_columns(index, error))
             for index, error in enumerate([*refused, *result.errors])
         ]
-        return self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)
+        outcome = self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)
+        if outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WITH_ERRORS):
+            self._guard(result)
+        return outcome
+
+    def _guard(self, result: BackupResult) -> None:
+        """The ransomware guard, once the final state is committed: its failure is logged and
+        leaves the backup as it ended (the backup itself succeeded)."""
+        try:
+            guard_backup(self.db, self.settings, self.backup.id, result)
+        except Exception:
+            log.exception("the ransomware guard could not check backup %s", self.backup.id)
 
 
 def confine(

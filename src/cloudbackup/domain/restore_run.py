@@ -22,7 +22,6 @@ from cloudbackup.domain.restores import (
     RESTORE_DIAGNOSTICS,
     RESTORE_ERROR_REASON,
     RESTORE_RUNS,
-    open_backup_vault,
 )
 from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
 from cloudbackup.domain.run_protocol import (
@@ -31,6 +30,7 @@ from cloudbackup.domain.run_protocol import (
     RunClaim,
 )
 from cloudbackup.domain.run_states import RestoreState
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     FileError,
     RestoreProgress,
@@ -135,7 +135,7 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
                     ),
                 },
             )
-        vault = open_backup_vault(self.settings, self.restore.vault_id)
+        vault = open_service_vault(self.db, self.settings, self.restore.vault_id)
         refusal = self._leaves_allowed_roots(vault)
         if refusal is not None:
             values = {"errors_reason": FAILED_REASON, "errors_diagnostics": refusal}

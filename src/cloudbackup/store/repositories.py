@@ -55,7 +55,6 @@ class StartContext:
 
 # Statements of the hot paths are built once: building a statement costs more CPU than running it.
 INSERT_BACKUP = sa.insert(BACKUPS)
-INSERT_EVENT = sa.insert(EVENTS)
 
 
 @lru_cache(maxsize=4)

@@ -34,6 +34,8 @@ PARAM = re.compile(r"{(\w+)}")
 REPORTS = re.compile(
     r"/(vault-encryption-requests|vault-password-verification-requests)/{request_id}$"
 )
+# Dismissing an anomaly releases a hold on backups: the delete permission (admin roles) only.
+DISMISSALS = {("PATCH", "/v2/{project_id}/anomalies/{anomaly_id}")}
 # Webhooks send the project's events to an outside address: only an admin manages them.
 ADMIN_ONLY = re.compile(r"^/v2/{project_id}/webhooks")
 PUBLIC = {
@@ -60,6 +62,7 @@ PATCHES = {
     "configurations": [{"op": "replace", "path": "/name", "value": "Renamed"}],
     "agents": [{"op": "replace", "path": "/enabled", "value": False}],
     "logfiles": [{"op": "replace", "path": "/state", "value": "started"}],
+    "anomalies": [{"op": "replace", "path": "/state", "value": "dismissed"}],
 }
 
 
@@ -76,7 +79,7 @@ def operations(app) -> list[tuple[str, str]]:
 def required_permission(method: str, path: str) -> str | None:
     if (method, path) in PUBLIC:
         return None
-    if method == "POST" and ADMIN_ONLY.search(path):
+    if (method, path) in DISMISSALS or (method == "POST" and ADMIN_ONLY.search(path)):
         return "delete"
     if method == "POST":
         return "update" if REPORTS.search(path) else "create"

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.events import event_marker
-from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import PAGING, Paging, paged_list
+from cloudbackup.api.paging import Paging, paged_list
 from cloudbackup.api.schemas.webhooks import (
     DeliveryOut,
     WebhookOut,
@@ -35,68 +35,40 @@ MANAGE = {"permission": Permission.DELETE}
 
 class WebhookController(Controller):
     path = "/v2/{project_id:str}/webhooks"
-    dependencies = PAGING
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, opt=MANAGE)
-    def create_webhook(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        webhooks: Webhooks,
-    ) -> Response[WebhookOut]:
-        draft = parse_create(request, body, allow_private=webhooks.allow_private)
-        row = webhooks.create(project_id, draft)
-        links = LinkBuilder(request, project_id)
-        return Response(
-            webhook_out(row, links, with_secret=True),
-            status_code=HTTP_201_CREATED,
-            headers={"Location": links.href("webhooks", row.id)},
-        )
+    def create_webhook(self, call: Call, body: RawBody, webhooks: Webhooks) -> Response[WebhookOut]:
+        draft = parse_create(call.request, body, allow_private=webhooks.allow_private)
+        row = webhooks.create(call.project_id, draft)
+        return call.created(webhook_out(row, call.links, with_secret=True), "webhooks", row.id)
 
     @get("/", sync_to_thread=True)
-    def list_webhooks(
-        self, request: Request[Any, Any, Any], project_id: FromPath[str], webhooks: Webhooks
-    ) -> dict[str, Any]:
-        links = LinkBuilder(request, project_id)
-        return {"webhooks": [webhook_out(r, links) for r in webhooks.list_project(project_id)]}
+    def list_webhooks(self, call: Call, webhooks: Webhooks) -> dict[str, Any]:
+        rows = webhooks.list_project(call.project_id)
+        return {"webhooks": [webhook_out(r, call.links) for r in rows]}
 
     @get("/{webhook_id:str}", sync_to_thread=True)
-    def get_webhook(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        webhook_id: FromPath[str],
-        webhooks: Webhooks,
-    ) -> WebhookOut:
-        return webhook_out(webhooks.get(project_id, webhook_id), LinkBuilder(request, project_id))
+    def get_webhook(self, call: Call, webhook_id: FromPath[str], webhooks: Webhooks) -> WebhookOut:
+        return webhook_out(webhooks.get(call.project_id, webhook_id), call.links)
 
     @delete("/{webhook_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True, opt=MANAGE)
-    def delete_webhook(
-        self, project_id: FromPath[str], webhook_id: FromPath[str], webhooks: Webhooks
-    ) -> None:
-        webhooks.delete(project_id, webhook_id)
+    def delete_webhook(self, call: Call, webhook_id: FromPath[str], webhooks: Webhooks) -> None:
+        webhooks.delete(call.project_id, webhook_id)
 
     @get("/{webhook_id:str}/deliveries", sync_to_thread=True)
     def list_deliveries(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        webhook_id: FromPath[str],
-        webhooks: Webhooks,
-        paging: Paging,
+        self, call: Call, webhook_id: FromPath[str], webhooks: Webhooks, paging: Paging
     ) -> dict[str, Any]:
         """Newest first; each delivery with every attempt (time, status, code, next try)."""
         marker = event_marker(paging.marker) if paging.marker is not None else None
         items, links = paged_list(
-            request,
-            project_id,
+            call,
             ("webhooks", webhook_id, "deliveries"),
             lambda size, order: webhooks.deliveries(
-                project_id, webhook_id, marker=marker, limit=size, sort_dir=order
+                call.project_id, webhook_id, marker=marker, limit=size, sort_dir=order
             ),
             lambda view, _: delivery_out(view),
-            paging=paging,
+            paging,
         )
         return {"deliveries": items, "links": links}
 
@@ -107,13 +79,9 @@ class WebhookController(Controller):
         opt=MANAGE,
     )
     def resend_delivery(
-        self,
-        project_id: FromPath[str],
-        webhook_id: FromPath[str],
-        delivery_id: FromPath[str],
-        webhooks: Webhooks,
+        self, call: Call, webhook_id: FromPath[str], delivery_id: FromPath[str], webhooks: Webhooks
     ) -> Response[DeliveryOut]:
-        view = webhooks.resend(project_id, webhook_id, delivery_id)
+        view = webhooks.resend(call.project_id, webhook_id, delivery_id)
         return Response(delivery_out(view), status_code=HTTP_202_ACCEPTED)
 
     @post(
@@ -123,12 +91,8 @@ class WebhookController(Controller):
         opt=MANAGE,
     )
     def replay_webhook(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        webhook_id: FromPath[str],
-        body: RawBody,
-        webhooks: Webhooks,
+        self, call: Call, webhook_id: FromPath[str], body: RawBody, webhooks: Webhooks
     ) -> Response[dict[str, Any]]:
-        replay = webhooks.replay(project_id, webhook_id, parse_replay(request, body))
+        from_event_id = parse_replay(call.request, body)
+        replay = webhooks.replay(call.project_id, webhook_id, from_event_id)
         return Response(replay_out(replay), status_code=HTTP_202_ACCEPTED)

@@ -1,7 +1,7 @@
 """webhook subscriptions, attempts and publish times
 
 Revision ID: e9167b1a5229
-Revises: 82edbc1f7ad6
+Revises: 48695515e8c2
 Create Date: 2026-12-03 13:54:22.975363
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "e9167b1a5229"
-down_revision: str | None = "82edbc1f7ad6"
+down_revision: str | None = "48695515e8c2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
