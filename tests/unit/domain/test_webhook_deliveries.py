@@ -224,3 +224,20 @@ def test_deleting_a_webhook_stops_its_deliveries(db, open_settings):
         assert send_delivery(db, delivery_id, HttpPoster(1.0), open_settings) == "noop"
         assert write_event(db) == []
         assert receiver.received == []
+
+
+def test_every_writer_of_events_queues_deliveries_the_guards_anomaly_too(db, open_settings):
+    """No writer needs to know of webhooks: the event insert itself queues the deliveries."""
+    from cloudbackup.domain.anomalies import EVENT as ANOMALY_EVENT
+    from cloudbackup.domain.events import record_backup_event
+    from factories import rows
+
+    hook = make_webhook(db, "http://127.0.0.1:9/", events=[ANOMALY_EVENT])
+    backup = rows.backup(db, rows.configuration(db, rows.agent(db)).id)
+    with db.transaction() as session:
+        record_backup_event(session, backup, ANOMALY_EVENT, extra={"anomaly": {"id": "a"}})
+        record_backup_event(session, backup, "backup_completed")
+    with db.read() as session:
+        query = sa.select(WebhookDelivery).where(WebhookDelivery.webhook_id == hook.id)
+        found = list(session.execute(query).scalars())
+    assert [d.event for d in found] == [ANOMALY_EVENT]
