@@ -29,7 +29,7 @@ from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.webhooks import check_url, signed_headers
 from cloudbackup.settings import Settings
-from cloudbackup.store.db import Database
+from cloudbackup.store.db import Database, rowcount
 from cloudbackup.store.tables import (
     EVENTS,
     WEBHOOK_ATTEMPTS,
@@ -201,8 +201,7 @@ def send_delivery(
             log.error("webhook delivery %s given up: %s", delivery_id, answer.error)
             return "failed"
         due = ended + retry_delay(attempts, settings.webhook_first_retry_seconds)
-        _record(session, delivery, ended, "failed", answer.status_code, answer.error, duration, due)
-        session.execute(
+        kept = session.execute(
             sa.update(WEBHOOK_DELIVERIES)
             .where(d.id == delivery_id)
             .values(
@@ -214,6 +213,10 @@ def send_delivery(
                 last_error=answer.error,
             )
         )
+        if rowcount(kept):  # not when its webhook was deleted meanwhile
+            _record(
+                session, delivery, ended, "failed", answer.status_code, answer.error, duration, due
+            )
     log.info("webhook delivery %s failed (%s), next try %s", delivery_id, answer.error, due)
     return "retry"
 
@@ -246,9 +249,8 @@ def _finish(
     duration: int = 0,
     body: bytes | None = None,
 ) -> None:
-    _record(session, delivery, now, state, status_code, error, duration, None)
     kept = {} if body is None else {"body": body.decode()}
-    session.execute(
+    changed = session.execute(
         sa.update(WEBHOOK_DELIVERIES)
         .where(WEBHOOK_DELIVERIES.c.id == delivery.id)
         .values(
@@ -261,6 +263,8 @@ def _finish(
             delivered_at=now if state == "delivered" else None,
         )
     )
+    if rowcount(changed):  # not when its webhook was deleted meanwhile
+        _record(session, delivery, now, state, status_code, error, duration, None)
 
 
 def _record(

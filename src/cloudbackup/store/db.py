@@ -5,6 +5,7 @@ Users give plain ``sqlite:///...`` or ``postgresql://...`` URLs; the drivers are
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudbackup.errors import Unavailable
+
+log = logging.getLogger("cloudbackup.store")
 
 
 def driver_url(url: str) -> str:
@@ -139,7 +142,10 @@ class Database:
             raise Unavailable("The database is not answering; retry in a few seconds.") from exc
         if session.info and self.after_commit:
             for hook in self.after_commit:
-                hook(session.info)
+                try:
+                    hook(session.info)
+                except Exception:  # committed already: the sweeps pick up what it missed
+                    log.exception("after-commit hook %r failed", hook)
 
     def dispose(self) -> None:
         self.engine.dispose()
