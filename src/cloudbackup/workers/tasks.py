@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 from celery import Task
@@ -13,12 +14,13 @@ from celery.signals import worker_process_init
 from cloudbackup import logs
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
-from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.cleanup_run import execute_cleanup
+from cloudbackup.domain.remote_runs import backup_executor
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
+from cloudbackup.queue.agent_channels import agent_channel
 from cloudbackup.queue.names import (
     AGENT_HEADER,
     RUN_BACKUP_TASK,
@@ -29,6 +31,7 @@ from cloudbackup.queue.names import (
     SWEEP_TASK,
 )
 from cloudbackup.queue.publishing import CeleryDispatcher, database_pins
+from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.workers.app import app, settings
 
@@ -99,6 +102,17 @@ def dispatcher() -> CeleryDispatcher:
     return _dispatcher[1]
 
 
+_execute_backup: tuple[int, Callable[[Database, Settings, str], Outcome]] | None = None
+
+
+def execute_backup() -> Callable[[Database, Settings, str], Outcome]:
+    """This process's backup executor: remote agents' runs go to their event channel."""
+    global _execute_backup
+    if _execute_backup is None or _execute_backup[0] != os.getpid():
+        _execute_backup = (os.getpid(), backup_executor(agent_channel(settings.broker_url)))
+    return _execute_backup[1]
+
+
 def _bind_delivery(**run_id: str) -> None:
     """Start a run's delivery: hand it back on a shutdown signal, and tag the log lines with
     ``run_id`` (``backup_id=...``) alone."""
@@ -135,7 +149,7 @@ def backup_task(self: Task, backup_id: str) -> str:
         backup_id,
         delivered_to=(self.request.delivery_info or {}).get("routing_key"),
         agent_hint=self.request.get(AGENT_HEADER),
-        execute=execute_backup,
+        execute=execute_backup(),
     )
     return _after(self, outcome, "backup", backoff=True)
 

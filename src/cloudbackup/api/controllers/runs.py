@@ -21,10 +21,13 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from cloudbackup.api.auth import reporting_agent
 from cloudbackup.api.controllers.events import run_event_list
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.api.schemas.run_patch import MAX_INT32, RunPatch
+from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.runs import RunService
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
+# An extension: the attempt a remote agent was handed a run with (its fencing token).
+AttemptHeader = Annotated[str | None, HeaderParameter(name="X-Run-Attempt", required=False)]
 Query = Annotated[str | None, QueryParameter(required=False)]
 Runs = NamedDependency[RunService[Any, Any, Any]]
 
@@ -44,6 +47,15 @@ class RunResource:
     @property
     def id_name(self) -> str:
         return f"{self.noun}_id"
+
+
+def run_attempt(header: str | None) -> int | None:
+    """The ``X-Run-Attempt`` header as a positive integer (400 otherwise); None when absent."""
+    if header is None:
+        return None
+    if not (header.isascii() and header.isdigit()) or not 0 < int(header) <= MAX_INT32:
+        raise InvalidInput("Validation failed.", ["X-Run-Attempt must be a positive integer."])
+    return int(header)
 
 
 def run_handlers(resource: RunResource) -> tuple[HTTPRouteHandler, ...]:
@@ -68,10 +80,14 @@ def run_handlers(resource: RunResource) -> tuple[HTTPRouteHandler, ...]:
         body: RawBody,
         runs: Runs,
         x_agent_id: AgentHeader = None,
+        x_run_attempt: AttemptHeader = None,
     ) -> None:
         update = resource.patch.parse(request, body)
+        attempt = run_attempt(x_run_attempt)
         # X-Agent-Id stays documented; the guard checks it names the token's agent.
-        runs.update(project_id, request.path_params[id_name], update, reporting_agent(request))
+        runs.update(
+            project_id, request.path_params[id_name], update, reporting_agent(request), attempt
+        )
 
     def list_errors(
         self: Any,
