@@ -84,8 +84,11 @@ class StateDir:
         write_private(self.folder / PRIVATE_KEY_FILE, private_key_pem)
         write_private(self.folder / STATE_FILE, msgspec.json.encode(identity))
 
+    def has_identity(self) -> bool:
+        return (self.folder / STATE_FILE).exists()
+
     def identity(self) -> AgentIdentity:
-        if not (self.folder / STATE_FILE).exists():
+        if not self.has_identity():
             raise StateError(f"no agent in {self.folder}: run `cloudbackup agent register` first")
         if os.stat(self.folder).st_mode & 0o077:
             raise StateError(f"{self.folder} must be mode 0700 (it holds the agent's keys)")

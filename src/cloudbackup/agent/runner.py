@@ -1,0 +1,95 @@
+"""``cloudbackup agent run``: announce the agent (EV3 ``startup``), read its working document
+(A7) and serve the work items of the event channel A7 names, one at a time, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from cloudbackup.agent.backup import HostBackup
+from cloudbackup.agent.http_storage import HttpStorage
+from cloudbackup.agent.reports import RunReports
+from cloudbackup.agent.session import AgentSession, ApiRefused
+from cloudbackup.agent.state import StateDir
+from cloudbackup.engine import Vault
+
+log = logging.getLogger("cloudbackup.agent")
+
+POLL_WAIT_SECONDS = 25
+RETRY_SECONDS = 2.0
+
+
+class AgentRunner:
+    """One agent serving its channel."""
+
+    def __init__(
+        self, state: StateDir, session: AgentSession, *, wait: int = POLL_WAIT_SECONDS
+    ) -> None:
+        self.state = state
+        self.session = session
+        self.wait = wait
+        self.channel = session.agent_path("channel")
+
+    def vault(self) -> Vault:
+        """The agent's vault over the API, encrypted with the password kept in the state dir
+        (opened afresh for each run, as a hosted worker does)."""
+        return Vault(HttpStorage(self.session), password=self.state.vault_password())
+
+    def start(self) -> None:
+        """EV3 ``startup``, then A7 for the channel's address."""
+        self.announce("startup")
+        document = self.session.checked("GET", self.session.agent_path("configuration")).json()
+        rse = document["system_preferences"]["events"]["rse"]
+        self.channel = f"{str(rse['host']).rstrip('/')}{rse['channel']}"
+        log.info("agent %s serves %s", self.session.identity.agent_id, self.channel)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Take work from the channel until ``stop`` is set."""
+        self.start()
+        marker = self.state.marker() or "0"
+        try:
+            while not stop.is_set():
+                try:
+                    answer = self.session.checked(
+                        "GET", self.channel, params={"marker": marker, "wait": str(self.wait)}
+                    ).json()
+                except Exception as exc:  # the API is away: try again shortly
+                    log.warning("could not read the event channel: %s", exc)
+                    stop.wait(RETRY_SECONDS)
+                    continue
+                for entry in answer["items"]:
+                    marker = str(entry["marker"])
+                    # Recorded before the work: a crash mid-run is the server's to re-drive,
+                    # with a new attempt and a new item.
+                    self.state.save_marker(marker)
+                    self.handle(entry["item"])
+                    if stop.is_set():
+                        break
+                marker = str(answer.get("marker") or marker)
+        finally:
+            self.shutdown()
+
+    def handle(self, item: dict[str, Any]) -> str:
+        """Run one work item; what it came to."""
+        if item.get("type") != "run" or item.get("kind") != "backup":
+            log.warning("ignoring a channel item this agent does not serve: %s", item.get("type"))
+            return "ignored"
+        reports = RunReports(self.session, "backups", str(item["id"]), int(item["attempt"]))
+        log.info("backup %s (attempt %s) starts", item["id"], item["attempt"])
+        return HostBackup(reports, self.vault(), item).run()
+
+    def announce(self, event: str) -> None:
+        """EV3: the agent's lifecycle event (``startup``, ``shutdown``)."""
+        self.session.checked(
+            "POST",
+            self.session.agent_path("events"),
+            json={"event": event},
+            headers={"X-Agent-Id": self.session.identity.agent_id},
+        )
+
+    def shutdown(self) -> None:
+        try:
+            self.announce("shutdown")
+        except (ApiRefused, OSError) as exc:
+            log.warning("could not announce the shutdown: %s", exc)
