@@ -26,8 +26,11 @@ ERROR_DIAGNOSTICS = "Some files could not be backed up. Partial list follows."
 class HostBackup:
     """One handed-over backup (a channel item) run on this host."""
 
-    def __init__(self, reports: RunReports, vault: Vault, item: dict[str, Any]) -> None:
+    def __init__(
+        self, reports: RunReports, vault: Vault, item: dict[str, Any], *, max_bps: int = 0
+    ) -> None:
         self.reports = reports
+        self.max_bps = max_bps
         self.vault = vault
         self.item = item
         self.state = str(item.get("state", "queued"))
@@ -108,6 +111,7 @@ class HostBackup:
                 on_progress=self.report,
                 should_stop=self.should_stop,
                 on_phase=lambda phase: self.enter(str(phase)),
+                max_bps=self.max_bps,
             )
             self._stop_beat(beat)
             return self._finish_with(result)

@@ -24,11 +24,17 @@ class AgentRunner:
     """One agent serving its channel."""
 
     def __init__(
-        self, state: StateDir, session: AgentSession, *, wait: int = POLL_WAIT_SECONDS
+        self,
+        state: StateDir,
+        session: AgentSession,
+        *,
+        wait: int = POLL_WAIT_SECONDS,
+        max_bps: int = 0,
     ) -> None:
         self.state = state
         self.session = session
         self.wait = wait
+        self.max_bps = max_bps
         self.channel = session.agent_path("channel")
 
     def vault(self) -> Vault:
@@ -48,16 +54,22 @@ class AgentRunner:
         """Take work from the channel until ``stop`` is set."""
         self.start()
         marker = self.state.marker() or "0"
+        ready = False
         try:
             while not stop.is_set():
                 try:
+                    # The first read does not wait: from its answer on, the agent is remote.
+                    wait = str(self.wait if ready else 0)
                     answer = self.session.checked(
-                        "GET", self.channel, params={"marker": marker, "wait": str(self.wait)}
+                        "GET", self.channel, params={"marker": marker, "wait": wait}
                     ).json()
                 except Exception as exc:  # the API is away: try again shortly
                     log.warning("could not read the event channel: %s", exc)
                     stop.wait(RETRY_SECONDS)
                     continue
+                if not ready:
+                    ready = True
+                    log.info("agent %s ready", self.session.identity.agent_id)
                 for entry in answer["items"]:
                     marker = str(entry["marker"])
                     # Recorded before the work: a crash mid-run is the server's to re-drive,
@@ -77,7 +89,7 @@ class AgentRunner:
             return "ignored"
         reports = RunReports(self.session, "backups", str(item["id"]), int(item["attempt"]))
         log.info("backup %s (attempt %s) starts", item["id"], item["attempt"])
-        return HostBackup(reports, self.vault(), item).run()
+        return HostBackup(reports, self.vault(), item, max_bps=self.max_bps).run()
 
     def announce(self, event: str) -> None:
         """EV3: the agent's lifecycle event (``startup``, ``shutdown``)."""

@@ -72,7 +72,12 @@ def register_command(
 
 
 @agent_app.command("run")
-def run_command(state_dir: StateDirOption) -> None:
+def run_command(
+    state_dir: StateDirOption,
+    max_bps: Annotated[
+        int, typer.Option("--max-bps", help="Cap on the bytes read per second (0: none).")
+    ] = 0,
+) -> None:
     """Serve the agent registered in --state-dir until SIGTERM/SIGINT, over the API alone."""
     from cloudbackup.agent.runner import AgentRunner
     from cloudbackup.agent.session import AgentSession
@@ -96,6 +101,6 @@ def run_command(state_dir: StateDirOption) -> None:
     signal.signal(signal.SIGINT, on_signal)
     session = AgentSession(identity)
     try:
-        AgentRunner(state, session).serve(stop)
+        AgentRunner(state, session, max_bps=max_bps).serve(stop)
     finally:
         session.close()
