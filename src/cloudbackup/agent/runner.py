@@ -10,6 +10,7 @@ from typing import Any
 from cloudbackup.agent.backup import HostBackup
 from cloudbackup.agent.http_storage import HttpStorage
 from cloudbackup.agent.reports import RunReports
+from cloudbackup.agent.restore import HostRestore
 from cloudbackup.agent.session import AgentSession, ApiRefused
 from cloudbackup.agent.state import StateDir
 from cloudbackup.engine import Vault
@@ -84,11 +85,14 @@ class AgentRunner:
 
     def handle(self, item: dict[str, Any]) -> str:
         """Run one work item; what it came to."""
-        if item.get("type") != "run" or item.get("kind") != "backup":
-            log.warning("ignoring a channel item this agent does not serve: %s", item.get("type"))
+        kind = item.get("kind")
+        if item.get("type") != "run" or kind not in ("backup", "restore"):
+            log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"
-        reports = RunReports(self.session, "backups", str(item["id"]), int(item["attempt"]))
-        log.info("backup %s (attempt %s) starts", item["id"], item["attempt"])
+        reports = RunReports(self.session, f"{kind}s", str(item["id"]), int(item["attempt"]))
+        log.info("%s %s (attempt %s) starts", kind, item["id"], item["attempt"])
+        if kind == "restore":
+            return HostRestore(reports, self.vault(), item).run()
         return HostBackup(reports, self.vault(), item, max_bps=self.max_bps).run()
 
     def announce(self, event: str) -> None:

@@ -17,16 +17,25 @@ from typing import Any
 from cloudbackup.domain.agent_channel import AgentChannel, is_remote
 from cloudbackup.domain.backup_run import BackupRun, claim_backup
 from cloudbackup.domain.backups import BACKUP_RUNS
+from cloudbackup.domain.restore_run import FAILED_REASON as RESTORE_FAILED
+from cloudbackup.domain.restore_run import RestoreRun, claim_restore
+from cloudbackup.domain.restores import RESTORE_RUNS
 from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, execute_run
-from cloudbackup.domain.run_states import BackupState
+from cloudbackup.domain.run_states import BackupState, RestoreState
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import ConfigurationRepository
-from cloudbackup.store.tables import Backup, BackupError
+from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
+from cloudbackup.store.tables import Agent, Backup, BackupError, Restore, RestoreError
 
 log = logging.getLogger("cloudbackup.run")
 
 NO_CHANNEL = "no event channel is configured to hand the run to its remote agent"
+OTHER_VAULT = (
+    "Nothing restored: the backup is in another agent's vault, whose password only that agent "
+    "holds (encrypted hand-over of vault passwords, V2, is not served yet). Restore it to its "
+    "own agent."
+)
+NOT_RESTORABLE = "Nothing restored: the backup is no longer restorable (a cleanup expired it)."
 
 
 def work_item(kind: str, run_id: str, attempt: int, state: str, **what: Any) -> dict[str, Any]:
@@ -70,6 +79,70 @@ class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
         else:
             log.info("backup %s (attempt %d) handed to its agent", backup.id, self.claim.attempt)
         return Outcome.DELEGATED
+
+
+class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
+    """A claimed restore whose destination is a remote agent: the agent reads its own vault
+    through the API and writes the files on its host."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        claim: RunClaim[Restore, RestoreError, RestoreState],
+        channel: AgentChannel | None,
+    ) -> None:
+        super().__init__(db, settings, claim)
+        self.channel = channel
+
+    def work(self) -> Outcome:
+        restore = self.claim.run
+        if self.channel is None:
+            raise RuntimeError(NO_CHANNEL)
+        with self.db.read() as session:
+            destination = session.get(Agent, restore.destination_agent_id)
+            backup = BackupRepository(session).get(restore.backup_id)
+        refusal = None
+        if backup is None or not backup.restorable or backup.snapshot_id is None:
+            refusal = NOT_RESTORABLE
+        elif destination is None or destination.vault_id != restore.vault_id:
+            refusal = OTHER_VAULT
+        if refusal is not None:
+            values = {"errors_reason": RESTORE_FAILED, "errors_diagnostics": refusal}
+            return self.finish(RestoreState.FAILED, values)
+        item = work_item(
+            "restore",
+            restore.id,
+            self.claim.attempt,
+            str(self.state),
+            snapshot_id=restore.snapshot_id,
+            destination_path=restore.destination_path,
+            overwrite=restore.overwrite_files,
+            resume=self.claim.resumed,
+            inclusions=list(restore.inclusions or []),
+            exclusions=list(restore.exclusions or []),
+        )
+        if not self.channel.push(restore.destination_agent_id, item):
+            log.warning("could not hand restore %s to its agent", restore.id)
+        return Outcome.DELEGATED
+
+
+def restore_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:
+    """The worker's ``execute`` of one restore: to a remote agent through its channel."""
+
+    def execute(db: Database, settings: Settings, restore_id: str) -> Outcome:
+        def runner(
+            claim: RunClaim[Restore, RestoreError, RestoreState],
+        ) -> OwnedRun[Restore, RestoreError, RestoreState]:
+            if is_remote(db, claim.run.destination_agent_id):
+                return RemoteRestore(db, settings, claim, channel)
+            return RestoreRun(db, settings, claim)
+
+        return execute_run(
+            RESTORE_RUNS, lambda: claim_restore(db, settings, restore_id), runner, settings
+        )
+
+    return execute
 
 
 def backup_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:

@@ -16,8 +16,7 @@ from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
 from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.cleanup_run import execute_cleanup
-from cloudbackup.domain.remote_runs import backup_executor
-from cloudbackup.domain.restore_run import execute_restore
+from cloudbackup.domain.remote_runs import backup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
 from cloudbackup.queue.agent_channels import agent_channel
@@ -102,15 +101,17 @@ def dispatcher() -> CeleryDispatcher:
     return _dispatcher[1]
 
 
-_execute_backup: tuple[int, Callable[[Database, Settings, str], Outcome]] | None = None
+Execute = Callable[[Database, Settings, str], Outcome]
+_executors: tuple[int, Execute, Execute] | None = None
 
 
-def execute_backup() -> Callable[[Database, Settings, str], Outcome]:
-    """This process's backup executor: remote agents' runs go to their event channel."""
-    global _execute_backup
-    if _execute_backup is None or _execute_backup[0] != os.getpid():
-        _execute_backup = (os.getpid(), backup_executor(agent_channel(settings.broker_url)))
-    return _execute_backup[1]
+def executors() -> tuple[Execute, Execute]:
+    """This process's backup and restore executors: remote agents' runs go to their channel."""
+    global _executors
+    if _executors is None or _executors[0] != os.getpid():
+        channel = agent_channel(settings.broker_url)
+        _executors = (os.getpid(), backup_executor(channel), restore_executor(channel))
+    return _executors[1], _executors[2]
 
 
 def _bind_delivery(**run_id: str) -> None:
@@ -149,7 +150,7 @@ def backup_task(self: Task, backup_id: str) -> str:
         backup_id,
         delivered_to=(self.request.delivery_info or {}).get("routing_key"),
         agent_hint=self.request.get(AGENT_HEADER),
-        execute=execute_backup(),
+        execute=executors()[0],
     )
     return _after(self, outcome, "backup", backoff=True)
 
@@ -157,6 +158,7 @@ def backup_task(self: Task, backup_id: str) -> str:
 @app.task(name=RUN_RESTORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def restore_task(self: Task, restore_id: str) -> str:
     _bind_delivery(restore_id=restore_id)
+    execute_restore = executors()[1]
     return _after(self, execute_restore(database(), settings, restore_id), "restore")
 
 

@@ -16,7 +16,7 @@ from cloudbackup.agent.register import register
 from cloudbackup.agent.runner import AgentRunner
 from cloudbackup.agent.session import AgentSession
 from cloudbackup.agent.state import StateDir, StateError
-from cloudbackup.domain.remote_runs import backup_executor
+from cloudbackup.domain.remote_runs import backup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome
 from cloudbackup.engine import Vault, restore_snapshot, run_backup
 from cloudbackup.queue.agent_channels import RedisAgentChannel
@@ -126,3 +126,96 @@ def test_a_backup_handed_over_the_channel_runs_on_the_host_and_is_reported(
     assert backup["files_backed_up"] == len(files)
     assert backup["bytes_backed_up"] == sum(len(d) for d in files.values())
     assert backup["snapshot_id"] == 1
+
+    # A restore to the same agent, elsewhere: written on the host from its own vault.
+    target = tmp_path / "restored"
+    body = {
+        "backup_id": backup_id,
+        "destination_agent_id": agent_id,
+        "destination_path": str(target),
+        "overwrite_files": False,
+        "encrypted_password_hex": None,
+        "inclusions": [],
+        "exclusions": [{"type": "file", "path": f"{source}/sub/deeper/c.txt"}],
+    }
+    started = client.post(f"/v2/{PROJECT}/restores", json=body, headers=headers(admin))
+    assert started.status_code == 201, started.text
+    restore_id = started.json()["id"]
+    execute_restore = restore_executor(RedisAgentChannel(settings.broker_url))
+    assert execute_restore(db, settings, restore_id) == Outcome.DELEGATED
+    marker = entry["marker"]
+    [handed] = session.checked(
+        "GET", runner.channel, params={"wait": "1", "marker": marker}
+    ).json()["items"]
+    assert (handed["item"]["kind"], handed["item"]["attempt"]) == ("restore", 1)
+    assert runner.handle(handed["item"]) == "completed"
+    restore = client.get(f"/v2/{PROJECT}/restores/{restore_id}", headers=headers(admin)).json()
+    assert restore["state"] == "completed", restore
+    assert restore["files_restored"] == len(files) - 1
+    for name, data in files.items():
+        restored = target / str(source).lstrip("/") / name
+        if name == "sub/deeper/c.txt":
+            assert not restored.exists()  # excluded
+        else:
+            assert restored.read_bytes() == data
+
+
+def test_a_restore_to_another_agent_fails_with_a_reason_instead_of_reaching_its_vault(
+    client: Any, db: Database, settings: Settings, tmp_path: Path
+) -> None:
+    _, source_session = _register(client, db, tmp_path / "a")
+    _, other_session = _register(client, db, tmp_path / "b")
+    for one in (source_session, other_session):  # both remote: they read their channels
+        one.checked("GET", one.agent_path("channel"), params={"wait": "0"})
+    source = tmp_path / "source"
+    _tree(source)
+    admin = token(db)
+    a_id = source_session.identity.agent_id
+    config = create_configuration(client, admin, a_id, inclusions=[str(source)])
+    backup_id = start_backup(client, admin, config["id"]).json()["id"]
+    channel = RedisAgentChannel(settings.broker_url)
+    assert backup_executor(channel)(db, settings, backup_id) == Outcome.DELEGATED
+    runner = AgentRunner(StateDir(tmp_path / "a"), source_session, wait=0)
+    [entry] = source_session.checked("GET", runner.channel, params={"wait": "1"}).json()["items"]
+    assert runner.handle(entry["item"]) == "completed"
+    body = {
+        "backup_id": backup_id,
+        "destination_agent_id": other_session.identity.agent_id,
+        "destination_path": str(tmp_path / "elsewhere"),
+        "overwrite_files": False,
+        "encrypted_password_hex": None,
+        "inclusions": [],
+        "exclusions": [],
+    }
+    started = client.post(f"/v2/{PROJECT}/restores", json=body, headers=headers(admin))
+    assert started.status_code == 201, started.text
+    restore_id = started.json()["id"]
+    assert restore_executor(channel)(db, settings, restore_id) == Outcome.FAILED
+    restore = client.get(f"/v2/{PROJECT}/restores/{restore_id}", headers=headers(admin)).json()
+    assert restore["state"] == "failed"
+    assert "another agent's vault" in restore["errors"]["diagnostics"]
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_http_storage_keeps_the_engines_storage_contract(
+    client: Any, db: Database, tmp_path: Path
+) -> None:
+    _, session = _register(client, db, tmp_path / "state")
+    storage = HttpStorage(session)
+    name = "index/" + "0" * 32
+    with pytest.raises(FileNotFoundError):
+        storage.get(name)
+    with pytest.raises(FileNotFoundError):
+        storage.get_range(name, 0, 4)
+    assert storage.create(name, b"0123456789")
+    assert not storage.create(name, b"other")
+    assert storage.get(name) == b"0123456789"
+    assert storage.get_range(name, 8, 10) == b"89"  # fewer at the end
+    assert storage.get_range(name, 20, 4) == b""
+    storage.put(name, b"replaced")
+    assert storage.get(name) == b"replaced"
+    assert [(i.name, i.size) for i in storage.list("index/")] == [(name, 8)]
+    assert list(storage.list("packs/")) == []
+    storage.delete(name)
+    storage.delete(name)  # removing an absent object is not an error
+    assert list(storage.list("")) == []
