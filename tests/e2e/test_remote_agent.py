@@ -1,7 +1,7 @@
 """A remote agent against the real stack (the Procfile: API, Celery worker and beat on the
 machine's PostgreSQL and Redis), run as separate processes whose environment holds no
-CLOUDBACKUP_* setting: it registers, backs up with true counters, re-runs storing about
-nothing, stops within 2 s, survives a kill -9 mid-backup (re-driven with a new attempt), and
+CLOUDBACKUP_* setting: it registers, backs up with true counters, restores byte-identical to
+another folder, re-runs storing about nothing, stops within 2 s, survives a kill -9 mid-backup (re-driven with a new attempt), and
 its token is refused on another agent's runs, vault objects and channel. Then the boundary:
 the agent in its own network namespace, where PostgreSQL and Redis are unreachable."""
 
@@ -180,6 +180,27 @@ def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
             assert first["snapshot_id"] is not None
             stored = vault_bytes(data, stack, a_id)
             assert stored > tree.unique_bytes // 2  # sealed and compressed, but there
+
+            restored = tmp_path / "restored"
+            restore = stack.post(
+                "/restores",
+                {
+                    "backup_id": first["id"],
+                    "destination_agent_id": a_id,
+                    "destination_path": str(restored),
+                    "overwrite_files": False,
+                    "encrypted_password_hex": None,
+                    "inclusions": [],
+                    "exclusions": [],
+                },
+            )
+            assert restore.status_code == 201, restore.text
+            done = final(stack, str(restore.headers["location"]), a)
+            assert (done["state"], done["files_restored"]) == ("completed", tree.files), done
+            for path in tree.root.rglob("*"):
+                if path.is_file():  # byte-identical, in another folder
+                    copy = restored / str(path).lstrip("/")
+                    assert copy.read_bytes() == path.read_bytes(), path
 
             second = final(stack, backup(stack, small), a)
             assert second["state"] == "completed", second
