@@ -10,10 +10,12 @@ its vault (``agent_channel.check_own_agent``).
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
 
-from cloudbackup.domain.agent_channel import check_own_agent
-from cloudbackup.domain.errors import InvalidInput, NotFound
+from cloudbackup.domain.agent_channel import NOT_THIS_AGENT, check_own_agent
+from cloudbackup.domain.errors import Forbidden, InvalidInput, NotFound
 from cloudbackup.engine import ObjectInfo, Storage
 from cloudbackup.engine.location import vault_storage
 from cloudbackup.settings import Settings
@@ -22,6 +24,8 @@ from cloudbackup.store.db import Database
 # A pack is at most PACK_TARGET (16 MiB) plus one chunk (at most 8 MiB) and its header.
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
 MAX_LISTED = 200_000
+# How long an agent's vault location is remembered (a deleted agent's token works that long).
+VAULT_CACHE_SECONDS = 5.0
 # The names the engine writes (engine/vault.py's layout), and nothing else.
 _OBJECT_NAME = re.compile(
     r"config"
@@ -56,10 +60,25 @@ class VaultObjectService:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # (project, agent) -> (until, storage): an agent's vault, looked up once per few
+        # seconds rather than on each of the many object requests of a run.
+        self._vaults: dict[tuple[str, str], tuple[float, Storage]] = {}
+        self._lock = threading.Lock()
 
     def _storage(self, project_id: str, agent_id: str, caller: str | None) -> Storage:
+        if caller != agent_id:
+            raise Forbidden(NOT_THIS_AGENT)
+        key = (project_id, agent_id)
+        cached = self._vaults.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         agent = check_own_agent(self.db, project_id, agent_id, caller)
-        return vault_storage(self.settings, agent.vault_id)
+        storage = vault_storage(self.settings, agent.vault_id)
+        with self._lock:
+            if len(self._vaults) > 10_000:
+                self._vaults.clear()
+            self._vaults[key] = (time.monotonic() + VAULT_CACHE_SECONDS, storage)
+        return storage
 
     def put(
         self,
