@@ -37,6 +37,7 @@ class AgentRunner:
         self.wait = wait
         self.max_bps = max_bps
         self.channel = session.agent_path("channel")
+        self.busy = False  # running an item (a stop then waits for it to end)
 
     def vault(self) -> Vault:
         """The agent's vault over the API, encrypted with the password kept in the state dir
@@ -76,10 +77,16 @@ class AgentRunner:
                     # Recorded before the work: a crash mid-run is the server's to re-drive,
                     # with a new attempt and a new item.
                     self.state.save_marker(marker)
-                    self.handle(entry["item"])
+                    self.busy = True
+                    try:
+                        self.handle(entry["item"])
+                    finally:
+                        self.busy = False
                     if stop.is_set():
                         break
                 marker = str(answer.get("marker") or marker)
+        except KeyboardInterrupt:
+            pass  # a stop signal while waiting on the channel
         finally:
             self.shutdown()
 

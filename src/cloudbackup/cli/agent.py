@@ -93,14 +93,18 @@ def run_command(
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     stop = threading.Event()
+    session = AgentSession(identity)
+    runner = AgentRunner(state, session, max_bps=max_bps)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
+        if not runner.busy:
+            raise KeyboardInterrupt  # out of the channel's long poll at once
+        # A run in progress finishes and reports first.
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    session = AgentSession(identity)
     try:
-        AgentRunner(state, session, max_bps=max_bps).serve(stop)
+        runner.serve(stop)
     finally:
         session.close()
