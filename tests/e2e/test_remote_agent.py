@@ -154,7 +154,8 @@ def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
     tmp_path: Path,
 ) -> None:
     tree = make_tree(tmp_path / "small", files=60, size=64 * 1024, with_excluded=False)
-    # 24 MiB read at 4 MiB/s: about 6 s of work, long enough to stop and to kill mid-run.
+    # 24 MiB read at 2 MiB/s: about 12 s of work, long enough to stop and to kill mid-run even
+    # on a loaded machine (a stop that arrives after the last read may still end completed).
     big = make_tree(
         tmp_path / "big", files=10, big_files=3, big_size=8 * 1024 * 1024, with_excluded=False
     )
@@ -209,13 +210,14 @@ def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
             assert growth < max(stored // 50, 64 * 1024), (growth, stored)  # about nothing
 
             a.stop()
-            a.start("--max-bps", str(4 * 1024 * 1024))
+            a.start("--max-bps", str(2 * 1024 * 1024))
             slow = configure(stack, a_id, big)
             url = backup(stack, slow)
             seen = stack.poll(
                 url, lambda x: x["state"] == "in_progress" and x["bytes_backed_up"] > 0, 60
             )
-            later = stack.poll(url, lambda x: x["bytes_backed_up"] > seen["bytes_backed_up"], 3)
+            # The counters of B3 move while it runs (stored batches land every second or two).
+            later = stack.poll(url, lambda x: x["bytes_backed_up"] > seen["bytes_backed_up"], 6)
             assert later["bytes_backed_up"] > seen["bytes_backed_up"]  # live counters, each second
             asked = time.monotonic()
             stop = httpx.patch(
@@ -227,8 +229,10 @@ def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
             )
             assert stop.status_code == 204, stop.text
             stopped = final(stack, url, a, timeout=10)
-            assert stopped["state"] == "stopped", stopped
-            assert time.monotonic() - asked < 3.0  # reached the agent within 2 s, then reported
+            assert stopped["state"] == "stopped", f"{stopped}\n{a.text()}"
+            # Reached the agent within 2 s (its report thread reads B3 back every second), then
+            # the engine stopped and the agent reported: well under 4 s.
+            assert time.monotonic() - asked < 4.0
 
             url = backup(stack, slow)
             stack.poll(url, lambda x: x["state"] == "in_progress" and x["bytes_backed_up"] > 0, 60)
