@@ -12,6 +12,7 @@ from cloudbackup.console.router import CONSOLE
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.webhook_deliveries import publisher as webhook_publisher
 from cloudbackup.queue.admin import QueueAdmin
+from cloudbackup.queue.agent_channels import agent_channel_reader
 from cloudbackup.queue.broker_health import broker_ping
 from cloudbackup.queue.publishing import CeleryDispatcher, async_dispatcher
 from cloudbackup.settings import Settings, get_settings
@@ -37,9 +38,12 @@ def create_app(
     # Webhook deliveries of the events a request writes go out after its commit.
     db.after_commit.append(webhook_publisher(lambda: chosen))
     publisher = async_dispatcher(dispatcher, timeout=settings.broker_publish_timeout)
+    channel = agent_channel_reader(settings.broker_url)
 
     async def close() -> None:
         await publisher.close()
+        if channel is not None:
+            await channel.close()
         if owns_database:
             db.dispose()
 
@@ -50,6 +54,7 @@ def create_app(
         publisher=publisher,
         queue_admin=QueueAdmin(db, settings),
         broker_ping=broker_ping(settings),
+        agent_channel=channel,
         route_handlers=[CONSOLE],  # the web console, /console (cloudbackup.console)
         on_shutdown=[close],
     )

@@ -76,6 +76,9 @@ def operations(app) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+AGENT_WRITES = re.compile(r"/vault/objects/")
+
+
 def required_permission(method: str, path: str) -> str | None:
     if (method, path) in PUBLIC:
         return None
@@ -83,6 +86,8 @@ def required_permission(method: str, path: str) -> str | None:
         return "delete"
     if method == "POST":
         return "update" if REPORTS.search(path) else "create"
+    if method == "DELETE" and AGENT_WRITES.search(path):
+        return "update"  # a remote agent writing its own vault (agents hold no delete)
     return {"GET": "read", "PATCH": "update", "PUT": "update", "DELETE": "delete"}[method]
 
 
