@@ -33,6 +33,10 @@ NO_ROOTS = (
     "No allowed roots: this agent may not touch any host path. The operator sets them with "
     f"{ROOTS_SETTING} (for every agent) or `{ROOTS_COMMAND}` ({ROOTS_API})."
 )
+SERVICE_FILES = (
+    "reaches the service's own files (its data folder, database, vaults or vault keys), "
+    "which are never backed up, browsed or restored onto"
+)
 MAX_ROOTS = 64
 MAX_ROOT_LENGTH = 4096
 
@@ -138,15 +142,11 @@ class HostRoots:
                     f"{label} {path!r} lies outside the allowed roots{shown} "
                     f"({', '.join(self.roots)}; {self.origin})."
                 )
-        protected = sorted(self.protected_forms())
-        for form in sorted(_forms(path, True) | _forms(path, False)):
-            hit = next((p for p in protected if inside(form, p)), None)
-            if hit is not None:
-                return (
-                    f"{label} {path!r} reaches the service's own files ({hit}): the data "
-                    "folder, database, vaults and vault keys are never backed up, browsed or "
-                    "restored onto."
-                )
+        protected = self.protected_forms()
+        for form in _forms(path, True) | _forms(path, False):
+            if any(inside(form, p) for p in protected):
+                # Which of them is not said: the tenant need not learn the operator's layout.
+                return f"{label} {path!r} {SERVICE_FILES}."
         return None
 
     def protected_below(self, folder: str) -> list[str]:
@@ -182,15 +182,13 @@ class TargetGuard:
         real_parent = self._real_parents.get(parent)
         if real_parent is None:
             real_parent = self._real_parents[parent] = os.path.realpath(parent or "/")
-        forms = {written, normalize(os.path.join(real_parent, name))}
-        for form in sorted(forms):
+        real = normalize(os.path.join(real_parent, name))
+        for form in (written,) if real == written else (written, real):
             if not any(inside(form, root) for root in self._roots):
                 self.refused[target] = f"Not restored: it leads to {form}, outside the roots."
                 return False
             if any(inside(form, path) for path in self._protected):
-                self.refused[target] = (
-                    f"Not restored: it leads to {form}, among the service's own files."
-                )
+                self.refused[target] = f"Not restored: it {SERVICE_FILES}."
                 return False
         return True
 
