@@ -119,7 +119,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
     # Folder of per-vault password files `<vault_id>.key` (mode 0600, readable by the worker
-    # only). A vault with a key file is encrypted with that password; empty = no encryption.
+    # only); empty = <data_dir>/keys. Every new vault is encrypted: with the password of its key
+    # file, or, when it has none, a random one the worker writes there first (folder 0700). Back
+    # this folder up apart from the vaults: without its key file a vault cannot be read.
     vault_key_dir: str = ""
     # -- mail (backup notifications) -------------------------------------------------------------
     # smtp://host:port or smtps://user:password@host:465; empty = no mail is sent (/health says so).
@@ -137,6 +139,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- webhooks --------------------------------------------------------------------------------
     # Allow webhook URLs on loopback, private or link-local addresses (tests, closed networks).
     webhook_allow_private: bool = False
+    # -- the ransomware guard (docs/decisions.md, "The ransomware guard") -----------------------
+    # A completed backup is an anomaly when, against the previous snapshot of its inclusions
+    # (which held at least anomaly_min_files files), at least anomaly_changed_ratio of the files
+    # changed or are gone, and its new data compressed to at least anomaly_compressed_size_ratio
+    # of its size (stored / plaintext), anomaly_compression_rise or more above the configuration's
+    # earlier backups (0 also flags trees that never compressed). A ratio above 1 turns it off.
+    anomaly_changed_ratio: float = 0.5
+    anomaly_compressed_size_ratio: float = 0.9
+    anomaly_compression_rise: float = 0.1
+    anomaly_min_files: int = 20
 
     @property
     def allowed_root_list(self) -> tuple[str, ...]:
@@ -156,6 +168,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def resolved_vault_path(self) -> Path:
         return Path(self.vault_path or Path(self.data_dir) / "vault").resolve()
+
+    @property
+    def resolved_vault_key_dir(self) -> Path:
+        return Path(self.vault_key_dir or Path(self.data_dir) / "keys").resolve()
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

@@ -31,6 +31,7 @@ def every_resource(client: Any, db: Database, secret: str, project_id: str) -> d
     ids["configuration_id"] = config["id"]
     done = rows.backup(db, config["id"], restorable=True, snapshot_id=1)
     ids["backup_id"] = done.id
+    ids["anomaly_id"] = rows.anomaly(db, done).id
     attempts: dict[str, tuple[str, dict[str, Any] | None]] = {
         "restore_id": (
             "restores",

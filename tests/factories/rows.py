@@ -163,3 +163,27 @@ def worker_heartbeat(db: Database, agent_id: str | None = None, **overrides: Any
     with db.transaction() as session:
         session.add(row)
     return row
+
+
+def anomaly(db: Database, backup_row: Backup, **overrides: Any) -> Any:
+    """An open anomaly of the ransomware guard about ``backup_row``."""
+    from cloudbackup.store.tables import Anomaly
+
+    row = Anomaly(
+        id=str(uuid.uuid4()),
+        project_id=backup_row.project_id,
+        agent_id=backup_row.agent_id,
+        configuration_id=backup_row.configuration_id,
+        backup_id=backup_row.id,
+        files_compared=100,
+        files_changed=80,
+        changed_ratio=0.8,
+        new_plain_bytes=1_000_000,
+        compressed_size_ratio=1.0,
+        history_compressed_size_ratio=0.3,
+    )
+    for key, value in overrides.items():
+        setattr(row, key, value)
+    with db.transaction() as session:
+        session.add(row)
+    return row

@@ -68,3 +68,54 @@ def digests(root: Path) -> dict[str, str]:
         elif path.is_dir():
             result[rel] = "dir"
     return result
+
+
+WORDS = [
+    "backup",
+    "vault",
+    "snapshot",
+    "restore",
+    "agent",
+    "configuration",
+    "schedule",
+    "retention",
+    "invoice",
+    "report",
+    "customer",
+    "order",
+    "shipment",
+    "payment",
+    "account",
+    "ledger",
+    "balance",
+    "quarter",
+    "budget",
+    "forecast",
+    "meeting",
+]
+
+
+def make_text_tree(root: Path, *, files: int = 100, size: int = 8000, seed: int = 11) -> list[Path]:
+    """``files`` text files of about ``size`` bytes (documents: they compress well); the paths."""
+    rng = random.Random(seed)
+    paths = []
+    for i in range(files):
+        folder = root / f"docs{i % 4}"
+        folder.mkdir(parents=True, exist_ok=True)
+        words: list[str] = []
+        length = 0
+        while length < size:
+            word = rng.choice(WORDS) if rng.random() > 0.1 else str(rng.randint(0, 99_999))
+            words.append(word)
+            length += len(word) + 1
+        path = folder / f"note{i}.txt"
+        path.write_text(" ".join(words))
+        paths.append(path)
+    return paths
+
+
+def rewrite_random(paths: list[Path], *, seed: int = 13) -> None:
+    """Overwrite each file with random bytes of its size (what encrypting it in place leaves)."""
+    rng = random.Random(seed)
+    for path in paths:
+        path.write_bytes(rng.randbytes(path.stat().st_size))

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from cloudbackup.engine import Vault
+from cloudbackup.engine import open_vault
 from factories.api import headers, token
 from factories.private_services import ApiProcess
 from factories.trees import make_tree
@@ -87,5 +87,5 @@ def test_database_outage_gives_bounded_503s_and_the_running_backup_still_complet
     assert final.files_searched == tree.files and final.bytes_searched == tree.bytes
     assert [b["id"] for b in listed] == [backup_id]  # the refused POSTs recorded nothing
     assert "database unreachable" in stack.logs()  # the worker saw the outage and retried
-    vault = Vault(stack.settings.resolved_vault_path / final.vault_id)
+    vault = open_vault(stack.settings, final.vault_id, create=False)
     assert vault.list_snapshots() == [final.snapshot_id]

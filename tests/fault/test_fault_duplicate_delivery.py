@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from cloudbackup.engine import Vault
+from cloudbackup.engine import open_vault
 from factories.api import start_backup, token
 from factories.trees import make_tree
 
@@ -40,5 +40,5 @@ def test_a_task_redelivered_while_it_runs_does_not_run_the_backup_twice(stack, t
     assert final.state == "completed" and final.attempts == 1, stack.logs()
     events = stack.events(backup_id)
     assert events.count("backup_queued") == 1 and events.count("backup_completed") == 1, events
-    vault = Vault(stack.settings.resolved_vault_path / final.vault_id)
+    vault = open_vault(stack.settings, final.vault_id, create=False)
     assert vault.list_snapshots() == [final.snapshot_id]

@@ -11,7 +11,7 @@ import signal
 
 import pytest
 
-from cloudbackup.engine import Vault, restore_snapshot
+from cloudbackup.engine import open_vault, restore_snapshot
 from factories.api import headers, start_backup, token
 from factories.trees import digests, make_tree
 
@@ -54,7 +54,7 @@ def test_a_worker_killed_mid_backup_is_redriven_and_the_backup_completes(stack, 
 
     # No half-visible snapshot: the vault lists exactly the snapshot of the completed run, and it
     # restores byte for byte.
-    vault = Vault(stack.settings.resolved_vault_path / final.vault_id)
+    vault = open_vault(stack.settings, final.vault_id, create=False)
     assert vault.list_snapshots() == [final.snapshot_id]
     restore_snapshot(vault, final.snapshot_id, tmp_path / "restored")
     restored = tmp_path / "restored" / str(tree.root).lstrip("/")
@@ -87,5 +87,5 @@ def test_a_run_killed_too_often_ends_failed_with_a_reason(stack, tmp_path):
     assert final.errors_reason == "backup_failed"
     assert "stopped responding 2 times" in final.errors_diagnostics
     assert final.active_manual_lock is None  # the configuration can be started again
-    vault = Vault(stack.settings.resolved_vault_path / final.vault_id)
+    vault = open_vault(stack.settings, final.vault_id, create=False)
     assert vault.list_snapshots() == []

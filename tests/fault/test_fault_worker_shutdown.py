@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from cloudbackup.engine import Vault
+from cloudbackup.engine import open_vault
 from factories.api import start_backup, token
 from factories.trees import make_tree
 
@@ -50,7 +50,7 @@ def _assert_handed_over(stack, backup_id, signalled_at):
     assert took < 30, f"took {took:.1f} s: the run waited for its heartbeat to go stale"
     events = stack.events(backup_id)
     assert events.count("backup_completed") == 1 and "backup_failed" not in events
-    vault = Vault(stack.settings.resolved_vault_path / final.vault_id)
+    vault = open_vault(stack.settings, final.vault_id, create=False)
     assert vault.list_snapshots() == [final.snapshot_id]
     return final
 

@@ -16,9 +16,11 @@ from litestar.middleware import DefineMiddleware
 from litestar.types import ControllerRouterHandler
 
 from cloudbackup.api.auth import TokenCache, require_token
+from cloudbackup.api.call import CALL
 from cloudbackup.api.controllers.activities import ActivityController
 from cloudbackup.api.controllers.admin import AdminController
 from cloudbackup.api.controllers.agents import AgentController
+from cloudbackup.api.controllers.anomalies import AnomalyController
 from cloudbackup.api.controllers.backups import BackupController
 from cloudbackup.api.controllers.browse import BrowseController
 from cloudbackup.api.controllers.cleanups import CleanupController
@@ -29,7 +31,7 @@ from cloudbackup.api.controllers.events import (
     ProjectEventController,
 )
 from cloudbackup.api.controllers.health import HealthController
-from cloudbackup.api.controllers.logfiles import LogfileController
+from cloudbackup.api.controllers.logfiles import LogContentController, LogfileController
 from cloudbackup.api.controllers.not_implemented import register_not_implemented
 from cloudbackup.api.controllers.restores import RestoreController
 from cloudbackup.api.controllers.settings import SummarySettingsController
@@ -45,9 +47,11 @@ from cloudbackup.api.limits import (
 )
 from cloudbackup.api.metrics import metrics, observe
 from cloudbackup.api.openapi import openapi_config
+from cloudbackup.api.paging import PAGING
 from cloudbackup.domain.activities import ActivityService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
+from cloudbackup.domain.anomalies import AnomalyService
 from cloudbackup.domain.backups import BackupService, BackupStarter
 from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
@@ -55,7 +59,7 @@ from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
 from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.domain.health import BrokerPing, HealthService
-from cloudbackup.domain.logfiles import LogfileService
+from cloudbackup.domain.logfiles import LogfileService, log_store
 from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.roots import AgentRootsService, RootsPolicy
@@ -88,18 +92,21 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
     "events": lambda db, dispatcher, _: EventStreamService(db, dispatcher),
     "activities": lambda db, _, __: ActivityService(db),
-    "logfiles": lambda db, _, __: LogfileService(db),
+    "logfiles": lambda db, dispatcher, s: LogfileService(db, dispatcher, lambda: log_store(s)),
     "summaries": lambda db, _, __: SummaryService(db),
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
     "agent_roots": lambda db, _, s: AgentRootsService(db, RootsPolicy.from_settings(s)),
+    "anomalies": lambda db, _, __: AnomalyService(db),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
 CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEventController]
 CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
+CONTROLLERS += [LogContentController]
 CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController]
+CONTROLLERS += [AnomalyController]  # API extension: the ransomware guard (issue 14)
 
 
 def _constant(value: object) -> Provide:
@@ -171,10 +178,12 @@ def create_api(
         if settings.trusted_proxies
         else []
     )
+    # Every handler may take ``call`` and ``paging`` besides the services, by name.
+    provided = {name: _constant(service) for name, service in services.items()}
     app = Litestar(
         route_handlers=[versions, metrics, *CONTROLLERS, *route_handlers],
         guards=[_guard_all(require_token, reject_nul_characters, reject_unknown_query)],
-        dependencies={name: _constant(service) for name, service in services.items()},
+        dependencies={**CALL, **PAGING, **provided},
         exception_handlers=EXCEPTION_HANDLERS,
         state=state,
         on_shutdown=[_shutdown, *on_shutdown],

@@ -129,7 +129,8 @@ def _query_names(
             and not isinstance(kwarg, PathParameter)
             and not (kwarg.header or kwarg.cookie)
         ):
-            names.add(kwarg.query or name)
+            # QueryParameter(name=...) renames a query parameter (the older spelling: query=...).
+            names.add(getattr(kwarg, "name", None) or kwarg.query or name)
     return frozenset(names)
 
 

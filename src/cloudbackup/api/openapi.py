@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
+import re
 from typing import Any
 
 import msgspec
@@ -161,7 +162,9 @@ def _complete_operation(
     body_schema: dict[tuple[str, str], Any],
     error_ref: dict[str, str],
 ) -> None:
-    """One operation: its security, request body, Idempotency-Key and error responses."""
+    """One operation: its path parameters, security, request body, Idempotency-Key and error
+    responses."""
+    _declare_path_parameters(operation, path)
     if handler.opt.get("public"):
         operation["security"] = []
     operation.pop("requestBody", None)
@@ -186,6 +189,23 @@ def _complete_operation(
     if path in REPORT_ON_503 and "200" in responses:
         report = responses["200"]["content"]["application/json"]["schema"]
         responses["503"]["content"]["application/json"]["schema"] = {"anyOf": [error_ref, report]}
+
+
+STRING = {"type": "string"}
+
+
+def _declare_path_parameters(operation: dict[str, Any], path: str) -> None:
+    """Every ``{name}`` of ``path`` as a required string parameter: Litestar lists only those a
+    handler or one of its dependencies reads (``ping`` reads none; ``call`` reads the project)."""
+    parameters = operation.setdefault("parameters", [])
+    declared = {p["name"] for p in parameters if p.get("in") == "path"}
+    missing = [name for name in re.findall(r"{(\w+)}", path) if name not in declared]
+    parameters[:0] = [
+        {"name": name, "in": "path", "required": True, "deprecated": False, "schema": STRING}
+        for name in missing
+    ]
+    if not parameters:
+        del operation["parameters"]
 
 
 class _DescribedJson(JsonRenderPlugin):

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Protocol, TypeVar
 
-from litestar import Request
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from cloudbackup.api.body import page_limit, sort_direction
+from cloudbackup.api.call import ApiCall
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
 from cloudbackup.store.repositories import Page, SortDir
@@ -46,7 +46,7 @@ def list_query(marker: Query = None, limit: Query = None, sort_dir: Query = None
     return ListQuery(marker, limit, sort_dir)
 
 
-# A controller with list handlers declares ``dependencies = PAGING``; a handler then takes
+# The app provides ``paging`` (like ``call``); a list handler takes
 # ``paging: Paging`` where it would take the three query parameters (the OpenAPI document lists
 # them at that place, as if the handler declared them).
 PAGING = {"paging": Provide(list_query, sync_to_thread=False)}
@@ -84,35 +84,27 @@ def page_links(
 
 
 def paged_list(
-    request: Request[Any, Any, Any],
-    project_id: str,
+    call: ApiCall,
     parts: tuple[str, ...],
     fetch: Callable[[int, SortDir], Page[RowT]],
     render: Callable[[RowT, LinkBuilder], OutT],
+    paging: ListQuery,
     *,
-    marker: str | None = None,
-    limit: str | None = None,
-    sort_dir: str | None = None,
-    paging: ListQuery | None = None,
     default_sort_dir: SortDir = "desc",
     filters: dict[str, str] | None = None,
 ) -> tuple[list[OutT], list[Link]]:
-    """A list request's items and ``links``: ``limit`` and ``sort_dir`` checked (400), then the
-    rows of ``fetch(limit, sort_dir)`` rendered with ``render(row, links)``. The query comes as
-    ``paging`` or, from handlers that declare its parameters themselves, one by one."""
-    if paging is not None:
-        marker, limit, sort_dir = paging.marker, paging.limit, paging.sort_dir
-    size = page_limit(limit)
-    order: SortDir = "asc" if sort_direction(sort_dir, default_sort_dir) == "asc" else "desc"
+    """A list request's items and ``links``: ``limit`` and ``sort_dir`` of ``paging`` checked
+    (400), then the rows of ``fetch(limit, sort_dir)`` rendered with ``render(row, links)``."""
+    size = page_limit(paging.limit)
+    order: SortDir = "asc" if sort_direction(paging.sort_dir, default_sort_dir) == "asc" else "desc"
     page = fetch(size, order)
-    links = LinkBuilder(request, project_id)
-    return [render(row, links) for row in page.items], page_links(
-        links,
+    return [render(row, call.links) for row in page.items], page_links(
+        call.links,
         parts,
         first_id=str(page.items[0].id) if page.items else None,
         last_id=str(page.items[-1].id) if page.items else None,
         has_more=page.has_more,
-        marker_given=marker is not None,
+        marker_given=paging.marker is not None,
         limit=size,
         sort_dir=order,
         default_sort_dir=default_sort_dir,

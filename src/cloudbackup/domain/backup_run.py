@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain.anomalies import guard_backup
 from cloudbackup.domain.backups import BACKUP_DIAGNOSTICS, BACKUP_ERROR_REASON, BACKUP_RUNS
 from cloudbackup.domain.roots import HostRoots, RootsPolicy
 from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
@@ -24,12 +25,12 @@ from cloudbackup.domain.run_protocol import (
     OwnedRun,
 )
 from cloudbackup.domain.run_states import BACKUP_MACHINE, BackupState
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     FILE_UNREADABLE,
     BackupProgress,
     BackupResult,
     FileError,
-    open_vault,
     run_backup,
 )
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
@@ -92,7 +93,7 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             }
             return self.finish(S.FAILED, values, self._error_rows(refused))
         result = run_backup(
-            open_vault(self.settings, self.backup.vault_id),
+            open_service_vault(self.db, self.settings, self.backup.vault_id),
             inclusions,
             [*(config.exclusions or []), *protected],
             on_progress=self.report,
@@ -126,7 +127,18 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             "bandwidth_avg_bps": self._bandwidth(result.bytes_backed_up),
         }
         errors = self._error_rows([*refused, *result.errors])
-        return self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)
+        outcome = self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)
+        if outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WITH_ERRORS):
+            self._guard(result)
+        return outcome
+
+    def _guard(self, result: BackupResult) -> None:
+        """The ransomware guard, once the final state is committed: its failure is logged and
+        leaves the backup as it ended (the backup itself succeeded)."""
+        try:
+            guard_backup(self.db, self.settings, self.backup.id, result)
+        except Exception:
+            log.exception("the ransomware guard could not check backup %s", self.backup.id)
 
     def _error_rows(self, problems: list[FileError]) -> list[BackupError]:
         return [

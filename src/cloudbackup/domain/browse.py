@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
-from cloudbackup.domain.restores import open_backup_vault, path_problem
+from cloudbackup.domain.restores import path_problem
 from cloudbackup.domain.roots import RootsPolicy
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import Entry
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -347,7 +348,7 @@ def answer_browse(db: Database, settings: Settings, request_id: str) -> str:
         elif backup is None or backup.snapshot_id is None or not backup.restorable:
             items = None
         else:
-            vault = open_backup_vault(settings, backup.vault_id)
+            vault = open_service_vault(db, settings, backup.vault_id)
             items = list_snapshot_dir(vault.iter_entries(backup.snapshot_id), directory)
             if items is not None:
                 items = items[: settings.browse_max_items]

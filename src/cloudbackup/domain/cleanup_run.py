@@ -7,7 +7,7 @@ The claim, heartbeat, stop check, hand-back and finish are the run protocol ever
 Retention (OQ-40): a backup of a configuration with ``retention.days`` = N > 0 expires N days
 after its ``ended_time``; 0 keeps it forever. Expiring sets ``restorable`` to false first (no new
 restore can start from it), then the snapshot is forgotten. A backup a restore is reading from
-is left for the next cleanup.
+is left for the next cleanup, and so is one an open anomaly holds (``domain.anomalies``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.run_executor import RunExecutor
 from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim
 from cloudbackup.domain.run_states import RESTORE_MACHINE, CleanupState
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     PruneResult,
     Vault,
@@ -27,11 +28,11 @@ from cloudbackup.engine import (
     VaultLocked,
     VerifyReport,
     forget,
-    open_vault,
     prune,
     verify,
 )
 from cloudbackup.settings import Settings
+from cloudbackup.store.anomalies import AnomalyRepository
 from cloudbackup.store.db import Database
 from cloudbackup.store.run_repositories import CleanupRepository, RestoreRepository
 from cloudbackup.store.tables import Cleanup, CleanupError, as_utc, utcnow
@@ -65,7 +66,7 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
         self.enter(S.IN_PROGRESS)
         now = utcnow()
         expired = self._expire(now)
-        vault = open_vault(self.settings, self.cleanup.vault_id)
+        vault = open_service_vault(self.db, self.settings, self.cleanup.vault_id)
         expired += self._orphans(vault, now)
         self._forgotten = forget(vault, expired).removed if expired else []
         self.flush()
@@ -111,13 +112,14 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
                 )
                 if as_utc(ended) + timedelta(days=days) <= now
             ]
-            busy = RestoreRepository(session).active_of_backups(
-                [backup_id for backup_id, _, _ in due], RESTORE_MACHINE.active
-            )
+            due_ids = [backup_id for backup_id, _, _ in due]
+            busy = RestoreRepository(session).active_of_backups(due_ids, RESTORE_MACHINE.active)
+            # An open anomaly (the ransomware guard) holds its configuration's older backups.
+            held = AnomalyRepository(session).held_among(due_ids)
             expired: list[int] = []
             for backup_id, snapshot_id, restorable in due:
-                if backup_id in busy:
-                    continue  # a restore reads it now; the next cleanup expires it
+                if backup_id in busy or backup_id in held:
+                    continue  # a restore reads it now, or it is held; a later cleanup expires it
                 if restorable:
                     repo.expire_backup(backup_id)
                 expired.append(snapshot_id)

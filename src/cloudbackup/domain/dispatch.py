@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-JobKind = Literal["backup", "restore", "cleanup", "browse"]
+JobKind = Literal["backup", "restore", "cleanup", "browse", "logfile"]
 
 
 class Dispatcher(Protocol):

@@ -22,7 +22,6 @@ from cloudbackup.domain.restores import (
     RESTORE_DIAGNOSTICS,
     RESTORE_ERROR_REASON,
     RESTORE_RUNS,
-    open_backup_vault,
 )
 from cloudbackup.domain.roots import HostRoots, RootsPolicy, TargetGuard
 from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
@@ -32,6 +31,7 @@ from cloudbackup.domain.run_protocol import (
     RunClaim,
 )
 from cloudbackup.domain.run_states import RestoreState
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     FILE_UNWRITABLE,
     Entry,
@@ -138,7 +138,7 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
                     ),
                 },
             )
-        vault = open_backup_vault(self.settings, self.restore.vault_id)
+        vault = open_service_vault(self.db, self.settings, self.restore.vault_id)
         roots = self._roots()
         refusal = self._refused_destination(vault, roots)
         if refusal is not None:

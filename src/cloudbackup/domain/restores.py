@@ -31,7 +31,8 @@ from cloudbackup.domain.events import record_restore_event
 from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.run_states import RESTORE_MACHINE, RestoreState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
-from cloudbackup.engine import Vault, open_vault
+from cloudbackup.domain.vaults import open_service_vault
+from cloudbackup.engine import Vault
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
@@ -54,11 +55,6 @@ class RestoreTarget:
     snapshot_id: int
 
 
-def open_backup_vault(settings: Settings, vault_id: str) -> Vault:
-    """The vault a worker reads backups from: the one place that knows how vaults are opened."""
-    return open_vault(settings, vault_id)
-
-
 def locate_snapshot(
     db: Database, settings: Settings, backup_id: str, project_id: str | None = None
 ) -> RestoreTarget:
@@ -68,7 +64,7 @@ def locate_snapshot(
         raise NotFound(f"Backup {backup_id} not found.")
     if not backup.restorable or backup.snapshot_id is None:
         raise Conflict(f"Backup {backup_id} is {backup.state} and not restorable.")
-    return RestoreTarget(open_vault(settings, backup.vault_id), backup.snapshot_id)
+    return RestoreTarget(open_service_vault(db, settings, backup.vault_id), backup.snapshot_id)
 
 
 # -- R1 input rules ---------------------------------------------------------------------------

@@ -89,8 +89,7 @@ def service_paths(settings: Settings) -> tuple[str, ...]:
         paths += [database + suffix for suffix in ("", "-wal", "-shm", "-journal")]
     if settings.vault_url.startswith("file://"):
         paths.append(os.path.abspath(urlparse(settings.vault_url).path or "/"))
-    if settings.vault_key_dir:
-        paths.append(os.path.abspath(settings.vault_key_dir))
+    paths.append(str(settings.resolved_vault_key_dir))
     return tuple(dict.fromkeys(normalize(path) for path in paths))
 
 

@@ -20,6 +20,7 @@ from cloudbackup.domain.browse import BrowseSweepReport, sweep_browse
 from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.event_stream import purge_expired_events
+from cloudbackup.domain.logfiles import republish_requested
 from cloudbackup.domain.restores import RESTORE_RUNS
 from cloudbackup.domain.run_states import StateMachine, StateT
 from cloudbackup.domain.runs import ErrorT, RunKind, RunT
@@ -48,6 +49,7 @@ class SweepReport:
     browse: BrowseSweepReport
     idempotency_keys_purged: int = 0
     events_purged: int = 0
+    logfiles_republished: int = 0
 
     @property
     def republished(self) -> int:
@@ -79,6 +81,9 @@ def sweep(
         idempotency_keys_purged=purged,
         events_purged=purge_expired_events(
             db, timedelta(hours=settings.event_retention_hours), now
+        ),
+        logfiles_republished=republish_requested(
+            db, dispatcher, timedelta(seconds=settings.sweep_after_seconds), now
         ),
     )
 

@@ -19,7 +19,10 @@ from cloudbackup.domain.activities import agent_is_busy
 from cloudbackup.domain.agents import USE_INTERNAL_DEFAULT, live_agent, storable, vault_has_data
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_event
+from cloudbackup.engine import Vault, open_vault
+from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
+from cloudbackup.store.run_repositories import vault_encrypted
 from cloudbackup.store.tables import AGENTS, Agent
 
 SOURCE_NOT_IN_PROJECT = "The source agent is not an agent of this project."
@@ -71,6 +74,19 @@ def hex_problem(name: str, value: str) -> str | None:
     if _HEX.fullmatch("".join(value.split())):
         return None
     return f"{name} must be hexadecimal digits."
+
+
+def open_service_vault(
+    db: Database, settings: Settings, vault_id: str, *, create: bool = True
+) -> Vault:
+    """The vault a worker backs up into or reads from: the one place the service opens vaults.
+
+    Its password is its key file (``engine.open_vault``); the agent row's ``vault_encrypted``
+    is passed along so a vault recorded as encrypted is never opened or created as plaintext.
+    """
+    with db.transaction() as session:
+        recorded = vault_encrypted(session, vault_id)
+    return open_vault(settings, vault_id, create=create, recorded_encrypted=recorded)
 
 
 class VaultService:

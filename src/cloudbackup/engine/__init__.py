@@ -6,13 +6,8 @@
 ``verify`` maintain a vault. The contract is written down in ``docs/engine.md``.
 """
 
-from cloudbackup.engine.backup import (
-    BLOCK_SIZE,
-    BackupProgress,
-    BackupResult,
-    Phase,
-    run_backup,
-)
+from cloudbackup.engine.backup import BLOCK_SIZE, Phase, run_backup
+from cloudbackup.engine.backup_results import BackupProgress, BackupResult
 from cloudbackup.engine.crypto import KdfParams
 from cloudbackup.engine.errors import (
     BLOB_CORRUPT,
@@ -33,6 +28,7 @@ from cloudbackup.engine.errors import (
     SnapshotNotFound,
     Stopped,
     VaultError,
+    VaultKeyMissing,
     VaultLocked,
     VerifyStopped,
     WrongPassword,
@@ -94,6 +90,7 @@ __all__ = [
     "Storage",
     "Vault",
     "VaultError",
+    "VaultKeyMissing",
     "VaultLocation",
     "VaultLocked",
     "VerifyProgress",

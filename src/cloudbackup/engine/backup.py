@@ -26,6 +26,7 @@ from typing import BinaryIO, Final, Literal
 
 import msgspec
 
+from cloudbackup.engine.backup_results import BackupProgress, BackupResult
 from cloudbackup.engine.chunking import Cutter
 from cloudbackup.engine.errors import (
     FILE_UNREADABLE,
@@ -40,7 +41,7 @@ from cloudbackup.engine.selection import Selection, SelectionItem
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo, encode_frames
 from cloudbackup.engine.throttle import Throttle
 from cloudbackup.engine.vault import Vault
-from cloudbackup.engine.walk import walk
+from cloudbackup.engine.walk import walk_in_folders
 
 Phase = Literal["preparing", "in_progress"]
 #: Read size for source files and the unit of progress reports.
@@ -50,35 +51,6 @@ _MIN_THROTTLED_BLOCK = 4096
 _SMALL_CHUNK: Final = 256 * 1024
 _BATCH_BYTES: Final = 2 * 1024 * 1024
 _BATCH_ITEMS: Final = 256
-
-
-class BackupProgress(msgspec.Struct, frozen=True):
-    """Counters of a running backup at one instant.
-
-    ``bytes_completed`` counts scanned bytes of the files already processed (read, skipped as
-    unchanged, or failed), so it rises from 0 to ``total_bytes`` and never past it.
-    """
-
-    files_searched: int
-    bytes_searched: int
-    files_backed_up: int
-    bytes_backed_up: int
-    bytes_completed: int
-    total_bytes: int
-    errors_count: int
-
-
-class BackupResult(msgspec.Struct, frozen=True):
-    """What a finished run reports; ``bytes_in_db`` is the size of the snapshot's metadata."""
-
-    snapshot_id: int
-    files_searched: int
-    bytes_searched: int
-    files_backed_up: int
-    bytes_backed_up: int
-    bytes_in_db: int
-    errors: list[FileError]
-    duration_seconds: float
 
 
 def run_backup(
@@ -157,6 +129,11 @@ def run_backup(
         bytes_in_db=info_size + tree.size,
         errors=run.errors,
         duration_seconds=time.monotonic() - started,
+        previous_files=run.previous_files,
+        files_changed=run.files_changed,
+        files_deleted=max(run.previous_files - run.files_matched, 0),
+        new_plain_bytes=writer.added_plain_bytes,
+        new_stored_bytes=writer.added_stored_bytes,
     )
 
 
@@ -186,12 +163,13 @@ class _Batch:
 class _Pending:
     """An entry waiting for its chunks (files) or ready as it is (everything else)."""
 
-    __slots__ = ("entry", "failed", "slots")
+    __slots__ = ("entry", "failed", "previous", "slots")
 
     def __init__(self, entry: Entry, slots: list[tuple[_Batch, int]] | None = None) -> None:
         self.entry = entry
         self.slots = slots if slots is not None else []
         self.failed = False
+        self.previous: tuple[bytes, ...] | None = None  # a re-read file's chunks last time
 
 
 class _Tree:
@@ -252,6 +230,7 @@ class _Archiver:
         self.bytes_backed_up = 0
         self.bytes_completed = 0
         self.bytes_stored = 0  # bytes of the files in the snapshot
+        self.previous_files = self.files_matched = self.files_changed = 0
         self.errors: list[FileError] = []
         self._scan_errors = 0
         self.inflight: deque[_Batch] = deque()  # batches in the pool (empty while scanning)
@@ -287,7 +266,7 @@ class _Archiver:
 
     def scan(self, selection: Selection) -> None:
         """Count what the selection holds, reading no content."""
-        for item in walk(selection):
+        for item, _folder in walk_in_folders(selection):
             if isinstance(item, FileError):
                 self._scan_errors += 1
             elif item.kind == "file":
@@ -313,7 +292,7 @@ class _Archiver:
         self.tree = _Tree(tree_writer, self.vault.new_cutter())
         prev = PreviousCursor(previous)
         view = writer.view
-        for item in walk(selection):
+        for item, folder in walk_in_folders(selection):
             if isinstance(item, FileError):
                 self.errors.append(item)
             elif item.kind != "file":
@@ -322,9 +301,11 @@ class _Archiver:
                 self.files_searched += 1
                 self.bytes_searched += item.size
                 old = prev.find(item.path)
+                if old is not None and old.kind != "file":
+                    old = None
+                self.files_matched += old is not None
                 if (
                     old is not None
-                    and old.kind == "file"
                     and item.inode != 0
                     and (old.size, old.mtime_ns, old.inode)
                     == (item.size, item.mtime_ns, item.inode)
@@ -334,22 +315,24 @@ class _Archiver:
                     self.out.append(_Pending(msgspec.structs.replace(item, chunks=old.chunks)))
                     self.bytes_completed += item.size
                 else:
-                    self._read_file(item)
+                    self._read_file(item, folder, None if old is None else old.chunks)
             self._drain(block=False)
             self.checkpoint()
         self._submit_batch()
         self._drain(block=True)
         self.checkpoint()  # the final counters, once every chunk is stored
+        self.previous_files = prev.finish()
         return self.tree.finish()
 
     # -- reading --------------------------------------------------------------------------------
 
-    def _read_file(self, entry: Entry) -> None:
+    def _read_file(self, entry: Entry, folder: int, previous: tuple[bytes, ...] | None) -> None:
         done_before = self.bytes_completed
         slots: list[tuple[_Batch, int]] = []
         pending = _Pending(entry, slots)
+        pending.previous = previous
         try:
-            source, st = _open_regular(entry.path)
+            source, st = _open_regular(entry.path, folder)
             with source:
                 read = 0
                 for block, last in self._read(source, entry, done_before):
@@ -469,17 +452,20 @@ class _Archiver:
                 entry = msgspec.structs.replace(entry, chunks=tuple(chunks))
                 if stored_new:
                     self.files_backed_up += 1
+            if head.previous is not None and entry.chunks != head.previous:
+                self.files_changed += 1
             if entry.kind == "file":
                 self.bytes_stored += entry.size
             self.tree.add(entry)
 
 
-def _open_regular(path: bytes) -> tuple[BinaryIO, os.stat_result]:
-    """Open ``path`` for reading only if it is still a regular file (never through a link)."""
+def _open_regular(path: bytes, folder: int) -> tuple[BinaryIO, os.stat_result]:
+    """Open ``path`` for reading only if it is still a regular file, by its name in the open
+    ``folder`` the walk listed it from: never through a link, the folders above included."""
     # O_NONBLOCK: if the path became a FIFO since the scan, opening it must not hang the run.
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path.rpartition(b"/")[2], flags, dir_fd=folder)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _SourceFailed(_changed_kind(path, "a symbolic link")) from exc

@@ -84,6 +84,10 @@ class PasswordRequired(VaultError):
     """The vault is encrypted and no password was given."""
 
 
+class VaultKeyMissing(PasswordRequired):
+    """The vault is encrypted (or recorded so) and its key file is not in the key folder."""
+
+
 class WrongPassword(VaultError):
     """The password does not open the vault."""
 

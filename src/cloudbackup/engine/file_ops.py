@@ -1,4 +1,5 @@
-"""File operations the restorer needs beyond ``os``: a rename that never replaces, the umask."""
+"""File operations the restorer needs beyond ``os``: placing a file without replacing one, the
+umask."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any, Final
 
 _AT_FDCWD: Final = -100
 _RENAME_NOREPLACE: Final = 1
+# os.link fails with these where hard links are unsupported; then rename is the fallback.
+_NO_HARDLINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
 
 
 def _load_renameat2() -> Any:
@@ -25,14 +28,17 @@ def _load_renameat2() -> Any:
 _renameat2 = _load_renameat2()
 
 
-def rename_noreplace(source: bytes, target: bytes) -> bool:
+def rename_noreplace(
+    source: bytes, target: bytes, *, src_dir_fd: int = _AT_FDCWD, dst_dir_fd: int = _AT_FDCWD
+) -> bool:
     """rename() that refuses an existing target (renameat2 RENAME_NOREPLACE): one directory
-    change where link() and unlink() make two. False where the kernel or filesystem lacks it;
-    ``FileExistsError`` if the target exists."""
+    change where link() and unlink() make two. Relative names are taken below the folder
+    descriptors when given. False where the kernel or filesystem lacks it; ``FileExistsError``
+    if the target exists."""
     global _renameat2
     if _renameat2 is None:
         return False
-    if _renameat2(_AT_FDCWD, source, _AT_FDCWD, target, _RENAME_NOREPLACE) == 0:
+    if _renameat2(src_dir_fd, source, dst_dir_fd, target, _RENAME_NOREPLACE) == 0:
         return True
     err = ctypes.get_errno()
     if err == errno.EEXIST:
@@ -43,6 +49,33 @@ def rename_noreplace(source: bytes, target: bytes) -> bool:
     raise OSError(err, os.strerror(err), target)
 
 
+def place_at(parent: int, tmp: bytes, name: bytes, *, replace: bool) -> bool:
+    """Move ``tmp`` to ``name``, both in the folder open as ``parent``; unless ``replace``,
+    never replace anything: False if ``name`` exists (or appears meanwhile)."""
+    at = {"src_dir_fd": parent, "dst_dir_fd": parent}
+    if replace:
+        os.replace(tmp, name, **at)
+        return True
+    try:
+        if rename_noreplace(tmp, name, **at):
+            return True
+        # link() refuses an existing target atomically, unlike rename().
+        os.link(tmp, name, **at, follow_symlinks=False)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_HARDLINKS:
+            raise
+        try:
+            os.stat(name, dir_fd=parent, follow_symlinks=False)
+            return False
+        except FileNotFoundError:
+            os.rename(tmp, name, **at)
+            return True
+    os.unlink(tmp, dir_fd=parent)
+    return True
+
+
 def current_umask() -> int:
     # The only way to read the umask is to set it; done once per restore, then put back.
     mask = os.umask(0o022)
@@ -50,6 +83,6 @@ def current_umask() -> int:
     return mask
 
 
-def unlink_quietly(path: bytes) -> None:
+def unlink_quietly(path: bytes, *, dir_fd: int | None = None) -> None:
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
+        os.unlink(path, dir_fd=dir_fd)

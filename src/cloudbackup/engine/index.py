@@ -1,8 +1,9 @@
 """The index: which pack holds which chunk, where in it, and how the chunk is encoded.
 
-On disk an index object (``index/<32 hex>``, sealed and zstd-compressed by the vault) lists a
-batch of packs with their blobs; the vault's index is the union of every index object. In memory
-:class:`Index` keeps one int per chunk, so even a large vault's index fits comfortably.
+On disk an index object (``index/<32 hex>``, zstd-compressed, then sealed under its name by the
+vault) lists a batch of packs with their blobs; the vault's index is the union of every index
+object. In memory :class:`Index` keeps one int per chunk, so even a large vault's index fits
+comfortably.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Final, NamedTuple
 
 import msgspec
 
-from cloudbackup.engine.keys import VAULT_FORMAT
-
 INDEX_PREFIX: Final = "index/"
+#: The layout of an index object; sealing (the vault's format) does not change it.
+INDEX_FORMAT: Final = 2
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -38,7 +39,7 @@ class IndexPack(msgspec.Struct, frozen=True):
 class IndexFile(msgspec.Struct, frozen=True, kw_only=True):
     """One index object. ``writer`` is the lock id of the backup that wrote it (None: a prune)."""
 
-    format: int = VAULT_FORMAT
+    format: int = INDEX_FORMAT
     writer: str | None = None
     packs: list[IndexPack]
 

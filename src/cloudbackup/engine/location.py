@@ -1,8 +1,12 @@
-"""Finding a vault from the settings: its storage backend and, when encrypted, its password.
+"""Finding a vault from the settings: its storage backend and its password.
 
-A worker obtains a vault's password from ``<vault_key_dir>/<vault_id>.key``: a regular file
-readable by the worker's user only (mode 0600 or stricter). No such file means the vault is not
-encrypted. The password is read for each opening and never stored anywhere else.
+A worker obtains a vault's password from ``<key folder>/<vault_id>.key`` (the key folder is
+``vault_key_dir``, by default ``<data_dir>/keys``): a regular file readable by the worker's user
+only (mode 0600 or stricter). Every new vault is encrypted: when its key file does not exist yet,
+the worker writes one with a random password first. A vault without a key file is opened only if
+it is a format-2 vault made without a password (an existing tenant's); one whose config is
+encrypted, or that the database records as encrypted, fails with :class:`VaultKeyMissing`. The
+password is read for each opening and never stored anywhere else.
 """
 
 from __future__ import annotations
@@ -10,13 +14,16 @@ from __future__ import annotations
 import errno
 import os
 import re
+import secrets
 import stat
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-from cloudbackup.engine.errors import VaultError
+from cloudbackup.engine.crypto import KDF_FLOOR
+from cloudbackup.engine.errors import VaultError, VaultKeyMissing
+from cloudbackup.engine.keys import read_config
 from cloudbackup.engine.storage import LocalStorage, S3Storage, Storage, new_s3_client
 from cloudbackup.engine.vault import Vault
 
@@ -33,7 +40,7 @@ class VaultLocation(Protocol):
     def vault_url(self) -> str: ...
 
     @property
-    def vault_key_dir(self) -> str: ...
+    def resolved_vault_key_dir(self) -> Path: ...
 
     @property
     def s3_endpoint_url(self) -> str: ...
@@ -81,11 +88,16 @@ def _s3_client(endpoint: str, region: str, key_id: str, secret: str) -> Any:
     return new_s3_client(endpoint, region, key_id, secret)
 
 
+def key_file(key_dir: Path | str, vault_id: str) -> Path:
+    """Where the key file of ``vault_id`` lives."""
+    return Path(key_dir) / f"{_check_id(vault_id)}.key"
+
+
 def read_vault_password(key_dir: Path | str, vault_id: str) -> str | None:
-    """The password of an encrypted vault from its key file, or None when there is no file."""
+    """The password of a vault from its key file, or None when there is no file."""
     if not key_dir:
         return None
-    path = Path(key_dir) / f"{_check_id(vault_id)}.key"
+    path = key_file(key_dir, vault_id)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -108,7 +120,62 @@ def read_vault_password(key_dir: Path | str, vault_id: str) -> str | None:
     return text
 
 
-def open_vault(settings: VaultLocation, vault_id: str, *, create: bool = True) -> Vault:
-    """Open (or, with ``create``, start) the vault ``vault_id`` as the settings say."""
-    password = read_vault_password(settings.vault_key_dir, vault_id)
-    return Vault(vault_storage(settings, vault_id), password=password, create=create)
+def create_vault_key(key_dir: Path, vault_id: str) -> str:
+    """Write a random password as the key file of ``vault_id`` (0600, folder 0700) and return
+    it; if another process wrote one first, theirs is returned and ours is dropped."""
+    path = key_file(key_dir, vault_id)
+    key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    temp = key_dir / f".{vault_id}.{secrets.token_hex(8)}.new"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_urlsafe(32).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
+        # link() is exclusive like O_EXCL, and the file is whole by the time it has its name,
+        # so a concurrent reader never sees a half-written key.
+        try:
+            os.link(temp, path)
+        except FileExistsError:
+            pass
+        else:
+            _fsync_folder(key_dir)  # the key must outlive a crash, or the vault is lost
+    finally:
+        temp.unlink(missing_ok=True)
+    password = read_vault_password(key_dir, vault_id)
+    assert password is not None  # it exists now, ours or the winner's
+    return password
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_vault(
+    settings: VaultLocation, vault_id: str, *, create: bool = True, recorded_encrypted: bool = False
+) -> Vault:
+    """Open (or, with ``create``, start) the vault ``vault_id`` as the settings say.
+
+    ``recorded_encrypted``: the database says this vault is encrypted, so without its key file
+    it fails (``VaultKeyMissing``) even if its config is missing or plaintext.
+    """
+    storage = vault_storage(settings, vault_id)
+    key_dir = settings.resolved_vault_key_dir
+    password = read_vault_password(key_dir, vault_id)
+    if password is None:
+        stored = read_config(storage)
+        if recorded_encrypted or (stored is not None and stored[0].encryption is not None):
+            raise VaultKeyMissing(
+                f"key file {key_file(key_dir, vault_id)} missing: restore it from your backup "
+                "of the key folder"
+            )
+        if stored is None and create:
+            password = create_vault_key(key_dir, vault_id)
+            # 256 random bits need no key stretching: the floor's scrypt is enough.
+            return Vault(storage, password=password, kdf=KDF_FLOOR)
+    return Vault(storage, password=password, create=create)

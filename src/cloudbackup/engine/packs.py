@@ -3,6 +3,12 @@
 A pack (``packs/<2 hex>/<64 hex>``) is 16 random bytes, its chunks' stored bytes back to back,
 then its sealed header (the list of :class:`BlobRef`), then the header's 4-byte length. It is
 named by the BLAKE3 of the whole object, so reading it back checks the pack as a whole too.
+
+What each sealed part is bound to (format 3's associated data): a chunk's stored bytes to the
+chunk's id, so a repack copies them as they are; the header to the pack's 16 random leading
+bytes, since the pack's name (a hash of every byte, the header's too) is not known when it is
+sealed. A pack copied onto another pack's name is caught either way: its chunks do not open under
+the ids the index expects there, and its bytes do not hash to that name (``check_pack_name``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ PACK_TARGET: Final = 16 * 1024 * 1024
 INDEX_EVERY_PACKS: Final = 64
 PACK_PREFIX: Final = "packs/"
 _LEN = struct.Struct("<I")
+#: Random bytes a pack starts with.
+_PREFIX_SIZE: Final = 16
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -40,16 +48,26 @@ def pack_id_of(data: bytes) -> str:
     return blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
 
 
+def check_pack_name(pack_id: str, data: bytes) -> None:
+    """``VaultError`` naming the object unless ``data`` is the pack ``pack_id`` is the name of."""
+    if pack_id_of(data) != pack_id:
+        raise VaultError(f"object {pack_name(pack_id)} is not the pack of that name")
+
+
+def _header_ad(data: bytes | bytearray) -> bytes:
+    return b"pack header " + bytes(data[:_PREFIX_SIZE])
+
+
 def read_pack_header(sealer: Sealer, data: bytes) -> list[BlobRef]:
     """The blob list a pack carries at its end (``VaultError`` if unreadable)."""
-    if len(data) < _LEN.size:
+    if len(data) < _LEN.size + _PREFIX_SIZE:
         raise VaultError("pack too short")
     (size,) = _LEN.unpack_from(data, len(data) - _LEN.size)
     start = len(data) - _LEN.size - size
-    if start < 0:
+    if start < _PREFIX_SIZE:
         raise VaultError("pack header length is out of range")
     try:
-        plain = sealer.open(data[start : len(data) - _LEN.size])
+        plain = sealer.open(data[start : len(data) - _LEN.size], _header_ad(data))
         return msgspec.msgpack.decode(plain, type=list[BlobRef])
     except (DecryptError, msgspec.DecodeError) as exc:
         raise VaultError(f"pack header is damaged: {exc}") from exc
@@ -59,7 +77,7 @@ class _PackBuilder:
     def __init__(self) -> None:
         # 16 random bytes first: two packs never share a name (their BLAKE3), even with the same
         # chunks, so a pack a prune has planned to delete is never re-created under its name.
-        self.data = bytearray(os.urandom(16))
+        self.data = bytearray(os.urandom(_PREFIX_SIZE))
         self.blobs: list[BlobRef] = []
 
     def add(self, chunk_id: bytes, blob: bytes, raw_length: int, compressed: bool) -> None:
@@ -67,7 +85,7 @@ class _PackBuilder:
         self.data += blob
 
     def finish(self, sealer: Sealer) -> tuple[str, bytes]:
-        header = sealer.seal(_encoder.encode(self.blobs))
+        header = sealer.seal(_encoder.encode(self.blobs), _header_ad(self.data))
         self.data += header
         self.data += _LEN.pack(len(header))
         data = bytes(self.data)
@@ -92,13 +110,17 @@ class ChunkWriter:
         self._pack = _PackBuilder()
         self._pending: list[IndexPack] = []
         self.packs_written = 0
+        # Plaintext and stored bytes of the chunks this writer added: how compressible new data
+        # is (the ransomware guard compares it with the configuration's history).
+        self.added_plain_bytes = 0
+        self.added_stored_bytes = 0
 
     def store(self, data: bytes) -> tuple[bytes, bool]:
         """Store one chunk unless known; returns its id and whether it was new."""
         chunk_id = self.vault.sealer.chunk_id(data)
         if not self._claim(chunk_id):
             return chunk_id, False
-        blob, compressed = self.vault.encode_chunk(data)
+        blob, compressed = self.vault.encode_chunk(chunk_id, data)
         self._add(chunk_id, blob, len(data), compressed)
         return chunk_id, True
 
@@ -122,6 +144,8 @@ class ChunkWriter:
         full = None
         with self._lock:
             self._pack.add(chunk_id, blob, raw_length, compressed)
+            self.added_plain_bytes += raw_length
+            self.added_stored_bytes += len(blob)
             if len(self._pack.data) >= PACK_TARGET:
                 full, self._pack = self._pack, _PackBuilder()
         if full is not None:

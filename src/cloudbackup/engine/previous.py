@@ -51,17 +51,28 @@ def _path_key(path: bytes) -> list[bytes]:
 
 
 class PreviousCursor:
-    """Merge-join cursor over the previous snapshot's entries, which are in walk order too."""
+    """Merge-join cursor over the previous snapshot's entries, which are in walk order too.
+    ``files`` counts the previous snapshot's files passed so far (all of them after
+    :meth:`finish`)."""
 
     def __init__(self, entries: Iterator[Entry]) -> None:
         self._entries = entries
         self._current: Entry | None = None
         self._key: list[bytes] | None = None
+        self.files = 0
         self._advance()
 
     def _advance(self) -> None:
         self._current = next(self._entries, None)
         self._key = None if self._current is None else _path_key(self._current.path)
+        if self._current is not None and self._current.kind == "file":
+            self.files += 1
+
+    def finish(self) -> int:
+        """Read the rest of the previous snapshot; how many files it holds."""
+        while self._current is not None:
+            self._advance()
+        return self.files
 
     def find(self, path: bytes) -> Entry | None:
         key = _path_key(path)

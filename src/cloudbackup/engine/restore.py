@@ -10,26 +10,31 @@ decompressed and checked against its id as it is read), then moved into place: a
 ever holds a complete, verified file. Entries stream from the snapshot's tree, so memory does not
 grow with the number of files (only directories and links are kept for the final passes).
 Ownership, extended attributes, hard links and sparseness are not restored.
+
+Nothing is done by path below the destination (or, restoring in place, below the folder holding
+each inclusion): every folder is opened from the one above it without following links
+(``engine/dirfd.py``), and files, links and folder metadata are written through those
+descriptors. A link where a folder is expected, made before the restore or during it, is a
+per-file error for everything below it, never a way out of the destination.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
+import posixpath
 import secrets
 import stat
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final
+from typing import NamedTuple
 
 import msgspec
 
+from cloudbackup.engine.dirfd import LIST, Folders, lexists_at, open_folder
 from cloudbackup.engine.errors import (
     BLOB_CORRUPT,
     BLOB_MISSING,
@@ -41,18 +46,22 @@ from cloudbackup.engine.errors import (
     RestoreStopped,
     path_str,
 )
-from cloudbackup.engine.file_ops import current_umask, rename_noreplace, unlink_quietly
-from cloudbackup.engine.selection import normalize
+from cloudbackup.engine.file_ops import current_umask, place_at, unlink_quietly
+from cloudbackup.engine.restore_batches import FileBatches
+from cloudbackup.engine.selection import is_within, normalize
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo
 from cloudbackup.engine.vault import Vault
 
-#: Bytes of files handed to the writer threads and not yet finished, at most (but one batch).
-_AHEAD_BYTES: Final = 2 * 1024 * 1024
-#: A batch of files for one thread: this many files, or this many bytes.
-_BATCH_FILES: Final = 64
-_BATCH_BYTES: Final = 512 * 1024
-# os.link fails with these where hard links are unsupported; then rename is the fallback.
-_NO_HARDLINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK})
+
+class _Target(NamedTuple):
+    """Where an entry goes: its full path (for reports), the anchor folder it is reached from,
+    the folder below the anchor holding it (b"" = the anchor) and its name (b"" = the anchor
+    itself)."""
+
+    path: bytes
+    anchor: bytes
+    folder: bytes
+    name: bytes
 
 
 class RestoreProgress(msgspec.Struct, frozen=True):
@@ -111,16 +120,20 @@ def restore_snapshot(
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="restore")
     try:
-        dirs, links = _write_entries(vault, info, run, select, _FileBatches(run, pool, workers))
-    except BaseException:
-        run.stopping.set()  # files being written are abandoned (their temp files removed)
-        raise
+        try:
+            batches = FileBatches(run.restore_files, run.checkpoint, pool, workers)
+            dirs, links = _write_entries(vault, info, run, select, batches)
+        except BaseException:
+            run.stopping.set()  # files being written are abandoned (their temp files removed)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        for target, entry in links:
+            run.make_link(target, entry)
+        for target, entry in dirs:
+            run.set_dir_metadata(target, entry)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    for target, entry in links:
-        run.make_link(target, entry)
-    for target, entry in dirs:
-        run.set_dir_metadata(target, entry)
+        run.folders.close()
 
     return RestoreResult(
         files_restored=run.files_restored,
@@ -147,12 +160,12 @@ def _write_entries(
     info: SnapshotInfo,
     run: _Restore,
     select: Callable[[Entry], bool] | None,
-    files: _FileBatches,
-) -> tuple[list[tuple[bytes, Entry]], list[tuple[bytes, Entry]]]:
+    files: FileBatches[_Target],
+) -> tuple[list[tuple[_Target, Entry]], list[tuple[_Target, Entry]]]:
     """Make the directories and write the files, in walk order; returns the directories made
     (their metadata is set last) and the links to make (after every file)."""
-    dirs: list[tuple[bytes, Entry]] = []
-    links: list[tuple[bytes, Entry]] = []
+    dirs: list[tuple[_Target, Entry]] = []
+    links: list[tuple[_Target, Entry]] = []
     for entry in vault.iter_entries(info):
         if select is not None and not select(entry):
             continue
@@ -171,59 +184,6 @@ def _write_entries(
     files.finish()
     run.checkpoint()  # every file is written: the final counters
     return dirs, links
-
-
-class _FileBatches:
-    """Hands files to the writer threads in batches: one hand-over (and its thread wake-ups)
-    per batch rather than per file, which a restore of many small files would pay dearly."""
-
-    def __init__(self, run: _Restore, pool: ThreadPoolExecutor, workers: int) -> None:
-        self.run = run
-        self.pool = pool
-        self.workers = workers
-        self.pending: deque[tuple[Future[None], int]] = deque()
-        self.batch: list[tuple[bytes, Entry]] = []
-        self.batch_bytes = 0
-
-    def add(self, target: bytes, entry: Entry) -> None:
-        self.batch.append((target, entry))
-        self.batch_bytes += entry.size
-        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
-            self.hand_over()
-
-    def hand_over(self) -> None:
-        if self.batch:
-            self.pending.append(
-                (self.pool.submit(self.run.restore_files, self.batch), self.batch_bytes)
-            )
-            self.batch, self.batch_bytes = [], 0
-        # Few batches and few bytes ahead of the callbacks: a caller that throttles by
-        # sleeping in on_progress still holds the restore to its pace.
-        pending = self.pending
-        while pending and (
-            len(pending) > 2 * self.workers
-            or sum(size for _f, size in pending) > _AHEAD_BYTES
-            or pending[0][0].done()
-        ):
-            _wait_first(pending, self.run)
-
-    def finish(self) -> None:
-        """Hand over the last batch and wait for every file to be written."""
-        self.hand_over()
-        while self.pending:
-            _wait_first(self.pending, self.run)
-
-
-def _wait_first(pending: deque[tuple[Future[None], int]], run: _Restore) -> None:
-    """Wait for the oldest file to be written, reporting progress (and stops) meanwhile."""
-    while True:
-        try:
-            pending[0][0].result(timeout=0.2)
-        except FutureTimeout:
-            run.checkpoint()
-            continue
-        pending.popleft()
-        return
 
 
 class _Restore:
@@ -253,8 +213,8 @@ class _Restore:
         self.errors: list[FileError] = []
         self.stopping = threading.Event()
         self._lock = threading.Lock()
-        # Directories known to exist, so files skip a makedirs (several system calls) each.
-        self.known_dirs: set[bytes] = set()
+        # Open folders below the anchors, one cache per thread.
+        self.folders = Folders()
         self.inclusions: list[bytes] = [b"/"]  # the snapshot's, set by restore_snapshot
         self.tag = secrets.token_hex(4).encode()
         self.counter = itertools.count()
@@ -284,7 +244,7 @@ class _Restore:
         kind = FILE_EXISTS if isinstance(exc, FileExistsError) else FILE_UNWRITABLE
         self.fail(target, kind, exc.strerror or str(exc), exc.errno)
 
-    def target_of(self, entry: Entry) -> bytes | None:
+    def target_of(self, entry: Entry) -> _Target | None:
         # A manifest is data read from disk: a path that is not plain absolute (".." included)
         # could otherwise escape the destination.
         try:
@@ -294,82 +254,113 @@ class _Restore:
         if not valid:
             self.fail(entry.path, INVALID_ENTRY, "not a normalized absolute path")
             return None
-        if not self.is_included(entry.path):
+        roots = [root for root in self.inclusions if is_within(entry.path, root)]
+        if not roots:
             # The backup never walked there: an edited manifest must not name any path.
             self.fail(entry.path, INVALID_ENTRY, "outside the snapshot's inclusions")
             return None
         if self.destination is None:
-            return entry.path
-        relative = entry.path.lstrip(b"/")
-        return os.path.join(self.destination, relative) if relative else self.destination
+            # In place, the folder holding the inclusion is where the backup's walk started
+            # (and what the allowed roots check); everything below it is reached without links.
+            anchor = posixpath.dirname(min(roots, key=len))
+            relative = entry.path[len(anchor) :].lstrip(b"/")
+            path = entry.path
+        else:
+            anchor = self.destination
+            relative = entry.path.lstrip(b"/")
+            path = os.path.join(anchor, relative) if relative else anchor
+        folder, _, name = relative.rpartition(b"/")
+        return _Target(path, anchor, folder, name)
 
-    def is_included(self, path: bytes) -> bool:
-        """Whether ``path`` is one of the snapshot's inclusions or lies inside one."""
-        return any(
-            root == b"/" or path == root or path.startswith(root + b"/") for root in self.inclusions
-        )
-
-    def make_dir(self, target: bytes) -> bool:
+    def make_dir(self, target: _Target) -> bool:
         """Ensure a directory exists; True when its metadata should be set from the snapshot."""
         try:
+            if target.name:
+                parent: int | None = self.folders.cache().folder(
+                    target.anchor, target.folder, create=True
+                )
+                name = target.name
+            else:  # the snapshot's "/" at the destination itself: by path, as checked
+                parent, name = None, target.path
             try:
-                existing = os.lstat(target)
+                existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
             except FileNotFoundError:
-                os.makedirs(target, exist_ok=True)
-                self.known_dirs.add(target)
-                return True
+                try:
+                    if parent is None:
+                        os.makedirs(name)
+                    else:
+                        os.mkdir(name, 0o777, dir_fd=parent)
+                    return True
+                except FileExistsError:  # made meanwhile: judge what is there now
+                    existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(existing.st_mode):
-                self.known_dirs.add(target)
                 return self.overwrite
             if not self.overwrite:
-                self.fail(target, FILE_EXISTS, "exists and is not a directory")
+                self.fail(target.path, FILE_EXISTS, "exists and is not a directory")
                 return False
-            os.unlink(target)
-            os.mkdir(target)
-            self.known_dirs.add(target)
+            os.unlink(name, dir_fd=parent)  # a link is replaced, never followed
+            os.mkdir(name, 0o777, dir_fd=parent)
             return True
         except OSError as exc:
-            self.fail_os(target, exc)
+            self.fail_os(target.path, exc)
             return False
 
-    def restore_files(self, batch: list[tuple[bytes, Entry]]) -> None:
+    def restore_files(self, batch: list[tuple[_Target, Entry]]) -> None:
         """Write a batch of files in order (in a worker thread); stops early on a stop."""
         for target, entry in batch:
             if self.stopping.is_set():
                 return
             self.restore_file(target, entry)
 
-    def restore_file(self, target: bytes, entry: Entry) -> None:
+    def restore_file(self, target: _Target, entry: Entry) -> None:
         """Write one file (in a worker thread); never calls the callbacks."""
-        if not self.overwrite and os.path.lexists(target):
-            if self.resume and _written_before(target, entry):
+        if not target.name:
+            self.fail(target.path, INVALID_ENTRY, "only a folder can be restored here")
+            return
+        try:
+            parent = self._existing_folder(target)
+        except OSError as exc:
+            self.fail_os(target.path, exc)
+            return
+        if not self.overwrite and parent is not None and lexists_at(parent, target.name):
+            if self.resume and _written_before(parent, target.name, entry):
                 with self._lock:
                     self.files_restored += 1
                     self.bytes_restored += entry.size
             else:
-                self.fail(target, FILE_EXISTS, "already exists")
+                self.fail(target.path, FILE_EXISTS, "already exists")
             return
         if entry.size and not entry.chunks:
-            self.fail(target, INVALID_ENTRY, "file entry without content chunks")
+            self.fail(target.path, INVALID_ENTRY, "file entry without content chunks")
             return
-        parent, name = os.path.split(target)
+        self._write_file(target, entry, parent)
+
+    def _existing_folder(self, target: _Target) -> int | None:
+        """The open folder that holds ``target``; None while it does not exist."""
+        try:
+            return self.folders.cache().folder(target.anchor, target.folder, create=False)
+        except FileNotFoundError:
+            return None
+
+    def _write_file(self, target: _Target, entry: Entry, parent: int | None) -> None:
+        """Write a file to a temp name beside its target, then move it into place."""
+        name = target.name
         tmp: bytes | None = None
         placed = False
         written = [0]
         try:
-            if parent not in self.known_dirs:
-                os.makedirs(parent, exist_ok=True)
-                self.known_dirs.add(parent)
+            if parent is None:
+                parent = self.folders.cache().folder(target.anchor, target.folder, create=True)
             # A unique temp name without a system call per file (no fresh random bytes).
-            tmp = b"%s/.%s.restore-%s-%d" % (parent, name[:200], self.tag, next(self.counter))
+            tmp = b".%s.restore-%s-%d" % (name[:200], self.tag, next(self.counter))
             # Created with its final permissions when the umask lets them through (saves a
             # chmod per file); special bits and masked ones are set explicitly below.
             exact = entry.mode & 0o7000 == 0 and entry.mode & self.umask == 0
             create_mode = entry.mode if exact else 0o600
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(tmp, flags, create_mode)
+            fd = os.open(tmp, flags, create_mode, dir_fd=parent)
             try:
-                if not self._copy_verified(fd, target, entry, written):
+                if not self._copy_verified(fd, target.path, entry, written):
                     return
                 if not exact:
                     os.fchmod(fd, entry.mode)
@@ -377,12 +368,14 @@ class _Restore:
                 os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
             finally:
                 os.close(fd)
-            placed = self._place(tmp, target)
+            placed = place_at(parent, tmp, target.name, replace=self.overwrite)
+            if not placed:
+                self.fail(target.path, FILE_EXISTS, "appeared during the restore")
         except OSError as exc:
-            self.fail_os(target, exc)
+            self.fail_os(target.path, exc)
         finally:
-            if not placed and tmp is not None:
-                unlink_quietly(tmp)
+            if not placed and tmp is not None and parent is not None:
+                unlink_quietly(tmp, dir_fd=parent)
             with self._lock:
                 self.bytes_in_flight -= written[0]
                 if placed:
@@ -417,69 +410,59 @@ class _Restore:
             return False
         return True
 
-    def _place(self, tmp: bytes, target: bytes) -> bool:
-        """Move a complete temp file to ``target``; without overwrite, never replace anything."""
-        if self.overwrite:
-            os.replace(tmp, target)
-            return True
-        try:
-            if rename_noreplace(tmp, target):
-                return True
-        except FileExistsError:
-            self.fail(target, FILE_EXISTS, "appeared during the restore")
-            return False
-        try:
-            # link() refuses an existing target atomically, unlike rename().
-            os.link(tmp, target)
-        except FileExistsError:
-            self.fail(target, FILE_EXISTS, "appeared during the restore")
-            return False
-        except OSError as exc:
-            if exc.errno not in _NO_HARDLINKS or os.path.lexists(target):
-                raise
-            os.rename(tmp, target)
-            return True
-        os.unlink(tmp)
-        return True
-
-    def make_link(self, target: bytes, entry: Entry) -> None:
+    def make_link(self, target: _Target, entry: Entry) -> None:
         if entry.target is None:
-            self.fail(target, INVALID_ENTRY, "symbolic link entry without target")
+            self.fail(target.path, INVALID_ENTRY, "symbolic link entry without target")
             return
+        if not target.name:
+            self.fail(target.path, INVALID_ENTRY, "only a folder can be restored here")
+            return
+        name = target.name
         try:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
+            parent = self.folders.cache().folder(target.anchor, target.folder, create=True)
             if self.overwrite:
                 # Build aside then rename: the old entry is replaced atomically (not a directory).
-                tmp = target + b".restore-" + secrets.token_hex(4).encode()
-                os.symlink(entry.target, tmp)
+                tmp = name + b".restore-" + secrets.token_hex(4).encode()
+                os.symlink(entry.target, tmp, dir_fd=parent)
                 try:
-                    os.replace(tmp, target)
+                    os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
                 except OSError:
-                    unlink_quietly(tmp)
+                    unlink_quietly(tmp, dir_fd=parent)
                     raise
-            elif self.resume and _written_before(target, entry):
+            elif self.resume and _written_before(parent, name, entry):
                 return
             else:
-                os.symlink(entry.target, target)
-            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+                os.symlink(entry.target, name, dir_fd=parent)
+            times = (entry.mtime_ns, entry.mtime_ns)
+            os.utime(name, ns=times, dir_fd=parent, follow_symlinks=False)
         except OSError as exc:
-            self.fail_os(target, exc)
+            self.fail_os(target.path, exc)
 
-    def set_dir_metadata(self, target: bytes, entry: Entry) -> None:
+    def set_dir_metadata(self, target: _Target, entry: Entry) -> None:
+        times = (entry.mtime_ns, entry.mtime_ns)
         try:
-            os.chmod(target, entry.mode)
-            os.utime(target, ns=(entry.mtime_ns, entry.mtime_ns))
+            # Through the folder's own descriptor: chmod on Linux cannot refuse to follow a link.
+            if target.name:
+                parent = self.folders.cache().folder(target.anchor, target.folder, create=False)
+                fd = open_folder(parent, target.name, target.path, LIST)
+            else:  # the destination itself, as given
+                fd = os.open(target.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fchmod(fd, entry.mode)
+                os.utime(fd, ns=times)
+            finally:
+                os.close(fd)
         except OSError as exc:
-            self.fail_os(target, exc)
+            self.fail_os(target.path, exc)
 
 
-def _written_before(target: bytes, entry: Entry) -> bool:
-    """Whether ``target`` is what restoring ``entry`` writes: a file of the same size, mode and
-    mtime, or a link with the same target (what an earlier attempt left behind)."""
+def _written_before(parent: int, name: bytes, entry: Entry) -> bool:
+    """Whether ``name`` in folder ``parent`` is what restoring ``entry`` writes: a file of the
+    same size, mode and mtime, or a link with the same target (what an earlier attempt left)."""
     try:
-        info = os.lstat(target)
+        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
         if entry.kind == "symlink":
-            return stat.S_ISLNK(info.st_mode) and os.readlink(target) == entry.target
+            return stat.S_ISLNK(info.st_mode) and os.readlink(name, dir_fd=parent) == entry.target
     except OSError:
         return False
     return (

@@ -2,7 +2,8 @@
 
 Layout (object names in a :class:`~cloudbackup.engine.storage.Storage`)::
 
-    config                   format, chunker bounds, compression, encryption (wrapped master key)
+    config                   format, chunker bounds, compression, encryption (wrapped master
+                             key), and since format 3 a MAC over all of it (see ``keys``)
     packs/<2 hex>/<64 hex>   16 random bytes, many chunks back to back, then the pack's sealed
                              header, then its 4-byte length; named by the BLAKE3 of the whole
                              pack object (so a read-back checks the pack as a whole too)
@@ -14,7 +15,9 @@ Layout (object names in a :class:`~cloudbackup.engine.storage.Storage`)::
 
 Writes go in dependency order: packs, then the index naming them, then the snapshot object, so
 whatever a crash leaves behind, a snapshot that exists has all its data. Every chunk read back is
-decrypted, decompressed and re-hashed before use: damage is detected, never returned.
+decrypted, decompressed and re-hashed before use: damage is detected, never returned. Since
+format 3 every sealed object is bound to its name (its associated data), so an object copied or
+renamed onto another name fails to open (a :class:`VaultError` naming it).
 
 :class:`Vault` is the facade; each part of the job has its module: ``keys`` (the config and
 the master key), ``index`` (which pack holds which chunk), ``packs`` (pack objects and the
@@ -58,7 +61,6 @@ from cloudbackup.engine.keys import (
     CONFIG,
     NewVault,
     chunker_seed,
-    encode_config,
     open_config,
     rewrapped,
     sealer_of,
@@ -71,7 +73,13 @@ from cloudbackup.engine.locks import (
     VaultLock,
     read_locks,
 )
-from cloudbackup.engine.packs import PACK_PREFIX, ChunkWriter, pack_name, read_pack_header
+from cloudbackup.engine.packs import (
+    PACK_PREFIX,
+    ChunkWriter,
+    check_pack_name,
+    pack_name,
+    read_pack_header,
+)
 from cloudbackup.engine.snapshot import (
     Entry,
     Manifest,
@@ -112,9 +120,10 @@ _codec = _Codec()
 class Vault:
     """A vault in a storage backend; creates its config on first use. Safe for concurrent use.
 
-    ``root`` is a local directory or any :class:`Storage`. An encrypted vault needs its
-    ``password``; a new vault is encrypted when ``encrypt`` is true or, by default, when a
-    password is given. ``kdf`` and ``compression_level`` only apply when the vault is created.
+    ``root`` is a local directory or any :class:`Storage`. A new vault is always encrypted, so
+    creating one needs a ``password`` (``PasswordRequired`` without); so does opening one, except
+    a format-2 vault made without a password, which opens as it is. ``kdf`` (at least
+    ``crypto.KDF_FLOOR``) and ``compression_level`` only apply when the vault is created.
     """
 
     def __init__(
@@ -123,7 +132,6 @@ class Vault:
         *,
         password: str | None = None,
         create: bool = True,
-        encrypt: bool | None = None,
         kdf: KdfParams | None = None,
         compression_level: int = 1,
         chunker: ChunkerParams | None = None,
@@ -132,8 +140,8 @@ class Vault:
         # For local vaults: the folder, so a backup never includes the vault in itself.
         self.root: Path = self.storage.local_root or Path("/nonexistent-remote-vault")
         new = NewVault(kdf=kdf or KdfParams(), compression_level=compression_level, chunker=chunker)
-        self.config, master = open_config(self.storage, password, encrypt, new if create else None)
-        self.sealer: Sealer = sealer_of(master)
+        self.config, master = open_config(self.storage, password, new if create else None)
+        self.sealer: Sealer = sealer_of(self.config, master)
         self.chunker_seed = chunker_seed(master)
         self._index: Index | None = None
         self._index_lock = threading.Lock()
@@ -153,10 +161,11 @@ class Vault:
             return False
         return True
 
-    def change_password(self, old: str, new: str) -> None:
-        """Re-wrap the master key under ``new``; no data is rewritten."""
-        self.config = rewrapped(self.config, old, new)
-        self.storage.put(CONFIG, encode_config(self.config))
+    def change_password(self, old: str, new: str, *, kdf: KdfParams | None = None) -> None:
+        """Re-wrap the master key under ``new`` (with scrypt cost ``kdf``, None: the vault's);
+        no data is rewritten (``keys.rewrapped``)."""
+        self.config, stored = rewrapped(self.config, old, new, kdf=kdf)
+        self.storage.put(CONFIG, stored)
 
     def new_cutter(self) -> Cutter:
         return Cutter(new_chunker(self.config.chunker, self.chunker_seed))
@@ -167,34 +176,36 @@ class Vault:
         """Compress, seal and write a metadata object; returns its stored size."""
         if compress:
             data = _codec.compressor(_OBJECT_LEVEL).compress(data)
-        sealed = self.sealer.seal(data)
+        sealed = self.sealer.seal(data, name.encode())
         self.storage.put(name, sealed)
         return len(sealed)
 
     def get_object(self, name: str, *, compressed: bool = True) -> bytes:
         raw = self.storage.get(name)
         try:
-            data = self.sealer.open(raw)
+            data = self.sealer.open(raw, name.encode())
             return _codec.decompressor.decompress(data) if compressed else data
         except (DecryptError, zstandard.ZstdError) as exc:
-            raise VaultError(f"object {name} is damaged: {exc}") from exc
+            raise VaultError(
+                f"object {name} is damaged or was not written under that name: {exc}"
+            ) from exc
 
     # --- chunks --------------------------------------------------------------------------------
 
-    def encode_chunk(self, data: bytes) -> tuple[bytes, bool]:
-        """The stored form of a chunk: zstd when that is smaller, then sealed."""
+    def encode_chunk(self, chunk_id: bytes, data: bytes) -> tuple[bytes, bool]:
+        """The stored form of a chunk: zstd when that is smaller, then sealed to its id."""
         compressed = False
         level = self.config.compression_level
         if level > 0 and len(data) > 64:
             packed = _codec.compressor(level).compress(data)
             if len(packed) < len(data):
                 data, compressed = packed, True
-        return self.sealer.seal(data), compressed
+        return self.sealer.seal(data, chunk_id), compressed
 
     def decode_chunk(self, chunk_id: bytes, stored: bytes, compressed: bool) -> bytes:
         """The plaintext of a stored chunk, checked against its id; raises ``ChunkError``."""
         try:
-            data = self.sealer.open(stored)
+            data = self.sealer.open(stored, chunk_id)
             if compressed:
                 data = _codec.decompressor.decompress(data)
         except (DecryptError, zstandard.ZstdError) as exc:
@@ -273,8 +284,10 @@ class Vault:
         """Every pack object there is: its id → its size."""
         return {info.name.rsplit("/", 1)[-1]: info.size for info in self.storage.list(PACK_PREFIX)}
 
-    def read_pack_header(self, data: bytes) -> list[BlobRef]:
-        """The blob list a pack carries at its end (``VaultError`` if unreadable)."""
+    def read_pack_header(self, pack_id: str, data: bytes) -> list[BlobRef]:
+        """The blob list the pack ``pack_id`` (its bytes ``data``) carries at its end;
+        ``VaultError`` if unreadable or if ``data`` is not the pack of that name."""
+        check_pack_name(pack_id, data)
         return read_pack_header(self.sealer, data)
 
     # --- snapshots -----------------------------------------------------------------------------

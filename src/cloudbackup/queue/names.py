@@ -26,6 +26,7 @@ RUN_BACKUP_TASK = "cloudbackup.run_backup"
 RUN_RESTORE_TASK = "cloudbackup.run_restore"
 RUN_CLEANUP_TASK = "cloudbackup.run_cleanup"
 RUN_BROWSE_TASK = "cloudbackup.run_browse"
+UPLOAD_LOG_TASK = "cloudbackup.upload_log"
 SWEEP_TASK = "cloudbackup.sweep"
 SCHEDULE_TICK_TASK = "cloudbackup.schedule_tick"
 SEND_MAIL_TASK = "cloudbackup.send_mail"
@@ -35,6 +36,7 @@ TASK_OF: dict[JobKind, str] = {
     "restore": RUN_RESTORE_TASK,
     "cleanup": RUN_CLEANUP_TASK,
     "browse": RUN_BROWSE_TASK,
+    "logfile": UPLOAD_LOG_TASK,
 }
 # Header carried by every message we publish: lets a worker forward a run to its agent's queue
 # and lets `cloudbackup queues` tell the age of the oldest waiting message.

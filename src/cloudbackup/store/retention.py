@@ -1,5 +1,5 @@
 """What the retention pass reads: per configuration that keeps backups for a limited time, the
-oldest end of its backups that are still restorable."""
+oldest end of its backups that are still restorable (and not held by an open anomaly)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from cloudbackup.store.anomalies import held_backup_ids
 from cloudbackup.store.tables import AGENTS, BACKUPS, CONFIGURATIONS, as_utc
 
 
@@ -38,6 +39,8 @@ def oldest_kept(session: Session) -> list[OldestKept]:
         .where(
             BACKUPS.c.restorable.is_(True),
             BACKUPS.c.ended_time.is_not(None),
+            # Held by an open anomaly: not due, so the pass starts no cleanup for it.
+            BACKUPS.c.id.not_in(held_backup_ids()),
             CONFIGURATIONS.c.retention_days > 0,
             AGENTS.c.deleted.is_(False),
             AGENTS.c.enabled.is_(True),

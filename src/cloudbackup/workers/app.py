@@ -20,6 +20,7 @@ from celery.beat import PersistentScheduler, ScheduleEntry
 from celery.signals import setup_logging
 from celery.worker import state as worker_state
 
+from cloudbackup.domain.logfiles import agent_log_folder
 from cloudbackup.logs import configure_logging
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import SCHEDULE_TICK_TASK, QueueNames
@@ -33,7 +34,7 @@ from cloudbackup.store.worker_heartbeats import forget_worker, record_heartbeat
 log = logging.getLogger("cloudbackup.worker")
 
 settings = get_settings()
-configure_logging(settings.log_level)
+configure_logging(settings.log_level, agent_log_dir=agent_log_folder(settings))
 app = make_celery(settings)
 app.conf.include = [
     "cloudbackup.workers.tasks",
@@ -46,7 +47,7 @@ app.conf.beat_scheduler = "cloudbackup.workers.app:Beat"
 @setup_logging.connect  # type: ignore[untyped-decorator]
 def _our_logging(**_: Any) -> None:
     """Celery leaves logging alone when this signal has a receiver: keep our JSON lines."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, agent_log_dir=agent_log_folder(settings))
 
 
 class Beat(PersistentScheduler):  # type: ignore[misc]

@@ -16,6 +16,7 @@ from cloudbackup.domain.admission import run_gated
 from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.cleanup_run import execute_cleanup
+from cloudbackup.domain.logfiles import upload_hosted_log
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
@@ -27,6 +28,7 @@ from cloudbackup.queue.names import (
     RUN_RESTORE_TASK,
     SCHEDULE_TICK_TASK,
     SWEEP_TASK,
+    UPLOAD_LOG_TASK,
 )
 from cloudbackup.queue.publishing import CeleryDispatcher, database_pins
 from cloudbackup.store.db import Database
@@ -158,6 +160,12 @@ def browse_task(request_id: str) -> str:
     return answer_browse(database(), settings, request_id)
 
 
+@app.task(name=UPLOAD_LOG_TASK, acks_late=True)
+def upload_log_task(logfile_id: str) -> str:
+    logs.clear()
+    return upload_hosted_log(database(), settings, logfile_id)
+
+
 @app.task(name=SWEEP_TASK, acks_late=True)
 def sweep_task() -> dict[str, int]:
     """Re-drive every kind of run nobody is running and purge what expired (``domain.sweeper``)."""
@@ -173,6 +181,7 @@ def sweep_task() -> dict[str, int]:
         "cleanups_redriven": report.cleanups.redriven,
         "browse_republished": report.browse.republished,
         "browse_purged": report.browse.purged,
+        "logfiles_republished": report.logfiles_republished,
     }
 
 

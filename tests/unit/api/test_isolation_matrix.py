@@ -33,6 +33,8 @@ PARAM = re.compile(r"{(\w+)}")
 REPORTS = re.compile(
     r"/(vault-encryption-requests|vault-password-verification-requests)/{request_id}$"
 )
+# Dismissing an anomaly releases a hold on backups: the delete permission (admin roles) only.
+DISMISSALS = {("PATCH", "/v2/{project_id}/anomalies/{anomaly_id}")}
 PUBLIC = {
     ("POST", "/v2/{project_id}/agents/tokens"),
     ("GET", "/v2/{project_id}/ping"),
@@ -57,6 +59,7 @@ PATCHES = {
     "configurations": [{"op": "replace", "path": "/name", "value": "Renamed"}],
     "agents": [{"op": "replace", "path": "/enabled", "value": False}],
     "logfiles": [{"op": "replace", "path": "/state", "value": "started"}],
+    "anomalies": [{"op": "replace", "path": "/state", "value": "dismissed"}],
 }
 
 
@@ -73,6 +76,8 @@ def operations(app) -> list[tuple[str, str]]:
 def required_permission(method: str, path: str) -> str | None:
     if (method, path) in PUBLIC:
         return None
+    if (method, path) in DISMISSALS:
+        return "delete"
     if method == "POST":
         return "update" if REPORTS.search(path) else "create"
     return {"GET": "read", "PATCH": "update", "PUT": "update", "DELETE": "delete"}[method]

@@ -75,7 +75,7 @@ def test_no_secret_is_logged_stored_or_echoed(client, db, settings, tmp_path, ca
 
     # The vault of this agent is encrypted; its password lives in a key file only.
     vault_password = "correct horse battery staple 42"
-    key_dir = tmp_path / "keys"
+    key_dir = tmp_path / "operator-keys"  # not the default <data_dir>/keys
     key_dir.mkdir()
     key_file = key_dir / f"{agent_vault_id(db, agent['id'])}.key"
     key_file.write_text(vault_password + "\n")

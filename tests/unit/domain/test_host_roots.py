@@ -36,7 +36,7 @@ def keyed(settings: Settings, tmp_path: Path) -> Settings:
     keys = tmp_path / "keys"
     keys.mkdir()
     (keys / "another-vault.key").write_text("secret")
-    Path(settings.data_dir).mkdir()
+    Path(settings.data_dir).mkdir(exist_ok=True)
     return msgspec.structs.replace(settings, vault_key_dir=str(keys))
 
 

@@ -19,11 +19,11 @@ from cloudbackup.domain.restores import (
     RestoreRequest,
     RestoreService,
     RestoreUpdate,
-    open_backup_vault,
 )
 from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.run_states import RestoreState
 from cloudbackup.domain.sweeper import sweep_runs
+from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import restore_snapshot
 from cloudbackup.store.tables import Backup, Event, Restore, RestoreError, utcnow
 from factories import rows
@@ -302,7 +302,7 @@ def test_a_redriven_run_without_overwrite_completes_over_what_it_wrote(
     restore = _start(db, settings, _request(backup, agent, out))
     assert claim_restore(db, settings, restore.id) is not None
     # The first attempt wrote every file, then its worker died before it could finish.
-    vault = open_backup_vault(settings, backup.vault_id)
+    vault = open_service_vault(db, settings, backup.vault_id)
     assert restore_snapshot(vault, backup.snapshot_id, out).errors == []
     stale = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
     with db.transaction() as session:

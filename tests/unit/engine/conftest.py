@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_trees import FAST_KDF, BackupFn, Tree, build_tree
+from engine_trees import FAST_KDF, PASSWORD, BackupFn, Tree, build_tree
 
 from cloudbackup.engine import BackupProgress, BackupResult, Vault, run_backup
 
@@ -19,7 +19,7 @@ def tree(tmp_path: Path) -> Tree:
 
 @pytest.fixture
 def vault(tmp_path: Path) -> Vault:
-    return Vault(tmp_path / "vault")
+    return Vault(tmp_path / "vault", password=PASSWORD, kdf=FAST_KDF)
 
 
 @pytest.fixture
@@ -46,4 +46,4 @@ def _ignore(_progress: BackupProgress) -> None:
 
 @pytest.fixture
 def encrypted_vault(tmp_path: Path) -> Vault:
-    return Vault(tmp_path / "secret-vault", password="correct horse", kdf=FAST_KDF)
+    return Vault(tmp_path / "secret-vault", password=PASSWORD, kdf=FAST_KDF)

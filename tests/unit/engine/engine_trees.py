@@ -12,7 +12,8 @@ from typing import Any
 
 import blake3
 
-from cloudbackup.engine import BackupResult, Entry, KdfParams, Vault
+from cloudbackup.engine import BackupResult, Entry, Vault
+from cloudbackup.engine.crypto import KDF_FLOOR
 
 MIB = 1024 * 1024
 # Not valid UTF-8 ("café" in Latin-1): must survive backup and restore byte for byte.
@@ -20,8 +21,10 @@ NON_UTF8_NAME = b"caf\xe9.txt"
 # A fixed past instant, so restored mtimes cannot match by accident of "now".
 MTIME_NS = 1_600_000_000_123_456_789
 
-# Cheap scrypt for tests: the cost parameters are stored per vault, so this changes nothing else.
-FAST_KDF = KdfParams(n=2**10, r=8, p=1)
+# The cheapest scrypt a new vault may have (crypto.KDF_FLOOR); the cost is stored per vault.
+FAST_KDF = KDF_FLOOR
+# Every new vault is encrypted: the password of the test vaults.
+PASSWORD = "correct horse"
 
 # run_backup bound to the test vault, with no-op callbacks unless given (see conftest).
 BackupFn = Callable[..., BackupResult]

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from engine_trees import MIB, chunk_ids, describe, packs_in
+from engine_trees import MIB, PASSWORD, chunk_ids, describe, packs_in
 
 from cloudbackup.engine import (
     BackupProgress,
@@ -43,7 +43,7 @@ def back_up(vault: Vault, folder: Path, **kwargs: Any) -> BackupResult:
 
 def restores_identically(vault: Vault, snapshot_id: int, source: Path, tmp: Path) -> bool:
     destination = tmp / f"check-{snapshot_id}-{time.monotonic_ns()}"
-    result = restore_snapshot(Vault(vault.root), snapshot_id, destination)
+    result = restore_snapshot(Vault(vault.root, password=PASSWORD), snapshot_id, destination)
     restored = destination / str(source).lstrip("/")
     return result.errors == [] and describe(restored) == describe(source)
 
@@ -189,7 +189,9 @@ class PausedBackup:
 
         def run() -> None:
             try:
-                self.result = back_up(Vault(vault_root), source, on_progress=on_progress)
+                self.result = back_up(
+                    Vault(vault_root, password=PASSWORD), source, on_progress=on_progress
+                )
             except BaseException as exc:  # re-raised in the test thread by finish()
                 self.error = exc
 
@@ -268,10 +270,10 @@ def test_backups_and_prunes_racing_freely_lose_nothing(vault: Vault, tmp_path: P
     def backups() -> None:
         try:
             for round_ in range(15):
-                back_up(Vault(vault.root), sources[round_ % 3])
-                snapshots = Vault(vault.root).list_snapshots()
+                back_up(Vault(vault.root, password=PASSWORD), sources[round_ % 3])
+                snapshots = Vault(vault.root, password=PASSWORD).list_snapshots()
                 if len(snapshots) > 2:
-                    forget(Vault(vault.root), snapshots[:-2])
+                    forget(Vault(vault.root, password=PASSWORD), snapshots[:-2])
         except BaseException as exc:
             failures.append(exc)
         finally:
@@ -280,7 +282,7 @@ def test_backups_and_prunes_racing_freely_lose_nothing(vault: Vault, tmp_path: P
     def prunes() -> None:
         try:
             while not done.is_set():
-                prune(Vault(vault.root), lock_margin_seconds=0.0)
+                prune(Vault(vault.root, password=PASSWORD), lock_margin_seconds=0.0)
         except BaseException as exc:
             failures.append(exc)
 
@@ -293,7 +295,7 @@ def test_backups_and_prunes_racing_freely_lose_nothing(vault: Vault, tmp_path: P
     for snapshot_id in vault.list_snapshots():
         source = sources[(snapshot_id - 1) % 3]
         assert restores_identically(vault, snapshot_id, source, tmp_path)
-    assert verify(Vault(vault.root)).ok
+    assert verify(Vault(vault.root, password=PASSWORD)).ok
 
 
 def test_a_snapshot_forgotten_while_prune_lists_them_is_skipped(
@@ -313,7 +315,7 @@ def test_a_snapshot_forgotten_while_prune_lists_them_is_skipped(
     assert result.unreadable_snapshots == []
     monkeypatch.undo()
     assert vault.list_snapshots() == [2]
-    assert verify(Vault(vault.root)).ok
+    assert verify(Vault(vault.root, password=PASSWORD)).ok
 
 
 def test_a_backup_finishing_while_prune_decides_keeps_its_data(
@@ -332,7 +334,7 @@ def test_a_backup_finishing_while_prune_decides_keeps_its_data(
             # The worst moment: after prune read the snapshots, before its plan is visible and
             # before it lists the locks again. The backup reuses the unreferenced chunks and is
             # done (its lock gone) before prune looks.
-            results.append(back_up(Vault(vault.root), src))
+            results.append(back_up(Vault(vault.root, password=PASSWORD), src))
         return real_put(name, data, **kwargs)
 
     monkeypatch.setattr(vault, "put_object", backup_then_put)
@@ -341,7 +343,7 @@ def test_a_backup_finishing_while_prune_decides_keeps_its_data(
     (result,) = results
     assert result.files_backed_up == 0
     assert restores_identically(vault, result.snapshot_id, src, tmp_path)
-    assert verify(Vault(vault.root)).ok
+    assert verify(Vault(vault.root, password=PASSWORD)).ok
 
 
 def test_a_damaged_file_list_makes_prune_delete_nothing(

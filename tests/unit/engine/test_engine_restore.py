@@ -8,7 +8,15 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from engine_trees import FAST_KDF, MTIME_NS, NON_UTF8_NAME, BackupFn, Tree, describe
+from engine_trees import (
+    FAST_KDF,
+    MTIME_NS,
+    NON_UTF8_NAME,
+    PASSWORD,
+    BackupFn,
+    Tree,
+    describe,
+)
 
 from cloudbackup.engine import (
     BLOB_CORRUPT,
@@ -172,7 +180,7 @@ def test_damaged_and_missing_chunks_are_errors(
     )
     destination = tmp_path / "restore"
 
-    result = restore_snapshot(Vault(vault.root), second, destination)
+    result = restore_snapshot(Vault(vault.root, password=PASSWORD), second, destination)
 
     root = restored_root(destination, tree)
     assert sorted((e.path, e.type) for e in result.errors) == [

@@ -10,13 +10,20 @@ from pathlib import Path
 import blake3
 import msgspec
 import pytest
-from engine_trees import FAST_KDF, MIB, chunk_ids, content_ids, packs_in, tmp_leftovers
+from engine_trees import (
+    FAST_KDF,
+    MIB,
+    PASSWORD,
+    chunk_ids,
+    content_ids,
+    packs_in,
+    tmp_leftovers,
+)
 
 from cloudbackup.engine import (
     ChunkError,
     Entry,
     Manifest,
-    NotEncrypted,
     PasswordRequired,
     PathItem,
     SnapshotNotFound,
@@ -46,8 +53,8 @@ def test_content_is_chunked_by_content_and_read_back(vault: Vault) -> None:
     assert b"".join(vault.read_chunk(c) for c in ids) == data
     sizes = [len(vault.read_chunk(c)) for c in ids]
     assert all(MIN_CHUNK <= s <= MAX_CHUNK for s in sizes[:-1])
-    # Unencrypted: a chunk's id is the plain BLAKE3 of its bytes.
-    assert ids[0] == blake3.blake3(vault.read_chunk(ids[0])).digest()
+    # A chunk's id is the vault's keyed BLAKE3 of its bytes.
+    assert ids[0] == vault.sealer.chunk_id(vault.read_chunk(ids[0]))
     assert len(packs_in(vault.root)) == 1  # many chunks to one pack object
     assert tmp_leftovers(vault.root) == []
 
@@ -118,9 +125,8 @@ def test_wrong_or_missing_password_is_refused_clearly(
         Vault(root, password="battery staple")
     with pytest.raises(PasswordRequired, match="encrypted: a password is required"):
         Vault(root)
-    plain = Vault(tmp_path / "plain")
-    with pytest.raises(NotEncrypted, match="not encrypted"):
-        Vault(plain.root, password="anything")
+    with pytest.raises(PasswordRequired, match="always encrypted"):
+        Vault(tmp_path / "plain")
     assert Vault.check_password(root, "correct horse")
     assert not Vault.check_password(root, "battery staple")
 
@@ -156,17 +162,17 @@ def test_damaged_chunk_is_detected_never_returned(encrypted_vault: Vault, tmp_pa
 def test_allocate_counts_up_and_never_reuses_ids(vault: Vault, tmp_path: Path) -> None:
     assert [vault.allocate() for _ in range(3)] == [1, 2, 3]
     # Another Vault object on the same folder (another process) continues after them.
-    assert Vault(tmp_path / "vault").allocate() == 4
+    assert Vault(tmp_path / "vault", password=PASSWORD, kdf=FAST_KDF).allocate() == 4
 
 
 def test_concurrent_allocations_get_distinct_ids(tmp_path: Path) -> None:
-    Vault(tmp_path / "vault")
+    Vault(tmp_path / "vault", password=PASSWORD, kdf=FAST_KDF)
     got: list[int] = []
     lock = threading.Lock()
     start = threading.Barrier(8)
 
     def allocate_some() -> None:
-        vault = Vault(tmp_path / "vault")
+        vault = Vault(tmp_path / "vault", password=PASSWORD, kdf=FAST_KDF)
         start.wait(timeout=10)
         for _ in range(10):
             snapshot_id = vault.allocate()
@@ -204,7 +210,7 @@ def test_manifest_round_trip_and_size(vault: Vault) -> None:
 def test_large_manifests_stream_in_many_chunks(vault: Vault) -> None:
     entries = [
         Entry(path=b"/data/f%07d" % i, kind="file", mode=0o644, mtime_ns=i, size=0)
-        for i in range(60_000)
+        for i in range(150_000)  # ~5 MB of entries: above the largest chunk, whatever the seed
     ]
     snapshot_id = vault.allocate()
     vault.write_manifest(snapshot_id, manifest(snapshot_id, entries))
@@ -246,7 +252,7 @@ def test_foreign_formats_are_rejected(vault: Vault, tmp_path: Path) -> None:
     (old / "snapshots").mkdir(parents=True)
     (old / "snapshots" / "1.manifest").write_bytes(b"\x80")
     with pytest.raises(VaultError, match="older format"):
-        Vault(old)
+        Vault(old, password=PASSWORD, kdf=FAST_KDF)
     with pytest.raises(VaultError, match="no vault at"):
         Vault(tmp_path / "nothing-here", create=False)
 
@@ -254,7 +260,7 @@ def test_foreign_formats_are_rejected(vault: Vault, tmp_path: Path) -> None:
 def test_password_files_must_be_private(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.mkdir()
-    assert read_vault_password(keys, "vault-1") is None  # no file: not encrypted
+    assert read_vault_password(keys, "vault-1") is None  # no file (yet)
     key = keys / "vault-1.key"
     key.write_text("s3cret\n")
     key.chmod(0o644)

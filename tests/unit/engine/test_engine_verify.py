@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from engine_trees import MIB, BackupFn, Tree
+from engine_trees import MIB, PASSWORD, BackupFn, Tree
 
 from cloudbackup.engine import (
     SnapshotFile,
@@ -134,11 +134,18 @@ def test_verify_can_be_stopped(vault: Vault, tree: Tree, backup: BackupFn) -> No
 
 
 def run_cli(vault_parent: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``cloudbackup verify`` on the vaults under ``vault_parent``; each vault's key file holds
+    the test password (the vaults are encrypted, as every new vault is)."""
+    keys = vault_parent.parent / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    for vault in vault_parent.iterdir():
+        (keys / f"{vault.name}.key").write_text(PASSWORD + "\n")
+        (keys / f"{vault.name}.key").chmod(0o600)
     env = {
         **os.environ,
         "CLOUDBACKUP_VAULT_PATH": str(vault_parent),
         "CLOUDBACKUP_VAULT_URL": "",
-        "CLOUDBACKUP_VAULT_KEY_DIR": "",
+        "CLOUDBACKUP_VAULT_KEY_DIR": str(keys),
         "COLUMNS": "200",
     }
     return subprocess.run(

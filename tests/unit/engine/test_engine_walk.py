@@ -112,12 +112,14 @@ def test_unreadable_directory_is_kept_and_reported(
 ) -> None:
     # Tests run as root, where chmod cannot deny access: fail the listing instead.
     denied = tree.path("nested/a")
+    denied_st = os.stat(denied)
     real_scandir = os.scandir
 
-    def scandir(path: Any) -> Any:
-        if path == denied:
-            raise PermissionError(errno.EACCES, "Permission denied", path)
-        return real_scandir(path)
+    def scandir(folder: Any) -> Any:
+        # Folders are listed from their descriptors.
+        if isinstance(folder, int) and os.path.samestat(os.fstat(folder), denied_st):
+            raise PermissionError(errno.EACCES, "Permission denied", denied)
+        return real_scandir(folder)
 
     monkeypatch.setattr(walk_module.os, "scandir", scandir)
     results = scan(tree.inclusions())

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 
-from cloudbackup.api.paging import PAGING, ListQuery, Paging, paged_list
+from cloudbackup.api.call import ApiCall, Call
+from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.activities import ActivityList, activity_out
 from cloudbackup.domain.activities import ActivityService
 
 Activities = NamedDependency[ActivityService]
+Id = FromPath[str]
 
 
 def activity_list(
-    request: Request[Any, Any, Any],
+    call: ApiCall,
     activities: ActivityService,
-    project_id: str,
     parts: tuple[str, ...],
     paging: ListQuery,
     *,
@@ -27,11 +26,10 @@ def activity_list(
 ) -> ActivityList:
     """The activities of the project, or of one agent or configuration, at ``/{parts}``."""
     items, links = paged_list(
-        request,
-        project_id,
+        call,
         parts,
         lambda size, order: activities.page(
-            project_id,
+            call.project_id,
             agent_id=agent_id,
             configuration_id=configuration_id,
             marker=paging.marker,
@@ -39,47 +37,28 @@ def activity_list(
             sort_dir=order,
         ),
         activity_out,
-        paging=paging,
+        paging,
     )
     return ActivityList(activities=items, links=links)
 
 
 class ActivityController(Controller):
     path = "/v2/{project_id:str}"
-    dependencies = PAGING
 
     @get("/activities", sync_to_thread=True)
-    def list_activities(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        activities: Activities,
-        paging: Paging,
-    ) -> ActivityList:
-        return activity_list(request, activities, project_id, ("activities",), paging)
+    def list_activities(self, call: Call, activities: Activities, paging: Paging) -> ActivityList:
+        return activity_list(call, activities, ("activities",), paging)
 
     @get("/agents/{agent_id:str}/activities", sync_to_thread=True)
     def list_agent_activities(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        activities: Activities,
-        paging: Paging,
+        self, call: Call, agent_id: Id, activities: Activities, paging: Paging
     ) -> ActivityList:
         parts = ("agents", agent_id, "activities")
-        return activity_list(request, activities, project_id, parts, paging, agent_id=agent_id)
+        return activity_list(call, activities, parts, paging, agent_id=agent_id)
 
     @get("/configurations/{configuration_id:str}/activities", sync_to_thread=True)
     def list_configuration_activities(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        configuration_id: FromPath[str],
-        activities: Activities,
-        paging: Paging,
+        self, call: Call, configuration_id: Id, activities: Activities, paging: Paging
     ) -> ActivityList:
         parts = ("configurations", configuration_id, "activities")
-        return activity_list(
-            request, activities, project_id, parts, paging, configuration_id=configuration_id
-        )
+        return activity_list(call, activities, parts, paging, configuration_id=configuration_id)

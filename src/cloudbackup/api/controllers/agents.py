@@ -10,7 +10,7 @@ from litestar.params import FromPath, QueryParameter, RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.body import convert_value, decode_patch
-from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.call import Call
 from cloudbackup.api.schemas.agent_status import AgentStatusOut, agent_document_out
 from cloudbackup.api.schemas.agents import (
     AgentList,
@@ -33,6 +33,7 @@ from cloudbackup.store.tables import utcnow
 Query = Annotated[str | None, QueryParameter(required=False)]
 Agents = NamedDependency[AgentService]
 Configurations = NamedDependency[ConfigurationService]
+Id = FromPath[str]
 
 # path -> (AgentUpdate field, type of the value); OQ-22: `/log-level` is not accepted.
 PATCH_PATHS: dict[str, tuple[str, type[Any]]] = {
@@ -48,105 +49,61 @@ class AgentController(Controller):
 
     @post("/tokens", status_code=HTTP_200_OK, opt={"public": True}, sync_to_thread=True)
     def agent_token(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        agent_tokens: NamedDependency[AgentTokenService],
+        self, call: Call, body: RawBody, agent_tokens: NamedDependency[AgentTokenService]
     ) -> AgentTokenOut:
         """A9: the agent's id, password and host fingerprint buy a token (no X-Auth-Token)."""
-        return agent_token_out(agent_tokens.issue(project_id, parse_login(request, body)))
+        login = parse_login(call.request, body)
+        return agent_token_out(agent_tokens.issue(call.project_id, login))
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
-    def register_agent(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        agents: Agents,
-    ) -> Response[AgentOut]:
-        row, password = agents.register(project_id, parse_registration(request, body))
-        links = LinkBuilder(request, project_id)
-        return Response(
-            agent_out(row, links, password),
-            status_code=HTTP_201_CREATED,
-            headers={"Location": links.href("agents", row.id)},
-        )
+    def register_agent(self, call: Call, body: RawBody, agents: Agents) -> Response[AgentOut]:
+        row, password = agents.register(call.project_id, parse_registration(call.request, body))
+        return call.created(agent_out(row, call.links, password), "agents", row.id)
 
     @get("/", sync_to_thread=True)
-    def list_agents(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agents: Agents,
-        host_machine_id: Query = None,
-    ) -> AgentList:
-        links = LinkBuilder(request, project_id)
-        rows = agents.list_project(project_id, host_machine_id)
-        return AgentList([agent_out(row, links) for row in rows])
+    def list_agents(self, call: Call, agents: Agents, host_machine_id: Query = None) -> AgentList:
+        rows = agents.list_project(call.project_id, host_machine_id)
+        return AgentList([agent_out(row, call.links) for row in rows])
 
     @get("/{agent_id:str}", sync_to_thread=True)
-    def get_agent(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        agents: Agents,
-    ) -> AgentOut:
-        return agent_out(agents.get(project_id, agent_id), LinkBuilder(request, project_id))
+    def get_agent(self, call: Call, agent_id: Id, agents: Agents) -> AgentOut:
+        return agent_out(agents.get(call.project_id, agent_id), call.links)
 
     @patch("/{agent_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
-    def update_agent(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        body: RawBody,
-        agents: Agents,
-    ) -> None:
-        agents.update(project_id, agent_id, parse_agent_patch(request, body))
+    def update_agent(self, call: Call, agent_id: Id, body: RawBody, agents: Agents) -> None:
+        agents.update(call.project_id, agent_id, parse_agent_patch(call.request, body))
 
     @delete("/{agent_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
-    def delete_agent(
-        self, project_id: FromPath[str], agent_id: FromPath[str], agents: Agents
-    ) -> None:
-        agents.delete(project_id, agent_id)
+    def delete_agent(self, call: Call, agent_id: Id, agents: Agents) -> None:
+        agents.delete(call.project_id, agent_id)
 
     @get("/{agent_id:str}/configurations", sync_to_thread=True)
     def list_agent_configurations(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        configurations: Configurations,
+        self, call: Call, agent_id: Id, configurations: Configurations
     ) -> ConfigurationList:
-        rows = configurations.list_for_agent(project_id, agent_id)
-        return configuration_list(rows, LinkBuilder(request, project_id), utcnow())
+        rows = configurations.list_for_agent(call.project_id, agent_id)
+        return configuration_list(rows, call.links, utcnow())
 
     @get("/{agent_id:str}/status", sync_to_thread=True)
     def agent_status(
         self,
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
+        call: Call,
+        agent_id: Id,
         events: NamedDependency[EventStreamService],
         health: NamedDependency[HealthService],
     ) -> AgentStatusOut:
         """A6 (OQ-41): busy and online; see ``EventStreamService.status``."""
-        status = events.status(project_id, agent_id, lambda: health.workers_online(agent_id))
+        status = events.status(call.project_id, agent_id, lambda: health.workers_online(agent_id))
         return AgentStatusOut(busy=status.busy, online=status.online)
 
     @get("/{agent_id:str}/configuration", sync_to_thread=True)
     def agent_configuration(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        agent_documents: NamedDependency[AgentDocumentService],
+        self, call: Call, agent_id: Id, agent_documents: NamedDependency[AgentDocumentService]
     ) -> dict[str, Any]:
         """A7: the agent's working document."""
-        document = agent_documents.document(project_id, agent_id)
-        host = str(request.base_url).rstrip("/")
-        return agent_document_out(document, LinkBuilder(request, project_id), host)
+        document = agent_documents.document(call.project_id, agent_id)
+        host = str(call.request.base_url).rstrip("/")
+        return agent_document_out(document, call.links, host)
 
 
 def parse_agent_patch(request: Request[Any, Any, Any], body: bytes) -> AgentUpdate:

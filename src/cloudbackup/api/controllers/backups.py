@@ -10,9 +10,10 @@ from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from cloudbackup.api.body import boolean, decode_json
+from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.runs import RunResource, run_handlers
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import paged_list
+from cloudbackup.api.paging import Paging, paged_list
 from cloudbackup.api.schemas.backups import (
     BACKUP_PATCH,
     BackupList,
@@ -72,12 +73,9 @@ class BackupController(Controller):
     @get("/", sync_to_thread=True)
     def list_backups(
         self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
+        call: Call,
         backups: Backups,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
+        paging: Paging,
         restorable: Query = None,
         configuration_id: Query = None,
     ) -> BackupList:
@@ -87,21 +85,18 @@ class BackupController(Controller):
             if v is not None
         }
         items, links = paged_list(
-            request,
-            project_id,
+            call,
             ("backups",),
             lambda size, order: backups.page(
-                project_id,
-                marker=marker,
+                call.project_id,
+                marker=paging.marker,
                 limit=size,
                 sort_dir=order,
                 restorable=boolean("restorable", restorable),
                 configuration_id=configuration_id,
             ),
             backup_out,
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
+            paging,
             filters=filters,
         )
         return BackupList(backups=items, links=links)

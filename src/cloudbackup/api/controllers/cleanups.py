@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.params import HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED
 
+from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.runs import RunResource, run_handlers
-from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import paged_list
+from cloudbackup.api.paging import Paging, paged_list
 from cloudbackup.api.schemas.cleanups import (
     CLEANUP_PATCH,
     CleanupErrorListOut,
@@ -51,42 +51,21 @@ class CleanupController(Controller):
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def start_cleanup(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        cleanups: Cleanups,
-        x_agent_id: AgentHeader = None,
+        self, call: Call, body: RawBody, cleanups: Cleanups, x_agent_id: AgentHeader = None
     ) -> Response[CleanupOut]:
-        data = parse_start(request, body)
-        row = cleanups.start(project_id, data.agent_id, data.state, x_agent_id)
-        links = LinkBuilder(request, project_id)
-        return Response(
-            cleanup_out(row, links),
-            status_code=HTTP_201_CREATED,
-            headers={"Location": links.href("cleanups", row.id)},
-        )
+        data = parse_start(call.request, body)
+        row = cleanups.start(call.project_id, data.agent_id, data.state, x_agent_id)
+        return call.created(cleanup_out(row, call.links), "cleanups", row.id)
 
     @get("/", sync_to_thread=True)
-    def list_cleanups(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        cleanups: Cleanups,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
-    ) -> CleanupList:
+    def list_cleanups(self, call: Call, cleanups: Cleanups, paging: Paging) -> CleanupList:
         items, links = paged_list(
-            request,
-            project_id,
+            call,
             ("cleanups",),
             lambda size, order: cleanups.page(
-                project_id, marker=marker, limit=size, sort_dir=order
+                call.project_id, marker=paging.marker, limit=size, sort_dir=order
             ),
             cleanup_out,
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
+            paging,
         )
         return CleanupList(cleanups=items, links=links)

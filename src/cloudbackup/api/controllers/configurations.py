@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.body import boolean
-from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.call import Call
 from cloudbackup.api.schemas.configurations import (
     ConfigurationList,
     ConfigurationOut,
@@ -24,6 +24,7 @@ from cloudbackup.store.tables import utcnow
 
 Query = Annotated[str | None, QueryParameter(required=False)]
 Configurations = NamedDependency[ConfigurationService]
+Id = FromPath[str]
 
 
 class ConfigurationController(Controller):
@@ -31,59 +32,35 @@ class ConfigurationController(Controller):
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def create_configuration(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        configurations: Configurations,
+        self, call: Call, body: RawBody, configurations: Configurations
     ) -> Response[ConfigurationOut]:
-        agent_id, draft = parse_create(request, body)
-        row = configurations.create(project_id, agent_id, draft)
-        links = LinkBuilder(request, project_id)
-        return Response(
-            configuration_out(row, links, utcnow()),
-            status_code=HTTP_201_CREATED,
-            headers={"Location": links.href("configurations", row.id)},
-        )
+        agent_id, draft = parse_create(call.request, body)
+        row = configurations.create(call.project_id, agent_id, draft)
+        return call.created(configuration_out(row, call.links, utcnow()), "configurations", row.id)
 
     @get("/", sync_to_thread=True)
     def list_configurations(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        configurations: Configurations,
-        restorable: Query = None,
+        self, call: Call, configurations: Configurations, restorable: Query = None
     ) -> ConfigurationList:
-        rows = configurations.list_project(project_id, boolean("restorable", restorable))
-        return configuration_list(rows, LinkBuilder(request, project_id), utcnow())
+        rows = configurations.list_project(call.project_id, boolean("restorable", restorable))
+        return configuration_list(rows, call.links, utcnow())
 
     @get("/{configuration_id:str}", sync_to_thread=True)
     def get_configuration(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        configuration_id: FromPath[str],
-        configurations: Configurations,
+        self, call: Call, configuration_id: Id, configurations: Configurations
     ) -> ConfigurationOut:
-        row = configurations.get(project_id, configuration_id)
-        return configuration_out(row, LinkBuilder(request, project_id), utcnow())
+        row = configurations.get(call.project_id, configuration_id)
+        return configuration_out(row, call.links, utcnow())
 
     @patch("/{configuration_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
     def update_configuration(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        configuration_id: FromPath[str],
-        body: RawBody,
-        configurations: Configurations,
+        self, call: Call, configuration_id: Id, body: RawBody, configurations: Configurations
     ) -> None:
-        configurations.update(project_id, configuration_id, parse_patch(request, body))
+        update = parse_patch(call.request, body)
+        configurations.update(call.project_id, configuration_id, update)
 
     @delete("/{configuration_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
     def delete_configuration(
-        self,
-        project_id: FromPath[str],
-        configuration_id: FromPath[str],
-        configurations: Configurations,
+        self, call: Call, configuration_id: Id, configurations: Configurations
     ) -> None:
-        configurations.delete(project_id, configuration_id)
+        configurations.delete(call.project_id, configuration_id)

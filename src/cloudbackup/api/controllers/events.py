@@ -3,17 +3,17 @@ backups, restores and cleanups controllers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Protocol
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.paging import PAGING, ListQuery, Paging, paged_list
+from cloudbackup.api.call import ApiCall, Call
+from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
 from cloudbackup.domain.errors import InvalidInput
@@ -23,6 +23,7 @@ from cloudbackup.store.tables import Event
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Events = NamedDependency[EventStreamService]
+Id = FromPath[str]
 
 
 def accepted() -> Response[bytes]:
@@ -45,8 +46,7 @@ class EventPage(Protocol):
 
 
 def event_list(
-    request: Request[Any, Any, Any],
-    project_id: str,
+    call: ApiCall,
     parts: tuple[str, ...],
     read: EventPage,
     paging: ListQuery,
@@ -55,114 +55,67 @@ def event_list(
     empty_marker_is_none: bool = False,
 ) -> dict[str, Any]:
     """The envelope of every event list: ``events`` and paging ``links`` (spec §10), of the page
-    ``read`` returns."""
+    ``read`` returns. The events of one run (EV5-EV7) read an empty marker as none."""
     marker = (paging.marker or None) if empty_marker_is_none else paging.marker
     events, links = paged_list(
-        request,
-        project_id,
+        call,
         parts,
         lambda size, order: read(marker=event_marker(marker), limit=size, sort_dir=order),
         lambda row, _: event_out(row),
-        paging=paging,
+        paging,
         default_sort_dir=default_sort_dir,
     )
     return {"events": events, "links": links}
 
 
-def run_event_list(
-    request: Request[Any, Any, Any],
-    project_id: str,
-    parts: tuple[str, ...],
-    fetch: Callable[[int | None, int, SortDir], Page[Event]],
-    marker: str | None,
-    limit: str | None,
-    sort_dir: str | None,
-) -> dict[str, Any]:
-    """The events of one backup, restore or cleanup (EV5-EV7): ``fetch(marker, limit, sort_dir)``
-    after ``marker`` (an event id; empty reads as none) in ``sort_dir`` (default asc)."""
-
-    def read(*, marker: int | None, limit: int, sort_dir: SortDir) -> Page[Event]:
-        return fetch(marker, limit, sort_dir)
-
-    paging = ListQuery(marker, limit, sort_dir)
-    return event_list(
-        request, project_id, parts, read, paging, default_sort_dir="asc", empty_marker_is_none=True
-    )
-
-
 class ProjectEventController(Controller):
     path = "/v2/{project_id:str}/events"
-    dependencies = PAGING
 
     @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
-    def activate_agents(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        events: Events,
-    ) -> Response[bytes]:
-        data = parse_activation(request, body)
-        events.activate_project(project_id, data.event, data.mode)
+    def activate_agents(self, call: Call, body: RawBody, events: Events) -> Response[bytes]:
+        data = parse_activation(call.request, body)
+        events.activate_project(call.project_id, data.event, data.mode)
         return accepted()
 
     @get("/", sync_to_thread=True)
-    def list_project_events(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        events: Events,
-        paging: Paging,
-    ) -> dict[str, Any]:
-        read = partial(events.project_events, project_id)
-        return event_list(request, project_id, ("events",), read, paging, default_sort_dir="desc")
+    def list_project_events(self, call: Call, events: Events, paging: Paging) -> dict[str, Any]:
+        read = partial(events.project_events, call.project_id)
+        return event_list(call, ("events",), read, paging, default_sort_dir="desc")
 
 
 class AgentEventController(Controller):
     path = "/v2/{project_id:str}/agents/{agent_id:str}/events"
-    dependencies = PAGING
 
     @post("/", status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
     def post_agent_event(
         self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
+        call: Call,
+        agent_id: Id,
         body: RawBody,
         events: Events,
         x_agent_id: AgentHeader = None,
     ) -> Response[bytes]:
-        event = parse_agent_event(request, body)
-        events.post_agent_event(project_id, agent_id, event, x_agent_id, reporting_agent(request))
+        event = parse_agent_event(call.request, body)
+        reporter = reporting_agent(call.request)
+        events.post_agent_event(call.project_id, agent_id, event, x_agent_id, reporter)
         return accepted()
 
     @get("/", sync_to_thread=True)
     def list_agent_events(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        events: Events,
-        paging: Paging,
+        self, call: Call, agent_id: Id, events: Events, paging: Paging
     ) -> dict[str, Any]:
-        read = partial(events.agent_events, project_id, agent_id)
+        read = partial(events.agent_events, call.project_id, agent_id)
         parts = ("agents", agent_id, "events")
-        return event_list(request, project_id, parts, read, paging, default_sort_dir="asc")
+        return event_list(call, parts, read, paging, default_sort_dir="asc")
 
 
 class ConfigurationEventController(Controller):
     path = "/v2/{project_id:str}/configurations/{configuration_id:str}/events"
-    dependencies = PAGING
 
     @get("/", sync_to_thread=True)
     def list_configuration_events(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        configuration_id: FromPath[str],
-        events: Events,
-        paging: Paging,
+        self, call: Call, configuration_id: Id, events: Events, paging: Paging
     ) -> dict[str, Any]:
-        read = partial(events.configuration_events, project_id, configuration_id)
+        read = partial(events.configuration_events, call.project_id, configuration_id)
         parts = ("configurations", configuration_id, "events")
-        return event_list(request, project_id, parts, read, paging, default_sort_dir="desc")
+        return event_list(call, parts, read, paging, default_sort_dir="desc")

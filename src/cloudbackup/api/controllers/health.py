@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
-from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.call import Call
 from cloudbackup.api.schemas.health import check_out, report_out
 from cloudbackup.domain.errors import NotFound
 from cloudbackup.domain.health import HealthService
@@ -22,23 +22,17 @@ class HealthController(Controller):
     path = "/v2/{project_id:str}"
 
     @get("/health", opt=PUBLIC, sync_to_thread=True)
-    def health(
-        self, request: Request[Any, Any, Any], project_id: FromPath[str], health: Health
-    ) -> Response[dict[str, Any]]:
+    def health(self, call: Call, health: Health) -> Response[dict[str, Any]]:
         """200 when every dependency is up, else 503; the same body either way."""
         report = health.report()
         return Response(
-            report_out(report, LinkBuilder(request, project_id)),
+            report_out(report, call.links),
             status_code=HTTP_200_OK if report.online else HTTP_503_SERVICE_UNAVAILABLE,
         )
 
     @get("/health/{dependent_system:path}", opt=PUBLIC, sync_to_thread=True)
     def dependency_health(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        dependent_system: FromPath[str],
-        health: Health,
+        self, call: Call, dependent_system: FromPath[str], health: Health
     ) -> Response[dict[str, Any]]:
         """``storage/database`` or just ``database`` (OQ-28)."""
         report = health.report()
@@ -49,7 +43,7 @@ class HealthController(Controller):
                 f"Unknown dependent system {dependent_system.strip('/')!r}.", [f"Known: {known}."]
             )
         return Response(
-            check_out(check, LinkBuilder(request, project_id)),
+            check_out(check, call.links),
             status_code=HTTP_200_OK if check.online else HTTP_503_SERVICE_UNAVAILABLE,
         )
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.params import HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED
 
+from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.runs import RunResource, run_handlers
-from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import paged_list
+from cloudbackup.api.paging import Paging, paged_list
 from cloudbackup.api.schemas.restores import (
     RESTORE_PATCH,
     RestoreList,
@@ -49,41 +49,19 @@ class RestoreController(Controller):
     get_restore, update_restore, list_errors, list_events = run_handlers(RESTORES)
 
     @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
-    def start_restore(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        restores: Restores,
-    ) -> Response[RestoreOut]:
-        row = restores.start(project_id, parse_start(request, body))
-        links = LinkBuilder(request, project_id)
-        return Response(
-            restore_out(row, links),
-            status_code=HTTP_201_CREATED,
-            headers={"Location": links.href("restores", row.id)},
-        )
+    def start_restore(self, call: Call, body: RawBody, restores: Restores) -> Response[RestoreOut]:
+        row = restores.start(call.project_id, parse_start(call.request, body))
+        return call.created(restore_out(row, call.links), "restores", row.id)
 
     @get("/", sync_to_thread=True)
-    def list_restores(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        restores: Restores,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
-    ) -> RestoreList:
+    def list_restores(self, call: Call, restores: Restores, paging: Paging) -> RestoreList:
         items, links = paged_list(
-            request,
-            project_id,
+            call,
             ("restores",),
             lambda size, order: restores.page(
-                project_id, marker=marker, limit=size, sort_dir=order
+                call.project_id, marker=paging.marker, limit=size, sort_dir=order
             ),
             lambda row, links: restore_out(row, links, detail=False),
-            marker=marker,
-            limit=limit,
-            sort_dir=sort_dir,
+            paging,
         )
         return RestoreList(restores=items, links=links)

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
-from litestar import Request, get, patch
+from litestar import get, patch
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.params import HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.controllers.events import run_event_list
+from cloudbackup.api.call import Call
+from cloudbackup.api.controllers.events import event_list
 from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.paging import Paging
 from cloudbackup.api.schemas.run_patch import RunPatch
 from cloudbackup.domain.runs import RunService
 
@@ -52,56 +55,28 @@ def run_handlers(resource: RunResource) -> tuple[HTTPRouteHandler, ...]:
     id_name = resource.id_name
     one = f"/{{{id_name}:str}}"
 
-    def get_run(
-        self: Any,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        runs: Runs,
-    ) -> Any:
-        run_id = request.path_params[id_name]
-        return resource.out(runs.get(project_id, run_id), LinkBuilder(request, project_id))
+    def get_run(self: Any, call: Call, runs: Runs) -> Any:
+        run_id = call.request.path_params[id_name]
+        return resource.out(runs.get(call.project_id, run_id), call.links)
 
     def update_run(
-        self: Any,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        body: RawBody,
-        runs: Runs,
-        x_agent_id: AgentHeader = None,
+        self: Any, call: Call, body: RawBody, runs: Runs, x_agent_id: AgentHeader = None
     ) -> None:
-        update = resource.patch.parse(request, body)
+        update = resource.patch.parse(call.request, body)
+        run_id = call.request.path_params[id_name]
         # X-Agent-Id stays documented; the guard checks it names the token's agent.
-        runs.update(project_id, request.path_params[id_name], update, reporting_agent(request))
+        runs.update(call.project_id, run_id, update, reporting_agent(call.request))
 
-    def list_errors(
-        self: Any,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        runs: Runs,
-    ) -> Any:
-        row, items = runs.errors(project_id, request.path_params[id_name])
-        return resource.errors_out(row, items, LinkBuilder(request, project_id))
+    def list_errors(self: Any, call: Call, runs: Runs) -> Any:
+        row, items = runs.errors(call.project_id, call.request.path_params[id_name])
+        return resource.errors_out(row, items, call.links)
 
-    def list_events(
-        self: Any,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        runs: Runs,
-        marker: Query = None,
-        limit: Query = None,
-        sort_dir: Query = None,
-    ) -> dict[str, Any]:
-        run_id = request.path_params[id_name]
-        return run_event_list(
-            request,
-            project_id,
-            (resource.plural, run_id, "events"),
-            lambda after, size, direction: runs.events(
-                project_id, run_id, marker=after, limit=size, sort_dir=direction
-            ),
-            marker,
-            limit,
-            sort_dir,
+    def list_events(self: Any, call: Call, runs: Runs, paging: Paging) -> dict[str, Any]:
+        run_id = call.request.path_params[id_name]
+        read = partial(runs.events, call.project_id, run_id)
+        parts = (resource.plural, run_id, "events")
+        return event_list(
+            call, parts, read, paging, default_sort_dir="asc", empty_marker_is_none=True
         )
 
     # The kind's own names and response types, for the OpenAPI document.

@@ -12,6 +12,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_204_NO_CONTENT, HTTP_501_NOT_IMPLEMENTED
 
+from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.not_implemented import not_implemented_response
 from cloudbackup.api.schemas.common import ErrorBody
 from cloudbackup.api.schemas.vault import parse_encryption, parse_move, parse_verification
@@ -19,6 +20,7 @@ from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.vaults import VaultService
 
 Vaults = NamedDependency[VaultService]
+Id = FromPath[str]
 RequestT = TypeVar("RequestT")
 # Marks the handlers that answer 501 (the README's status table is checked against it).
 MISSING: dict[str, Any] = {"not_implemented": True}
@@ -55,10 +57,8 @@ def _known_agent_then_501(
     unknown agent, else 501."""
 
     # No docstring: the generated OpenAPI document takes a handler's docstring as its description.
-    def handler(
-        self: Controller, project_id: FromPath[str], agent_id: FromPath[str], vaults: Vaults
-    ) -> Response[ErrorBody]:
-        vaults.require_agent(project_id, agent_id)
+    def handler(self: Controller, call: Call, agent_id: Id, vaults: Vaults) -> Response[ErrorBody]:
+        vaults.require_agent(call.project_id, agent_id)
         return _missing(operation_id)
 
     # Litestar names the route (and the OpenAPI summary) after the function.
@@ -78,14 +78,9 @@ def _checked_then_501(
     then ``check``ed for the documented refusals, else 501."""
 
     def handler(
-        self: Controller,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        body: RawBody,
-        vaults: Vaults,
+        self: Controller, call: Call, agent_id: Id, body: RawBody, vaults: Vaults
     ) -> Response[ErrorBody]:
-        check(vaults, project_id, agent_id, parse(request, body))
+        check(vaults, call.project_id, agent_id, parse(call.request, body))
         return _missing(operation_id)
 
     # Litestar names the route (and the OpenAPI summary) after the function, and describes the
@@ -99,16 +94,9 @@ class VaultController(Controller):
     path = "/v2/{project_id:str}/agents/{agent_id:str}"
 
     @post("/vault", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
-    def move_vault(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        body: RawBody,
-        vaults: Vaults,
-    ) -> None:
+    def move_vault(self, call: Call, agent_id: Id, body: RawBody, vaults: Vaults) -> None:
         """V1: this agent takes over the vault of ``source_agent_id`` (OQ-24)."""
-        vaults.move(project_id, agent_id, parse_move(request, body))
+        vaults.move(call.project_id, agent_id, parse_move(call.request, body))
 
     request_encryption = _checked_then_501(
         "request_encryption",

@@ -8,6 +8,7 @@ from cloudbackup.store.tables.agent_presence import (
     ProjectActivation,
 )
 from cloudbackup.store.tables.agents import AGENTS, CONFIGURATIONS, Agent, Configuration
+from cloudbackup.store.tables.anomalies import ANOMALIES, BACKUP_CHANGES, Anomaly, BackupChange
 from cloudbackup.store.tables.auth import API_TOKENS, ApiToken
 from cloudbackup.store.tables.backups import BACKUP_ERRORS, BACKUPS, Backup, BackupError
 from cloudbackup.store.tables.base import as_utc, table_of, utcnow
@@ -46,8 +47,10 @@ __all__ = [
     "AGENTS",
     "AGENT_PRESENCE",
     "AGENT_QUEUES",
+    "ANOMALIES",
     "API_TOKENS",
     "BACKUPS",
+    "BACKUP_CHANGES",
     "BACKUP_ERRORS",
     "BROWSE_REQUESTS",
     "CLEANUPS",
@@ -71,8 +74,10 @@ __all__ = [
     "Agent",
     "AgentPresence",
     "AgentQueue",
+    "Anomaly",
     "ApiToken",
     "Backup",
+    "BackupChange",
     "BackupError",
     "BrowseRequest",
     "Cleanup",

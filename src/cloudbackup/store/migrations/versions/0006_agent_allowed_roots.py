@@ -1,7 +1,7 @@
 """agent allowed roots
 
 Revision ID: c4a7d2e91b05
-Revises: 82edbc1f7ad6
+Revises: 48695515e8c2
 Create Date: 2026-12-03 14:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "c4a7d2e91b05"
-down_revision: str | None = "82edbc1f7ad6"
+down_revision: str | None = "48695515e8c2"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

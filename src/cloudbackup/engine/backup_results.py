@@ -1,0 +1,43 @@
+"""What a backup run reports: its counters while it runs, and its result."""
+
+from __future__ import annotations
+
+import msgspec
+
+from cloudbackup.engine.errors import FileError
+
+
+class BackupProgress(msgspec.Struct, frozen=True):
+    """Counters of a running backup at one instant.
+
+    ``bytes_completed`` counts scanned bytes of the files already processed (read, skipped as
+    unchanged, or failed), so it rises from 0 to ``total_bytes`` and never past it.
+    """
+
+    files_searched: int
+    bytes_searched: int
+    files_backed_up: int
+    bytes_backed_up: int
+    bytes_completed: int
+    total_bytes: int
+    errors_count: int
+
+
+class BackupResult(msgspec.Struct, frozen=True):
+    """What a finished run reports; ``bytes_in_db`` is the size of the snapshot's metadata."""
+
+    snapshot_id: int
+    files_searched: int
+    bytes_searched: int
+    files_backed_up: int
+    bytes_backed_up: int
+    bytes_in_db: int
+    errors: list[FileError]
+    duration_seconds: float
+    # Against the previous snapshot of the same inclusions: its files, those whose content
+    # changed, those gone; then the plaintext and stored bytes of the new file data.
+    previous_files: int = 0
+    files_changed: int = 0
+    files_deleted: int = 0
+    new_plain_bytes: int = 0
+    new_stored_bytes: int = 0
