@@ -89,7 +89,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cleanup_verify_fraction: float = 1.0
     # -- reliability (fault tolerance, input limits, agent tokens) -----------------------------
     # Folders (`:`-separated absolute paths) that inclusions, restore destinations and browse
-    # paths must lie in; empty means anywhere. Workers also refuse symlinks leading out of them.
+    # paths must lie in, for agents without roots of their own (`cloudbackup roots`); empty
+    # means nothing is allowed. Workers also refuse symlinks leading out of them, and the
+    # service's own files are refused whatever the roots (domain/roots.py).
     allowed_roots: str = ""
     # Seconds a POST's Idempotency-Key (and the response it recorded) is remembered.
     idempotency_ttl_seconds: int = 24 * 3600

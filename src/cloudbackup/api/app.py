@@ -65,6 +65,7 @@ from cloudbackup.domain.health import BrokerPing, HealthService
 from cloudbackup.domain.logfiles import LogfileService, log_store
 from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.restores import RestoreService
+from cloudbackup.domain.roots import AgentRootsService, RootsPolicy
 from cloudbackup.domain.summaries import SummaryService
 from cloudbackup.domain.vault_objects import VaultObjectService
 from cloudbackup.domain.vaults import VaultService
@@ -90,8 +91,8 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
     "agents": lambda db, _, __: AgentService(db),
     "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
-    "configurations": lambda db, _, s: ConfigurationService(db, s.allowed_root_list),
-    "restores": lambda db, dispatcher, s: RestoreService(db, dispatcher, s.allowed_root_list),
+    "configurations": lambda db, _, s: ConfigurationService(db, RootsPolicy.from_settings(s)),
+    "restores": lambda db, d, s: RestoreService(db, d, RootsPolicy.from_settings(s)),
     "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
     "events": lambda db, dispatcher, _: EventStreamService(db, dispatcher),
@@ -100,6 +101,7 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "summaries": lambda db, _, __: SummaryService(db),
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
+    "agent_roots": lambda db, _, s: AgentRootsService(db, RootsPolicy.from_settings(s)),
     "anomalies": lambda db, _, __: AnomalyService(db),
     "webhooks": lambda db, _, s: WebhookService(db, s.webhook_allow_private),
     "vault_objects": lambda db, _, settings: VaultObjectService(db, settings),

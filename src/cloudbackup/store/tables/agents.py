@@ -44,6 +44,9 @@ class Agent(SQLModel, table=True):
     # Runs on its own host and speaks to the API only (``cloudbackup agent run``): its runs are
     # handed to its event channel instead of run by a hosted worker (docs/decisions.md).
     remote: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # Folders the agent's hosted execution may touch, set by the operator (``domain.roots``);
+    # null falls back to CLOUDBACKUP_ALLOWED_ROOTS, an empty list allows nothing.
+    allowed_roots: list[str] | None = json_field()
 
 
 class Configuration(SQLModel, table=True):
