@@ -88,6 +88,9 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             should_stop=self.should_stop,
             on_phase=lambda phase: self.enter(S(phase)),
             max_bps=self.settings.backup_max_bps,
+            # A re-driven attempt, or the next run of the configuration, resumes from it.
+            checkpoint=self.backup.id,
+            checkpoint_seconds=self.settings.backup_checkpoint_seconds,
         )
         return self._complete(result, refused)
 
