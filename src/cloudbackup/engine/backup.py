@@ -46,7 +46,8 @@ from cloudbackup.engine.packs import ChunkWriter
 from cloudbackup.engine.previous import PreviousCursor, previous_entries, previous_snapshot
 from cloudbackup.engine.selection import Selection, SelectionItem
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo, encode_frames
-from cloudbackup.engine.source_files import SourceFailed, open_regular
+from cloudbackup.engine.source_files import SourceFailed
+from cloudbackup.engine.source_files import open_regular as _open_regular
 from cloudbackup.engine.throttle import Throttle
 from cloudbackup.engine.vault import Vault
 from cloudbackup.engine.walk import walk_in_folders
@@ -379,7 +380,7 @@ class _Archiver:
         pending = _Pending(entry, slots)
         pending.previous = previous
         try:
-            source, st = open_regular(entry.path, folder)
+            source, st = _open_regular(entry.path, folder)
             with source:
                 read = 0
                 for block, last in self._read(source, entry, done_before):
