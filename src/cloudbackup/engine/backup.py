@@ -507,7 +507,8 @@ class _Archiver:
             self.files_changed += 1
         if entry.kind == "file":
             self.bytes_stored += entry.size
-        if self.resumable is not None:
+        if self.resumable is not None and head.slots:
+            # Only files read now: a reused file is in the snapshot or checkpoint it came from.
             self.resumable.finished(entry, stored_new)
         self.tree.add(entry)
 
