@@ -41,11 +41,12 @@ from cloudbackup.engine import (
     VaultError,
     VaultLocked,
     VerifyReport,
+    delete_checkpoint,
     forget,
+    list_checkpoints,
     prune,
     verify,
 )
-from cloudbackup.engine.checkpoints import delete_checkpoint, list_checkpoints
 from cloudbackup.settings import Settings
 from cloudbackup.store.anomalies import AnomalyRepository
 from cloudbackup.store.db import Database
