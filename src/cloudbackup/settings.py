@@ -139,6 +139,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- webhooks --------------------------------------------------------------------------------
     # Allow webhook URLs on loopback, private or link-local addresses (tests, closed networks).
     webhook_allow_private: bool = False
+    # Seconds one POST may take (connect, send, answer) before it counts as failed.
+    webhook_timeout_seconds: float = 10.0
+    # The first retry of a failed delivery waits this long; each next one twice as long (capped
+    # at an hour), until the delivery is webhook_retry_hours old; then it is given up.
+    webhook_first_retry_seconds: float = 5.0
+    webhook_retry_hours: float = 72.0
+    # Seconds between beat's passes publishing the deliveries that came due (retries).
+    webhook_sweep_seconds: float = 2.0
+    # Days a finished delivery (its body and attempts) is kept: the window a replay can reach.
+    webhook_delivery_retention_days: float = 7.0
     # -- the ransomware guard (docs/decisions.md, "The ransomware guard") -----------------------
     # A completed backup is an anomaly when, against the previous snapshot of its inclusions
     # (which held at least anomaly_min_files files), at least anomaly_changed_ratio of the files

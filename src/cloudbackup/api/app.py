@@ -33,9 +33,11 @@ from cloudbackup.api.controllers.events import (
 from cloudbackup.api.controllers.health import HealthController
 from cloudbackup.api.controllers.logfiles import LogContentController, LogfileController
 from cloudbackup.api.controllers.not_implemented import register_not_implemented
+from cloudbackup.api.controllers.remote_agents import RemoteAgentController
 from cloudbackup.api.controllers.restores import RestoreController
 from cloudbackup.api.controllers.settings import SummarySettingsController
 from cloudbackup.api.controllers.vault import VaultController
+from cloudbackup.api.controllers.webhooks import WebhookController
 from cloudbackup.api.errors import EXCEPTION_HANDLERS
 from cloudbackup.api.forwarded import ForwardedHeaders, parse_networks
 from cloudbackup.api.idempotency import idempotency_middleware
@@ -49,6 +51,7 @@ from cloudbackup.api.metrics import metrics, observe
 from cloudbackup.api.openapi import openapi_config
 from cloudbackup.api.paging import PAGING
 from cloudbackup.domain.activities import ActivityService
+from cloudbackup.domain.agent_channel import AgentChannelReader, ChannelService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
 from cloudbackup.domain.anomalies import AnomalyService
@@ -63,7 +66,9 @@ from cloudbackup.domain.logfiles import LogfileService, log_store
 from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.summaries import SummaryService
+from cloudbackup.domain.vault_objects import VaultObjectService
 from cloudbackup.domain.vaults import VaultService
+from cloudbackup.domain.webhooks import WebhookService
 from cloudbackup.settings import Settings
 from cloudbackup.store.backup_starts import backup_start_store
 from cloudbackup.store.db import Database
@@ -96,6 +101,8 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
     "anomalies": lambda db, _, __: AnomalyService(db),
+    "webhooks": lambda db, _, s: WebhookService(db, s.webhook_allow_private),
+    "vault_objects": lambda db, _, settings: VaultObjectService(db, settings),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
@@ -103,7 +110,7 @@ CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEvent
 CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
 CONTROLLERS += [LogContentController]
 CONTROLLERS += [SummarySettingsController]
-CONTROLLERS += [AdminController]
+CONTROLLERS += [AdminController, WebhookController, RemoteAgentController]
 CONTROLLERS += [AnomalyController]  # API extension: the ransomware guard (issue 14)
 
 
@@ -141,12 +148,14 @@ def create_api(
     publisher: AsyncDispatcher,
     queue_admin: QueueAdministration,
     broker_ping: BrokerPing | None = None,
+    agent_channel: AgentChannelReader | None = None,
     route_handlers: Sequence[ControllerRouterHandler] = (),
     on_shutdown: Sequence[ShutdownHook] = (),
 ) -> Litestar:
     """Build the API over its collaborators: ``publisher`` is the asyncio dispatcher of B1's
-    hot path, ``route_handlers`` are mounted beside the API (the console), ``on_shutdown`` run
-    after the API's own clean-up (the caller closes what it made)."""
+    hot path, ``agent_channel`` serves remote agents' long polls, ``route_handlers`` are
+    mounted beside the API (the console), ``on_shutdown`` run after the API's own clean-up
+    (the caller closes what it made)."""
     db = database
     state = State(
         {
@@ -160,6 +169,7 @@ def create_api(
     services = {name: build(db, dispatcher, settings) for name, build in SERVICES.items()}
     services["health"] = HealthService(db, settings, broker_ping)
     services["queue_admin"] = queue_admin
+    services["agent_channel"] = ChannelService(db, agent_channel)
     # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
     start_store = backup_start_store(
         db.url,

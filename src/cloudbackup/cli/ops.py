@@ -1,4 +1,4 @@
-"""Operator commands: `cloudbackup queues ...` and `cloudbackup agent --agent-id ...`.
+"""Operator commands: `cloudbackup queues ...` and `cloudbackup agent worker --agent-id ...`.
 
 They talk to the database and the broker named by the settings directly (no token needed: they
 run where the service's settings are), through the same ``QueueAdmin`` as `/v2/admin/queues`.
@@ -29,8 +29,10 @@ err = Console(stderr=True)
 
 def register_operations(app: typer.Typer) -> None:
     """Add the operator commands to the `cloudbackup` command."""
+    from cloudbackup.cli.agent import agent_app
+
     app.add_typer(queues_app, name="queues", rich_help_panel="Operator")
-    app.command("agent", rich_help_panel="Operator")(agent)
+    app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 
 
 def _admin(settings: Settings) -> Any:
@@ -146,7 +148,7 @@ def concurrency(
     _change(name, concurrency=int(limit))
 
 
-def agent(
+def agent_worker(
     agent_id: Annotated[str, typer.Option("--agent-id", help="Id of a registered agent.")],
     concurrency: Annotated[int, typer.Option(help="Backups this host runs at once.")] = 1,
     release: Annotated[

@@ -5,15 +5,13 @@ The claim, progress writes, stop check, hand-back and finish are the run protoco
 shares (``domain.run_protocol``).
 
 The restore's inclusions and exclusions become the engine's ``select`` predicate
-(:class:`RestoreSelection`).
+(``engine.restore_selection.RestoreSelection``, shared with the remote agent).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from cloudbackup.engine import (
     Vault,
     restore_snapshot,
 )
+from cloudbackup.engine.restore_selection import RestoreSelection
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
@@ -49,57 +48,6 @@ S = RestoreState
 PROGRESS_EVENT_SECONDS = 5.0
 FAILED_REASON = "restore_failed"
 NOT_IN_BACKUP = "file_or_folder_missing"
-
-
-# -- what to restore --------------------------------------------------------------------------
-
-
-def _norm(path: str) -> bytes:
-    """A validated absolute path (no empty, '.' or '..' parts) as the bytes manifests hold."""
-    raw = os.fsencode(path).rstrip(b"/")
-    return raw or b"/"
-
-
-def _within(path: bytes, folder: bytes) -> bool:
-    return folder == b"/" or path == folder or path.startswith(folder + b"/")
-
-
-class RestoreSelection:
-    """A restore's inclusions minus its exclusions, over snapshot paths (component-wise, so
-    ``/web`` does not select ``/website``). No inclusions select the whole snapshot."""
-
-    def __init__(self, inclusions: Sequence[dict[str, Any]], exclusions: Sequence[dict[str, Any]]):
-        self.inclusions = [(item["type"], item["path"], _norm(item["path"])) for item in inclusions]
-        self._excluded_files = {_norm(e["path"]) for e in exclusions if e["type"] == "file"}
-        self._excluded_folders = {_norm(e["path"]) for e in exclusions if e["type"] == "folder"}
-        self.matched: set[int] = set()
-        self.everything = not inclusions and not exclusions
-
-    def is_excluded(self, path: bytes) -> bool:
-        if path in self._excluded_files:
-            return True
-        current = path
-        while True:
-            if current in self._excluded_folders:
-                return True
-            if current == b"/" or not current:
-                return False
-            current = current.rsplit(b"/", 1)[0] or b"/"
-
-    def selects(self, path: bytes) -> bool:
-        """Whether the snapshot entry at ``path`` is restored; remembers which inclusion it met."""
-        if not self.inclusions:
-            return not self.is_excluded(path)
-        hit = False
-        for index, (kind, _, norm) in enumerate(self.inclusions):
-            if path == norm or (kind == "folder" and _within(path, norm)):
-                self.matched.add(index)
-                hit = True
-        return hit and not self.is_excluded(path)
-
-    def unmatched(self) -> list[str]:
-        """Inclusions the snapshot holds nothing for (reported as per-file errors)."""
-        return [path for i, (_, path, _) in enumerate(self.inclusions) if i not in self.matched]
 
 
 # -- the run ----------------------------------------------------------------------------------

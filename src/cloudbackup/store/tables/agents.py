@@ -41,6 +41,9 @@ class Agent(SQLModel, table=True):
     vault_use_internal: bool = False
     registered_time: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     deleted: bool = False
+    # Runs on its own host and speaks to the API only (``cloudbackup agent run``): its runs are
+    # handed to its event channel instead of run by a hosted worker (docs/decisions.md).
+    remote: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
 
 
 class Configuration(SQLModel, table=True):
