@@ -42,13 +42,21 @@ def migrated_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+# Hosted runs of the suites may touch any host path but the service's own files (each test's
+# data folder, database and vault); the tests of the roots themselves narrow this.
+TEST_ROOTS = "/"
+
+
 @pytest.fixture
 def settings(tmp_path: Path, fake_broker_url: str, migrated_sqlite_template: Path) -> Settings:
     db_path = tmp_path / "cloudbackup.db"
     shutil.copy(migrated_sqlite_template, db_path)
     return load_settings(
         {
-            "CLOUDBACKUP_DATA_DIR": str(tmp_path),
+            # Not tmp_path itself: the data folder is refused to hosted runs, and tests build
+            # the trees they back up in tmp_path.
+            "CLOUDBACKUP_DATA_DIR": str(tmp_path / "service"),
+            "CLOUDBACKUP_ALLOWED_ROOTS": TEST_ROOTS,
             "CLOUDBACKUP_DATABASE_URL": f"sqlite:///{db_path}",
             "CLOUDBACKUP_BROKER_URL": fake_broker_url,
             "CLOUDBACKUP_VAULT_PATH": str(tmp_path / "vault"),

@@ -10,7 +10,9 @@ from litestar import Litestar
 from cloudbackup.api.app import create_api
 from cloudbackup.console.router import CONSOLE
 from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.webhook_deliveries import publisher as webhook_publisher
 from cloudbackup.queue.admin import QueueAdmin
+from cloudbackup.queue.agent_channels import agent_channel_reader
 from cloudbackup.queue.broker_health import broker_ping
 from cloudbackup.queue.publishing import CeleryDispatcher, async_dispatcher
 from cloudbackup.settings import Settings, get_settings
@@ -32,10 +34,16 @@ def create_app(
     )
     if dispatcher is None:
         dispatcher = CeleryDispatcher.from_settings(settings)
+    chosen = dispatcher
+    # Webhook deliveries of the events a request writes go out after its commit.
+    db.after_commit.append(webhook_publisher(lambda: chosen))
     publisher = async_dispatcher(dispatcher, timeout=settings.broker_publish_timeout)
+    channel = agent_channel_reader(settings.broker_url)
 
     async def close() -> None:
         await publisher.close()
+        if channel is not None:
+            await channel.close()
         if owns_database:
             db.dispose()
 
@@ -46,6 +54,7 @@ def create_app(
         publisher=publisher,
         queue_admin=QueueAdmin(db, settings),
         broker_ping=broker_ping(settings),
+        agent_channel=channel,
         route_handlers=[CONSOLE],  # the web console, /console (cloudbackup.console)
         on_shutdown=[close],
     )

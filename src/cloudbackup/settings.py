@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     progress_interval: float = 0.5
     # Bytes per second a backup may read; 0 means unlimited (the spec's agents upload ~2 MB/s).
     backup_max_bps: int = 0
+    # Seconds between two checkpoints of a running backup (what it stored, for a resumed run).
+    backup_checkpoint_seconds: float = 2.0
     # A backup left in start_requested/start_scheduled longer than this (seconds) is re-published.
     sweep_after_seconds: int = 30
     # A running backup whose heartbeat is older than this (seconds) is considered abandoned.
@@ -89,7 +91,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cleanup_verify_fraction: float = 1.0
     # -- reliability (fault tolerance, input limits, agent tokens) -----------------------------
     # Folders (`:`-separated absolute paths) that inclusions, restore destinations and browse
-    # paths must lie in; empty means anywhere. Workers also refuse symlinks leading out of them.
+    # paths must lie in, for agents without roots of their own (`cloudbackup roots`); empty
+    # means nothing is allowed. Workers also refuse symlinks leading out of them, and the
+    # service's own files are refused whatever the roots (domain/roots.py).
     allowed_roots: str = ""
     # Seconds a POST's Idempotency-Key (and the response it recorded) is remembered.
     idempotency_ttl_seconds: int = 24 * 3600
@@ -137,6 +141,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- webhooks --------------------------------------------------------------------------------
     # Allow webhook URLs on loopback, private or link-local addresses (tests, closed networks).
     webhook_allow_private: bool = False
+    # Seconds one POST may take (connect, send, answer) before it counts as failed.
+    webhook_timeout_seconds: float = 10.0
+    # The first retry of a failed delivery waits this long; each next one twice as long (capped
+    # at an hour), until the delivery is webhook_retry_hours old; then it is given up.
+    webhook_first_retry_seconds: float = 5.0
+    webhook_retry_hours: float = 72.0
+    # Seconds between beat's passes publishing the deliveries that came due (retries).
+    webhook_sweep_seconds: float = 2.0
+    # Days a finished delivery (its body and attempts) is kept: the window a replay can reach.
+    webhook_delivery_retention_days: float = 7.0
     # -- the ransomware guard (docs/decisions.md, "The ransomware guard") -----------------------
     # A completed backup is an anomaly when, against the previous snapshot of its inclusions
     # (which held at least anomaly_min_files files), at least anomaly_changed_ratio of the files

@@ -77,6 +77,8 @@ def procfile(cwd: Path, **extra_env: str) -> Iterator[Procfile]:
             CLOUDBACKUP_BACKUP_QUEUE=f"backups-procfile-{uuid.uuid4().hex[:8]}",
             **extra_env,
         )
+        # The test's folder (the trees it backs up are beside `cwd`): without roots nothing is.
+        env.setdefault("CLOUDBACKUP_ALLOWED_ROOTS", str(cwd.parent))
         migrate.upgrade(url)
         token = (
             subprocess.run(

@@ -135,6 +135,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             "CLOUDBACKUP_DATABASE_URL": url,
             "CLOUDBACKUP_BROKER_URL": redis.url,
             "CLOUDBACKUP_VAULT_PATH": str(tmp_path / "vault"),
+            "CLOUDBACKUP_ALLOWED_ROOTS": "/",  # anything but the service's own files
             "CLOUDBACKUP_BACKUP_QUEUE": f"fault-{uuid.uuid4().hex[:8]}",
             "CLOUDBACKUP_PROGRESS_INTERVAL": "0.2",
             "CLOUDBACKUP_HEARTBEAT_TIMEOUT_SECONDS": "3",

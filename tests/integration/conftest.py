@@ -48,6 +48,7 @@ def integration_env(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> di
         "CLOUDBACKUP_DATABASE_URL": pg_url,
         "CLOUDBACKUP_BROKER_URL": REDIS_URL,
         "CLOUDBACKUP_VAULT_PATH": str(data / "vault"),
+        "CLOUDBACKUP_ALLOWED_ROOTS": "/",  # anything but the service's own files
         "CLOUDBACKUP_BACKUP_QUEUE": queue,
         "CLOUDBACKUP_PROGRESS_INTERVAL": "0.2",
         # Slow enough that a 24 MiB tree takes ~3 s: progress and stops can be watched.

@@ -34,9 +34,11 @@ from cloudbackup.api.controllers.events import (
 from cloudbackup.api.controllers.health import HealthController
 from cloudbackup.api.controllers.logfiles import LogContentController, LogfileController
 from cloudbackup.api.controllers.not_implemented import register_not_implemented
+from cloudbackup.api.controllers.remote_agents import RemoteAgentController
 from cloudbackup.api.controllers.restores import RestoreController
 from cloudbackup.api.controllers.settings import SummarySettingsController
 from cloudbackup.api.controllers.vault import VaultController
+from cloudbackup.api.controllers.webhooks import WebhookController
 from cloudbackup.api.errors import EXCEPTION_HANDLERS
 from cloudbackup.api.forwarded import ForwardedHeaders, parse_networks
 from cloudbackup.api.idempotency import idempotency_middleware
@@ -50,6 +52,7 @@ from cloudbackup.api.metrics import metrics, observe
 from cloudbackup.api.openapi import openapi_config
 from cloudbackup.api.paging import PAGING
 from cloudbackup.domain.activities import ActivityService
+from cloudbackup.domain.agent_channel import AgentChannelReader, ChannelService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
 from cloudbackup.domain.anomalies import AnomalyService
@@ -64,8 +67,11 @@ from cloudbackup.domain.health import BrokerPing, HealthService
 from cloudbackup.domain.logfiles import LogfileService, log_store
 from cloudbackup.domain.queue_admin import QueueAdministration
 from cloudbackup.domain.restores import RestoreService
+from cloudbackup.domain.roots import AgentRootsService, RootsPolicy
 from cloudbackup.domain.summaries import SummaryService
+from cloudbackup.domain.vault_objects import VaultObjectService
 from cloudbackup.domain.vaults import VaultService
+from cloudbackup.domain.webhooks import WebhookService
 from cloudbackup.settings import Settings
 from cloudbackup.store.backup_starts import backup_start_store
 from cloudbackup.store.db import Database
@@ -87,8 +93,8 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
     "agents": lambda db, _, __: AgentService(db),
     "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
-    "configurations": lambda db, _, s: ConfigurationService(db, s.allowed_root_list),
-    "restores": lambda db, dispatcher, s: RestoreService(db, dispatcher, s.allowed_root_list),
+    "configurations": lambda db, _, s: ConfigurationService(db, RootsPolicy.from_settings(s)),
+    "restores": lambda db, d, s: RestoreService(db, d, RootsPolicy.from_settings(s)),
     "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
     "events": lambda db, dispatcher, _: EventStreamService(db, dispatcher),
@@ -97,7 +103,10 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "summaries": lambda db, _, __: SummaryService(db),
     "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
+    "agent_roots": lambda db, _, s: AgentRootsService(db, RootsPolicy.from_settings(s)),
     "anomalies": lambda db, _, __: AnomalyService(db),
+    "webhooks": lambda db, _, s: WebhookService(db, s.webhook_allow_private),
+    "vault_objects": lambda db, _, settings: VaultObjectService(db, settings),
     "drills": lambda db, dispatcher, _: DrillService(db, dispatcher),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
@@ -106,7 +115,7 @@ CONTROLLERS += [ProjectEventController, AgentEventController, ConfigurationEvent
 CONTROLLERS += [ActivityController, HealthController, LogfileController, VaultController]
 CONTROLLERS += [LogContentController]
 CONTROLLERS += [SummarySettingsController]
-CONTROLLERS += [AdminController]
+CONTROLLERS += [AdminController, WebhookController, RemoteAgentController]
 CONTROLLERS += [AnomalyController]  # API extension: the ransomware guard (issue 14)
 CONTROLLERS += [DrillController, BackupDrillController]  # API extension: restore drills (14)
 
@@ -145,12 +154,14 @@ def create_api(
     publisher: AsyncDispatcher,
     queue_admin: QueueAdministration,
     broker_ping: BrokerPing | None = None,
+    agent_channel: AgentChannelReader | None = None,
     route_handlers: Sequence[ControllerRouterHandler] = (),
     on_shutdown: Sequence[ShutdownHook] = (),
 ) -> Litestar:
     """Build the API over its collaborators: ``publisher`` is the asyncio dispatcher of B1's
-    hot path, ``route_handlers`` are mounted beside the API (the console), ``on_shutdown`` run
-    after the API's own clean-up (the caller closes what it made)."""
+    hot path, ``agent_channel`` serves remote agents' long polls, ``route_handlers`` are
+    mounted beside the API (the console), ``on_shutdown`` run after the API's own clean-up
+    (the caller closes what it made)."""
     db = database
     state = State(
         {
@@ -164,6 +175,7 @@ def create_api(
     services = {name: build(db, dispatcher, settings) for name, build in SERVICES.items()}
     services["health"] = HealthService(db, settings, broker_ping)
     services["queue_admin"] = queue_admin
+    services["agent_channel"] = ChannelService(db, agent_channel)
     # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
     start_store = backup_start_store(
         db.url,

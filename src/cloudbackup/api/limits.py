@@ -31,10 +31,14 @@ from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, S
 from litestar.typing import FieldDefinition
 
 from cloudbackup.domain.errors import InvalidInput, NotFound
+from cloudbackup.domain.vault_objects import MAX_OBJECT_BYTES
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # the agent document is capped at 1 MB (spec §1.8)
 MAX_HEADER_BYTES = 16 * 1024  # what uvicorn's h11 parser accepts by default
 MAX_JSON_DEPTH = 32  # our deepest document (an error report in a JSON Patch) nests 5 levels
+# A remote agent's vault objects (packs) are larger; their route sets the same limit.
+MAX_OBJECT_BODY_BYTES = MAX_OBJECT_BYTES
+_VAULT_OBJECT_PATH = re.compile(r"/v2/[^/]+/agents/[^/]+/vault/objects/")
 
 TOO_LARGE = f"The request body may be at most {MAX_BODY_BYTES:,} bytes."
 HEADERS_TOO_LARGE = f"The request headers may be at most {MAX_HEADER_BYTES:,} bytes in all."
@@ -204,16 +208,18 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return receive_again
 
 
-def _checked_content_type(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+def _checked_content_type(
+    headers: Iterable[tuple[bytes, bytes]], limit: int = MAX_BODY_BYTES
+) -> bytes:
     """The request's Content-Type, after refusing a Content-Length that is not a number or is
-    over the limit (before a byte of the body is read)."""
+    over ``limit`` (before a byte of the body is read)."""
     content_type = b""
     for name, value in headers:
         lowered = name.lower()
         if lowered == b"content-length":
             if not value.isdigit():
                 raise HTTPException(status_code=400, detail="Content-Length is not a number.")
-            if int(value) > MAX_BODY_BYTES:
+            if int(value) > limit:
                 raise HTTPException(status_code=413, detail=TOO_LARGE)
         elif lowered == b"content-type":
             content_type = value.lower()
@@ -233,7 +239,9 @@ def limits_middleware(app: ASGIApp) -> ASGIApp:
         if scope["method"] not in _BODY_METHODS:
             await app(scope, receive, send)
             return
-        content_type = _checked_content_type(headers)
+        path = scope["path"]
+        limit = MAX_OBJECT_BODY_BYTES if _VAULT_OBJECT_PATH.match(path) else MAX_BODY_BYTES
+        content_type = _checked_content_type(headers, limit)
         if b"json" not in content_type:
             await app(scope, receive, send)
             return

@@ -66,6 +66,7 @@ REQUEST_BODIES: dict[tuple[str, str], str] = {
         "POST",
         "/v2/{project_id}/agents/{agent_id}/vault-password-verification-requests",
     ): "vault:VerificationIn",
+    ("PUT", "/v2/admin/agents/{agent_id}/roots"): "admin:RootsBody",
 }
 PATCH_TYPE = "common:PatchOperation"
 # Health reports (H1, H2) answer 503 with the same document as their 200 when a dependency is

@@ -1,7 +1,9 @@
-"""Operator commands: `cloudbackup queues ...` and `cloudbackup agent --agent-id ...`.
+"""Operator commands: `cloudbackup queues ...`, `cloudbackup roots ...` and `cloudbackup agent
+worker --agent-id ...`.
 
 They talk to the database and the broker named by the settings directly (no token needed: they
-run where the service's settings are), through the same ``QueueAdmin`` as `/v2/admin/queues`.
+run where the service's settings are), through the same ``QueueAdmin`` as `/v2/admin/queues` and
+the same ``AgentRootsService`` as `/v2/admin/agents/{agent_id}/roots`.
 """
 
 from __future__ import annotations
@@ -23,14 +25,20 @@ from cloudbackup.settings import Settings, get_settings
 queues_app = typer.Typer(
     help="Queues and workers: depth, ages, pause/resume, concurrency.", invoke_without_command=True
 )
+roots_app = typer.Typer(
+    help="Which host folders an agent's hosted backups, restores and browsing may touch."
+)
 out = Console()
 err = Console(stderr=True)
 
 
 def register_operations(app: typer.Typer) -> None:
     """Add the operator commands to the `cloudbackup` command."""
+    from cloudbackup.cli.agent import agent_app
+
     app.add_typer(queues_app, name="queues", rich_help_panel="Operator")
-    app.command("agent", rich_help_panel="Operator")(agent)
+    app.add_typer(roots_app, name="roots", rich_help_panel="Operator")
+    app.add_typer(agent_app, name="agent", rich_help_panel="Operator")
 
 
 def _admin(settings: Settings) -> Any:
@@ -146,7 +154,7 @@ def concurrency(
     _change(name, concurrency=int(limit))
 
 
-def agent(
+def agent_worker(
     agent_id: Annotated[str, typer.Option("--agent-id", help="Id of a registered agent.")],
     concurrency: Annotated[int, typer.Option(help="Backups this host runs at once.")] = 1,
     release: Annotated[
@@ -239,3 +247,43 @@ def schedule_lag(
     typer.echo(f"{lag:.1f}")
     if fail_above and lag > fail_above:
         raise typer.Exit(code=1)
+
+
+# -- an agent's roots ---------------------------------------------------------------------------
+
+
+def _roots(change: Callable[[Any], Any]) -> None:
+    from cloudbackup.api.schemas.admin import roots_out
+    from cloudbackup.domain.roots import AgentRootsService, RootsPolicy
+    from cloudbackup.store.db import Database
+
+    settings = get_settings()
+    db = Database(settings.resolved_database_url)
+    try:
+        view = change(AgentRootsService(db, RootsPolicy.from_settings(settings)))
+    except DomainError as exc:
+        raise _fail(" ".join([exc.message, *exc.errors])) from exc
+    finally:
+        db.dispose()
+    typer.echo(json.dumps(roots_out(view), indent=2))
+
+
+@roots_app.command("show")
+def roots_show(agent_id: Annotated[str, typer.Argument(help="Id of a registered agent.")]) -> None:
+    """The agent's own roots (null: CLOUDBACKUP_ALLOWED_ROOTS applies) and what is refused."""
+    _roots(lambda service: service.get(agent_id))
+
+
+@roots_app.command("set")
+def roots_set(
+    agent_id: Annotated[str, typer.Argument(help="Id of a registered agent.")],
+    folders: Annotated[list[str], typer.Argument(help="Absolute folders, replacing the old.")],
+) -> None:
+    """Let the agent's hosted runs touch only these folders (the service's files never)."""
+    _roots(lambda service: service.set(agent_id, folders))
+
+
+@roots_app.command("clear")
+def roots_clear(agent_id: Annotated[str, typer.Argument(help="Id of a registered agent.")]) -> None:
+    """Drop the agent's own roots: CLOUDBACKUP_ALLOWED_ROOTS applies again."""
+    _roots(lambda service: service.set(agent_id, None))

@@ -82,6 +82,8 @@ def dev(
 
     Uses a SQLite file and a vault folder under CLOUDBACKUP_DATA_DIR (default ./.cloudbackup)
     unless CLOUDBACKUP_DATABASE_URL / CLOUDBACKUP_BROKER_URL / CLOUDBACKUP_VAULT_PATH say otherwise.
+    Hosted runs may touch your home folder, /tmp and the current folder, never the data folder
+    (CLOUDBACKUP_ALLOWED_ROOTS overrides them).
     """
     from honcho.manager import Manager
 
@@ -91,6 +93,10 @@ def dev(
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, CLOUDBACKUP_DATA_DIR=str(data_dir), PYTHONUNBUFFERED="1")
+    # One user on their own machine: their home, /tmp and the folder dev runs in (the data
+    # folder in it stays refused, as the service's files always are).
+    roots = os.environ.get("CLOUDBACKUP_ALLOWED_ROOTS") or f"{Path.home()}:/tmp:{Path.cwd()}"
+    env["CLOUDBACKUP_ALLOWED_ROOTS"] = roots
     manager = Manager()
     recorded = data_dir / DEV_BROKER_FILE
     # The environment, not the settings: those read the address an earlier dev left behind.
@@ -124,6 +130,7 @@ def dev(
     )
     err.print(
         f"cloudbackup: API on http://{host}:{port}  data in {data_dir}\n"
+        f"  allowed roots: {env['CLOUDBACKUP_ALLOWED_ROOTS']}\n"
         f"  broker: {env['CLOUDBACKUP_BROKER_URL']}"
         + (
             f" (recorded in {recorded} for the commands of this folder)"

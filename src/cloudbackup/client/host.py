@@ -42,12 +42,12 @@ def os_release() -> dict[str, str]:
     }
 
 
-def new_key() -> tuple[dict[str, Any], bytes]:
-    """A 2048-bit RSA key: the A1 ``rsa_public_key`` and the private key as PEM."""
+def new_key(bits: int = 2048) -> tuple[dict[str, Any], bytes]:
+    """A new RSA key of ``bits``: the A1 ``rsa_public_key`` and the private key as PEM."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     numbers = key.public_key().public_numbers()
     pem = key.private_bytes(
         serialization.Encoding.PEM,

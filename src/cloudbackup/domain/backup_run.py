@@ -2,7 +2,8 @@
 the engine's backup of the configuration's inclusions.
 
 What only a backup does: a scheduled start that finds an earlier run of its configuration still
-active is skipped; inclusions that lead out of the allowed roots are refused per file; the
+active is skipped; inclusions the agent's roots no longer allow are refused per file (the run
+fails when none is left), the service's own files are excluded; the
 result records the snapshot, and the per-file errors make it ``completed_with_errors``.
 """
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.anomalies import guard_backup
 from cloudbackup.domain.backups import BACKUP_DIAGNOSTICS, BACKUP_ERROR_REASON, BACKUP_RUNS
-from cloudbackup.domain.configurations import leads_outside_roots
+from cloudbackup.domain.roots import HostRoots, RootsPolicy
 from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
 from cloudbackup.domain.run_protocol import (
     Outcome,
@@ -33,7 +34,7 @@ from cloudbackup.engine import (
     run_backup,
 )
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
-from cloudbackup.store.tables import Backup, BackupError
+from cloudbackup.store.tables import Agent, Backup, BackupError
 
 log = logging.getLogger("cloudbackup.run")
 
@@ -56,6 +57,8 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
     failed_reason = FAILED_REASON
     progress: BackupProgress | None
     _storing_since: float | None = None  # when the run entered in_progress (storing)
+    # Bytes earlier attempts stored (a resumed run's first report while storing counts them).
+    _resumed_bytes: int | None = None
 
     @property
     def backup(self) -> Backup:
@@ -66,28 +69,49 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
         if target is S.IN_PROGRESS and self._storing_since is None:
             self._storing_since = time.monotonic()
 
+    def report(self, progress: BackupProgress) -> None:  # type: ignore[override]
+        if self._storing_since is not None and self._resumed_bytes is None:
+            self._resumed_bytes = progress.bytes_backed_up
+        super().report(progress)
+
     def _bandwidth(self, stored: int) -> int:
-        """Bytes stored per second of storing so far (the scan's time does not count)."""
+        """Bytes stored per second of storing so far (the scan's time does not count, nor what
+        earlier attempts stored)."""
         if self._storing_since is None:
             return 0
+        stored -= self._resumed_bytes or 0
         seconds = time.monotonic() - self._storing_since
         return int(stored / seconds) if seconds > 0 else stored
 
     def work(self) -> Outcome:
         with self.db.transaction() as session:
             config = ConfigurationRepository(session).get(self.backup.configuration_id)
+            agent = session.get(Agent, config.agent_id) if config is not None else None
         assert config is not None  # configurations are soft-deleted, never removed
-        inclusions, refused = confine(
-            list(config.inclusions or []), self.settings.allowed_root_list
+        roots = RootsPolicy.from_settings(self.settings).for_agent(
+            agent.allowed_roots if agent is not None else []
         )
+        inclusions, refused, protected = confine(list(config.inclusions or []), roots)
+        if not inclusions:
+            # Nothing may be read (the roots were narrowed since the configuration was made).
+            reasons = " ".join(error.description or error.path for error in refused)
+            values = {
+                "errors_reason": FAILED_REASON,
+                "errors_diagnostics": reasons[:4000],
+                "errors_count": len(refused),
+            }
+            return self.finish(S.FAILED, values, self._error_rows(refused))
         result = run_backup(
             open_service_vault(self.db, self.settings, self.backup.vault_id),
             inclusions,
-            list(config.exclusions or []),
+            [*(config.exclusions or []), *protected],
             on_progress=self.report,
             should_stop=self.should_stop,
             on_phase=lambda phase: self.enter(S(phase)),
             max_bps=self.settings.backup_max_bps,
+            # A re-driven attempt, or the next run of the configuration, resumes from it.
+            checkpoint=self.backup.id,
+            checkpoint_seconds=self.settings.backup_checkpoint_seconds,
         )
         return self._complete(result, refused)
 
@@ -114,10 +138,7 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             "snapshot_id": result.snapshot_id,
             "bandwidth_avg_bps": self._bandwidth(result.bytes_backed_up),
         }
-        errors = [
-            BackupError(backup_id=self.backup.id, **file_error_columns(index, error))
-            for index, error in enumerate([*refused, *result.errors])
-        ]
+        errors = self._error_rows([*refused, *result.errors])
         outcome = self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)
         if outcome in (Outcome.COMPLETED, Outcome.COMPLETED_WITH_ERRORS):
             self._guard(result)
@@ -131,32 +152,39 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
         except Exception:
             log.exception("the ransomware guard could not check backup %s", self.backup.id)
 
+    def _error_rows(self, problems: list[FileError]) -> list[BackupError]:
+        return [
+            BackupError(backup_id=self.backup.id, **file_error_columns(index, error))
+            for index, error in enumerate(problems)
+        ]
+
 
 def confine(
-    inclusions: list[dict[str, Any]], roots: tuple[str, ...]
-) -> tuple[list[dict[str, Any]], list[FileError]]:
-    """Drop inclusions that lead out of the allowed roots through a symbolic link."""
-    if not roots:
-        return inclusions, []
+    inclusions: list[dict[str, Any]], roots: HostRoots
+) -> tuple[list[dict[str, Any]], list[FileError], list[dict[str, Any]]]:
+    """Split the inclusions into those the agent's roots allow now and those refused (outside,
+    through a link on the way, or reaching the service's own files), and list the service's
+    own paths inside the kept folders as extra exclusions (never read, whatever the roots)."""
     kept: list[dict[str, Any]] = []
     refused: list[FileError] = []
+    excluded: dict[str, None] = {}
     for item in inclusions:
         path = str(item.get("path", ""))
-        real = leads_outside_roots(path, roots)
-        if real is not None:
+        refusal = roots.refusal("Inclusion", path, follow_last=False)
+        if refusal is not None:
             refused.append(
                 FileError(
                     path=path,
                     type=FILE_UNREADABLE,
                     code=errno.EACCES,
-                    description=(
-                        f"Not backed up: the path leads to {real}, outside the allowed roots."
-                    ),
+                    description=f"Not backed up: {refusal}",
                 )
             )
-        else:
-            kept.append(item)
-    return kept, refused
+            continue
+        kept.append(item)
+        if item.get("type") == "folder":
+            excluded.update(dict.fromkeys(roots.protected_below(path)))
+    return kept, refused, [{"type": "folder", "path": path} for path in excluded]
 
 
 BACKUPS = RunExecutor(

@@ -224,7 +224,7 @@ class BackupStarter:
         check_start_ids(project_id, configuration_id)
         run = new_run(project_id, configuration_id, state, agent_header)
         try:
-            context, inserted = await self.store.start(
+            context, inserted, deliveries = await self.store.start(
                 run, active_states=BACKUP_MACHINE.active, admitted=admitted_contexts(state)
             )
         except StartConflict as exc:
@@ -236,6 +236,8 @@ class BackupStarter:
         backup = Backup.model_construct(**run.row(config.agent_id, config.vault_id))
         if self.dispatcher is not None:
             await self.dispatcher.publish("backup", backup.id, agent_id=backup.agent_id)
+            for delivery_id in deliveries:  # the start event's webhooks (store.webhook_log)
+                await self.dispatcher.publish("webhook", str(delivery_id))
         return backup
 
 

@@ -24,17 +24,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import live_agent, storable
-from cloudbackup.domain.configurations import outside_roots
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.restores import path_problem
+from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import Entry
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
 from cloudbackup.store.run_repositories import BrowseRepository, vault_encrypted
-from cloudbackup.store.tables import BrowseRequest, as_utc, utcnow
+from cloudbackup.store.tables import Agent, BrowseRequest, as_utc, utcnow
 
 log = logging.getLogger("cloudbackup.browse")
 
@@ -229,14 +229,12 @@ class BrowseService:
     def ask_host(self, project_id: str, agent_id: str, ask: BrowseAsk) -> str:
         """Record a request to list a directory of the agent's host; return its request id."""
         path = requested_path(ask)
-        roots = self.settings.allowed_root_list
-        if outside_roots(os.fsdecode(path), roots):
-            raise InvalidInput(
-                "Validation failed.",
-                [f"path {ask.path!r} lies outside the allowed roots ({', '.join(roots)})."],
-            )
         with self.db.transaction() as session:
             agent = live_agent(session, project_id, agent_id)
+            roots = RootsPolicy.from_settings(self.settings).for_agent(agent.allowed_roots)
+            refusal = roots.refusal("path", os.fsdecode(path))
+            if refusal is not None:
+                raise InvalidInput("Validation failed.", [refusal])
             request_id = self._insert(session, project_id, "host", agent.id, None, ask)
             text, encoded = encode_name(path)
             BrowseRepository(session).add_event(
@@ -330,17 +328,20 @@ def answer_browse(db: Database, settings: Settings, request_id: str) -> str:
         if row is None or row.state != "pending":
             return "noop"
         backup = BackupRepository(session).get(row.backup_id) if row.backup_id else None
+        agent = session.get(Agent, row.agent_id) if row.kind == "host" else None
     ask = BrowseAsk(path=row.path, path_encoded=row.path_encoded)
     directory = requested_path(ask)
     items: list[dict[str, Any]] | None
     try:
         if row.kind == "host":
-            # Listing follows every link on the way, the last one too: judge where it leads.
-            real = os.path.realpath(os.fsdecode(directory))
-            if outside_roots(real, settings.allowed_root_list):
-                log.warning(
-                    "browse request %s refused: %s is outside the allowed roots", request_id, real
-                )
+            # Listing follows every link on the way, the last one too: judge where it leads,
+            # with the agent's roots as they are now.
+            roots = RootsPolicy.from_settings(settings).for_agent(
+                agent.allowed_roots if agent is not None else []
+            )
+            refusal = roots.refusal("path", os.fsdecode(directory))
+            if refusal is not None:
+                log.warning("browse request %s refused: %s", request_id, refusal)
                 items = None
             else:
                 items = list_host_dir(directory, settings.browse_max_items)

@@ -7,8 +7,6 @@ operation) are judged the same way. Deletion is soft: the row stays readable wit
 
 from __future__ import annotations
 
-import os
-import posixpath
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -25,6 +23,7 @@ from cloudbackup.domain import schedules
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.errors import InvalidInput, NotFound
 from cloudbackup.domain.events import record_event
+from cloudbackup.domain.roots import HostRoots, RootsPolicy
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Agent, Backup, Configuration, as_utc, utcnow
 
@@ -221,43 +220,20 @@ def check_notifications(notifications: Sequence[Notification]) -> list[str]:
     return problems
 
 
-def outside_roots(path: str, roots: Sequence[str]) -> bool:
-    """True when allowed roots are configured and the absolute ``path`` lies in none of them.
-
-    ``..`` is resolved first, so ``/srv/data/../../etc`` is judged as ``/etc``. Restore
-    destinations and browse paths use the same rule (``CLOUDBACKUP_ALLOWED_ROOTS``).
-    """
-    if not roots:
-        return False
-    key = path_key(posixpath.normpath("/" + path.lstrip("/")))
-    return not any(key[: len(path_key(root))] == path_key(root) for root in roots)
+def require_valid(draft: ConfigurationDraft) -> None:
+    problems = check_rules(draft)
+    if problems:
+        raise InvalidInput("Validation failed.", problems)
 
 
-def leads_outside_roots(path: str, roots: Sequence[str]) -> str | None:
-    """Where ``path`` really leads, if that is outside the allowed roots (None if inside).
-
-    The written paths are checked by :func:`outside_roots` when they are accepted; a worker
-    checks the real filesystem too, where a folder on the way may be a link to anywhere. The
-    last component is not resolved: a link there is stored or restored as a link.
-    """
-    if not roots:
-        return None
-    parent, name = os.path.split(path.rstrip("/"))
-    real = os.path.join(os.path.realpath(parent or "/"), name)
-    return real if outside_roots(real, roots) else None
-
-
-def check_roots(inclusions: Sequence[PathItem], roots: Sequence[str]) -> list[str]:
-    """Every inclusion lies in an allowed root (exclusions lie inside inclusions anyway)."""
-    return [
-        f"Inclusion {item.path!r} lies outside the allowed roots ({', '.join(roots)})."
+def require_in_roots(inclusions: Sequence[PathItem], roots: HostRoots) -> None:
+    """Every inclusion lies in the agent's roots and outside the service's own files (a 400
+    naming the setting when the agent has no roots at all)."""
+    problems = [
+        problem
         for item in inclusions
-        if outside_roots(item.path, roots)
+        if (problem := roots.refusal("Inclusion", item.path, follow_last=False)) is not None
     ]
-
-
-def require_valid(draft: ConfigurationDraft, roots: Sequence[str] = ()) -> None:
-    problems = check_rules(draft) + check_roots(draft.inclusions, roots)
     if problems:
         raise InvalidInput("Validation failed.", problems)
 
@@ -310,16 +286,18 @@ def _apply(row: Configuration, draft: ConfigurationDraft) -> None:
 class ConfigurationService:
     """Use cases of the configurations resource."""
 
-    def __init__(self, db: Database, allowed_roots: Sequence[str] = ()) -> None:
+    def __init__(self, db: Database, roots: RootsPolicy | None = None) -> None:
         self.db = db
-        self.allowed_roots = tuple(allowed_roots)
+        # Without a policy nothing is allowed (no roots, nothing protected to name).
+        self.roots = roots or RootsPolicy((), ())
 
     # -- CF1 --------------------------------------------------------------------------------
     def create(self, project_id: str, agent_id: str, draft: ConfigurationDraft) -> Configuration:
-        require_valid(draft, self.allowed_roots)
+        require_valid(draft)
         now = utcnow()
         with self.db.transaction() as session:
             agent = live_agent(session, project_id, agent_id, lock=True)
+            require_in_roots(draft.inclusions, self.roots.for_agent(agent.allowed_roots))
             row = Configuration(
                 id=str(uuid.uuid4()),
                 project_id=project_id,
@@ -378,7 +356,11 @@ class ConfigurationService:
             if row.deleted:
                 raise NotFound(NOT_FOUND)
             draft = replace(ConfigurationDraft.of(row), **changes)
-            require_valid(draft, self.allowed_roots)
+            require_valid(draft)
+            if "inclusions" in changes:
+                # Only new inclusions are judged: narrowed roots must not block a rename or a
+                # disable; the worker refuses what now lies outside when it runs.
+                require_in_roots(draft.inclusions, self.roots.for_agent(agent.allowed_roots))
             _apply(row, draft)
             row.next_scheduled_time = next_scheduled_time(row, now)
             row.updated_at = now

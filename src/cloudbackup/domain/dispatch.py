@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-JobKind = Literal["backup", "restore", "cleanup", "browse", "logfile", "drill"]
+# "webhook": send one webhook delivery (its id, a digit string); no agent, no run.
+JobKind = Literal["backup", "restore", "cleanup", "browse", "logfile", "webhook", "drill"]
 
 
 class Dispatcher(Protocol):

@@ -27,7 +27,7 @@ from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Forbidden, InvalidInput
 from cloudbackup.domain.events import record_event
 from cloudbackup.domain.run_states import BACKUP_MACHINE
-from cloudbackup.store.db import Database
+from cloudbackup.store.db import Database, rowcount
 from cloudbackup.store.repositories import BackupRepository, EventRepository, Page, SortDir
 from cloudbackup.store.tables import (
     AGENT_PRESENCE,
@@ -40,6 +40,7 @@ from cloudbackup.store.tables import (
     as_utc,
     utcnow,
 )
+from cloudbackup.store.webhook_log import needed_by_deliveries
 
 MODES = ("idle", "active", "real_time")
 # An activation lapses back to idle after this long (spec EV1: "after some time").
@@ -302,15 +303,23 @@ def purge_expired_events(
     """
     cutoff = (now or utcnow()) - retention
     removed = 0
+    after = 0
     while True:
         with db.transaction() as session:
             rows = session.execute(
-                sa.select(EVENTS.c.id, EVENTS.c.time).order_by(EVENTS.c.id).limit(batch)
+                sa.select(EVENTS.c.id, EVENTS.c.time)
+                .where(EVENTS.c.id > after)
+                .order_by(EVENTS.c.id)
+                .limit(batch)
             ).all()
             old = [event_id for event_id, time in rows if as_utc(time) < cutoff]
             if old:
-                session.execute(sa.delete(EVENTS).where(EVENTS.c.id.in_(old)))
-        removed += len(old)
+                # Events a pending webhook delivery still reads stay (store.webhook_log).
+                deleted = session.execute(
+                    sa.delete(EVENTS).where(EVENTS.c.id.in_(old), ~needed_by_deliveries())
+                )
+                removed += rowcount(deleted)
+                after = old[-1]
         if len(old) < batch:
             return removed
 

@@ -5,24 +5,24 @@ The claim, progress writes, stop check, hand-back and finish are the run protoco
 shares (``domain.run_protocol``).
 
 The restore's inclusions and exclusions become the engine's ``select`` predicate
-(:class:`RestoreSelection`).
+(``engine.restore_selection.RestoreSelection``, shared with the remote agent).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cloudbackup.domain.configurations import leads_outside_roots
 from cloudbackup.domain.restores import (
     RESTORE_DIAGNOSTICS,
     RESTORE_ERROR_REASON,
     RESTORE_RUNS,
 )
+from cloudbackup.domain.roots import HostRoots, RootsPolicy, TargetGuard
 from cloudbackup.domain.run_executor import RunExecutor, file_error_columns, give_up_after_deaths
 from cloudbackup.domain.run_protocol import (
     Outcome,
@@ -32,16 +32,19 @@ from cloudbackup.domain.run_protocol import (
 from cloudbackup.domain.run_states import RestoreState
 from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
+    FILE_UNWRITABLE,
+    Entry,
     FileError,
     RestoreProgress,
     RestoreResult,
     Vault,
     restore_snapshot,
 )
+from cloudbackup.engine.restore_selection import RestoreSelection
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
-from cloudbackup.store.tables import Restore, RestoreError
+from cloudbackup.store.tables import Agent, Restore, RestoreError
 
 log = logging.getLogger("cloudbackup.run")
 
@@ -49,57 +52,6 @@ S = RestoreState
 PROGRESS_EVENT_SECONDS = 5.0
 FAILED_REASON = "restore_failed"
 NOT_IN_BACKUP = "file_or_folder_missing"
-
-
-# -- what to restore --------------------------------------------------------------------------
-
-
-def _norm(path: str) -> bytes:
-    """A validated absolute path (no empty, '.' or '..' parts) as the bytes manifests hold."""
-    raw = os.fsencode(path).rstrip(b"/")
-    return raw or b"/"
-
-
-def _within(path: bytes, folder: bytes) -> bool:
-    return folder == b"/" or path == folder or path.startswith(folder + b"/")
-
-
-class RestoreSelection:
-    """A restore's inclusions minus its exclusions, over snapshot paths (component-wise, so
-    ``/web`` does not select ``/website``). No inclusions select the whole snapshot."""
-
-    def __init__(self, inclusions: Sequence[dict[str, Any]], exclusions: Sequence[dict[str, Any]]):
-        self.inclusions = [(item["type"], item["path"], _norm(item["path"])) for item in inclusions]
-        self._excluded_files = {_norm(e["path"]) for e in exclusions if e["type"] == "file"}
-        self._excluded_folders = {_norm(e["path"]) for e in exclusions if e["type"] == "folder"}
-        self.matched: set[int] = set()
-        self.everything = not inclusions and not exclusions
-
-    def is_excluded(self, path: bytes) -> bool:
-        if path in self._excluded_files:
-            return True
-        current = path
-        while True:
-            if current in self._excluded_folders:
-                return True
-            if current == b"/" or not current:
-                return False
-            current = current.rsplit(b"/", 1)[0] or b"/"
-
-    def selects(self, path: bytes) -> bool:
-        """Whether the snapshot entry at ``path`` is restored; remembers which inclusion it met."""
-        if not self.inclusions:
-            return not self.is_excluded(path)
-        hit = False
-        for index, (kind, _, norm) in enumerate(self.inclusions):
-            if path == norm or (kind == "folder" and _within(path, norm)):
-                self.matched.add(index)
-                hit = True
-        return hit and not self.is_excluded(path)
-
-    def unmatched(self) -> list[str]:
-        """Inclusions the snapshot holds nothing for (reported as per-file errors)."""
-        return [path for i, (_, path, _) in enumerate(self.inclusions) if i not in self.matched]
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -136,13 +88,22 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
                 },
             )
         vault = open_service_vault(self.db, self.settings, self.restore.vault_id)
-        refusal = self._leaves_allowed_roots(vault)
+        roots = self._roots()
+        refusal = self._refused_destination(vault, roots)
         if refusal is not None:
             values = {"errors_reason": FAILED_REASON, "errors_diagnostics": refusal}
             return self.finish(S.FAILED, values)
         self.enter(S.IN_PROGRESS)
         self._started = time.monotonic()
         destination = self.restore.destination_path
+        guard = TargetGuard(roots)
+        base = b"" if destination is None else os.fsencode(destination.rstrip("/"))
+
+        def select(entry: Entry) -> bool:
+            if not (selection.everything or selection.selects(entry.path)):
+                return False
+            return guard.allows(os.fsdecode(base + entry.path))
+
         result = restore_snapshot(
             vault,
             self.restore.snapshot_id,
@@ -152,27 +113,35 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
             resume=self.claim.resumed,
             on_progress=self.on_progress,
             should_stop=self.should_stop,
-            # Everything selected: no predicate, so the engine reads the entry list once.
-            select=None if selection.everything else lambda e: selection.selects(e.path),
+            select=select,
         )
-        return self._complete(result, selection.unmatched())
+        return self._complete(result, selection.unmatched(), guard.refused)
 
-    def _leaves_allowed_roots(self, vault: Vault) -> str | None:
+    def _roots(self) -> HostRoots:
+        """The destination agent's roots as they are now (the operator may have narrowed them
+        since the restore was accepted)."""
+        with self.db.transaction() as session:
+            agent = session.get(Agent, self.restore.destination_agent_id)
+        policy = RootsPolicy.from_settings(self.settings)
+        return policy.for_agent(agent.allowed_roots if agent is not None else [])
+
+    def _refused_destination(self, vault: Vault, roots: HostRoots) -> str | None:
         """Why nothing may be written, if the destination (or, restoring to the original
-        locations, a folder the snapshot holds) really lies outside the allowed roots."""
-        roots = self.settings.allowed_root_list
-        if not roots:
-            return None
+        locations, a folder the snapshot holds) lies outside the roots or reaches the service's
+        own files, as the filesystem really is."""
         destination = self.restore.destination_path
         targets = (
-            [destination]
+            [("destination_path", destination)]
             if destination is not None
-            else [item.path for item in vault.read_info(self.restore.snapshot_id).inclusions]
+            else [
+                ("Original location", item.path)
+                for item in vault.read_info(self.restore.snapshot_id).inclusions
+            ]
         )
-        for target in targets:
-            real = leads_outside_roots(target, roots)
-            if real is not None:
-                return f"Nothing restored: {target} leads to {real}, outside the allowed roots."
+        for label, target in targets:
+            refusal = roots.refusal(label, target)
+            if refusal is not None:
+                return f"Nothing restored: {refusal}"
         return None
 
     def _backup_restorable(self) -> bool:
@@ -205,12 +174,18 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
             return {}
         return {"files_restored": p.files_restored, "bytes_restored": p.bytes_restored}
 
-    def _complete(self, result: RestoreResult, unmatched: list[str]) -> Outcome:
+    def _complete(
+        self, result: RestoreResult, unmatched: list[str], refused: dict[str, str]
+    ) -> Outcome:
         problems: list[FileError] = [
             FileError(
                 path=path, type=NOT_IN_BACKUP, description="The backup holds nothing at this path."
             )
             for path in unmatched
+        ]
+        problems += [
+            FileError(path=path, type=FILE_UNWRITABLE, code=errno.EACCES, description=why)
+            for path, why in refused.items()
         ]
         problems += result.errors
         errors = [

@@ -21,7 +21,6 @@ from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import (
     PathItem,
     lies_inside,
-    outside_roots,
     path_item_problem,
     path_key,
     same_path_as_exclusion,
@@ -29,6 +28,7 @@ from cloudbackup.domain.configurations import (
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
+from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.run_states import RESTORE_MACHINE, RestoreState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
 from cloudbackup.domain.vaults import open_service_vault
@@ -37,7 +37,7 @@ from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
 from cloudbackup.store.run_repositories import RestoreRepository, vault_encrypted
-from cloudbackup.store.tables import Agent, Restore, RestoreError, utcnow
+from cloudbackup.store.tables import Agent, Configuration, Restore, RestoreError, utcnow
 
 NOT_FOUND = "Restore not found."
 RESTORE_ERROR_REASON = "unable_to_process_some_files"
@@ -164,21 +164,16 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
         self,
         db: Database,
         dispatcher: Dispatcher | None = None,
-        allowed_roots: Sequence[str] = (),
+        roots: RootsPolicy | None = None,
     ) -> None:
         super().__init__(db, dispatcher)
-        self.allowed_roots = tuple(allowed_roots)
+        # Without a policy nothing is allowed (no roots, nothing protected to name).
+        self.roots = roots or RootsPolicy((), ())
 
     # -- R1 ---------------------------------------------------------------------------------
     def start(self, project_id: str, request: RestoreRequest) -> Restore:
         """Record a new restore (committed) and only then hand it to a worker."""
         problems = check_request(request)
-        destination = request.destination_path
-        if destination is not None and outside_roots(destination, self.allowed_roots):
-            roots = ", ".join(self.allowed_roots)
-            problems.append(
-                f"destination_path {destination!r} lies outside the allowed roots ({roots})."
-            )
         if problems:
             raise InvalidInput("Validation failed.", problems)
         return self.record_and_publish(lambda session: self._insert(session, project_id, request))
@@ -204,6 +199,7 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
                     "destination agent is on the host that made the backup."
                 ],
             )
+        self._require_in_roots(session, request, destination, backup.configuration_id)
         if not backup.restorable or backup.snapshot_id is None:
             raise Conflict(f"Backup {backup.id} is {backup.state} and not restorable.")
         now = utcnow()
@@ -236,3 +232,23 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
             vault_encrypted=vault_encrypted(session, backup.vault_id),
         )
         return restore
+
+    def _require_in_roots(
+        self, session: Session, request: RestoreRequest, agent: Agent, configuration_id: str
+    ) -> None:
+        """What the restore writes lies in the destination agent's roots: the destination, or
+        (to the original locations) the selected paths, else the configuration's inclusions;
+        the worker checks the snapshot's own paths again when it runs."""
+        roots = self.roots.for_agent(agent.allowed_roots)
+        if request.destination_path is not None:
+            targets = [("destination_path", request.destination_path)]
+        else:
+            paths = [item.path for item in request.inclusions]
+            if not paths:
+                config = session.get(Configuration, configuration_id)
+                stored = (config.inclusions if config is not None else None) or []
+                paths = [str(item.get("path", "/")) for item in stored]
+            targets = [("Original location", path) for path in paths or ["/"]]
+        problems = [problem for label, path in targets if (problem := roots.refusal(label, path))]
+        if problems:
+            raise InvalidInput("Validation failed.", problems)

@@ -63,6 +63,7 @@ class Outcome(StrEnum):
     LOST = "lost"  # another executor took the run over; this one wrote nothing more
     FORWARDED = "forwarded"  # moved to its agent's own queue
     WAITING = "waiting"  # held back by a pause or a limit; a run that ends hands it on
+    DELEGATED = "delegated"  # handed to its remote agent's channel; the agent reports the rest
 
     @classmethod
     def reached(cls, state: str | None) -> Outcome:

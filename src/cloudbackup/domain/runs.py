@@ -172,6 +172,13 @@ class RunKind(Generic[RunT, ErrorT, StateT]):
         return True
 
 
+def stale_attempt(noun: str, attempt: int, owner: int) -> str:
+    return (
+        f"Attempt {attempt} of this {noun} no longer owns it (attempt {owner} does): "
+        "the report was not recorded."
+    )
+
+
 class RunService(Generic[RunT, ErrorT, StateT]):
     """Use cases every run resource has, for the API: read (get, list), errors, events, and the
     PATCH (:meth:`update`). Subclasses set :attr:`kind` and add the start."""
@@ -251,13 +258,17 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         run_id: str,
         update: RunUpdate[StateT, Any],
         reporter: str | None,
+        attempt: int | None = None,
     ) -> None:
         """Apply a PATCH atomically: a stop request, agent progress, or an agent's final report.
         ``reporter`` is the agent the caller's token belongs to (None for a user): only the
         run's own agent reports on it; anyone with write access may ask it to stop.
 
         The same for every kind: counters sent with a stop request are kept, and a stop of a run
-        no worker has claimed ends it at once (OQ-29/OQ-30)."""
+        no worker has claimed ends it at once (OQ-29/OQ-30). A report of the run's own agent on
+        a claimed run also beats its heartbeat; with ``attempt`` (``X-Run-Attempt``) it is
+        fenced like a hosted executor's writes: a report of an attempt that no longer owns the
+        run is a 409 that changes nothing."""
         kind, machine = self.kind, self.kind.machine
         with self.db.transaction() as session:
             repo = kind.repository(session)
@@ -269,22 +280,43 @@ class RunService(Generic[RunT, ErrorT, StateT]):
             agent_fields = state in machine.agent_settable or bool(values)
             if agent_fields and reporter != kind.agent_of(run):
                 raise Forbidden(kind.not_the_agent)
+            values |= self._executor_values(run, reporter, attempt)
             self.check_report(session, run, update)
             if state is None:
-                if not repo.update_where_state(run.id, machine.active, values):
-                    raise Conflict(machine.final_conflict)
+                if not repo.update_where_state(run.id, machine.active, values, attempt=attempt):
+                    raise Conflict(self._refusal(session, run.id, attempt))
             elif state in machine.user_settable:
                 if values:
-                    repo.update_where_state(run.id, machine.active, values)
+                    repo.update_where_state(run.id, machine.active, values, attempt=attempt)
                 self._stop(session, run)
-            elif not kind.move(session, run, state, values):
+            elif not kind.move(session, run, state, values, attempt=attempt):
                 current = repo.state_of(run.id)
                 if current in machine.final:
                     raise Conflict(machine.final_conflict)
+                if attempt is not None and repo.attempts_of(run.id) != attempt:
+                    raise Conflict(stale_attempt(kind.name, attempt, repo.attempts_of(run.id)))
                 raise Conflict(f"A {kind.name} in state '{current}' cannot move to '{state}'.")
             if update.errors is not None:
                 rows = [kind.error_row(run.id, item) for item in update.errors.items]
                 repo.replace_errors(run.id, rows)
+
+    def _executor_values(
+        self, run: RunT, reporter: str | None, attempt: int | None
+    ) -> dict[str, Any]:
+        """What a report of the run's executor adds: 409 when its attempt no longer owns the
+        run, else a fresh heartbeat (on a claimed run: the report is its sign of life)."""
+        if attempt is not None and run.attempts != attempt:
+            raise Conflict(stale_attempt(self.kind.name, attempt, run.attempts))
+        if reporter is not None and reporter == self.kind.agent_of(run) and run.heartbeat_at:
+            return {"heartbeat_at": utcnow()}
+        return {}
+
+    def _refusal(self, session: Session, run_id: str, attempt: int | None) -> str:
+        """Why a report found nothing to write: the run ended, or another attempt owns it."""
+        owner = self.kind.repository(session).attempts_of(run_id)
+        if attempt is not None and owner != attempt:
+            return stale_attempt(self.kind.name, attempt, owner)
+        return self.kind.machine.final_conflict
 
     def check_report(self, session: Session, run: RunT, update: RunUpdate[StateT, Any]) -> None:
         """What a kind checks of its agent's report before it is written (nothing by default)."""

@@ -5,8 +5,9 @@ no executor has claimed (the publish after the commit failed, or the broker lost
 backing off so that a long queue is not flooded with duplicates; runs whose heartbeat went stale
 (their executor died), for the claim (``run_protocol.claim_run``) to take over or fail; and runs
 handed back by an executor that shut down whose requeue was lost too. The same sweep re-publishes
-unanswered browse requests and forgets expired idempotency keys and events (spec §10: events
-are transient)."""
+unanswered browse requests and forgets expired idempotency keys, events (spec §10: events
+are transient) and finished webhook deliveries. (Due webhook deliveries have a quicker sweep of
+their own: ``webhook_deliveries.republish_due``.)"""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from cloudbackup.domain.logfiles import republish_requested
 from cloudbackup.domain.restores import RESTORE_RUNS
 from cloudbackup.domain.run_states import StateMachine, StateT
 from cloudbackup.domain.runs import ErrorT, RunKind, RunT
+from cloudbackup.domain.webhook_deliveries import purge_deliveries
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import IdempotencyRepository
@@ -51,6 +53,7 @@ class SweepReport:
     idempotency_keys_purged: int = 0
     events_purged: int = 0
     logfiles_republished: int = 0
+    webhook_deliveries_purged: int = 0
     drills: RunSweep = RunSweep()
 
     @property
@@ -90,6 +93,9 @@ def sweep(
         ),
         logfiles_republished=republish_requested(
             db, dispatcher, timedelta(seconds=settings.sweep_after_seconds), now
+        ),
+        webhook_deliveries_purged=purge_deliveries(
+            db, timedelta(days=settings.webhook_delivery_retention_days), now
         ),
         drills=sweep_runs(DRILL_RUNS, db, dispatcher, settings, now),
     )

@@ -11,6 +11,7 @@ from cloudbackup.queue.names import (
     SCHEDULE_TICK_TASK,
     SEND_MAIL_TASK,
     SWEEP_TASK,
+    SWEEP_WEBHOOKS_TASK,
     QueueNames,
 )
 from cloudbackup.settings import Settings
@@ -48,8 +49,8 @@ def make_celery(settings: Settings, *, name: str = "cloudbackup") -> Celery:
                 if settings.broker_visibility_timeout
                 else {}
             ),
-            # Serve the queues in the order given (maintenance, manual, scheduled) rather than
-            # round robin: a manual run never waits behind a flood of scheduled ones.
+            # Serve the queues in the order given (webhooks, maintenance, manual, scheduled)
+            # rather than round robin: a manual run never waits behind a flood of scheduled ones.
             "queue_order_strategy": "priority",
         },
         task_soft_time_limit=settings.max_backup_seconds,
@@ -86,6 +87,11 @@ def make_celery(settings: Settings, *, name: str = "cloudbackup") -> Celery:
                 "task": RETENTION_TASK,
                 "schedule": settings.retention_interval_seconds,
                 "options": {"queue": names.maintenance},
+            },
+            "webhook-sweep": {
+                "task": SWEEP_WEBHOOKS_TASK,
+                "schedule": settings.webhook_sweep_seconds,
+                "options": {"queue": names.webhooks, "expires": settings.webhook_sweep_seconds},
             },
             "schedule-tick": {
                 "task": SCHEDULE_TICK_TASK,

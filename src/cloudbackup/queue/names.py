@@ -6,6 +6,7 @@ Queues, all named after ``CLOUDBACKUP_BACKUP_QUEUE`` (``backups``):
 * ``backups.scheduled``: runs the scheduler fired, so a flood of them never sits in front of a
   manual run;
 * ``backups.maintenance``: sweeps, schedule ticks, cleanups, verification;
+* ``backups.webhooks``: webhook deliveries, short HTTP POSTs (a worker serves it first);
 * ``backups.agent.<agent_id>`` and ``backups.agent.<agent_id>.scheduled``: the work of an agent
   pinned to its own host worker (``cloudbackup agent --agent-id``). Unpinned agents use the
   shared queues, which the plain ``celery -A cloudbackup.workers.app worker`` consumes, so one
@@ -31,6 +32,8 @@ SWEEP_TASK = "cloudbackup.sweep"
 SCHEDULE_TICK_TASK = "cloudbackup.schedule_tick"
 SEND_MAIL_TASK = "cloudbackup.send_mail"
 RETENTION_TASK = "cloudbackup.enforce_retention"
+SEND_WEBHOOK_TASK = "cloudbackup.send_webhook"
+SWEEP_WEBHOOKS_TASK = "cloudbackup.sweep_webhooks"
 RUN_DRILL_TASK = "cloudbackup.run_drill"
 TASK_OF: dict[JobKind, str] = {
     "backup": RUN_BACKUP_TASK,
@@ -38,6 +41,7 @@ TASK_OF: dict[JobKind, str] = {
     "cleanup": RUN_CLEANUP_TASK,
     "browse": RUN_BROWSE_TASK,
     "logfile": UPLOAD_LOG_TASK,
+    "webhook": SEND_WEBHOOK_TASK,
     "drill": RUN_DRILL_TASK,
 }
 # Header carried by every message we publish: lets a worker forward a run to its agent's queue
@@ -68,12 +72,16 @@ class QueueNames:
         return f"{self.base}.maintenance"
 
     @property
+    def webhooks(self) -> str:
+        return f"{self.base}.webhooks"
+
+    @property
     def agent_prefix(self) -> str:
         return f"{self.base}.agent."
 
     def shared(self) -> list[str]:
         """What a plain worker consumes, in the order Redis serves them (first = first)."""
-        return [self.maintenance, self.manual, self.scheduled]
+        return [self.webhooks, self.maintenance, self.manual, self.scheduled]
 
     def lane(self, lane: Lane) -> str:
         return self.scheduled if lane == "scheduled" else self.manual
@@ -101,6 +109,7 @@ class QueueNames:
             self.manual: "manual",
             self.scheduled: "scheduled",
             self.maintenance: "maintenance",
+            self.webhooks: "webhooks",
         }.get(queue, "other")
 
     def ours(self, queue: str) -> bool:

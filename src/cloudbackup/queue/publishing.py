@@ -108,6 +108,8 @@ class CeleryDispatcher:
     def queue_for(self, kind: JobKind, agent_id: str | None) -> str:
         if kind == "cleanup":
             return self.names.maintenance
+        if kind == "webhook":
+            return self.names.webhooks
         if agent_id is not None and self.pins is not None and agent_id in self.pins:
             return self.names.agent(agent_id, self.lane)
         return self.names.lane(self.lane)

@@ -29,12 +29,12 @@ from cloudbackup.errors import Unavailable
 from cloudbackup.store.db import AsyncSqliteDatabase, is_sqlite
 from cloudbackup.store.repositories import (
     INSERT_BACKUP,
-    INSERT_EVENT,
     StartContext,
     start_context_query,
 )
-from cloudbackup.store.tables import BACKUPS, CONFIGURATIONS, EVENTS
+from cloudbackup.store.tables import BACKUPS, CONFIGURATIONS, EVENTS, WEBHOOK_DELIVERIES
 from cloudbackup.store.tables.events import backup_event_row
+from cloudbackup.store.webhook_log import DELIVERY_COLUMNS, deliveries_of, insert_event_async
 
 
 class StartConflict(Exception):
@@ -103,13 +103,22 @@ class NewRun:
         )
 
 
+class StartResult(NamedTuple):
+    """The configuration's context (None: no such configuration in the project), whether the
+    run was inserted, and the webhook deliveries its start event queued (to publish)."""
+
+    context: StartContext | None
+    inserted: bool
+    webhook_deliveries: list[int]
+
+
 class BackupStartStore(Protocol):
     async def start(
         self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[StartFlags]
-    ) -> tuple[StartContext | None, bool]:
+    ) -> StartResult:
         """Read the configuration's context; if its :class:`StartFlags` is in ``admitted``,
-        insert the run and its event. Returns the context (None: no such configuration in the
-        project) and whether the run was inserted; :class:`StartConflict` on a constraint."""
+        insert the run, its event and the event's webhook deliveries; :class:`StartConflict`
+        on a constraint."""
         ...
 
     async def close(self) -> None: ...
@@ -135,7 +144,7 @@ class SqlBackupStarts:
 
     async def start(
         self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[StartFlags]
-    ) -> tuple[StartContext | None, bool]:
+    ) -> StartResult:
         try:
             async with self.db.transaction() as connection:
                 result = await connection.execute(
@@ -145,10 +154,10 @@ class SqlBackupStarts:
                 row = result.first()
                 context = None if row is None else StartContext(*row)
                 if context is None or start_flags_of(context, run.agent_header) not in admitted:
-                    return context, False
+                    return StartResult(context, False, [])
                 await connection.execute(INSERT_BACKUP, run.row(context.agent_id, context.vault_id))
-                await connection.execute(INSERT_EVENT, run.event_row(context.agent_id))
-                return context, True
+                deliveries = await insert_event_async(connection, run.event_row(context.agent_id))
+                return StartResult(context, True, deliveries)
         except sa.exc.IntegrityError as exc:
             raise StartConflict(str(exc.orig)) from exc
 
@@ -247,12 +256,34 @@ def _start_statement(
     )
     event_columns = ["time", "event", "project_id", "agent_id", "configuration_id", "backup_id"]
     new_event = (
-        sa.insert(EVENTS).from_select([*event_columns, "members"], event_values).cte("new_event")
+        sa.insert(EVENTS)
+        .from_select([*event_columns, "members"], event_values)
+        .returning(EVENTS.c.id)
+        .cte("new_event")
+    )
+    # The event's webhook deliveries (``store.webhook_log``), from the inserted event.
+    deliveries = (
+        sa.insert(WEBHOOK_DELIVERIES)
+        .from_select(
+            list(DELIVERY_COLUMNS),
+            deliveries_of(
+                new_event.c.id,
+                text("event"),
+                text("project_id"),
+                sa.bindparam("now", type_=EVENTS.c.time.type),
+            ),
+        )
+        .returning(WEBHOOK_DELIVERIES.c.id)
+        .cte("new_deliveries")
     )
     inserted = sa.exists(sa.select(new_backup.c.id)).label("inserted")
+    delivery_ids = (
+        sa.select(sa.func.array_agg(deliveries.c.id)).scalar_subquery().label("deliveries")
+    )
     statement = sa.select(
         *(ctx_cte.c[c.name] for c in ctx.selected_columns if c.name != "header_is_agent"),
         inserted,
+        delivery_ids,
     ).add_cte(new_event)
     names = ["agent_header", "configuration_id", "project_id", "request_id", "event", "now"]
     names += [f"b_{n}" for n in backup_columns if n not in _FROM_CONTEXT]
@@ -292,7 +323,7 @@ class PostgresBackupStarts:
 
     async def start(
         self, run: NewRun, *, active_states: Iterable[str], admitted: frozenset[StartFlags]
-    ) -> tuple[StartContext | None, bool]:
+    ) -> StartResult:
         # The agent and vault come from the context row inside the statement (_FROM_CONTEXT).
         row = _BACKUP_DEFAULTS | run.row(agent_id="", vault_id="")
         statement = _start_statement(tuple(active_states), admitted, tuple(row))
@@ -321,9 +352,9 @@ class PostgresBackupStarts:
         ) as exc:
             raise Unavailable("The database is unreachable; retry in a few seconds.") from exc
         if result is None:
-            return None, False
-        *context, inserted = result
-        return StartContext(*context), bool(inserted)
+            return StartResult(None, False, [])
+        *context, inserted, deliveries = result
+        return StartResult(StartContext(*context), bool(inserted), list(deliveries or []))
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -5,7 +5,8 @@ Users give plain ``sqlite:///...`` or ``postgresql://...`` URLs; the drivers are
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloudbackup.errors import Unavailable
+
+log = logging.getLogger("cloudbackup.store")
 
 
 def driver_url(url: str) -> str:
@@ -111,6 +114,9 @@ class Database:
         self._read_sessions = sessionmaker(
             self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
         )
+        # Called with a committed session's ``info`` when it holds anything: how work recorded
+        # inside a transaction (webhook deliveries) is published after the commit, never before.
+        self.after_commit: list[Callable[[dict[Any, Any]], None]] = []
 
     def transaction(self) -> AbstractContextManager[Session]:
         """A session inside one transaction: committed on success, rolled back on error."""
@@ -134,6 +140,12 @@ class Database:
             raise
         except sa.exc.TimeoutError as exc:  # pool exhausted while the database hangs
             raise Unavailable("The database is not answering; retry in a few seconds.") from exc
+        if session.info and self.after_commit:
+            for hook in self.after_commit:
+                try:
+                    hook(session.info)
+                except Exception:  # committed already: the sweeps pick up what it missed
+                    log.exception("after-commit hook %r failed", hook)
 
     def dispose(self) -> None:
         self.engine.dispose()

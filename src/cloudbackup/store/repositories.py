@@ -29,6 +29,7 @@ from cloudbackup.store.tables import (
     utcnow,
 )
 from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS
+from cloudbackup.store.webhook_log import insert_event
 
 SortDir = Literal["asc", "desc"]
 T = TypeVar("T")
@@ -54,7 +55,6 @@ class StartContext:
 
 # Statements of the hot paths are built once: building a statement costs more CPU than running it.
 INSERT_BACKUP = sa.insert(BACKUPS)
-INSERT_EVENT = sa.insert(EVENTS)
 
 
 @lru_cache(maxsize=4)
@@ -363,10 +363,11 @@ class EventRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def insert(self, **values: Any) -> None:
-        """One Core INSERT: events are written often (every state change, progress)."""
+    def insert(self, **values: Any) -> int:
+        """One Core INSERT (events are written often: every state change, progress) and the
+        event's webhook deliveries (``store.webhook_log``); returns the event id."""
         values.setdefault("time", utcnow())
-        self.session.execute(INSERT_EVENT, values)
+        return insert_event(self.session, values)
 
     def page(
         self,

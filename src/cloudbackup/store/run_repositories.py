@@ -21,7 +21,6 @@ from cloudbackup.store.tables import (
     CLEANUP_ERRORS,
     CLEANUPS,
     CONFIGURATIONS,
-    EVENTS,
     RESTORE_ERRORS,
     RESTORES,
     BrowseRequest,
@@ -31,6 +30,7 @@ from cloudbackup.store.tables import (
     RestoreError,
     utcnow,
 )
+from cloudbackup.store.webhook_log import insert_event
 
 
 def vault_encrypted(session: Session, vault_id: str) -> bool:
@@ -166,9 +166,7 @@ class BrowseRepository:
     def add_event(self, **values: Any) -> int:
         """Append an event and return its id (a browse answer carries it, OQ-25)."""
         values.setdefault("time", utcnow())
-        result = self.session.execute(sa.insert(EVENTS).values(**values).returning(EVENTS.c.id))
-        event_id: int = result.scalar_one()
-        return event_id
+        return insert_event(self.session, values)
 
     def pending(self, published_before: Any, limit: int = 500) -> Sequence[tuple[str, str]]:
         """(id, agent_id) of unanswered requests last published before ``published_before``."""

@@ -23,7 +23,7 @@ from celery.worker import state as worker_state
 from cloudbackup.domain.logfiles import agent_log_folder
 from cloudbackup.logs import configure_logging
 from cloudbackup.queue.celery_app import make_celery
-from cloudbackup.queue.names import SCHEDULE_TICK_TASK, QueueNames
+from cloudbackup.queue.names import SCHEDULE_TICK_TASK, SWEEP_WEBHOOKS_TASK, QueueNames
 from cloudbackup.settings import get_settings
 from cloudbackup.store.agent_pins import pin_agent
 from cloudbackup.store.db import Database
@@ -40,6 +40,7 @@ app.conf.include = [
     "cloudbackup.workers.tasks",
     "cloudbackup.workers.mail_tasks",
     "cloudbackup.workers.retention_tasks",
+    "cloudbackup.workers.webhook_tasks",
 ]
 app.conf.beat_scheduler = "cloudbackup.workers.app:Beat"
 
@@ -51,11 +52,12 @@ def _our_logging(**_: Any) -> None:
 
 
 class Beat(PersistentScheduler):  # type: ignore[misc]
-    """Beat that runs the schedule tick in its own process instead of publishing it.
+    """Beat that runs the schedule tick and the webhook sweep in its own process instead of
+    publishing them.
 
     Firing a schedule is a few database writes; doing it here means it never waits behind long
     backups for a worker slot. Two beats may run: the tick's compare-and-set fires each
-    occurrence once.
+    occurrence once, and a delivery published twice is sent once (its lease).
     """
 
     def setup_schedule(self) -> None:
@@ -65,6 +67,14 @@ class Beat(PersistentScheduler):  # type: ignore[misc]
         super().setup_schedule()
 
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
+        if entry.task == SWEEP_WEBHOOKS_TASK:
+            from cloudbackup.workers.webhook_tasks import sweep_webhooks
+
+            try:
+                sweep_webhooks()
+            except Exception:  # the next pass retries
+                log.exception("webhook sweep failed")
+            return
         if entry.task != SCHEDULE_TICK_TASK:
             super().apply_entry(entry, producer=producer)
             return

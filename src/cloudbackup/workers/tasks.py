@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 from celery import Task
@@ -13,14 +14,15 @@ from celery.signals import worker_process_init
 from cloudbackup import logs
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
-from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.cleanup_run import execute_cleanup
 from cloudbackup.domain.drill_run import execute_drill
 from cloudbackup.domain.logfiles import upload_hosted_log
-from cloudbackup.domain.restore_run import execute_restore
+from cloudbackup.domain.remote_runs import backup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
+from cloudbackup.domain.webhook_deliveries import publisher
+from cloudbackup.queue.agent_channels import agent_channel
 from cloudbackup.queue.names import (
     AGENT_HEADER,
     RUN_BACKUP_TASK,
@@ -33,6 +35,7 @@ from cloudbackup.queue.names import (
     UPLOAD_LOG_TASK,
 )
 from cloudbackup.queue.publishing import CeleryDispatcher, database_pins
+from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.workers.app import app, settings
 
@@ -43,12 +46,12 @@ def database() -> Database:
     """One engine per worker process, created after the fork (pooled connections never cross it)."""
     global _database
     if _database is None or _database[0] != os.getpid():
-        _database = (
-            os.getpid(),
-            Database(
-                settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
-            ),
+        db = Database(
+            settings.resolved_database_url, connect_timeout=settings.database_connect_timeout
         )
+        # Webhook deliveries of the events a task writes go out after its commit.
+        db.after_commit.append(publisher(dispatcher))
+        _database = (os.getpid(), db)
     return _database[1]
 
 
@@ -103,6 +106,19 @@ def dispatcher() -> CeleryDispatcher:
     return _dispatcher[1]
 
 
+Execute = Callable[[Database, Settings, str], Outcome]
+_executors: tuple[int, Execute, Execute] | None = None
+
+
+def executors() -> tuple[Execute, Execute]:
+    """This process's backup and restore executors: remote agents' runs go to their channel."""
+    global _executors
+    if _executors is None or _executors[0] != os.getpid():
+        channel = agent_channel(settings.broker_url)
+        _executors = (os.getpid(), backup_executor(channel), restore_executor(channel))
+    return _executors[1], _executors[2]
+
+
 def _bind_delivery(**run_id: str) -> None:
     """Start a run's delivery: hand it back on a shutdown signal, and tag the log lines with
     ``run_id`` (``backup_id=...``) alone."""
@@ -139,7 +155,7 @@ def backup_task(self: Task, backup_id: str) -> str:
         backup_id,
         delivered_to=(self.request.delivery_info or {}).get("routing_key"),
         agent_hint=self.request.get(AGENT_HEADER),
-        execute=execute_backup,
+        execute=executors()[0],
     )
     return _after(self, outcome, "backup", backoff=True)
 
@@ -147,6 +163,7 @@ def backup_task(self: Task, backup_id: str) -> str:
 @app.task(name=RUN_RESTORE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def restore_task(self: Task, restore_id: str) -> str:
     _bind_delivery(restore_id=restore_id)
+    execute_restore = executors()[1]
     return _after(self, execute_restore(database(), settings, restore_id), "restore")
 
 

@@ -88,7 +88,7 @@ def test_queues_show_depth_oldest_age_settings_and_workers(client, db, settings,
         )
     body = client.get("/v2/admin/queues", headers=_operator(db)).json()
     queues = {q["name"]: q for q in body["queues"]}
-    assert list(queues)[:3] == [names.maintenance, names.manual, names.scheduled]
+    assert list(queues)[:4] == [names.webhooks, names.maintenance, names.manual, names.scheduled]
     manual = queues[names.manual]
     assert manual["kind"] == "manual" and manual["depth"] == 2
     assert 0 <= manual["oldest_age_seconds"] < 60

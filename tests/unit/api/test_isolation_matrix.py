@@ -5,8 +5,9 @@ Isolation: a token of project A never reaches project B. On B's paths it gets 40
 on its own paths naming B's resources (in the path or in the body) it gets exactly the answer
 an unknown id gets; and B's data is the same afterwards.
 
-RBAC (spec §1.7, OQ-38): GET needs Read, POST Create (POSTs that report a result: Update),
-PATCH/PUT Update, DELETE Delete; A9, ping and health need no token. A role without the
+RBAC (spec §1.7, OQ-38): GET needs Read, POST Create (POSTs that report a result: Update;
+managing webhooks, an extension: Delete, the admin's), PATCH/PUT Update, DELETE Delete; A9,
+ping and health need no token. A role without the
 permission gets 403 and changes nothing; a role with it never gets that 403. The most
 permissive of a token's roles wins.
 """
@@ -35,6 +36,8 @@ REPORTS = re.compile(
 )
 # Dismissing an anomaly releases a hold on backups: the delete permission (admin roles) only.
 DISMISSALS = {("PATCH", "/v2/{project_id}/anomalies/{anomaly_id}")}
+# Webhooks send the project's events to an outside address: only an admin manages them.
+ADMIN_ONLY = re.compile(r"^/v2/{project_id}/webhooks")
 PUBLIC = {
     ("POST", "/v2/{project_id}/agents/tokens"),
     ("GET", "/v2/{project_id}/ping"),
@@ -74,13 +77,18 @@ def operations(app) -> list[tuple[str, str]]:
     return sorted(found)
 
 
+AGENT_WRITES = re.compile(r"/vault/objects/")
+
+
 def required_permission(method: str, path: str) -> str | None:
     if (method, path) in PUBLIC:
         return None
-    if (method, path) in DISMISSALS:
+    if (method, path) in DISMISSALS or (method == "POST" and ADMIN_ONLY.search(path)):
         return "delete"
     if method == "POST":
         return "update" if REPORTS.search(path) else "create"
+    if method == "DELETE" and AGENT_WRITES.search(path):
+        return "update"  # a remote agent writing its own vault (agents hold no delete)
     return {"GET": "read", "PATCH": "update", "PUT": "update", "DELETE": "delete"}[method]
 
 
@@ -115,6 +123,7 @@ def body_for(method: str, path: str, ids: dict[str, str]) -> tuple[Any, str]:
             "exclusions": [],
         },
         "cleanups": {"agent_id": ids["agent_id"], "state": "start_requested"},
+        "replays": {"from_event_id": "1"},
         "browse-requests": {
             "agent_id": ids["agent_id"],
             "encrypted_password_hex": None,

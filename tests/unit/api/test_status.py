@@ -213,7 +213,7 @@ def test_working_document_has_preferences_vault_and_configurations_with_next_tim
         "events": {
             "rse": {
                 "host": host,
-                "channel": f"{BASE}/agents/{agent_id}/events",
+                "channel": f"{BASE}/agents/{agent_id}/channel",
                 "polling": {
                     "interval_ms": {"idle": 10000, "active": 1000, "real_time": 300},
                     "timeout_ms": {"idle": 90000, "active": 60000, "real_time": 40000},

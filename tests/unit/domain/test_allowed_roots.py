@@ -1,5 +1,6 @@
-"""CLOUDBACKUP_ALLOWED_ROOTS: inclusions must lie in the allowed roots (the API refuses others),
-and the worker refuses an inclusion that leads out of them through a symbolic link."""
+"""CLOUDBACKUP_ALLOWED_ROOTS (the fallback of every agent's roots): inclusions must lie in the
+allowed roots (the API refuses others), and the worker refuses an inclusion that leads out of
+them through a symbolic link. Per-agent roots and the service's own files: test_host_roots.py."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from litestar.testing import TestClient
 from cloudbackup.domain.backup_run import confine, execute_backup
 from cloudbackup.domain.backups import BackupService
 from cloudbackup.domain.browse import BrowseAsk, BrowseService, answer_browse
-from cloudbackup.domain.configurations import PathItem, check_roots, outside_roots
+from cloudbackup.domain.configurations import PathItem, require_in_roots
+from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.restores import RestoreRequest, RestoreService
+from cloudbackup.domain.roots import HostRoots, RootsPolicy
 from cloudbackup.engine import open_vault
 from cloudbackup.server import create_app
 from cloudbackup.settings import load_settings
@@ -25,6 +28,11 @@ from factories.api import PROJECT, configuration_body, headers, register_agent, 
 from factories.runs import backed_up
 
 ROOTS = ("/srv/data", "/home")
+FALLBACK = "CLOUDBACKUP_ALLOWED_ROOTS"
+
+
+def outside_roots(path: str, roots: tuple[str, ...]) -> bool:
+    return HostRoots(roots, (), FALLBACK).refusal("path", path) is not None
 
 
 @pytest.mark.parametrize(
@@ -44,8 +52,8 @@ def test_paths_are_judged_component_by_component(path, outside):
     assert outside_roots(path, ROOTS) is outside
 
 
-def test_no_roots_means_anywhere_and_a_root_of_slash_allows_everything():
-    assert outside_roots("/etc/shadow", ()) is False
+def test_no_roots_means_nothing_and_a_root_of_slash_allows_everything():
+    assert outside_roots("/etc/shadow", ()) is True
     assert outside_roots("/etc/shadow", ("/",)) is False
 
 
@@ -60,8 +68,11 @@ def test_the_setting_is_a_colon_separated_list_of_absolute_folders():
 
 def test_each_inclusion_outside_is_named():
     items = [PathItem("folder", "/srv/data/a/"), PathItem("file", "/etc/passwd")]
-    assert check_roots(items, ROOTS) == [
-        "Inclusion '/etc/passwd' lies outside the allowed roots (/srv/data, /home)."
+    with pytest.raises(InvalidInput) as refused:
+        require_in_roots(items, HostRoots(ROOTS, (), FALLBACK))
+    assert refused.value.errors == [
+        "Inclusion '/etc/passwd' lies outside the allowed roots "
+        "(/srv/data, /home; CLOUDBACKUP_ALLOWED_ROOTS)."
     ]
 
 
@@ -79,7 +90,8 @@ def test_the_api_refuses_configurations_outside_the_roots(settings, db):
         )
         assert outside.status_code == 400
         assert outside.json()["errors"] == [
-            "Inclusion '/etc/' lies outside the allowed roots (/srv/data, /home)."
+            "Inclusion '/etc/' lies outside the allowed roots "
+            "(/srv/data, /home; CLOUDBACKUP_ALLOWED_ROOTS)."
         ]
         inside = client.post(
             url, json=configuration_body(agent["id"], ["/srv/data/"]), headers=headers(secret)
@@ -173,10 +185,12 @@ def test_restore_destinations_and_host_browsing_stay_in_the_roots(settings, db, 
         )
     assert restore.status_code == 400
     assert restore.json()["errors"] == [
-        f"destination_path '/etc/' lies outside the allowed roots ({allowed})."
+        f"destination_path '/etc/' lies outside the allowed roots ({allowed}; {FALLBACK})."
     ]
     assert browse.status_code == 400
-    assert browse.json()["errors"] == [f"path '/etc/' lies outside the allowed roots ({allowed})."]
+    assert browse.json()["errors"] == [
+        f"path '/etc/' lies outside the allowed roots ({allowed}; {FALLBACK})."
+    ]
     with db.transaction() as session:
         assert session.execute(sa.select(Restore)).first() is None
         assert session.execute(sa.select(BrowseRequest)).first() is None
@@ -188,7 +202,7 @@ def test_the_worker_restores_nothing_through_a_link_out_of_the_roots(settings, d
     (data / "site" / "index.html").write_text("public")
     allowed.mkdir()
     secret_dir.mkdir()
-    os.symlink(secret_dir, allowed / "escape")
+    (allowed / "escape").mkdir()
     agent, _, backup = backed_up(db, settings, data)
     confined = msgspec.structs.replace(settings, allowed_roots=str(allowed))
     request = RestoreRequest(
@@ -200,16 +214,20 @@ def test_the_worker_restores_nothing_through_a_link_out_of_the_roots(settings, d
         inclusions=(),
         exclusions=(),
     )
-    restore = RestoreService(db, _Null(), confined.allowed_root_list).start(
+    restore = RestoreService(db, _Null(), RootsPolicy.from_settings(confined)).start(
         agent.project_id, request
     )
+
+    # The API judged a plain folder; by the time the worker runs it is a link leading out.
+    (allowed / "escape").rmdir()
+    os.symlink(secret_dir, allowed / "escape")
 
     assert execute_restore(db, confined, restore.id) == "failed"
     with db.transaction() as session:
         row = session.execute(sa.select(Restore).where(Restore.id == restore.id)).scalar_one()
     assert row.errors_diagnostics == (
-        f"Nothing restored: {allowed}/escape/restored/ leads to {secret_dir}/restored, "
-        "outside the allowed roots."
+        f"Nothing restored: destination_path '{allowed}/escape/restored/' lies outside the "
+        f"allowed roots (it leads to {secret_dir}/restored) ({allowed}; {FALLBACK})."
     )
     assert list(secret_dir.iterdir()) == []
 
@@ -221,7 +239,7 @@ def test_the_worker_does_not_list_a_host_folder_through_a_link_out_of_the_roots(
     allowed.mkdir()
     secret_dir.mkdir()
     (secret_dir / "shadow").write_text("x")
-    os.symlink(secret_dir, allowed / "escape")
+    (allowed / "escape").mkdir()
     confined = msgspec.structs.replace(settings, allowed_roots=str(allowed))
     agent = rows.agent(db)
     service = BrowseService(db, _Null(), confined)
@@ -231,6 +249,9 @@ def test_the_worker_does_not_list_a_host_folder_through_a_link_out_of_the_roots(
     escaped = service.ask_host(
         agent.project_id, agent.id, BrowseAsk(path=f"{allowed}/escape/", path_encoded=None)
     )
+    # The API judged a plain folder; by the time the worker answers it is a link leading out.
+    (allowed / "escape").rmdir()
+    os.symlink(secret_dir, allowed / "escape")
 
     answer_browse(db, confined, listed)
     answer_browse(db, confined, escaped)
@@ -241,9 +262,11 @@ def test_the_worker_does_not_list_a_host_folder_through_a_link_out_of_the_roots(
     assert answers[escaped].succeeded is False and answers[escaped].items == []
 
 
-def test_confine_keeps_everything_without_roots(tmp_path):
+def test_confine_keeps_nothing_without_roots_and_everything_under_slash():
     items = [{"type": "folder", "path": "/etc/"}]
-    assert confine(items, ()) == (items, [])
+    kept, refused, _ = confine(items, HostRoots((), (), FALLBACK))
+    assert kept == [] and [error.path for error in refused] == ["/etc/"]
+    assert confine(items, HostRoots(("/",), (), FALLBACK)) == (items, [], [])
 
 
 class _Null:

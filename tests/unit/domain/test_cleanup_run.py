@@ -16,6 +16,7 @@ from cloudbackup.domain.cleanup_run import CleanupRun, claim_cleanup, execute_cl
 from cloudbackup.domain.cleanups import CLEANUP_RUNS, CleanupService, CleanupUpdate
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.restores import RestoreRequest, RestoreService
+from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.run_states import CleanupState
 from cloudbackup.domain.sweeper import sweep_runs
 from cloudbackup.engine import open_vault
@@ -106,7 +107,7 @@ def test_cleanup_expires_backups_past_retention_and_prunes(
     ]
     # What is left still restores byte-identical.
     out = tmp_path / "out"
-    restore = RestoreService(db, Recorder()).start(
+    restore = RestoreService(db, Recorder(), RootsPolicy.from_settings(settings)).start(
         PROJECT,
         RestoreRequest(fresh.id, agent.id, str(out), False, None, (), ()),
     )
@@ -124,7 +125,7 @@ def test_a_backup_being_restored_is_left_for_the_next_cleanup(
     db, settings, vault_with_history, tmp_path
 ):
     _, agent, old, _, _ = vault_with_history
-    RestoreService(db, Recorder()).start(
+    RestoreService(db, Recorder(), RootsPolicy.from_settings(settings)).start(
         PROJECT, RestoreRequest(old.id, agent.id, str(tmp_path / "o"), False, None, (), ())
     )
     cleanup = CleanupService(db, Recorder()).start(PROJECT, agent.id, "start_requested", None)

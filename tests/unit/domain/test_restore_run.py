@@ -20,6 +20,7 @@ from cloudbackup.domain.restores import (
     RestoreService,
     RestoreUpdate,
 )
+from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.run_states import RestoreState
 from cloudbackup.domain.sweeper import sweep_runs
 from cloudbackup.domain.vaults import open_service_vault
@@ -55,8 +56,10 @@ def _items(kind: str, *paths: str) -> tuple[PathItem, ...]:
     return tuple(PathItem(type=kind, path=p) for p in paths)
 
 
-def _start(db, request: RestoreRequest, project_id: str = "110011") -> Restore:
-    return RestoreService(db, Recorder()).start(project_id, request)
+def _start(db, settings, request: RestoreRequest, project_id: str = "110011") -> Restore:
+    return RestoreService(db, Recorder(), RootsPolicy.from_settings(settings)).start(
+        project_id, request
+    )
 
 
 def _row(db, restore_id) -> Restore:
@@ -91,7 +94,7 @@ def _restored(out: Path, root: Path) -> Path:
 def test_whole_backup_restores_byte_identical_once(db, settings, source, tmp_path):
     tree, agent, _, backup = source
     out = tmp_path / "out"
-    restore = _start(db, _request(backup, agent, out))
+    restore = _start(db, settings, _request(backup, agent, out))
 
     assert execute_restore(db, settings, restore.id) == "completed"
     assert execute_restore(db, settings, restore.id) == "noop"  # a second delivery
@@ -124,7 +127,7 @@ def test_inclusions_and_exclusions_select_inside_the_backup(db, settings, source
         exclusions=_items("folder", f"{root}/d0/sub1/")
         + _items("file", f"{root}/d0/sub0/file0.bin"),
     )
-    restore = _start(db, request)
+    restore = _start(db, settings, request)
 
     assert execute_restore(db, settings, restore.id) == "completed_with_errors"
     every = digests(root)
@@ -163,7 +166,9 @@ def test_a_folder_inclusion_does_not_select_a_sibling_with_the_same_prefix(db, s
     (root / "website" / "b").write_bytes(b"b")
     agent, _, backup = backed_up(db, settings, root)
     out = tmp_path / "out"
-    restore = _start(db, _request(backup, agent, out, inclusions=_items("folder", f"{root}/web")))
+    restore = _start(
+        db, settings, _request(backup, agent, out, inclusions=_items("folder", f"{root}/web"))
+    )
     assert execute_restore(db, settings, restore.id) == "completed"
     assert digests(_restored(out, root)) == {"web": "dir", "web/a": digests(root)["web/a"]}
 
@@ -177,7 +182,7 @@ def test_files_that_cannot_be_written_end_completed_with_errors(db, settings, so
     kept.parent.mkdir(parents=True)
     kept.write_bytes(b"mine")
 
-    overwrite = _start(db, _request(backup, agent, out, overwrite_files=True))
+    overwrite = _start(db, settings, _request(backup, agent, out, overwrite_files=True))
     assert execute_restore(db, settings, overwrite.id) == "completed_with_errors"
     errors = _errors(db, overwrite.id)
     assert [(e.path, e.type) for e in errors] == [(str(blocked), "file_unwritable")]
@@ -187,7 +192,7 @@ def test_files_that_cannot_be_written_end_completed_with_errors(db, settings, so
     assert row.files_restored == tree.files - 1 and row.errors_count == 1
 
     kept.write_bytes(b"mine")
-    keep = _start(db, _request(backup, agent, out, overwrite_files=False))
+    keep = _start(db, settings, _request(backup, agent, out, overwrite_files=False))
     assert execute_restore(db, settings, keep.id) == "completed_with_errors"
     assert kept.read_bytes() == b"mine"  # overwrite_files false never replaces a file
     assert (str(kept), "file_exists") in [(e.path, e.type) for e in _errors(db, keep.id)]
@@ -197,7 +202,7 @@ def test_stop_ends_a_running_restore_within_two_seconds(db, settings, tmp_path):
     tree = make_tree(tmp_path / "src", files=4, big_files=8, big_size=512 * 1024)
     agent, _, backup = backed_up(db, settings, tree.root)
     slow = msgspec.structs.replace(settings, restore_max_bps=1024 * 1024, progress_interval=0.1)
-    restore = _start(db, _request(backup, agent, tmp_path / "out"))
+    restore = _start(db, settings, _request(backup, agent, tmp_path / "out"))
     outcome: list[str] = []
     runner = threading.Thread(target=lambda: outcome.append(execute_restore(db, slow, restore.id)))
     runner.start()
@@ -226,7 +231,7 @@ def test_stop_ends_a_running_restore_within_two_seconds(db, settings, tmp_path):
 
 def test_stop_requested_while_queued_ends_stopped(db, settings, source, tmp_path):
     _, agent, _, backup = source
-    restore = _start(db, _request(backup, agent, tmp_path / "out"))
+    restore = _start(db, settings, _request(backup, agent, tmp_path / "out"))
     claim = claim_restore(db, settings, restore.id)
     assert claim is not None
     RestoreService(db).update(
@@ -239,7 +244,7 @@ def test_stop_requested_while_queued_ends_stopped(db, settings, source, tmp_path
 
 def test_a_backup_expired_meanwhile_fails_the_restore_with_a_reason(db, settings, source, tmp_path):
     _, agent, _, backup = source
-    restore = _start(db, _request(backup, agent, tmp_path / "out"))
+    restore = _start(db, settings, _request(backup, agent, tmp_path / "out"))
     with db.transaction() as session:
         session.execute(sa.update(Backup).where(Backup.id == backup.id).values(restorable=False))
     assert execute_restore(db, settings, restore.id) == "failed"
@@ -252,7 +257,7 @@ def test_a_backup_expired_meanwhile_fails_the_restore_with_a_reason(db, settings
 
 def test_a_run_whose_worker_died_is_redriven_then_failed(db, settings, source, tmp_path):
     _, agent, _, backup = source
-    restore = _start(db, _request(backup, agent, tmp_path / "out"))
+    restore = _start(db, settings, _request(backup, agent, tmp_path / "out"))
     first = claim_restore(db, settings, restore.id)
     assert first is not None
     assert execute_restore(db, settings, restore.id) == "busy"  # its heartbeat is fresh
@@ -278,7 +283,7 @@ def test_a_run_whose_worker_died_is_redriven_then_failed(db, settings, source, t
 
 def test_a_redriven_run_completes(db, settings, source, tmp_path):
     _tree, agent, _, backup = source
-    restore = _start(db, _request(backup, agent, tmp_path / "out", overwrite_files=True))
+    restore = _start(db, settings, _request(backup, agent, tmp_path / "out", overwrite_files=True))
     assert claim_restore(db, settings, restore.id) is not None
     stale = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
     with db.transaction() as session:
@@ -294,7 +299,7 @@ def test_a_redriven_run_without_overwrite_completes_over_what_it_wrote(
 ):
     tree, agent, _, backup = source
     out = tmp_path / "out"
-    restore = _start(db, _request(backup, agent, out))
+    restore = _start(db, settings, _request(backup, agent, out))
     assert claim_restore(db, settings, restore.id) is not None
     # The first attempt wrote every file, then its worker died before it could finish.
     vault = open_service_vault(db, settings, backup.vault_id)
@@ -315,8 +320,8 @@ def test_a_redriven_run_without_overwrite_completes_over_what_it_wrote(
 
 def test_sweeper_republishes_waiting_and_stale_restores(db, settings, source, tmp_path):
     _, agent, _, backup = source
-    waiting = _start(db, _request(backup, agent, tmp_path / "a"))
-    running = _start(db, _request(backup, agent, tmp_path / "b"))
+    waiting = _start(db, settings, _request(backup, agent, tmp_path / "a"))
+    running = _start(db, settings, _request(backup, agent, tmp_path / "b"))
     assert claim_restore(db, settings, running.id) is not None
     recorder = Recorder()
     assert (
@@ -335,5 +340,6 @@ def test_restore_onto_another_agent_is_published_for_that_agent(db, settings, so
     _, _, _, backup = source
     other = rows.agent(db)
     recorder = Recorder()
-    restore = RestoreService(db, recorder).start("110011", _request(backup, other, tmp_path / "o"))
+    service = RestoreService(db, recorder, RootsPolicy.from_settings(settings))
+    restore = service.start("110011", _request(backup, other, tmp_path / "o"))
     assert recorder.published == [("restore", restore.id, other.id)]

@@ -1,7 +1,9 @@
-"""Queue administration for the operator (not part of the v2 spec): `/v2/admin/queues`.
+"""Operator administration (not part of the v2 spec): `/v2/admin/queues` and an agent's roots,
+`/v2/admin/agents/{agent_id}/roots` (which host folders its hosted execution may touch).
 
 Only tokens of the operator project (``CLOUDBACKUP_ADMIN_PROJECT``, default ``operator``) may
-use it: tenants' admin tokens must not pause the queues every tenant shares. Reading needs the
+use it: tenants' admin tokens must not pause the queues every tenant shares, nor widen their own
+roots to other tenants' folders or the service's files. Reading needs the
 read permission, changing the update permission (an admin or creator role).
 """
 
@@ -9,19 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, patch
+from litestar import Controller, Request, get, patch, put
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, RawBody
 
-from cloudbackup.api.body import convert_value, decode_patch
+from cloudbackup.api.body import convert_value, decode_json, decode_patch
+from cloudbackup.api.schemas.admin import RootsBody, roots_out
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.errors import Forbidden, InvalidInput
 from cloudbackup.domain.queue_admin import QueueAdministration, QueueInfo, WorkerInfo
+from cloudbackup.domain.roots import AgentRootsService
 from cloudbackup.settings import Settings
 
 Queues = NamedDependency[QueueAdministration]
+AgentRoots = NamedDependency[AgentRootsService]
 WRITABLE = ("/paused", "/concurrency")
 
 
@@ -31,7 +36,7 @@ def require_operator(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
     principal = connection.state.get("principal")
     if principal is None or principal.project_id != settings.admin_project:
         raise Forbidden(
-            "Queue administration needs a token of the operator project "
+            "Operator administration needs a token of the operator project "
             f"({settings.admin_project!r}, set by CLOUDBACKUP_ADMIN_PROJECT)."
         )
 
@@ -113,3 +118,21 @@ class AdminController(Controller):
     @get("/workers", sync_to_thread=True)
     def list_workers(self, queue_admin: Queues) -> dict[str, Any]:
         return {"workers": [worker_out(w) for w in queue_admin.workers()]}
+
+    @get("/agents/{agent_id:str}/roots", sync_to_thread=True)
+    def get_agent_roots(self, agent_id: FromPath[str], agent_roots: AgentRoots) -> dict[str, Any]:
+        """The agent's own roots (null: the fallback), what applies and what is always refused."""
+        return roots_out(agent_roots.get(agent_id))
+
+    @put("/agents/{agent_id:str}/roots", sync_to_thread=True)
+    def set_agent_roots(
+        self,
+        request: Request[Any, Any, Any],
+        agent_id: FromPath[str],
+        body: RawBody,
+        agent_roots: AgentRoots,
+    ) -> dict[str, Any]:
+        """Replace the agent's roots: `{"roots": ["/srv/a", ...]}`; `null` falls back to
+        CLOUDBACKUP_ALLOWED_ROOTS, `[]` allows nothing."""
+        roots = decode_json(request, body, RootsBody).roots
+        return roots_out(agent_roots.set(agent_id, roots))

@@ -24,10 +24,13 @@ from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.events import event_list
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import Paging
-from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.api.schemas.run_patch import MAX_INT32, RunPatch
+from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.runs import RunService
 
 AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
+# An extension: the attempt a remote agent was handed a run with (its fencing token).
+AttemptHeader = Annotated[str | None, HeaderParameter(name="X-Run-Attempt", required=False)]
 Query = Annotated[str | None, QueryParameter(required=False)]
 Runs = NamedDependency[RunService[Any, Any, Any]]
 
@@ -49,6 +52,15 @@ class RunResource:
         return f"{self.noun}_id"
 
 
+def run_attempt(header: str | None) -> int | None:
+    """The ``X-Run-Attempt`` header as a positive integer (400 otherwise); None when absent."""
+    if header is None:
+        return None
+    if not (header.isascii() and header.isdigit()) or not 0 < int(header) <= MAX_INT32:
+        raise InvalidInput("Validation failed.", ["X-Run-Attempt must be a positive integer."])
+    return int(header)
+
+
 def run_handlers(resource: RunResource) -> tuple[HTTPRouteHandler, ...]:
     """GET one, PATCH, GET errors and GET events of ``resource``, in that order. The service
     comes from the controller's ``runs`` dependency."""
@@ -60,12 +72,18 @@ def run_handlers(resource: RunResource) -> tuple[HTTPRouteHandler, ...]:
         return resource.out(runs.get(call.project_id, run_id), call.links)
 
     def update_run(
-        self: Any, call: Call, body: RawBody, runs: Runs, x_agent_id: AgentHeader = None
+        self: Any,
+        call: Call,
+        body: RawBody,
+        runs: Runs,
+        x_agent_id: AgentHeader = None,
+        x_run_attempt: AttemptHeader = None,
     ) -> None:
         update = resource.patch.parse(call.request, body)
+        attempt = run_attempt(x_run_attempt)
         run_id = call.request.path_params[id_name]
         # X-Agent-Id stays documented; the guard checks it names the token's agent.
-        runs.update(call.project_id, run_id, update, reporting_agent(call.request))
+        runs.update(call.project_id, run_id, update, reporting_agent(call.request), attempt)
 
     def list_errors(self: Any, call: Call, runs: Runs) -> Any:
         row, items = runs.errors(call.project_id, call.request.path_params[id_name])

@@ -16,10 +16,11 @@ class AgentStatusOut(msgspec.Struct):
 
 
 def agent_document_out(document: AgentDocument, links: LinkBuilder, host: str) -> dict[str, Any]:
-    """A7: the agent polls its own event list (EV4) as its event channel (OQ-26)."""
+    """A7: the agent's event channel is its long poll, ``/agents/{agent_id}/channel`` (an
+    extension fed by the workers; docs/decisions.md, "Remote agents")."""
     agent = document.agent
     vault = ("agents", agent.id, "vault")
-    channel = links.href("agents", agent.id, "events")[len(host) :]
+    channel = links.href("agents", agent.id, "channel")[len(host) :]
     return {
         "system_preferences": system_preferences(agent.log_level, host, channel),
         "vaults": [

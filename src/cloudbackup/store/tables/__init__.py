@@ -38,10 +38,14 @@ from cloudbackup.store.tables.operations import (
 from cloudbackup.store.tables.restores import RESTORE_ERRORS, RESTORES, Restore, RestoreError
 from cloudbackup.store.tables.summaries import SUMMARY_SETTINGS, SummarySettings
 from cloudbackup.store.tables.webhooks import (
+    WEBHOOK_ATTEMPTS,
     WEBHOOK_DELIVERIES,
+    WEBHOOK_SUBSCRIPTIONS,
     WEBHOOKS,
     Webhook,
+    WebhookAttempt,
     WebhookDelivery,
+    WebhookSubscription,
 )
 
 __all__ = [
@@ -72,7 +76,9 @@ __all__ = [
     "RUN_SLOTS",
     "SUMMARY_SETTINGS",
     "WEBHOOKS",
+    "WEBHOOK_ATTEMPTS",
     "WEBHOOK_DELIVERIES",
+    "WEBHOOK_SUBSCRIPTIONS",
     "WORKER_HEARTBEATS",
     "Agent",
     "AgentPresence",
@@ -101,7 +107,9 @@ __all__ = [
     "RunSlot",
     "SummarySettings",
     "Webhook",
+    "WebhookAttempt",
     "WebhookDelivery",
+    "WebhookSubscription",
     "WorkerHeartbeat",
     "as_utc",
     "table_of",

@@ -41,6 +41,12 @@ class Agent(SQLModel, table=True):
     vault_use_internal: bool = False
     registered_time: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     deleted: bool = False
+    # Runs on its own host and speaks to the API only (``cloudbackup agent run``): its runs are
+    # handed to its event channel instead of run by a hosted worker (docs/decisions.md).
+    remote: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
+    # Folders the agent's hosted execution may touch, set by the operator (``domain.roots``);
+    # null falls back to CLOUDBACKUP_ALLOWED_ROOTS, an empty list allows nothing.
+    allowed_roots: list[str] | None = json_field()
 
 
 class Configuration(SQLModel, table=True):

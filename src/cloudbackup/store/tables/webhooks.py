@@ -1,8 +1,8 @@
-"""Webhooks and their delivery queue.
+"""Webhooks, their subscriptions, and the delivery log.
 
-The events table is the log: a webhook pass reads events after its cursor and writes one
-delivery row per matching webhook, holding the rendered body, in the same transaction that
-moves the cursor; the event's purge therefore never loses a pending delivery.
+Every event insert also inserts one delivery row per subscribed webhook, in the same
+transaction (``store.webhook_log``); the event stays in the events table while a delivery of it
+is pending, and each delivery keeps the rendered body once sent, so a replay needs no event.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class WebhookDelivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     webhook_id: str = Field(max_length=36, index=True)
     project_id: str = Field(max_length=64, index=True)
-    event_id: int
+    event_id: int = Field(index=True)
     event: str = Field(max_length=64)
     body: str = Field(sa_type=sa.Text)
     state: str = Field(default="pending", max_length=16, index=True)  # pending|delivered|failed
@@ -47,11 +47,42 @@ class WebhookDelivery(SQLModel, table=True):
         default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True
     )
     last_attempt_at: datetime | None = ts_field()
+    # When a send of it was last published: the sweep re-publishes a due delivery once, not
+    # on every pass while it waits in the queue.
+    published_at: datetime | None = ts_field()
     last_status_code: int | None = None
     last_error: str | None = Field(default=None, max_length=500)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     delivered_at: datetime | None = ts_field()
 
 
+class WebhookSubscription(SQLModel, table=True):
+    """One event name (or ``*``) a webhook receives: what the event insert joins on."""
+
+    __tablename__ = "webhook_subscriptions"
+
+    webhook_id: str = Field(primary_key=True, max_length=36)
+    event: str = Field(primary_key=True, max_length=64)
+    project_id: str = Field(max_length=64, index=True)
+
+
+class WebhookAttempt(SQLModel, table=True):
+    """One POST of a delivery: when, the answer, and when the next one is due."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(index=True)
+    webhook_id: str = Field(max_length=36, index=True)
+    time: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    status: str = Field(max_length=16)  # delivered|failed
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=500)
+    duration_ms: int = 0
+    next_attempt_at: datetime | None = ts_field()
+
+
 WEBHOOKS = table_of(Webhook)
+WEBHOOK_SUBSCRIPTIONS = table_of(WebhookSubscription)
+WEBHOOK_ATTEMPTS = table_of(WebhookAttempt)
 WEBHOOK_DELIVERIES = table_of(WebhookDelivery)

@@ -1,7 +1,7 @@
 """restore drills (issue 14): drills, drill_errors, events.drill_id
 
 Revision ID: 70f22a77c13f
-Revises: 48695515e8c2
+Revises: c4a7d2e91b05
 Create Date: 2026-12-03 14:46:19.216989
 """
 
@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "70f22a77c13f"
-down_revision: str | None = "48695515e8c2"
+down_revision: str | None = "c4a7d2e91b05"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

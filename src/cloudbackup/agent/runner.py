@@ -1,0 +1,118 @@
+"""``cloudbackup agent run``: announce the agent (EV3 ``startup``), read its working document
+(A7) and serve the work items of the event channel A7 names, one at a time, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from cloudbackup.agent.backup import HostBackup
+from cloudbackup.agent.http_storage import HttpStorage
+from cloudbackup.agent.reports import RunReports
+from cloudbackup.agent.restore import HostRestore
+from cloudbackup.agent.session import AgentSession, ApiRefused
+from cloudbackup.agent.state import StateDir
+from cloudbackup.engine import Vault
+
+log = logging.getLogger("cloudbackup.agent")
+
+POLL_WAIT_SECONDS = 25
+RETRY_SECONDS = 2.0
+
+
+class AgentRunner:
+    """One agent serving its channel."""
+
+    def __init__(
+        self,
+        state: StateDir,
+        session: AgentSession,
+        *,
+        wait: int = POLL_WAIT_SECONDS,
+        max_bps: int = 0,
+    ) -> None:
+        self.state = state
+        self.session = session
+        self.wait = wait
+        self.max_bps = max_bps
+        self.channel = session.agent_path("channel")
+        self.busy = False  # running an item (a stop then waits for it to end)
+
+    def vault(self) -> Vault:
+        """The agent's vault over the API, encrypted with the password kept in the state dir
+        (opened afresh for each run, as a hosted worker does)."""
+        return Vault(HttpStorage(self.session), password=self.state.vault_password())
+
+    def start(self) -> None:
+        """EV3 ``startup``, then A7 for the channel's address."""
+        self.announce("startup")
+        document = self.session.checked("GET", self.session.agent_path("configuration")).json()
+        rse = document["system_preferences"]["events"]["rse"]
+        self.channel = f"{str(rse['host']).rstrip('/')}{rse['channel']}"
+        log.info("agent %s serves %s", self.session.identity.agent_id, self.channel)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Take work from the channel until ``stop`` is set."""
+        self.start()
+        marker = self.state.marker() or "0"
+        ready = False
+        try:
+            while not stop.is_set():
+                try:
+                    # The first read does not wait: from its answer on, the agent is remote.
+                    wait = str(self.wait if ready else 0)
+                    answer = self.session.checked(
+                        "GET", self.channel, params={"marker": marker, "wait": wait}
+                    ).json()
+                except Exception as exc:  # the API is away: try again shortly
+                    log.warning("could not read the event channel: %s", exc)
+                    stop.wait(RETRY_SECONDS)
+                    continue
+                if not ready:
+                    ready = True
+                    log.info("agent %s ready", self.session.identity.agent_id)
+                for entry in answer["items"]:
+                    marker = str(entry["marker"])
+                    # Recorded before the work: a crash mid-run is the server's to re-drive,
+                    # with a new attempt and a new item.
+                    self.state.save_marker(marker)
+                    self.busy = True
+                    try:
+                        self.handle(entry["item"])
+                    finally:
+                        self.busy = False
+                    if stop.is_set():
+                        break
+                marker = str(answer.get("marker") or marker)
+        except KeyboardInterrupt:
+            pass  # a stop signal while waiting on the channel
+        finally:
+            self.shutdown()
+
+    def handle(self, item: dict[str, Any]) -> str:
+        """Run one work item; what it came to."""
+        kind = item.get("kind")
+        if item.get("type") != "run" or kind not in ("backup", "restore"):
+            log.warning("ignoring a channel item this agent does not serve: %s", kind)
+            return "ignored"
+        reports = RunReports(self.session, f"{kind}s", str(item["id"]), int(item["attempt"]))
+        log.info("%s %s (attempt %s) starts", kind, item["id"], item["attempt"])
+        if kind == "restore":
+            return HostRestore(reports, self.vault(), item).run()
+        return HostBackup(reports, self.vault(), item, max_bps=self.max_bps).run()
+
+    def announce(self, event: str) -> None:
+        """EV3: the agent's lifecycle event (``startup``, ``shutdown``)."""
+        self.session.checked(
+            "POST",
+            self.session.agent_path("events"),
+            json={"event": event},
+            headers={"X-Agent-Id": self.session.identity.agent_id},
+        )
+
+    def shutdown(self) -> None:
+        try:
+            self.announce("shutdown")
+        except (ApiRefused, OSError) as exc:
+            log.warning("could not announce the shutdown: %s", exc)

@@ -1,0 +1,164 @@
+"""Runs of remote agents: a worker admits and claims them as any other, then hands them to the
+agent's event channel instead of running the engine (docs/decisions.md, "Remote agents").
+
+A remote agent is one more executor of the run protocol (``domain.run_protocol``): the claim's
+attempt travels in the work item, the agent reports with it through B4 (``X-Run-Attempt``), and
+each report writes the heartbeat. An agent that goes silent lets the heartbeat go stale: the
+sweeper re-publishes the run, the next claim takes it over with the next attempt and this
+module hands it to the channel again, until ``max_attempts`` fail it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from cloudbackup.domain.agent_channel import AgentChannel, is_remote
+from cloudbackup.domain.backup_run import BackupRun, claim_backup
+from cloudbackup.domain.backups import BACKUP_RUNS
+from cloudbackup.domain.restore_run import FAILED_REASON as RESTORE_FAILED
+from cloudbackup.domain.restore_run import RestoreRun, claim_restore
+from cloudbackup.domain.restores import RESTORE_RUNS
+from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, execute_run
+from cloudbackup.domain.run_states import BackupState, RestoreState
+from cloudbackup.settings import Settings
+from cloudbackup.store.db import Database
+from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
+from cloudbackup.store.tables import Agent, Backup, BackupError, Restore, RestoreError
+
+log = logging.getLogger("cloudbackup.run")
+
+NO_CHANNEL = "no event channel is configured to hand the run to its remote agent"
+OTHER_VAULT = (
+    "Nothing restored: the backup is in another agent's vault, whose password only that agent "
+    "holds (encrypted hand-over of vault passwords, V2, is not served yet). Restore it to its "
+    "own agent."
+)
+NOT_RESTORABLE = "Nothing restored: the backup is no longer restorable (a cleanup expired it)."
+
+
+def work_item(kind: str, run_id: str, attempt: int, state: str, **what: Any) -> dict[str, Any]:
+    """The channel item that hands one claimed run to its agent."""
+    return {"type": "run", "kind": kind, "id": run_id, "attempt": attempt, "state": state, **what}
+
+
+class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
+    """A claimed backup of a remote agent: what to back up goes to the agent's channel; the
+    agent's B4 reports carry the run from here."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        claim: RunClaim[Backup, BackupError, BackupState],
+        channel: AgentChannel | None,
+    ) -> None:
+        super().__init__(db, settings, claim)
+        self.channel = channel
+
+    def work(self) -> Outcome:
+        backup = self.claim.run
+        if self.channel is None:
+            raise RuntimeError(NO_CHANNEL)
+        with self.db.read() as session:
+            config = ConfigurationRepository(session).get(backup.configuration_id)
+        assert config is not None  # configurations are soft-deleted, never removed
+        item = work_item(
+            "backup",
+            backup.id,
+            self.claim.attempt,
+            str(self.state),
+            configuration_id=backup.configuration_id,
+            inclusions=list(config.inclusions or []),
+            exclusions=list(config.exclusions or []),
+        )
+        if not self.channel.push(backup.agent_id, item):
+            # Nobody will report: the heartbeat goes stale and the sweeper re-drives the run.
+            log.warning("could not hand backup %s to agent %s", backup.id, backup.agent_id)
+        else:
+            log.info("backup %s (attempt %d) handed to its agent", backup.id, self.claim.attempt)
+        return Outcome.DELEGATED
+
+
+class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
+    """A claimed restore whose destination is a remote agent: the agent reads its own vault
+    through the API and writes the files on its host."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        claim: RunClaim[Restore, RestoreError, RestoreState],
+        channel: AgentChannel | None,
+    ) -> None:
+        super().__init__(db, settings, claim)
+        self.channel = channel
+
+    def work(self) -> Outcome:
+        restore = self.claim.run
+        if self.channel is None:
+            raise RuntimeError(NO_CHANNEL)
+        with self.db.read() as session:
+            destination = session.get(Agent, restore.destination_agent_id)
+            backup = BackupRepository(session).get(restore.backup_id)
+        refusal = None
+        if backup is None or not backup.restorable or backup.snapshot_id is None:
+            refusal = NOT_RESTORABLE
+        elif destination is None or destination.vault_id != restore.vault_id:
+            refusal = OTHER_VAULT
+        if refusal is not None:
+            values = {"errors_reason": RESTORE_FAILED, "errors_diagnostics": refusal}
+            return self.finish(RestoreState.FAILED, values)
+        item = work_item(
+            "restore",
+            restore.id,
+            self.claim.attempt,
+            str(self.state),
+            snapshot_id=restore.snapshot_id,
+            destination_path=restore.destination_path,
+            overwrite=restore.overwrite_files,
+            resume=self.claim.resumed,
+            inclusions=list(restore.inclusions or []),
+            exclusions=list(restore.exclusions or []),
+        )
+        if not self.channel.push(restore.destination_agent_id, item):
+            log.warning("could not hand restore %s to its agent", restore.id)
+        return Outcome.DELEGATED
+
+
+def restore_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:
+    """The worker's ``execute`` of one restore: to a remote agent through its channel."""
+
+    def execute(db: Database, settings: Settings, restore_id: str) -> Outcome:
+        def runner(
+            claim: RunClaim[Restore, RestoreError, RestoreState],
+        ) -> OwnedRun[Restore, RestoreError, RestoreState]:
+            if is_remote(db, claim.run.destination_agent_id):
+                return RemoteRestore(db, settings, claim, channel)
+            return RestoreRun(db, settings, claim)
+
+        return execute_run(
+            RESTORE_RUNS, lambda: claim_restore(db, settings, restore_id), runner, settings
+        )
+
+    return execute
+
+
+def backup_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:
+    """The worker's ``execute`` of one backup: hosted agents' runs run here, remote agents'
+    runs are handed to their channel."""
+
+    def execute(db: Database, settings: Settings, backup_id: str) -> Outcome:
+        def runner(
+            claim: RunClaim[Backup, BackupError, BackupState],
+        ) -> OwnedRun[Backup, BackupError, BackupState]:
+            if is_remote(db, claim.run.agent_id):
+                return RemoteBackup(db, settings, claim, channel)
+            return BackupRun(db, settings, claim)
+
+        return execute_run(
+            BACKUP_RUNS, lambda: claim_backup(db, settings, backup_id), runner, settings
+        )
+
+    return execute
