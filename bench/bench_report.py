@@ -106,6 +106,8 @@ def _service_breakdown(tree: dict[str, Any]) -> list[str]:
         detail = best["detail"][step]
         seen = ", ".join(f"{state} {t:.2f}" for state, t in detail["seen"].items())
         seen += f"; worker RSS before {detail['worker_rss_before_mb']} MB"
+        if "api_cpu_seconds" in detail:
+            seen += f"; API CPU {detail['api_cpu_seconds']:.2f} s"
         alone = f"; engine alone {_best(engine, step):.2f} s" if engine else ""
         lines.append(f"    {step:12} {seen}{alone}")
     return lines

@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench_report import TOOLS, render
 from bench_service import Service, running_service
@@ -171,6 +172,7 @@ def service_round(service: Service, work: Path, tree: Tree, change: OnePercentCh
             "files_backed_up": seen.body.get("files_backed_up"),
             "bytes_backed_up": seen.body.get("bytes_backed_up"),
             "worker_rss_before_mb": round(service.idle_rss_mb),
+            "api_cpu_seconds": round(seen.api_cpu_seconds, 2),
         }
     new = set(os.listdir(service.vaults)) - before
     result.vault_bytes = sum(dir_size(service.vaults / name) for name in new)
@@ -306,8 +308,13 @@ def main() -> None:
     tools = available_tools([t for t in args.tools.split(",") if t])
     work = Path(tempfile.mkdtemp(prefix="engine-bench-", dir=args.workdir))
     started = time.time()
-    load_before = os.getloadavg()
-    figures: dict[str, object] = {"trees": {}}
+    figures: dict[str, Any] = {
+        "trees": {},
+        "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "machine": f"{os.cpu_count()} cores, {os.uname().release}",
+        "versions": versions(),
+    }
     try:
         with running_service(work, args.pg_admin_url, args.redis_url) as service:
             for name in args.trees.split(","):
@@ -319,25 +326,24 @@ def main() -> None:
                     tree = small_files_tree(root, args.small_files, args.small_mb)
                 os.sync()
                 rounds = run_tree(name, tree, tools, args.reps, work, service)
-                figures["trees"][name] = {  # type: ignore[index]
+                figures["trees"][name] = {
                     "files": tree.files,
                     "bytes": tree.bytes,
                     "rounds": {t: [r.__dict__ for r in rs] for t, rs in rounds.items()},
                 }
                 shutil.rmtree(root, ignore_errors=True)
+                # Each tree's table as soon as it is done: a long run stopped later keeps it.
+                report(figures, started, args.json)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    figures.update(
-        started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
-        minutes=round((time.time() - started) / 60, 1),
-        load_before=[round(x, 2) for x in load_before],
-        load_after=[round(x, 2) for x in os.getloadavg()],
-        machine=f"{os.cpu_count()} cores, {os.uname().release}",
-        versions=versions(),
-    )
-    print(render(figures))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
+
+
+def report(figures: dict[str, Any], started: float, path: Path | None) -> None:
+    figures["minutes"] = round((time.time() - started) / 60, 1)
+    figures["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(render(figures), flush=True)
+    if path:
+        path.write_text(json.dumps(figures, indent=1))
 
 
 def versions() -> dict[str, str]:
