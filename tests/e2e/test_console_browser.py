@@ -303,6 +303,17 @@ def test_a_user_backs_up_stops_and_restores_from_the_console(stack, browser, tmp
     page.goto(f"{stack.base}/console/restores")
     assert page.locator("tbody .state").first.inner_text() == "completed"
 
+    # At 1280 px every list shows all its columns: no table is wider than its scroll area; and
+    # an empty cell is one en dash everywhere (no hyphen or em dash stands for "nothing").
+    for path in ("/console/backups", "/console/restores", "/console/configurations"):
+        page.goto(stack.base + path)
+        widths = page.evaluate(
+            "[...document.querySelectorAll('.scroll')].map(e => [e.scrollWidth, e.clientWidth])"
+        )
+        assert all(scroll <= client for scroll, client in widths), (path, widths)
+        cells = page.locator("td").all_inner_texts()
+        assert not [c for c in cells if c.strip() in {"-", "—", "--"}], (path, cells)
+
     # Phone width: nothing but the tables' own scroll areas is wider than the screen.
     page.set_viewport_size({"width": 390, "height": 844})
     for path in (done_url.replace(stack.base, ""), "/console/configurations", "/console/backups"):
@@ -325,7 +336,7 @@ def test_an_observer_sees_everything_and_no_button_that_changes_anything(stack, 
         "enabled": True,
         "schedule": None,
         "retention": {"days": 1},
-        "inclusions": [{"type": "folder", "path": "/nonexistent/"}],
+        "inclusions": [{"type": "folder", "path": f"{stack.work}/nonexistent/"}],
         "exclusions": [],
         "notifications": [
             {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
@@ -36,6 +37,19 @@ def _words(value: str | None) -> str:
     return text.replace("_", " ")
 
 
+NOTHING = "\u2013"  # the pages' one mark for "no value" (an en dash; the CLI's tables use "-")
+
+
+def _dashed(format_value: Callable[..., str]) -> Callable[..., str]:
+    """``format_value`` with the CLI's ``-`` for "no value" shown as the pages' en dash."""
+
+    def shown(*args: Any) -> str:
+        text = format_value(*args)
+        return NOTHING if text == "-" else text
+
+    return shown
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -45,17 +59,17 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(
-        size=fmt.size,
-        rate=fmt.rate,
-        duration=fmt.duration,
-        when=fmt.when,
-        short=fmt.short_id,
+        size=_dashed(fmt.size),
+        rate=_dashed(fmt.rate),
+        duration=_dashed(fmt.duration),
+        when=_dashed(fmt.when),
+        short=_dashed(fmt.short_id),
         ref=fmt.ref_id,
         words=_words,
         schedule=schedule_words,
         path=path_text,
     )
-    env.globals.update(elapsed=fmt.elapsed)
+    env.globals.update(elapsed=_dashed(fmt.elapsed))
     return env
 
 
