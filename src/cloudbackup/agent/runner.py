@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from cloudbackup.agent.backup import HostBackup
+from cloudbackup.agent.cleanup import HostCleanup
 from cloudbackup.agent.http_storage import HttpStorage
 from cloudbackup.agent.reports import RunReports
 from cloudbackup.agent.restore import HostRestore
@@ -19,6 +20,7 @@ log = logging.getLogger("cloudbackup.agent")
 
 POLL_WAIT_SECONDS = 25
 RETRY_SECONDS = 2.0
+RUN_KINDS = ("backup", "restore", "cleanup")
 
 
 class AgentRunner:
@@ -93,11 +95,13 @@ class AgentRunner:
     def handle(self, item: dict[str, Any]) -> str:
         """Run one work item; what it came to."""
         kind = item.get("kind")
-        if item.get("type") != "run" or kind not in ("backup", "restore"):
+        if item.get("type") != "run" or kind not in RUN_KINDS:
             log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"
         reports = RunReports(self.session, f"{kind}s", str(item["id"]), int(item["attempt"]))
         log.info("%s %s (attempt %s) starts", kind, item["id"], item["attempt"])
+        if kind == "cleanup":
+            return HostCleanup(reports, self.vault(), item).run()
         if kind == "restore":
             return HostRestore(reports, self.vault(), item).run()
         return HostBackup(reports, self.vault(), item, max_bps=self.max_bps).run()

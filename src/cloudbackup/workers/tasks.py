@@ -15,9 +15,8 @@ from cloudbackup import logs
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
 from cloudbackup.domain.browse import answer_browse
-from cloudbackup.domain.cleanup_run import execute_cleanup
 from cloudbackup.domain.logfiles import upload_hosted_log
-from cloudbackup.domain.remote_runs import backup_executor, restore_executor
+from cloudbackup.domain.remote_runs import backup_executor, cleanup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
 from cloudbackup.domain.webhook_deliveries import publisher
@@ -105,16 +104,22 @@ def dispatcher() -> CeleryDispatcher:
 
 
 Execute = Callable[[Database, Settings, str], Outcome]
-_executors: tuple[int, Execute, Execute] | None = None
+_executors: tuple[int, Execute, Execute, Execute] | None = None
 
 
-def executors() -> tuple[Execute, Execute]:
-    """This process's backup and restore executors: remote agents' runs go to their channel."""
+def executors() -> tuple[Execute, Execute, Execute]:
+    """This process's backup, restore and cleanup executors: remote agents' runs go to their
+    channel."""
     global _executors
     if _executors is None or _executors[0] != os.getpid():
         channel = agent_channel(settings.broker_url)
-        _executors = (os.getpid(), backup_executor(channel), restore_executor(channel))
-    return _executors[1], _executors[2]
+        _executors = (
+            os.getpid(),
+            backup_executor(channel),
+            restore_executor(channel),
+            cleanup_executor(channel),
+        )
+    return _executors[1], _executors[2], _executors[3]
 
 
 def _bind_delivery(**run_id: str) -> None:
@@ -168,6 +173,7 @@ def restore_task(self: Task, restore_id: str) -> str:
 @app.task(name=RUN_CLEANUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def cleanup_task(self: Task, cleanup_id: str) -> str:
     _bind_delivery(cleanup_id=cleanup_id)
+    execute_cleanup = executors()[2]
     return _after(self, execute_cleanup(database(), settings, cleanup_id), "cleanup")
 
 
