@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 from cloudbackup.agent.backup import HostBackup
+from cloudbackup.agent.browse import answer_browse
 from cloudbackup.agent.cleanup import HostCleanup
 from cloudbackup.agent.http_storage import HttpStorage
 from cloudbackup.agent.reports import RunReports
@@ -95,6 +96,8 @@ class AgentRunner:
     def handle(self, item: dict[str, Any]) -> str:
         """Run one work item; what it came to."""
         kind = item.get("kind")
+        if item.get("type") == "browse":
+            return answer_browse(self.session, item, self.vault)
         if item.get("type") != "run" or kind not in RUN_KINDS:
             log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"

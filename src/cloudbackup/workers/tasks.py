@@ -14,6 +14,7 @@ from celery.signals import worker_process_init
 from cloudbackup import logs
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
+from cloudbackup.domain.agent_channel import AgentChannel
 from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.logfiles import upload_hosted_log
 from cloudbackup.domain.remote_runs import backup_executor, cleanup_executor, restore_executor
@@ -103,6 +104,17 @@ def dispatcher() -> CeleryDispatcher:
     return _dispatcher[1]
 
 
+_channel: tuple[int, AgentChannel | None] | None = None
+
+
+def channel() -> AgentChannel | None:
+    """This process's way to hand work to remote agents (None on a broker other than Redis)."""
+    global _channel
+    if _channel is None or _channel[0] != os.getpid():
+        _channel = (os.getpid(), agent_channel(settings.broker_url))
+    return _channel[1]
+
+
 Execute = Callable[[Database, Settings, str], Outcome]
 _executors: tuple[int, Execute, Execute, Execute] | None = None
 
@@ -112,12 +124,12 @@ def executors() -> tuple[Execute, Execute, Execute]:
     channel."""
     global _executors
     if _executors is None or _executors[0] != os.getpid():
-        channel = agent_channel(settings.broker_url)
+        to_agents = channel()
         _executors = (
             os.getpid(),
-            backup_executor(channel),
-            restore_executor(channel),
-            cleanup_executor(channel),
+            backup_executor(to_agents),
+            restore_executor(to_agents),
+            cleanup_executor(to_agents),
         )
     return _executors[1], _executors[2], _executors[3]
 
@@ -180,7 +192,7 @@ def cleanup_task(self: Task, cleanup_id: str) -> str:
 @app.task(name=RUN_BROWSE_TASK, acks_late=True)
 def browse_task(request_id: str) -> str:
     logs.clear()
-    return answer_browse(database(), settings, request_id)
+    return answer_browse(database(), settings, request_id, channel())
 
 
 @app.task(name=UPLOAD_LOG_TASK, acks_late=True)
