@@ -11,6 +11,7 @@ from cloudbackup.agent.backup import HostBackup
 from cloudbackup.agent.browse import answer_browse
 from cloudbackup.agent.cleanup import HostCleanup
 from cloudbackup.agent.http_storage import HttpStorage
+from cloudbackup.agent.logs import log_to_file, upload_log
 from cloudbackup.agent.reports import RunReports
 from cloudbackup.agent.restore import HostRestore
 from cloudbackup.agent.session import AgentSession, ApiRefused
@@ -56,7 +57,15 @@ class AgentRunner:
         log.info("agent %s serves %s", self.session.identity.agent_id, self.channel)
 
     def serve(self, stop: threading.Event) -> None:
-        """Take work from the channel until ``stop`` is set."""
+        """Take work from the channel until ``stop`` is set (logging to the state folder too)."""
+        to_file = log_to_file(self.state.folder)
+        try:
+            self._serve(stop)
+        finally:
+            logging.getLogger("cloudbackup").removeHandler(to_file)
+            to_file.close()
+
+    def _serve(self, stop: threading.Event) -> None:
         self.start()
         marker = self.state.marker() or "0"
         ready = False
@@ -98,6 +107,8 @@ class AgentRunner:
         kind = item.get("kind")
         if item.get("type") == "browse":
             return answer_browse(self.session, item, self.vault)
+        if item.get("type") == "logfile_upload":
+            return upload_log(self.session, self.state.folder, item)
         if item.get("type") != "run" or kind not in RUN_KINDS:
             log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"

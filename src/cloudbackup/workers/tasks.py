@@ -198,7 +198,7 @@ def browse_task(request_id: str) -> str:
 @app.task(name=UPLOAD_LOG_TASK, acks_late=True)
 def upload_log_task(logfile_id: str) -> str:
     logs.clear()
-    return upload_hosted_log(database(), settings, logfile_id)
+    return upload_hosted_log(database(), settings, logfile_id, channel())
 
 
 @app.task(name=SWEEP_TASK, acks_late=True)
