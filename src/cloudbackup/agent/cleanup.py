@@ -63,7 +63,7 @@ class HostCleanup(HostRun):
         fraction = float(self.item.get("verify_fraction") or 0)
         pruned: PruneResult | None
         try:
-            pruned = prune(self.vault, on_progress=lambda _: self.check(), should_stop=self.stop)
+            pruned = prune(self.vault, on_progress=lambda _: self.check(), should_stop=self.should_stop)
         except VaultLocked:
             raise
         except VaultError:
@@ -79,12 +79,9 @@ class HostCleanup(HostRun):
                 self.vault,
                 sample_fraction=min(fraction, 1.0),
                 on_progress=lambda _: self.check(),
-                should_stop=self.stop,
+                should_stop=self.should_stop,
             )
         return self._complete(pruned, report)
-
-    def stop(self) -> bool:
-        return self.should_stop()
 
     def _complete(self, pruned: PruneResult | None, report: VerifyReport | None) -> str:
         self._stop_beat()
