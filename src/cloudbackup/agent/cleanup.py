@@ -63,7 +63,9 @@ class HostCleanup(HostRun):
         fraction = float(self.item.get("verify_fraction") or 0)
         pruned: PruneResult | None
         try:
-            pruned = prune(self.vault, on_progress=lambda _: self.check(), should_stop=self.should_stop)
+            pruned = prune(
+                self.vault, on_progress=lambda _: self.check(), should_stop=self.should_stop
+            )
         except VaultLocked:
             raise
         except VaultError:
