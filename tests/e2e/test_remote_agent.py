@@ -7,6 +7,7 @@ the agent in its own network namespace, where PostgreSQL and Redis are unreachab
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -150,6 +151,43 @@ def vault_bytes(data_dir: Path, stack: Procfile, agent_id: str) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def answered(url: str, stack: Procfile, agent: HostAgent, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (response := httpx.get(url, headers=stack.headers)).status_code != 200:
+        assert time.monotonic() < deadline, (response.text, agent.text(), stack.text()[-3000:])
+        time.sleep(0.2)
+    return dict(response.json())
+
+
+def served_on_the_host(stack: Procfile, agent: HostAgent, agent_id: str, tree: Tree) -> None:
+    """A cleanup (C1), a host browse (A10) and a log upload (A12) of the remote agent, through
+    the workers and its channel: hosted workers hold neither its vault's password nor its files."""
+    cleanup = stack.post("/cleanups", {"agent_id": agent_id, "state": "start_requested"})
+    assert cleanup.status_code == 201, cleanup.text
+    cleaned = final(stack, str(cleanup.headers["location"]), agent)
+    assert cleaned["state"] == "completed", (cleaned, agent.text())
+    assert cleaned["snapshot_ids"] == [] and cleaned["bytes_after"] > 0  # nothing expired
+    assert f"cleanup {cleaned['id']} (attempt 1) starts" in agent.log.read_text()
+
+    asked = stack.post(
+        f"/agents/{agent_id}/browse-requests", {"path": f"{tree.root}/", "path_encoded": None}
+    )
+    assert asked.status_code == 202, asked.text
+    listed = answered(str(asked.headers["location"]), stack, agent)
+    assert listed["succeeded"] is True, listed
+    names = sorted(p.name for p in tree.root.iterdir())
+    assert [item["name"] for item in listed["items"]] == names
+
+    logfile = httpx.post(f"{stack.base}/agents/{agent_id}/logfiles", headers=stack.headers)
+    assert logfile.status_code == 202, logfile.text
+    url = f"{stack.base}/agents/{agent_id}/logfiles/{logfile.json()['id']}"
+    done = stack.poll(url, lambda x: x["state"] == "completed", 60)
+    [link] = [link["href"] for link in done["links"] if link["rel"] == "logfile"]
+    downloaded = httpx.get(link, headers=stack.headers)
+    assert downloaded.status_code == 200, downloaded.text
+    assert b"ready" in gzip.decompress(downloaded.content)  # the agent's own log lines
+
+
 def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
     tmp_path: Path,
 ) -> None:
@@ -208,6 +246,7 @@ def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
             assert second["files_searched"] == tree.files
             growth = vault_bytes(data, stack, a_id) - stored
             assert growth < max(stored // 50, 64 * 1024), (growth, stored)  # about nothing
+            served_on_the_host(stack, a, a_id, tree)
 
             a.stop()
             a.start("--max-bps", str(2 * 1024 * 1024))

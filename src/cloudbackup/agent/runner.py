@@ -8,7 +8,10 @@ import threading
 from typing import Any
 
 from cloudbackup.agent.backup import HostBackup
+from cloudbackup.agent.browse import answer_browse
+from cloudbackup.agent.cleanup import HostCleanup
 from cloudbackup.agent.http_storage import HttpStorage
+from cloudbackup.agent.logs import log_to_file, upload_log
 from cloudbackup.agent.reports import RunReports
 from cloudbackup.agent.restore import HostRestore
 from cloudbackup.agent.session import AgentSession, ApiRefused
@@ -19,6 +22,7 @@ log = logging.getLogger("cloudbackup.agent")
 
 POLL_WAIT_SECONDS = 25
 RETRY_SECONDS = 2.0
+RUN_KINDS = ("backup", "restore", "cleanup")
 
 
 class AgentRunner:
@@ -53,7 +57,15 @@ class AgentRunner:
         log.info("agent %s serves %s", self.session.identity.agent_id, self.channel)
 
     def serve(self, stop: threading.Event) -> None:
-        """Take work from the channel until ``stop`` is set."""
+        """Take work from the channel until ``stop`` is set (logging to the state folder too)."""
+        to_file = log_to_file(self.state.folder)
+        try:
+            self._serve(stop)
+        finally:
+            logging.getLogger("cloudbackup").removeHandler(to_file)
+            to_file.close()
+
+    def _serve(self, stop: threading.Event) -> None:
         self.start()
         marker = self.state.marker() or "0"
         ready = False
@@ -93,11 +105,17 @@ class AgentRunner:
     def handle(self, item: dict[str, Any]) -> str:
         """Run one work item; what it came to."""
         kind = item.get("kind")
-        if item.get("type") != "run" or kind not in ("backup", "restore"):
+        if item.get("type") == "browse":
+            return answer_browse(self.session, item, self.vault)
+        if item.get("type") == "logfile_upload":
+            return upload_log(self.session, self.state.folder, item)
+        if item.get("type") != "run" or kind not in RUN_KINDS:
             log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"
         reports = RunReports(self.session, f"{kind}s", str(item["id"]), int(item["attempt"]))
         log.info("%s %s (attempt %s) starts", kind, item["id"], item["attempt"])
+        if kind == "cleanup":
+            return HostCleanup(reports, self.vault(), item).run()
         if kind == "restore":
             return HostRestore(reports, self.vault(), item).run()
         return HostBackup(reports, self.vault(), item, max_bps=self.max_bps).run()

@@ -14,7 +14,6 @@ import binascii
 import logging
 import mimetypes
 import os
-import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain.agent_channel import AgentChannel, check_own_agent
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
@@ -30,11 +30,12 @@ from cloudbackup.domain.restores import path_problem
 from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import Entry
+from cloudbackup.engine.listing import Child, host_children, snapshot_children
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
 from cloudbackup.store.run_repositories import BrowseRepository, vault_encrypted
-from cloudbackup.store.tables import Agent, BrowseRequest, as_utc, utcnow
+from cloudbackup.store.tables import Agent, Backup, BrowseRequest, as_utc, utcnow
 
 log = logging.getLogger("cloudbackup.browse")
 
@@ -112,59 +113,18 @@ def _item(name: bytes, kind: str, size: int) -> dict[str, Any]:
 
 
 def list_snapshot_dir(entries: Iterable[Entry], directory: bytes) -> list[dict[str, Any]] | None:
-    """The children of ``directory`` in a snapshot, sorted by name; None when the snapshot has no
-    directory there. Ancestors of the backed-up folders (``/`` of a backup of ``/home/u/``) have
-    no entries of their own and are listed as directories."""
-    base = directory.rstrip(b"/") or b"/"
-    prefix = b"/" if base == b"/" else base + b"/"
-    children: dict[bytes, dict[str, Any]] = {}
-    exists = base == b"/"
-    for entry in entries:
-        path = entry.path
-        if path == base:
-            if entry.kind != "dir":
-                return None
-            exists = True
-            continue
-        if not path.startswith(prefix):
-            continue
-        exists = True
-        name, _, rest = path[len(prefix) :].partition(b"/")
-        if rest:
-            children.setdefault(name, _item(name, "dir", 0))
-        else:
-            children[name] = _item(name, entry.kind, entry.size)
-    if not exists:
-        return None
-    return [children[name] for name in sorted(children)]
+    """The children of ``directory`` in a snapshot as B6 items; None when there is no such
+    directory (``engine.listing.snapshot_children``)."""
+    children = snapshot_children(entries, directory)
+    return None if children is None else [_item(*child) for child in children]
 
 
 def list_host_dir(directory: bytes, limit: int) -> list[dict[str, Any]]:
-    """The children of a directory of this host (the worker acts as the agent), links unfollowed.
+    """The children of a directory of this host as A11 items (the worker acts as the agent).
 
     Raises ``OSError`` when the directory cannot be listed.
     """
-    items: list[tuple[bytes, dict[str, Any]]] = []
-    with os.scandir(directory) as listing:
-        for entry in listing:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue  # vanished while listing
-            mode = info.st_mode
-            kind = (
-                "dir"
-                if stat.S_ISDIR(mode)
-                else "symlink"
-                if stat.S_ISLNK(mode)
-                else "file"
-                if stat.S_ISREG(mode)
-                else "other"
-            )
-            items.append((entry.name, _item(entry.name, kind, info.st_size)))
-            if len(items) >= limit:
-                break
-    return [item for _, item in sorted(items, key=lambda pair: pair[0])]
+    return [_item(*child) for child in host_children(directory, limit)]
 
 
 class BrowseService:
@@ -297,6 +257,19 @@ class BrowseService:
             live_agent(session, project_id, agent_id)
             return self._result(session, project_id, request_id, "host", agent_id)
 
+    def answer_from_agent(
+        self,
+        project_id: str,
+        agent_id: str,
+        caller: str | None,
+        request_id: str,
+        answer: AgentAnswer,
+    ) -> str:
+        """A remote agent's answer to a request handed to it (:func:`answer_from_agent`)."""
+        return answer_from_agent(
+            self.db, self.settings, project_id, agent_id, caller, request_id, answer
+        )
+
     def _result(
         self, session: Session, project_id: str, request_id: str, kind: str, owner: str
     ) -> BrowseResult:
@@ -321,25 +294,26 @@ def _is_hex(text: str) -> bool:
 # -- the worker side --------------------------------------------------------------------------
 
 
-def answer_browse(db: Database, settings: Settings, request_id: str) -> str:
-    """List what the request asks for and store the answer; `noop` if it was answered already."""
+def answer_browse(
+    db: Database, settings: Settings, request_id: str, channel: AgentChannel | None = None
+) -> str:
+    """List what the request asks for and store the answer; `noop` if it was answered already.
+    A remote agent's request goes to its channel instead (``delegated``): only its host has its
+    files and its vault's password; it answers with :func:`answer_from_agent`."""
     with db.transaction() as session:
         row = BrowseRepository(session).get(request_id)
         if row is None or row.state != "pending":
             return "noop"
         backup = BackupRepository(session).get(row.backup_id) if row.backup_id else None
-        agent = session.get(Agent, row.agent_id) if row.kind == "host" else None
+        agent = session.get(Agent, row.agent_id)
     ask = BrowseAsk(path=row.path, path_encoded=row.path_encoded)
     directory = requested_path(ask)
+    if agent is not None and agent.remote:
+        return _hand_to_agent(db, settings, channel, row, agent, backup, directory)
     items: list[dict[str, Any]] | None
     try:
         if row.kind == "host":
-            # Listing follows every link on the way, the last one too: judge where it leads,
-            # with the agent's roots as they are now.
-            roots = RootsPolicy.from_settings(settings).for_agent(
-                agent.allowed_roots if agent is not None else []
-            )
-            refusal = roots.refusal("path", os.fsdecode(directory))
+            refusal = _host_refusal(settings, agent, directory)
             if refusal is not None:
                 log.warning("browse request %s refused: %s", request_id, refusal)
                 items = None
@@ -355,6 +329,98 @@ def answer_browse(db: Database, settings: Settings, request_id: str) -> str:
     except Exception:  # the listing failed: answer so, the client is polling for it
         log.exception("browse request %s could not be answered", request_id)
         items = None
+    return _store_answer(db, row, directory, items)
+
+
+def _host_refusal(settings: Settings, agent: Agent | None, directory: bytes) -> str | None:
+    """Why the agent's roots, as they are now, refuse listing ``directory`` (listing follows
+    every link on the way, the last one too: where it leads is judged)."""
+    roots = RootsPolicy.from_settings(settings).for_agent(
+        agent.allowed_roots if agent is not None else []
+    )
+    return roots.refusal("path", os.fsdecode(directory))
+
+
+def _hand_to_agent(
+    db: Database,
+    settings: Settings,
+    channel: AgentChannel | None,
+    row: BrowseRequest,
+    agent: Agent,
+    backup: Backup | None,
+    directory: bytes,
+) -> str:
+    """Push the request to the remote agent's channel; what the server can refuse itself (roots,
+    a backup that is gone or in another agent's vault) is answered ``failed`` here."""
+    refusal: str | None = None
+    snapshot_id: int | None = None
+    if row.kind == "host":
+        refusal = _host_refusal(settings, agent, directory)
+    elif backup is None or backup.snapshot_id is None or not backup.restorable:
+        refusal = "the backup has no snapshot to browse"
+    elif backup.vault_id != agent.vault_id:
+        refusal = "the backup is in another agent's vault, whose password only that agent holds"
+    else:
+        snapshot_id = backup.snapshot_id
+    if refusal is not None:
+        log.warning("browse request %s refused: %s", row.id, refusal)
+        return _store_answer(db, row, directory, None)
+    item = {
+        "type": "browse",
+        "kind": row.kind,
+        "id": row.id,
+        "path_encoded": base64.b64encode(directory).decode("ascii"),
+        "snapshot_id": snapshot_id,
+        "limit": settings.browse_max_items,
+    }
+    if channel is None or not channel.push(agent.id, item):
+        # Left pending: the sweeper publishes it again.
+        log.warning("could not hand browse request %s to agent %s", row.id, agent.id)
+        return "noop"
+    return "delegated"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentAnswer:
+    """A remote agent's answer to a browse request: the listed children, or none."""
+
+    succeeded: bool
+    children: list[Child]
+
+
+def answer_from_agent(
+    db: Database,
+    settings: Settings,
+    project_id: str,
+    agent_id: str,
+    caller: str | None,
+    request_id: str,
+    answer: AgentAnswer,
+) -> str:
+    """Store the agent's answer to a request handed to it; only its own token may (403), only
+    for its own pending requests (404; 409 once answered)."""
+    check_own_agent(db, project_id, agent_id, caller)
+    with db.read() as session:
+        row = (
+            BrowseRepository(session).get(request_id, project_id) if storable(request_id) else None
+        )
+    if row is None or row.agent_id != agent_id:
+        raise NotFound(NOT_FOUND)
+    if row.state != "pending":
+        raise Conflict("The browse request is answered already.")
+    directory = requested_path(BrowseAsk(path=row.path, path_encoded=row.path_encoded))
+    items = None
+    if answer.succeeded:
+        items = [_item(*child) for child in answer.children[: settings.browse_max_items]]
+    if _store_answer(db, row, directory, items) == "noop":
+        raise Conflict("The browse request is answered already.")
+    return "answered" if items is not None else "failed"
+
+
+def _store_answer(
+    db: Database, row: BrowseRequest, directory: bytes, items: list[dict[str, Any]] | None
+) -> str:
+    """Record the answer and its ``*_browsed`` event; ``noop`` if another answered first."""
     text, encoded = encode_name(directory.rstrip(b"/") + b"/")
     now = utcnow()
     with db.transaction() as session:

@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from cloudbackup.domain.agent_channel import AgentChannel, is_remote
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -233,15 +234,29 @@ def _logfile_at(session: Session, project_id: str, agent_id: str, name: str) -> 
 # -- the worker's side, for hosted agents -----------------------------------------------------
 
 
-def upload_hosted_log(db: Database, settings: Settings, logfile_id: str) -> str:
+def upload_hosted_log(
+    db: Database, settings: Settings, logfile_id: str, channel: AgentChannel | None = None
+) -> str:
     """Upload what this machine's workers logged about the logfile's agent, then complete the
-    logfile. Returns ``completed``, or ``noop`` when there is nothing left to do."""
+    logfile. Returns ``completed``, or ``noop`` when there is nothing left to do. A remote
+    agent's log is on its host: the request goes to its channel (``delegated``), and the agent
+    PUTs the log to the link and completes the logfile itself."""
     with db.read() as session:
         row = session.execute(
             sa.select(Logfile).where(LOGFILES.c.id == logfile_id)
         ).scalar_one_or_none()
     if row is None or row.state == COMPLETED:
         return "noop"
+    if is_remote(db, row.agent_id):
+        item = {
+            "type": "logfile_upload",
+            "id": row.id,
+            "object": object_name(row.agent_id, row.date),
+        }
+        if channel is None or not channel.push(row.agent_id, item):
+            log.warning("could not hand log upload %s to agent %s", row.id, row.agent_id)
+            return "noop"  # still requested: the sweeper publishes it again
+        return "delegated"
     with db.transaction() as session:
         _move(session, row, STARTED)
     data = gzip.compress(_agent_lines(agent_log_folder(settings), row.agent_id), mtime=0)

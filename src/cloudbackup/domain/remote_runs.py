@@ -17,15 +17,26 @@ from typing import Any
 from cloudbackup.domain.agent_channel import AgentChannel, is_remote
 from cloudbackup.domain.backup_run import BackupRun, claim_backup
 from cloudbackup.domain.backups import BACKUP_RUNS
+from cloudbackup.domain.cleanup_run import CleanupClaim, CleanupRun, claim_cleanup
+from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.restore_run import FAILED_REASON as RESTORE_FAILED
 from cloudbackup.domain.restore_run import RestoreRun, claim_restore
 from cloudbackup.domain.restores import RESTORE_RUNS
 from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, execute_run
-from cloudbackup.domain.run_states import BackupState, RestoreState
+from cloudbackup.domain.run_states import BackupState, CleanupState, RestoreState
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
-from cloudbackup.store.tables import Agent, Backup, BackupError, Restore, RestoreError
+from cloudbackup.store.tables import (
+    Agent,
+    Backup,
+    BackupError,
+    Cleanup,
+    CleanupError,
+    Restore,
+    RestoreError,
+    utcnow,
+)
 
 log = logging.getLogger("cloudbackup.run")
 
@@ -125,6 +136,60 @@ class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
         if not self.channel.push(restore.destination_agent_id, item):
             log.warning("could not hand restore %s to its agent", restore.id)
         return Outcome.DELEGATED
+
+
+class RemoteCleanup(CleanupRun):
+    """A claimed cleanup of a remote agent's vault, whose password only the agent holds: the
+    server decides what expires (retention, never a snapshot a restorable backup names, the
+    anomaly hold: :meth:`CleanupRun._expire`), and the agent forgets exactly those snapshots,
+    prunes and reports through C4. The agent is never asked to choose what to drop.
+
+    Snapshots no backup row names (a run that died before recording its snapshot) are not
+    collected here: telling their age needs the vault's password."""
+
+    def __init__(
+        self, db: Database, settings: Settings, claim: CleanupClaim, channel: AgentChannel | None
+    ) -> None:
+        super().__init__(db, settings, claim)
+        self.channel = channel
+
+    def work(self) -> Outcome:
+        cleanup = self.claim.run
+        if self.channel is None:
+            raise RuntimeError(NO_CHANNEL)
+        # Re-driven, the backups expired by an earlier attempt are listed again (not yet
+        # forgotten on the host as far as the server knows): the same list goes out again.
+        forgettable = self._expire(utcnow())
+        item = work_item(
+            "cleanup",
+            cleanup.id,
+            self.claim.attempt,
+            str(self.state),
+            forget=sorted(forgettable),
+            verify_fraction=self.settings.cleanup_verify_fraction,
+        )
+        if not self.channel.push(cleanup.agent_id, item):
+            log.warning("could not hand cleanup %s to its agent", cleanup.id)
+        return Outcome.DELEGATED
+
+
+def cleanup_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:
+    """The worker's ``execute`` of one cleanup (C1 or the retention pass): a remote agent's
+    vault is maintained by the agent, through its channel."""
+
+    def execute(db: Database, settings: Settings, cleanup_id: str) -> Outcome:
+        def runner(
+            claim: RunClaim[Cleanup, CleanupError, CleanupState],
+        ) -> OwnedRun[Cleanup, CleanupError, CleanupState]:
+            if is_remote(db, claim.run.agent_id):
+                return RemoteCleanup(db, settings, claim, channel)
+            return CleanupRun(db, settings, claim)
+
+        return execute_run(
+            CLEANUP_RUNS, lambda: claim_cleanup(db, settings, cleanup_id), runner, settings
+        )
+
+    return execute
 
 
 def restore_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:

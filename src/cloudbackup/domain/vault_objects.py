@@ -15,9 +15,10 @@ import time
 from collections.abc import Iterator
 
 from cloudbackup.domain.agent_channel import NOT_THIS_AGENT, check_own_agent
-from cloudbackup.domain.errors import Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cloudbackup.engine import ObjectInfo, Storage
 from cloudbackup.engine.location import vault_storage
+from cloudbackup.engine.locks import LOCK_PREFIX, read_locks
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 
@@ -39,6 +40,12 @@ _OBJECT_NAME = re.compile(
 _PREFIX = re.compile(r"([a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*/?)?")
 MAX_PREFIX = 200
 NOT_FOUND = "No such vault object."
+# The engine deletes data only in a cleanup (forget, prune), under one of these locks.
+MAINTENANCE_LOCKS = frozenset({"cleanup", "prune"})
+NOT_LOCKED = (
+    "Vault objects other than locks are deleted only under the vault's cleanup or prune lock "
+    "(locks/cleanup, locks/prune); take it first."
+)
 
 
 def check_object_name(name: str) -> str:
@@ -143,4 +150,11 @@ class VaultObjectService:
 
     def delete(self, project_id: str, agent_id: str, caller: str | None, name: str) -> None:
         storage = self._storage(project_id, agent_id, caller)
-        storage.delete(check_object_name(name))
+        check_object_name(name)
+        if not name.startswith(LOCK_PREFIX) and not any(
+            lock.kind in MAINTENANCE_LOCKS and not lock.stale for lock in read_locks(storage)
+        ):
+            # A guard against deleting data outside a cleanup (a confused or half-updated
+            # host), not against the host itself: its vault is its own.
+            raise Conflict(NOT_LOCKED)
+        storage.delete(name)

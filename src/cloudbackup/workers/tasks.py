@@ -14,11 +14,11 @@ from celery.signals import worker_process_init
 from cloudbackup import logs
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
+from cloudbackup.domain.agent_channel import AgentChannel
 from cloudbackup.domain.browse import answer_browse
-from cloudbackup.domain.cleanup_run import execute_cleanup
 from cloudbackup.domain.drill_run import execute_drill
 from cloudbackup.domain.logfiles import upload_hosted_log
-from cloudbackup.domain.remote_runs import backup_executor, restore_executor
+from cloudbackup.domain.remote_runs import backup_executor, cleanup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
 from cloudbackup.domain.sweeper import sweep
 from cloudbackup.domain.webhook_deliveries import publisher
@@ -106,17 +106,34 @@ def dispatcher() -> CeleryDispatcher:
     return _dispatcher[1]
 
 
+_channel: tuple[int, AgentChannel | None] | None = None
+
+
+def channel() -> AgentChannel | None:
+    """This process's way to hand work to remote agents (None on a broker other than Redis)."""
+    global _channel
+    if _channel is None or _channel[0] != os.getpid():
+        _channel = (os.getpid(), agent_channel(settings.broker_url))
+    return _channel[1]
+
+
 Execute = Callable[[Database, Settings, str], Outcome]
-_executors: tuple[int, Execute, Execute] | None = None
+_executors: tuple[int, Execute, Execute, Execute] | None = None
 
 
-def executors() -> tuple[Execute, Execute]:
-    """This process's backup and restore executors: remote agents' runs go to their channel."""
+def executors() -> tuple[Execute, Execute, Execute]:
+    """This process's backup, restore and cleanup executors: remote agents' runs go to their
+    channel."""
     global _executors
     if _executors is None or _executors[0] != os.getpid():
-        channel = agent_channel(settings.broker_url)
-        _executors = (os.getpid(), backup_executor(channel), restore_executor(channel))
-    return _executors[1], _executors[2]
+        to_agents = channel()
+        _executors = (
+            os.getpid(),
+            backup_executor(to_agents),
+            restore_executor(to_agents),
+            cleanup_executor(to_agents),
+        )
+    return _executors[1], _executors[2], _executors[3]
 
 
 def _bind_delivery(**run_id: str) -> None:
@@ -170,6 +187,7 @@ def restore_task(self: Task, restore_id: str) -> str:
 @app.task(name=RUN_CLEANUP_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def cleanup_task(self: Task, cleanup_id: str) -> str:
     _bind_delivery(cleanup_id=cleanup_id)
+    execute_cleanup = executors()[2]
     return _after(self, execute_cleanup(database(), settings, cleanup_id), "cleanup")
 
 
@@ -183,13 +201,13 @@ def drill_task(self: Task, drill_id: str) -> str:
 @app.task(name=RUN_BROWSE_TASK, acks_late=True)
 def browse_task(request_id: str) -> str:
     logs.clear()
-    return answer_browse(database(), settings, request_id)
+    return answer_browse(database(), settings, request_id, channel())
 
 
 @app.task(name=UPLOAD_LOG_TASK, acks_late=True)
 def upload_log_task(logfile_id: str) -> str:
     logs.clear()
-    return upload_hosted_log(database(), settings, logfile_id)
+    return upload_hosted_log(database(), settings, logfile_id, channel())
 
 
 @app.task(name=SWEEP_TASK, acks_late=True)

@@ -14,11 +14,12 @@ import pytest
 from cloudbackup.agent.http_storage import HttpStorage
 from cloudbackup.agent.register import register
 from cloudbackup.agent.runner import AgentRunner
-from cloudbackup.agent.session import AgentSession
+from cloudbackup.agent.session import AgentSession, ApiRefused
 from cloudbackup.agent.state import StateDir, StateError
 from cloudbackup.domain.remote_runs import backup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome
 from cloudbackup.engine import Vault, restore_snapshot, run_backup
+from cloudbackup.engine.locks import VaultLock
 from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -216,6 +217,11 @@ def test_the_http_storage_keeps_the_engines_storage_contract(
     assert storage.get(name) == b"replaced"
     assert [(i.name, i.size) for i in storage.list("index/")] == [(name, 8)]
     assert list(storage.list("packs/")) == []
-    storage.delete(name)
-    storage.delete(name)  # removing an absent object is not an error
+    with pytest.raises(ApiRefused) as refused:  # data is deleted only under a cleanup's lock
+        storage.delete(name)
+    assert refused.value.status == 409
+    assert storage.get(name) == b"replaced"
+    with VaultLock(storage, "cleanup", exclusive=True):
+        storage.delete(name)
+        storage.delete(name)  # removing an absent object is not an error
     assert list(storage.list("")) == []

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
+import msgspec
+
 from cloudbackup.domain.backup_run import claim_backup
+from cloudbackup.engine.locks import LockInfo
 from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -44,9 +48,18 @@ def test_an_agent_writes_reads_lists_and_deletes_its_own_vault_objects(
     assert head.status_code == 200 and head.headers["X-Object-Size"] == str(len(data))
     listed = client.get(_objects(agent.id), params={"prefix": "packs/"}, headers=me).json()
     assert [(o["name"], o["size"]) for o in listed["objects"]] == [(PACK, len(data))]
+    refused = client.delete(url, headers=me)  # data goes only under a cleanup's lock
+    assert refused.status_code == 409 and "lock" in refused.json()["message"]
+    assert stored.exists()
+    now = time.time_ns()
+    lock = LockInfo(kind="cleanup", id="0" * 16, created_ns=now, refreshed_ns=now)
+    lock_url = f"{_objects(agent.id)}/locks/cleanup"
+    body = msgspec.msgpack.encode(lock)
+    assert client.put(lock_url, content=body, headers=me).status_code == 204
     assert client.delete(url, headers=me).status_code == 204
     assert client.get(url, headers=me).status_code == 404
     assert not stored.exists()
+    assert client.delete(lock_url, headers=me).status_code == 204  # locks go at any time
 
 
 def test_put_if_absent_creates_once_then_answers_412_without_writing(

@@ -6,18 +6,21 @@ which is 404 until a worker has answered, then the result for ``browse_result_se
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, RawBody
-from litestar.status_codes import HTTP_202_ACCEPTED
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from cloudbackup.api.auth import reporting_agent
 from cloudbackup.api.call import Call
 from cloudbackup.api.schemas.browse import (
     BrowseResultOut,
     browse_result_out,
+    parse_agent_answer,
     parse_backup_browse,
     parse_host_browse,
 )
+from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.browse import BrowseService
 
 Browse = NamedDependency[BrowseService]
@@ -62,3 +65,18 @@ class BrowseController(Controller):
         self, call: Call, agent_id: Id, request_id: Id, browse: Browse
     ) -> BrowseResultOut:
         return browse_result_out(browse.host_result(call.project_id, agent_id, request_id))
+
+    @put(
+        "/agents/{agent_id:str}/browse-requests/{request_id:str}/result",
+        status_code=HTTP_204_NO_CONTENT,
+        sync_to_thread=True,
+        opt={"permission": Permission.UPDATE},
+    )
+    def agent_answered(
+        self, call: Call, agent_id: Id, request_id: Id, body: RawBody, browse: Browse
+    ) -> None:
+        """A remote agent's answer to a request handed to it (an extension of the API)."""
+        answer = parse_agent_answer(call.request, body)
+        browse.answer_from_agent(
+            call.project_id, agent_id, reporting_agent(call.request), request_id, answer
+        )

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import binascii
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request
 
-from cloudbackup.api.body import decode_object
+from cloudbackup.api.body import decode_json, decode_object
 from cloudbackup.api.schemas.times import iso_z
-from cloudbackup.domain.browse import BrowseAsk, BrowseResult, encode_name, requested_path
+from cloudbackup.domain.browse import (
+    AgentAnswer,
+    BrowseAsk,
+    BrowseResult,
+    encode_name,
+    requested_path,
+)
+from cloudbackup.domain.errors import InvalidInput
+from cloudbackup.engine.listing import Child
 
 
 class BrowseBackup(msgspec.Struct, forbid_unknown_fields=True):
@@ -93,3 +103,36 @@ def browse_result_out(result: BrowseResult) -> BrowseResultOut:
         path_encoded=path_encoded,
         items=[msgspec.convert(item, BrowseItem) for item in row.items or []],
     )
+
+
+# -- a remote agent's answer (an extension) ----------------------------------------------------
+
+
+class AgentBrowseEntry(msgspec.Struct, forbid_unknown_fields=True):
+    name_encoded: str  # base64 of the name's bytes
+    kind: Literal["dir", "file", "symlink", "other"]
+    bytes: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+
+class AgentBrowseAnswer(msgspec.Struct, forbid_unknown_fields=True):
+    """``PUT .../agents/{agent_id}/browse-requests/{id}/result``: the listed children (in any
+    order; the server sorts, limits and describes them), or ``succeeded: false``."""
+
+    succeeded: bool
+    entries: list[AgentBrowseEntry] = msgspec.field(default_factory=list)
+
+
+def parse_agent_answer(request: Request[Any, Any, Any], body: bytes) -> AgentAnswer:
+    data = decode_json(request, body, AgentBrowseAnswer)
+    children = []
+    for n, entry in enumerate(data.entries):
+        try:
+            name = base64.b64decode(entry.name_encoded, validate=True)
+        except (binascii.Error, ValueError):
+            name = b""
+        if not name or b"/" in name or b"\x00" in name or name in (b".", b".."):
+            raise InvalidInput(
+                "Validation failed.", [f"entries/{n}/name_encoded must be base64 of a name."]
+            )
+        children.append(Child(name, entry.kind, entry.bytes))
+    return AgentAnswer(data.succeeded, sorted(children, key=lambda child: child.name))
