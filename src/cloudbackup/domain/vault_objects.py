@@ -33,7 +33,7 @@ _OBJECT_NAME = re.compile(
     r"|packs/[0-9a-f]{2}/[0-9a-f]{64}"
     r"|index/[0-9a-f]{32}"
     r"|snapshots/[1-9][0-9]{0,17}\.(lock|manifest)"
-    r"|locks/[a-z]{1,32}(-[0-9a-f]{16})?"
+    r"|locks/[a-z]{1,32}(-[0-9a-f]{16}|\.[0-9]{1,9})?"
     r"|plans/[0-9a-f]{16}"
 )
 # A prefix is the start of such a name (the engine also lists a whole name to see if it exists).
