@@ -13,6 +13,7 @@ from cloudbackup.agent.reports import RunReports
 from cloudbackup.agent.restore import HostRestore
 from cloudbackup.agent.session import AgentSession, ApiRefused
 from cloudbackup.agent.state import StateDir
+from cloudbackup.agent.vault_requests import VaultRequests
 from cloudbackup.engine import Vault
 
 log = logging.getLogger("cloudbackup.agent")
@@ -93,6 +94,8 @@ class AgentRunner:
     def handle(self, item: dict[str, Any]) -> str:
         """Run one work item; what it came to."""
         kind = item.get("kind")
+        if item.get("type") == "vault":  # V2/V5: the vault's password
+            return VaultRequests(self.state, self.session, HttpStorage(self.session)).handle(item)
         if item.get("type") != "run" or kind not in ("backup", "restore"):
             log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"
