@@ -1,4 +1,5 @@
-"""V1 moves a vault between agents (OQ-24); V2-V7 of a hosted agent give their documented\nrefusals, then 501 (remote agents: test_vault_requests.py)."""
+"""V1 moves a vault between agents (OQ-24); V2-V7 of a hosted agent give their documented
+refusals, then 501 (remote agents: test_vault_requests.py)."""
 
 from __future__ import annotations
 
