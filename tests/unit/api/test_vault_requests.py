@@ -131,7 +131,8 @@ def test_verification_goes_to_the_agent_and_v7_shows_what_it_reported(
     mine = agent_token(db, agent.id)
     url = f"{BASE}/agents/{agent.id}/{VERIFICATION}"
     answers: list[bool] = []
-    for verified in (True, False):
+    verified: bool | str
+    for verified in (True, "false"):  # the reference types `verified` as String
         asked = client.post(
             url, json={"encrypted_password_hex": "beef", "agent_id": None}, headers=headers(secret)
         )
@@ -139,6 +140,8 @@ def test_verification_goes_to_the_agent_and_v7_shows_what_it_reported(
         result = f"{url}/{request_id}"
         assert client.get(result, headers=headers(secret)).status_code == 404
         report = {"verified": verified}
+        bad = client.post(result, json={"verified": "maybe"}, headers=headers(mine))
+        assert bad.status_code == 400
         assert client.post(result, json=report, headers=headers(secret)).status_code == 403
         assert client.post(result, json=report, headers=headers(mine)).status_code == 204
         body = client.get(result, headers=headers(secret)).json()

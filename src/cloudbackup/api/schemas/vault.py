@@ -69,7 +69,7 @@ class EncryptionReportIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class VerificationReportIn(msgspec.Struct, forbid_unknown_fields=True):
-    verified: bool
+    verified: bool | str  # the reference types it String: "true" / "false" taken as well
 
 
 class AgentRefOut(msgspec.Struct):
@@ -111,7 +111,11 @@ def parse_encryption_report(request: Request[Any, Any, Any], body: bytes) -> tup
 
 def parse_verification_report(request: Request[Any, Any, Any], body: bytes) -> bool:
     data = decode_object(request, body, VerificationReportIn, {"verified": "verified is required."})
-    return data.verified
+    if isinstance(data.verified, bool):
+        return data.verified
+    if data.verified.lower() not in ("true", "false"):
+        raise InvalidInput("Validation failed.", ["verified must be true or false."])
+    return data.verified.lower() == "true"
 
 
 def encryption_result_out(result: VaultResult) -> EncryptionResultOut:
