@@ -40,6 +40,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     progress_interval: float = 0.5
     # Bytes per second a backup may read; 0 means unlimited (the spec's agents upload ~2 MB/s).
     backup_max_bps: int = 0
+    # Seconds between two checkpoints of a running backup (what it stored, for a resumed run).
+    backup_checkpoint_seconds: float = 2.0
     # A backup left in start_requested/start_scheduled longer than this (seconds) is re-published.
     sweep_after_seconds: int = 30
     # A running backup whose heartbeat is older than this (seconds) is considered abandoned.

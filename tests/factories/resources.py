@@ -47,6 +47,7 @@ def every_resource(client: Any, db: Database, secret: str, project_id: str) -> d
         ),
         "cleanup_id": ("cleanups", {"agent_id": agent["id"], "state": "start_requested"}),
         "logfile_id": (f"agents/{agent['id']}/logfiles", None),
+        "drill_id": (f"backups/{done.id}/drills", None),
         "request_id": (
             f"backups/{done.id}/browse-requests",
             {

@@ -29,8 +29,9 @@ SLOW = {
 
 
 def _start_running_backup(stack, tmp_path, first_env):
-    # 30 MiB at 6 MiB/s: about 5 s of work.
-    tree = make_tree(tmp_path / "src", files=10, big_files=3, big_size=10 * 1024 * 1024)
+    # 60 MiB at 6 MiB/s: about 10 s of work, so that on a loaded machine the second worker's
+    # start (before the signal) still leaves the run in its first half.
+    tree = make_tree(tmp_path / "src", files=10, big_files=6, big_size=10 * 1024 * 1024)
     config = stack.configuration(tree.root)
     first = stack.worker("leaving", **first_env)
     with stack.api() as api:

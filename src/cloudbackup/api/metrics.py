@@ -36,9 +36,16 @@ from cloudbackup import logs
 from cloudbackup.domain.credentials import principal_of
 from cloudbackup.domain.errors import Unauthenticated
 from cloudbackup.domain.queue_admin import QueueAdministration, QueueInfo, WorkerInfo
-from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
+from cloudbackup.domain.run_states import (
+    BACKUP_MACHINE,
+    DRILL_MACHINE,
+    RESTORABLE_STATES,
+    BackupState,
+    DrillState,
+)
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
+from cloudbackup.store.drill_repository import last_drill
 from cloudbackup.store.service_metrics import Distribution, backup_figures, schedule_backlog
 from cloudbackup.store.tables import utcnow
 
@@ -192,6 +199,7 @@ class ServiceCollector(Collector):
             *self._schedules(),
             *self._queues(),
             *self._workers(),
+            *self._drills(),
         ]
 
     def _backups(self) -> list[Metric]:
@@ -233,6 +241,27 @@ class ServiceCollector(Collector):
         )
         overdue.add_metric([], backlog.due)
         return [behind, overdue]
+
+    def _drills(self) -> list[Metric]:
+        """The newest ended restore drill (issue 14): how long ago, whether it passed, and its
+        recovery time. No samples before the first drill."""
+        last = last_drill(self.db, [s.value for s in DRILL_MACHINE.final])
+        age = GaugeMetricFamily(
+            "cloudbackup_last_drill_age_seconds", "Seconds since the newest restore drill ended."
+        )
+        passed = GaugeMetricFamily(
+            "cloudbackup_last_drill_passed", "1 if the newest restore drill passed, else 0."
+        )
+        rto = GaugeMetricFamily(
+            "cloudbackup_last_drill_duration_seconds",
+            "Restore and check time of the newest restore drill (its measured recovery time).",
+        )
+        if last is not None:
+            age.add_metric([], (utcnow() - last.ended_time).total_seconds())
+            passed.add_metric([], 1.0 if last.state == DrillState.PASSED else 0.0)
+            if last.duration_seconds is not None:
+                rto.add_metric([], last.duration_seconds)
+        return [age, passed, rto]
 
     def _queues(self) -> list[Metric]:
         queues = self.admin.queues()

@@ -199,6 +199,10 @@ class Endpoints(Generic[R]):
     def backup_errors(self, backup_id: str) -> R:
         return self._get("backups", backup_id, "errors")
 
+    def backup_drills(self, backup_id: str, *, limit: int | None = None) -> R:
+        """The backup's restore drills, newest first (an API extension, issue 14)."""
+        return self._get("backups", backup_id, "drills", limit=limit)
+
     # -- restores (R1-R4, ER2) -----------------------------------------------------------------
     def list_restores(
         self, *, marker: str | None = None, limit: int | None = None, sort_dir: str | None = None

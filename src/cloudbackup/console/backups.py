@@ -98,8 +98,10 @@ async def _backup_context(api: AsyncApiClient, backup_id: str) -> dict[str, Any]
     errors = None
     if (backup.get("errors") or {}).get("count"):
         errors = await api.backup_errors(backup_id)
+    drills = (await api.backup_drills(backup_id, limit=1)).get("drills") or []
     return {
         "backup": backup,
+        "last_drill": drills[0] if drills else None,
         **runs.run_view("backups", backup, events, errors),
         "config_name": config_names.get(fmt.ref_id(backup.get("configuration")) or ""),
         "agent_name": agent_names.get(fmt.ref_id(backup.get("agent")) or ""),

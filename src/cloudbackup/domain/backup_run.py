@@ -57,6 +57,8 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
     failed_reason = FAILED_REASON
     progress: BackupProgress | None
     _storing_since: float | None = None  # when the run entered in_progress (storing)
+    # Bytes earlier attempts stored (a resumed run's first report while storing counts them).
+    _resumed_bytes: int | None = None
 
     @property
     def backup(self) -> Backup:
@@ -67,10 +69,17 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
         if target is S.IN_PROGRESS and self._storing_since is None:
             self._storing_since = time.monotonic()
 
+    def report(self, progress: BackupProgress) -> None:  # type: ignore[override]
+        if self._storing_since is not None and self._resumed_bytes is None:
+            self._resumed_bytes = progress.bytes_backed_up
+        super().report(progress)
+
     def _bandwidth(self, stored: int) -> int:
-        """Bytes stored per second of storing so far (the scan's time does not count)."""
+        """Bytes stored per second of storing so far (the scan's time does not count, nor what
+        earlier attempts stored)."""
         if self._storing_since is None:
             return 0
+        stored -= self._resumed_bytes or 0
         seconds = time.monotonic() - self._storing_since
         return int(stored / seconds) if seconds > 0 else stored
 
@@ -100,6 +109,9 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             should_stop=self.should_stop,
             on_phase=lambda phase: self.enter(S(phase)),
             max_bps=self.settings.backup_max_bps,
+            # A re-driven attempt, or the next run of the configuration, resumes from it.
+            checkpoint=self.backup.id,
+            checkpoint_seconds=self.settings.backup_checkpoint_seconds,
         )
         return self._complete(result, refused)
 

@@ -8,6 +8,12 @@ Retention (OQ-40): a backup of a configuration with ``retention.days`` = N > 0 e
 after its ``ended_time``; 0 keeps it forever. Expiring sets ``restorable`` to false first (no new
 restore can start from it), then the snapshot is forgotten. A backup a restore is reading from
 is left for the next cleanup, and so is one an open anomaly holds (``domain.anomalies``).
+
+Checkpoints (``engine.checkpoints``, what an unfinished backup stored): a checkpoint stays while
+its backup is active and while it is the work a later run of its configuration may resume from;
+it is collected (then prune collects the data only it listed) once its backup has been final for
+:data:`ORPHAN_AFTER` and a later backup of the configuration completed, or, if no backup row
+names it, once it is that old.
 """
 
 from __future__ import annotations
@@ -16,10 +22,18 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import sqlalchemy as sa
+from sqlmodel import col
+
 from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.run_executor import RunExecutor
 from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim
-from cloudbackup.domain.run_states import RESTORE_MACHINE, CleanupState
+from cloudbackup.domain.run_states import (
+    BACKUP_MACHINE,
+    RESTORE_MACHINE,
+    BackupState,
+    CleanupState,
+)
 from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import (
     PruneResult,
@@ -27,7 +41,9 @@ from cloudbackup.engine import (
     VaultError,
     VaultLocked,
     VerifyReport,
+    delete_checkpoint,
     forget,
+    list_checkpoints,
     prune,
     verify,
 )
@@ -35,11 +51,12 @@ from cloudbackup.settings import Settings
 from cloudbackup.store.anomalies import AnomalyRepository
 from cloudbackup.store.db import Database
 from cloudbackup.store.run_repositories import CleanupRepository, RestoreRepository
-from cloudbackup.store.tables import Cleanup, CleanupError, as_utc, utcnow
+from cloudbackup.store.tables import Backup, Cleanup, CleanupError, as_utc, utcnow
 
 log = logging.getLogger("cloudbackup.run")
 
 S = CleanupState
+S_B = BackupState
 # A snapshot no backup row names is collected once it is this old: younger, its run may be
 # recording it right now.
 ORPHAN_AFTER = timedelta(hours=1)
@@ -69,6 +86,8 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
         vault = open_service_vault(self.db, self.settings, self.cleanup.vault_id)
         expired += self._orphans(vault, now)
         self._forgotten = forget(vault, expired).removed if expired else []
+        for key in self._stale_checkpoints(vault, now):
+            delete_checkpoint(vault, key)
         self.flush()
         pruned: PruneResult | None
         try:
@@ -150,6 +169,57 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
         if orphans:
             log.info("cleanup %s collects snapshots no backup names: %s", self.cleanup.id, orphans)
         return orphans
+
+    def _stale_checkpoints(self, vault: Vault, now: datetime) -> list[str]:
+        """Checkpoints nothing will resume from any more (see the module's docstring)."""
+        listed = list_checkpoints(vault)
+        if not listed:
+            return []
+        cutoff = now - ORPHAN_AFTER
+        with self.db.read() as session:
+            runs = {
+                row.id: row
+                for row in session.execute(
+                    sa.select(
+                        col(Backup.id),
+                        col(Backup.configuration_id),
+                        col(Backup.seq),
+                        col(Backup.state),
+                        col(Backup.ended_time),
+                    ).where(
+                        col(Backup.id).in_(listed), col(Backup.vault_id) == self.cleanup.vault_id
+                    )
+                )
+            }
+            completed = {
+                configuration_id: seq
+                for configuration_id, seq in session.execute(
+                    sa.select(col(Backup.configuration_id), sa.func.max(col(Backup.seq)))
+                    .where(
+                        col(Backup.configuration_id).in_(
+                            {r.configuration_id for r in runs.values()}
+                        ),
+                        col(Backup.state).in_([S_B.COMPLETED, S_B.COMPLETED_WITH_ERRORS]),
+                    )
+                    .group_by(col(Backup.configuration_id))
+                )
+            }
+        stale = []
+        for key, written_ns in listed.items():
+            run = runs.get(key)
+            if run is None:
+                if written_ns < int(cutoff.timestamp() * 1e9):
+                    stale.append(key)
+            elif (
+                BACKUP_MACHINE.is_final(run.state)
+                and run.ended_time is not None
+                and as_utc(run.ended_time) <= cutoff
+                and completed.get(run.configuration_id, -1) > run.seq
+            ):
+                stale.append(key)
+        if stale:
+            log.info("cleanup %s collects checkpoints of %s", self.cleanup.id, sorted(stale))
+        return stale
 
     # -- engine callbacks ---------------------------------------------------------------------
     def _on_progress(self, _: object) -> None:

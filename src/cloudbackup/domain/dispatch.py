@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 # "webhook": send one webhook delivery (its id, a digit string); no agent, no run.
-JobKind = Literal["backup", "restore", "cleanup", "browse", "logfile", "webhook"]
+JobKind = Literal["backup", "restore", "cleanup", "browse", "logfile", "webhook", "drill"]
 
 
 class Dispatcher(Protocol):

@@ -56,6 +56,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     STOPPED = "stopped"
     SKIPPED = "skipped"
+    PASSED = "passed"  # a restore drill's proof held
     NOOP = "noop"  # nothing to do: no such run, already final, or another delivery won
     BUSY = "busy"  # another executor's run looks alive: look again once its heartbeat could stale
     HANDED_BACK = "handed_back"  # this executor is shutting down: requeue for another one

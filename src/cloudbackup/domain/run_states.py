@@ -56,7 +56,19 @@ class CleanupState(StrEnum):
     STOPPED = "stopped"
 
 
-StateT = TypeVar("StateT", BackupState, RestoreState, CleanupState)
+class DrillState(StrEnum):
+    """A restore drill (issue 14, an API extension): it passes or fails, or is stopped."""
+
+    START_REQUESTED = "start_requested"
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    STOP_REQUESTED = "stop_requested"
+    PASSED = "passed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+StateT = TypeVar("StateT", BackupState, RestoreState, CleanupState, DrillState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +227,26 @@ CLEANUP_MACHINE: StateMachine[CleanupState] = _machine(
         C.FAILED: _C_STARTS | _C_RUNNING | {C.STOP_REQUESTED},
         C.STOPPED: {C.IN_PROGRESS, C.STOP_REQUESTED},
     },
+)
+
+D = DrillState
+_D_RUNNING = {D.QUEUED, D.IN_PROGRESS}
+DRILL_MACHINE: StateMachine[DrillState] = _machine(
+    "drill",
+    DrillState,
+    starts={D.START_REQUESTED},
+    running=_D_RUNNING,
+    final=(D.PASSED, D.FAILED, D.STOPPED),
+    moves={
+        D.QUEUED: {D.START_REQUESTED},
+        D.IN_PROGRESS: {D.QUEUED},
+        D.STOP_REQUESTED: {D.START_REQUESTED} | _D_RUNNING,
+        # A drill whose check finished before it saw a stop request has its proof: it passes.
+        D.PASSED: {D.IN_PROGRESS, D.STOP_REQUESTED},
+        D.FAILED: {D.START_REQUESTED, D.STOP_REQUESTED} | _D_RUNNING,
+        D.STOPPED: {D.IN_PROGRESS, D.STOP_REQUESTED},
+    },
+    not_reported_by_agents=tuple(DrillState),  # only the service's own executor runs drills
 )
 
 # The states from which a backup can be restored.

@@ -29,14 +29,16 @@ from cloudbackup.store.tables import (
     BackupError,
     Cleanup,
     CleanupError,
+    Drill,
+    DrillError,
     Event,
     Restore,
     RestoreError,
     utcnow,
 )
 
-RunT = TypeVar("RunT", Backup, Restore, Cleanup)
-ErrorT = TypeVar("ErrorT", BackupError, RestoreError, CleanupError)
+RunT = TypeVar("RunT", Backup, Restore, Cleanup, Drill)
+ErrorT = TypeVar("ErrorT", BackupError, RestoreError, CleanupError, DrillError)
 _RunT_contra = TypeVar("_RunT_contra", contravariant=True)
 
 

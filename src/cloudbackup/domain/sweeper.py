@@ -20,6 +20,7 @@ from cloudbackup.domain.backups import BACKUP_RUNS
 from cloudbackup.domain.browse import BrowseSweepReport, sweep_browse
 from cloudbackup.domain.cleanups import CLEANUP_RUNS
 from cloudbackup.domain.dispatch import Dispatcher
+from cloudbackup.domain.drills import DRILL_RUNS
 from cloudbackup.domain.event_stream import purge_expired_events
 from cloudbackup.domain.logfiles import republish_requested
 from cloudbackup.domain.restores import RESTORE_RUNS
@@ -53,18 +54,23 @@ class SweepReport:
     events_purged: int = 0
     logfiles_republished: int = 0
     webhook_deliveries_purged: int = 0
+    drills: RunSweep = RunSweep()
+
+    @property
+    def runs(self) -> tuple[RunSweep, ...]:
+        return (self.backups, self.restores, self.cleanups, self.drills)
 
     @property
     def republished(self) -> int:
-        return self.backups.republished + self.restores.republished + self.cleanups.republished
+        return sum(kind.republished for kind in self.runs)
 
     @property
     def redriven(self) -> int:
-        return self.backups.redriven + self.restores.redriven + self.cleanups.redriven
+        return sum(kind.redriven for kind in self.runs)
 
     @property
     def handed_back(self) -> int:
-        return self.backups.handed_back + self.restores.handed_back + self.cleanups.handed_back
+        return sum(kind.handed_back for kind in self.runs)
 
 
 def sweep(
@@ -91,6 +97,7 @@ def sweep(
         webhook_deliveries_purged=purge_deliveries(
             db, timedelta(days=settings.webhook_delivery_retention_days), now
         ),
+        drills=sweep_runs(DRILL_RUNS, db, dispatcher, settings, now),
     )
 
 

@@ -8,6 +8,7 @@
 
 from cloudbackup.engine.backup import BLOCK_SIZE, Phase, run_backup
 from cloudbackup.engine.backup_results import BackupProgress, BackupResult
+from cloudbackup.engine.checkpoints import delete_checkpoint, list_checkpoints
 from cloudbackup.engine.crypto import KdfParams
 from cloudbackup.engine.errors import (
     BLOB_CORRUPT,
@@ -97,7 +98,9 @@ __all__ = [
     "VerifyReport",
     "VerifyStopped",
     "WrongPassword",
+    "delete_checkpoint",
     "forget",
+    "list_checkpoints",
     "open_vault",
     "prune",
     "read_vault_password",

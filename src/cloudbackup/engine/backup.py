@@ -9,13 +9,14 @@ release the GIL), with a bounded number of chunks in flight, so memory stays fla
 file sizes. Entries stream into the snapshot's tree in walk order.
 
 The snapshot object is written last, after every pack and index it depends on: a run that stops,
-crashes or raises leaves no snapshot (its packs are reused by the next run or pruned). A lease
+crashes or raises leaves no snapshot. Given a ``checkpoint`` key, what it stored is indexed and
+its finished files recorded every few seconds (``engine.checkpoints``), and once more when it
+stops or fails, so the next attempt, or the next run of the same inclusions, skips them. A lease
 lock announces the run to ``prune`` from before the index is read until the snapshot exists.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 import time
@@ -27,18 +28,26 @@ from typing import BinaryIO, Final, Literal
 import msgspec
 
 from cloudbackup.engine.backup_results import BackupProgress, BackupResult
+from cloudbackup.engine.checkpoints import (
+    CHECKPOINT_SECONDS,
+    CheckpointWriter,
+    Resume,
+    RunCheckpoints,
+    load_resume,
+)
 from cloudbackup.engine.chunking import Cutter
 from cloudbackup.engine.errors import (
-    FILE_UNREADABLE,
     BackupStopped,
     FileError,
     os_error,
-    path_str,
 )
+from cloudbackup.engine.index import Index
 from cloudbackup.engine.packs import ChunkWriter
 from cloudbackup.engine.previous import PreviousCursor, previous_entries, previous_snapshot
 from cloudbackup.engine.selection import Selection, SelectionItem
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo, encode_frames
+from cloudbackup.engine.source_files import SourceFailed
+from cloudbackup.engine.source_files import open_regular as _open_regular
 from cloudbackup.engine.throttle import Throttle
 from cloudbackup.engine.vault import Vault
 from cloudbackup.engine.walk import walk_in_folders
@@ -63,6 +72,8 @@ def run_backup(
     on_phase: Callable[[Phase], None] | None = None,
     max_bps: int = 0,
     workers: int | None = None,
+    checkpoint: str | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> BackupResult:
     """Back up ``inclusions`` minus ``exclusions`` into ``vault`` as a new snapshot.
 
@@ -73,6 +84,12 @@ def run_backup(
     exception leaves no snapshot behind. The snapshot id is allocated just before the snapshot
     is written, so ids follow completion order and failed runs use none. A malformed rule
     raises ``ValueError`` before any work starts.
+
+    ``checkpoint`` names the run for resuming (the service passes the backup id): its stored
+    files are checkpointed every ``checkpoint_seconds`` and when it ends without a snapshot, and
+    a later call with the same key (or another key and the same inclusions) reuses them. The
+    counters of a resumed run include what earlier attempts of its key stored; a stopped run's
+    last report counts exactly what reached the vault and is indexed. None: no checkpoints.
     """
     started = time.monotonic()
     selection = Selection(inclusions, exclusions)
@@ -93,6 +110,13 @@ def run_backup(
         view = vault.load_index(exclude=vault.planned_packs())
         previous = previous_snapshot(vault, selection)
         writer = ChunkWriter(vault, view, writer=lock.info.id)
+        if checkpoint is not None:
+            run.resumable = RunCheckpoints(
+                CheckpointWriter(vault, checkpoint, list(selection.inclusions)),
+                writer,
+                load_resume(vault, checkpoint, selection.inclusions),
+                checkpoint_seconds,
+            )
         # The file list goes to packs of its own (as restic's trees do): losing a data pack
         # then never loses the names of the files it held.
         tree_writer = ChunkWriter(vault, view, writer=lock.info.id)
@@ -102,6 +126,10 @@ def run_backup(
             tree = run.store(
                 walked, writer, tree_writer, pool, threads, previous_entries(vault, view, previous)
             )
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            run.save_unfinished()
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         writer.flush()
@@ -120,6 +148,8 @@ def run_backup(
             file_bytes=run.bytes_stored,
         )
         info_size = vault.write_snapshot(info)
+        if run.resumable is not None:
+            run.resumable.completed()
     return BackupResult(
         snapshot_id=snapshot_id,
         files_searched=run.files_searched,
@@ -135,14 +165,6 @@ def run_backup(
         new_plain_bytes=writer.added_plain_bytes,
         new_stored_bytes=writer.added_stored_bytes,
     )
-
-
-class _SourceFailed(Exception):
-    """Reading a source file failed: a per-file error, unlike a failure of the vault."""
-
-    def __init__(self, error: FileError) -> None:
-        super().__init__(error.description)
-        self.error = error
 
 
 _Stored = list[tuple[bytes, bool, int]]  # per chunk: id, newly stored, plaintext length
@@ -234,6 +256,24 @@ class _Archiver:
         self.errors: list[FileError] = []
         self._scan_errors = 0
         self.inflight: deque[_Batch] = deque()  # batches in the pool (empty while scanning)
+        self.resumable: RunCheckpoints | None = None
+
+    def save_unfinished(self) -> None:
+        """The run ends without a snapshot (the pool is done): checkpoint all it stored and
+        report that as its counters. Best effort: the original failure is what matters."""
+        if self.resumable is None:
+            return
+        try:
+            for pending in getattr(self, "out", ()):
+                # Files whose every chunk was stored before the end count as done, in any order.
+                if not pending.failed and all(_stored(b) for b, _ in pending.slots):
+                    self._finish(pending)
+            self.resumable.save(final=True)
+            self.files_backed_up = self.resumable.files_backed_up
+            self.bytes_backed_up = self.resumable.bytes_backed_up
+            self.on_progress(self._progress())
+        except Exception:
+            pass
 
     def _settle(self, batch: _Batch) -> None:
         """Count a stored batch's new bytes once, as soon as they are in the vault: not when
@@ -244,23 +284,29 @@ class _Archiver:
         batch.counted = True
         self.bytes_backed_up += sum(n for _, new, n in batch.future.result() if new)
 
-    def checkpoint(self) -> None:
-        for batch in self.inflight:
-            self._settle(batch)
+    def _progress(self) -> BackupProgress:
         # While storing, the scan's totals stand until the second walk has seen more.
         files = max(self.files_searched, self.scanned_files)
         total = max(self.bytes_searched, self.scanned_bytes)
-        self.on_progress(
-            BackupProgress(
-                files_searched=files,
-                bytes_searched=total,
-                files_backed_up=self.files_backed_up,
-                bytes_backed_up=self.bytes_backed_up,
-                bytes_completed=min(self.bytes_completed, total),
-                total_bytes=total,
-                errors_count=max(len(self.errors), self._scan_errors),
-            )
+        return BackupProgress(
+            files_searched=files,
+            bytes_searched=total,
+            files_backed_up=self.files_backed_up,
+            bytes_backed_up=self.bytes_backed_up,
+            bytes_completed=min(self.bytes_completed, total),
+            total_bytes=total,
+            errors_count=max(len(self.errors), self._scan_errors),
         )
+
+    def checkpoint(self) -> None:
+        for batch in self.inflight:
+            self._settle(batch)
+        if self.resumable is not None and self.resumable.due():
+            # Small chunks wait in a shared batch; send it, or the files whose tails it holds
+            # (and every file after them) wait for it to fill before they can be recorded.
+            self._submit_batch()
+            self.resumable.save()
+        self.on_progress(self._progress())
         if self.should_stop():
             raise BackupStopped("stop requested")
 
@@ -292,6 +338,10 @@ class _Archiver:
         self.tree = _Tree(tree_writer, self.vault.new_cutter())
         prev = PreviousCursor(previous)
         view = writer.view
+        resume = self.resumable.resume if self.resumable is not None else Resume()
+        # A resumed attempt's totals start from what its earlier attempts stored.
+        self.files_backed_up = self.resumable.files_backed_up if self.resumable else 0
+        self.bytes_backed_up = self.resumable.bytes_backed_up if self.resumable else 0
         for item, folder in walk_in_folders(selection):
             if isinstance(item, FileError):
                 self.errors.append(item)
@@ -304,15 +354,13 @@ class _Archiver:
                 if old is not None and old.kind != "file":
                     old = None
                 self.files_matched += old is not None
-                if (
-                    old is not None
-                    and item.inode != 0
-                    and (old.size, old.mtime_ns, old.inode)
-                    == (item.size, item.mtime_ns, item.inode)
-                    and all(c in view for c in old.chunks)
-                ):
-                    # Unchanged since the last snapshot: reuse its chunks without reading.
-                    self.out.append(_Pending(msgspec.structs.replace(item, chunks=old.chunks)))
+                # Stored by an unfinished run since the last snapshot, or unchanged since it.
+                same = _unchanged(item, resume.find(item.path), view) or _unchanged(item, old, view)
+                if same is not None:
+                    # Reuse its chunks without reading.
+                    reused = _Pending(msgspec.structs.replace(item, chunks=same.chunks))
+                    reused.previous = None if old is None else old.chunks
+                    self.out.append(reused)
                     self.bytes_completed += item.size
                 else:
                     self._read_file(item, folder, None if old is None else old.chunks)
@@ -351,7 +399,7 @@ class _Archiver:
                 gid=st.st_gid,
                 inode=st.st_ino,
             )
-        except _SourceFailed as failed:
+        except SourceFailed as failed:
             self.cutter.finish()  # drop the partial stream
             self.errors.append(failed.error)
             pending.failed = True
@@ -367,7 +415,7 @@ class _Archiver:
             try:
                 block = source.read(self.block_size)
             except OSError as exc:
-                raise _SourceFailed(os_error(entry.path, exc)) from exc
+                raise SourceFailed(os_error(entry.path, exc)) from exc
             if not block:
                 return
             read += len(block)
@@ -438,49 +486,52 @@ class _Archiver:
                 if not block and not all(b.future.done() for b, _ in head.slots):  # type: ignore[union-attr]
                     return
             out.popleft()
-            if head.failed:
-                continue
-            entry = head.entry
-            if head.slots:
-                chunks: list[bytes] = []
-                stored_new = False
-                for batch, i in head.slots:
-                    self._settle(batch)
-                    chunk_id, new, _ = batch.future.result()[i]  # type: ignore[union-attr]
-                    chunks.append(chunk_id)
-                    stored_new = stored_new or new
-                entry = msgspec.structs.replace(entry, chunks=tuple(chunks))
-                if stored_new:
-                    self.files_backed_up += 1
-            if head.previous is not None and entry.chunks != head.previous:
-                self.files_changed += 1
-            if entry.kind == "file":
-                self.bytes_stored += entry.size
-            self.tree.add(entry)
+            if not head.failed:
+                self._finish(head)
+
+    def _finish(self, head: _Pending) -> None:
+        """Put a finished entry, its chunk ids filled in, into the tree (and the checkpoint)."""
+        entry = head.entry
+        stored_new = False
+        if head.slots:
+            chunks: list[bytes] = []
+            for batch, i in head.slots:
+                self._settle(batch)
+                chunk_id, new, _ = batch.future.result()[i]  # type: ignore[union-attr]
+                chunks.append(chunk_id)
+                stored_new = stored_new or new
+            entry = msgspec.structs.replace(entry, chunks=tuple(chunks))
+            if stored_new:
+                self.files_backed_up += 1
+        if head.previous is not None and entry.chunks != head.previous:
+            self.files_changed += 1
+        if entry.kind == "file":
+            self.bytes_stored += entry.size
+        if self.resumable is not None and head.slots:
+            # Only files read now: a reused file is in the snapshot or checkpoint it came from.
+            self.resumable.finished(entry, stored_new)
+        self.tree.add(entry)
 
 
-def _open_regular(path: bytes, folder: int) -> tuple[BinaryIO, os.stat_result]:
-    """Open ``path`` for reading only if it is still a regular file, by its name in the open
-    ``folder`` the walk listed it from: never through a link, the folders above included."""
-    # O_NONBLOCK: if the path became a FIFO since the scan, opening it must not hang the run.
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(path.rpartition(b"/")[2], flags, dir_fd=folder)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _SourceFailed(_changed_kind(path, "a symbolic link")) from exc
-        raise _SourceFailed(os_error(path, exc)) from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _SourceFailed(_changed_kind(path, "not a regular file"))
-        return os.fdopen(fd, "rb", buffering=0), st
-    except BaseException:
-        os.close(fd)
-        raise
+def _unchanged(item: Entry, old: Entry | None, view: Index) -> Entry | None:
+    """``old`` if it records the file ``item`` as it is now (same size, mtime and inode) with
+    every chunk still indexed: its chunks can be reused without reading the file."""
+    if (
+        old is not None
+        and item.inode != 0
+        and (old.size, old.mtime_ns, old.inode) == (item.size, item.mtime_ns, item.inode)
+        and all(c in view for c in old.chunks)
+    ):
+        return old
+    return None
 
 
-def _changed_kind(path: bytes, now: str) -> FileError:
-    return FileError(
-        path=path_str(path), type=FILE_UNREADABLE, description=f"was a file when scanned, now {now}"
+def _stored(batch: _Batch) -> bool:
+    """Whether ``batch`` was stored whole (not cancelled, not failed)."""
+    future = batch.future
+    return (
+        future is not None
+        and future.done()
+        and not future.cancelled()
+        and future.exception() is None
     )

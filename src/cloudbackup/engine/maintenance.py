@@ -19,6 +19,7 @@ from typing import Final
 
 import msgspec
 
+from cloudbackup.engine.checkpoints import checkpoint_chunks
 from cloudbackup.engine.errors import ChunkError, PruneStopped
 from cloudbackup.engine.index import BlobRef, Index, IndexFile, IndexPack
 from cloudbackup.engine.locks import PLAN_PREFIX, LockInfo, Plan
@@ -199,8 +200,10 @@ def _scan(vault: Vault) -> _Scan:
 
 
 def _read_references(vault: Vault, scan: _Scan, report: _PruneReport) -> list[int]:
-    """Fill ``scan.referenced``; returns the snapshots whose file list is unreadable."""
+    """Fill ``scan.referenced`` (the snapshots' chunks, and those of live checkpoints: the
+    work of unfinished backups); returns the snapshots whose file list is unreadable."""
     unreadable: list[int] = []
+    scan.referenced |= checkpoint_chunks(vault)
     for done, info in enumerate(scan.infos, 1):
         try:
             scan.referenced |= _chunks_used(vault, info, scan.keepers)
@@ -282,7 +285,15 @@ def _executable(
     # A backup that read the index before the plan existed and finished before the locks
     # were listed again left a snapshot we have not seen: keep every pack it uses.
     seen = {i.snapshot_id for i in scan.infos}
-    return executable - _packs_of_new_snapshots(vault, seen, scan.pack_refs)
+    executable -= _packs_of_new_snapshots(vault, seen, scan.pack_refs)
+    # Such a backup may have stopped instead, leaving a checkpoint: keep what it lists too.
+    return executable - _packs_holding(checkpoint_chunks(vault) - scan.referenced, scan.pack_refs)
+
+
+def _packs_holding(chunks: set[bytes], pack_refs: dict[str, IndexPack]) -> set[str]:
+    if not chunks:
+        return set()
+    return {pack_id for pack_id, ref in pack_refs.items() if any(b.id in chunks for b in ref.blobs)}
 
 
 def _delete(
@@ -337,7 +348,7 @@ def _packs_of_new_snapshots(
             used |= _chunks_used(vault, info, vault.load_index())
         except (ChunkError, msgspec.DecodeError):
             return set(pack_refs)  # cannot tell what it uses: keep everything for now
-    return {pack_id for pack_id, ref in pack_refs.items() if any(b.id in used for b in ref.blobs)}
+    return _packs_holding(used, pack_refs)
 
 
 def _repack(

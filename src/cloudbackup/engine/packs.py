@@ -109,7 +109,12 @@ class ChunkWriter:
         self._claimed: set[bytes] = set()
         self._pack = _PackBuilder()
         self._pending: list[IndexPack] = []
+        # Chunks in packs written but not yet indexed: in the vault, but a later run cannot
+        # find them (a checkpoint may only name files whose chunks are all indexed).
+        self._unindexed: set[bytes] = set()
         self.packs_written = 0
+        #: Plaintext bytes of the chunks this writer added that are in indexed packs.
+        self.indexed_plain_bytes = 0
         # Plaintext and stored bytes of the chunks this writer added: how compressible new data
         # is (the ransomware guard compares it with the configuration's history).
         self.added_plain_bytes = 0
@@ -159,20 +164,41 @@ class ChunkWriter:
             self.view.add(pack_id, pack.blobs)
             self._claimed.difference_update(b.id for b in pack.blobs)
             self._pending.append(IndexPack(pack_id, len(data), pack.blobs))
+            self._unindexed.update(b.id for b in pack.blobs)
             self.packs_written += 1
             if len(self._pending) >= INDEX_EVERY_PACKS:
                 batch, self._pending = self._pending, []
-        if batch:
-            self.vault.write_index(batch, self.writer)
+        self._write_index(batch)
+
+    def _write_index(self, batch: list[IndexPack]) -> None:
+        if not batch:
+            return
+        self.vault.write_index(batch, self.writer)
+        with self._lock:
+            for pack in batch:
+                self._unindexed.difference_update(b.id for b in pack.blobs)
+                self.indexed_plain_bytes += sum(b.raw_length for b in pack.blobs)
 
     def flush(self) -> None:
         """Write the open pack and the index of every pack not yet indexed."""
+        self.index_now(min_open_bytes=1)
+        self.vault.forget_cached_index()
+
+    def index_now(self, *, min_open_bytes: int) -> None:
+        """Make what is stored findable: write the open pack if it holds ``min_open_bytes`` or
+        more, then the index of every written pack (a checkpoint's first step)."""
         with self._lock:
-            pack, self._pack = self._pack, _PackBuilder()
-        if pack.blobs:
+            pack = None
+            if self._pack.blobs and len(self._pack.data) >= min_open_bytes:
+                pack, self._pack = self._pack, _PackBuilder()
+        if pack is not None:
             self._write_pack(pack)
         with self._lock:
             batch, self._pending = self._pending, []
-        if batch:
-            self.vault.write_index(batch, self.writer)
-        self.vault.forget_cached_index()
+        self._write_index(batch)
+
+    def indexed(self, chunk_ids: tuple[bytes, ...]) -> bool:
+        """Whether every chunk of ``chunk_ids`` is in an indexed pack (a later run finds it)."""
+        view = self.view
+        with self._lock:
+            return all(c in view and c not in self._unindexed for c in chunk_ids)

@@ -3,32 +3,29 @@ that an unchanged file (same size, mtime and inode) is not read again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import msgspec
 
+from cloudbackup.engine.checkpoints import rule_key
 from cloudbackup.engine.errors import ChunkError
 from cloudbackup.engine.index import Index
-from cloudbackup.engine.selection import Selection, normalize
+from cloudbackup.engine.selection import Selection
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo
 from cloudbackup.engine.vault import Vault
 
 
 def previous_snapshot(vault: Vault, selection: Selection) -> SnapshotInfo | None:
     """The newest snapshot of the same inclusions: the baseline for skipping unchanged files."""
-    wanted = _rule_key(selection.inclusions)
+    wanted = rule_key(selection.inclusions)
     for snapshot_id in reversed(vault.list_snapshots()):
         try:
             info = vault.read_info(snapshot_id)
         except Exception:  # forgotten meanwhile, or unreadable: just do not use it
             continue
-        if _rule_key(info.inclusions) == wanted:
+        if rule_key(info.inclusions) == wanted:
             return info
     return None
-
-
-def _rule_key(items: Iterable[object]) -> list[tuple[str, bytes]]:
-    return sorted((getattr(i, "type", ""), normalize(getattr(i, "path", "/"))) for i in items)
 
 
 def previous_entries(vault: Vault, view: Index, info: SnapshotInfo | None) -> Iterator[Entry]:

@@ -34,6 +34,7 @@ SEND_MAIL_TASK = "cloudbackup.send_mail"
 RETENTION_TASK = "cloudbackup.enforce_retention"
 SEND_WEBHOOK_TASK = "cloudbackup.send_webhook"
 SWEEP_WEBHOOKS_TASK = "cloudbackup.sweep_webhooks"
+RUN_DRILL_TASK = "cloudbackup.run_drill"
 TASK_OF: dict[JobKind, str] = {
     "backup": RUN_BACKUP_TASK,
     "restore": RUN_RESTORE_TASK,
@@ -41,6 +42,7 @@ TASK_OF: dict[JobKind, str] = {
     "browse": RUN_BROWSE_TASK,
     "logfile": UPLOAD_LOG_TASK,
     "webhook": SEND_WEBHOOK_TASK,
+    "drill": RUN_DRILL_TASK,
 }
 # Header carried by every message we publish: lets a worker forward a run to its agent's queue
 # and lets `cloudbackup queues` tell the age of the oldest waiting message.

@@ -16,6 +16,7 @@ from cloudbackup.domain import scheduler
 from cloudbackup.domain.admission import run_gated
 from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.cleanup_run import execute_cleanup
+from cloudbackup.domain.drill_run import execute_drill
 from cloudbackup.domain.logfiles import upload_hosted_log
 from cloudbackup.domain.remote_runs import backup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
@@ -27,6 +28,7 @@ from cloudbackup.queue.names import (
     RUN_BACKUP_TASK,
     RUN_BROWSE_TASK,
     RUN_CLEANUP_TASK,
+    RUN_DRILL_TASK,
     RUN_RESTORE_TASK,
     SCHEDULE_TICK_TASK,
     SWEEP_TASK,
@@ -171,6 +173,13 @@ def cleanup_task(self: Task, cleanup_id: str) -> str:
     return _after(self, execute_cleanup(database(), settings, cleanup_id), "cleanup")
 
 
+@app.task(name=RUN_DRILL_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def drill_task(self: Task, drill_id: str) -> str:
+    """A restore drill (issue 14, an API extension)."""
+    _bind_delivery(drill_id=drill_id)
+    return _after(self, execute_drill(database(), settings, drill_id), "drill")
+
+
 @app.task(name=RUN_BROWSE_TASK, acks_late=True)
 def browse_task(request_id: str) -> str:
     logs.clear()
@@ -196,6 +205,8 @@ def sweep_task() -> dict[str, int]:
         "restores_redriven": report.restores.redriven,
         "cleanups_republished": report.cleanups.republished,
         "cleanups_redriven": report.cleanups.redriven,
+        "drills_republished": report.drills.republished,
+        "drills_redriven": report.drills.redriven,
         "browse_republished": report.browse.republished,
         "browse_purged": report.browse.purged,
         "logfiles_republished": report.logfiles_republished,

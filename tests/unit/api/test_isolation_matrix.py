@@ -63,6 +63,7 @@ PATCHES = {
     "agents": [{"op": "replace", "path": "/enabled", "value": False}],
     "logfiles": [{"op": "replace", "path": "/state", "value": "started"}],
     "anomalies": [{"op": "replace", "path": "/state", "value": "dismissed"}],
+    "drills": [{"op": "replace", "path": "/state", "value": "stop_requested"}],
 }
 
 

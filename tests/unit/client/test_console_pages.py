@@ -469,3 +469,15 @@ def test_two_agents_of_one_name_can_be_told_apart(browser, client, secret, db):
         rows.configuration(db, rows.agent(db), agent_id=agent["id"])
     page = browser.get("/console/configurations").text
     assert f"box ({first['id'][:8]})" in page and f"box ({second['id'][:8]})" in page
+
+
+def test_the_backup_page_shows_its_last_drill(browser, client, secret, db, config, settings):
+    from cloudbackup.domain.drill_run import execute_drill
+
+    backup = rows.backup(db, config.id, restorable=True, snapshot_id=7)
+    assert "Last drill</dt><dd>none yet" in browser.get(f"/console/backups/{backup.id}").text
+    started = client.post(f"/v2/{PROJECT}/backups/{backup.id}/drills", headers=headers(secret))
+    assert started.status_code == 201
+    assert execute_drill(db, settings, started.json()["id"]) == "failed"  # snapshot 7 is no vault's
+    page = browser.get(f"/console/backups/{backup.id}").text
+    assert "Last drill</dt><dd>failed, ended " in page and "0 files checked" in page

@@ -16,7 +16,15 @@ from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
 from cloudbackup.domain.run_states import BACKUP_MACHINE
-from cloudbackup.store.tables import Backup, BackupError, Cleanup, Restore, RestoreError
+from cloudbackup.store.tables import (
+    Backup,
+    BackupError,
+    Cleanup,
+    Drill,
+    DrillError,
+    Restore,
+    RestoreError,
+)
 
 SummaryT = TypeVar("SummaryT")
 
@@ -192,7 +200,9 @@ def describe(error_type: str, known: dict[str, str]) -> str:
     return known.get(error_type, error_type.replace("_", " ").capitalize() + ".")
 
 
-def error_item_out(item: BackupError | RestoreError, known: dict[str, str]) -> ErrorItemOut:
+def error_item_out(
+    item: BackupError | RestoreError | DrillError, known: dict[str, str]
+) -> ErrorItemOut:
     """One per-file error of a backup or a restore (ER1/ER2), described from ``known``."""
     return ErrorItemOut(
         index=item.index,
@@ -211,7 +221,7 @@ def error_item_out(item: BackupError | RestoreError, known: dict[str, str]) -> E
 
 def run_errors(
     summary: Callable[[int, str, Any, list[Link]], SummaryT],
-    row: Backup | Restore | Cleanup,
+    row: Backup | Restore | Cleanup | Drill,
     links: LinkBuilder,
     collection: str,
 ) -> SummaryT:

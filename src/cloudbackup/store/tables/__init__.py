@@ -15,6 +15,7 @@ from cloudbackup.store.tables.base import as_utc, table_of, utcnow
 from cloudbackup.store.tables.browse import BROWSE_REQUESTS, BrowseRequest
 from cloudbackup.store.tables.cleanups import CLEANUP_ERRORS, CLEANUPS, Cleanup, CleanupError
 from cloudbackup.store.tables.console import CONSOLE_SESSIONS, ConsoleSession
+from cloudbackup.store.tables.drills import DRILL_ERRORS, DRILLS, Drill, DrillError
 from cloudbackup.store.tables.events import EVENTS, Event
 from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS, IdempotencyKey
 from cloudbackup.store.tables.logfiles import LOGFILES, Logfile
@@ -61,6 +62,8 @@ __all__ = [
     "CLEANUP_ERRORS",
     "CONFIGURATIONS",
     "CONSOLE_SESSIONS",
+    "DRILLS",
+    "DRILL_ERRORS",
     "EVENTS",
     "IDEMPOTENCY_KEYS",
     "LOGFILES",
@@ -90,6 +93,8 @@ __all__ = [
     "CleanupError",
     "Configuration",
     "ConsoleSession",
+    "Drill",
+    "DrillError",
     "Event",
     "IdempotencyKey",
     "Logfile",

@@ -29,6 +29,7 @@ class Event(SQLModel, table=True):
     backup_id: str | None = Field(default=None, max_length=36, index=True)
     restore_id: str | None = Field(default=None, max_length=36, index=True)
     cleanup_id: str | None = Field(default=None, max_length=36, index=True)
+    drill_id: str | None = Field(default=None, max_length=36, index=True)  # an API extension
     members: dict[str, Any] | None = json_field()
 
 

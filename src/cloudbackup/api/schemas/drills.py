@@ -1,0 +1,100 @@
+"""Restore drill response structs (issue 14, an API extension) and their mapping from rows.
+
+A drill's per-file list has the shape of ER1 (``count``, ``reason``, ``diagnostics``, ``list``
+of items with ``index``, ``path``, ``type``, ``description``, ``exception``).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from cloudbackup.api.links import LinkBuilder
+from cloudbackup.api.schemas.backups import (
+    ErrorListOut,
+    ErrorsSummary,
+    ReportedErrors,
+    error_item_out,
+    error_report,
+    run_errors,
+    run_links,
+)
+from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.restores import RESTORE_ERROR_DESCRIPTIONS
+from cloudbackup.api.schemas.run_patch import RunPatch
+from cloudbackup.api.schemas.times import iso_z
+from cloudbackup.domain.drills import DrillUpdate
+from cloudbackup.domain.run_states import DRILL_MACHINE
+from cloudbackup.store.tables import Drill, DrillError
+
+DRILL_ERROR_DESCRIPTIONS = {
+    **RESTORE_ERROR_DESCRIPTIONS,
+    "content_mismatch": "The restored item's content differs from what the backup recorded.",
+    "file_not_restored": "The item was not found after the restore.",
+}
+
+# A user may only ask a drill to stop: the service's own worker reports everything else.
+DRILL_PATCH = RunPatch(
+    machine=DRILL_MACHINE,
+    new_update=DrillUpdate,
+    counters=frozenset(),
+    errors_type=ReportedErrors,
+    errors=error_report,
+)
+
+
+class DrillOut(msgspec.Struct):
+    project_id: str
+    id: str
+    backup: Ref
+    configuration: Ref
+    snapshot_id: int
+    state: str
+    started_time: str | None
+    ended_time: str | None
+    files_checked: int
+    bytes_checked: int
+    mismatches: int
+    duration_seconds: float | None
+    bytes_per_second: int | None
+    errors: ErrorsSummary
+    links: list[Link]
+
+
+class DrillList(msgspec.Struct):
+    drills: list[DrillOut]
+    links: list[Link]
+
+
+def drill_out(row: Drill, links: LinkBuilder, own: str = "self") -> DrillOut:
+    return DrillOut(
+        project_id=row.project_id,
+        id=row.id,
+        backup=links.ref("backups", row.backup_id),
+        configuration=links.ref("configurations", row.configuration_id),
+        snapshot_id=row.snapshot_id,
+        state=row.state,
+        started_time=iso_z(row.started_time),
+        ended_time=iso_z(row.ended_time),
+        files_checked=row.files_checked,
+        bytes_checked=row.bytes_checked,
+        mismatches=row.mismatches,
+        duration_seconds=row.duration_seconds,
+        bytes_per_second=row.bytes_per_second,
+        errors=run_errors(ErrorsSummary, row, links, "drills"),
+        links=run_links(links, "drills", row.id, own),
+    )
+
+
+def drill_list_item(row: Drill, links: LinkBuilder) -> DrillOut:
+    return drill_out(row, links, "full")
+
+
+def drill_errors_out(row: Drill, items: list[DrillError], links: LinkBuilder) -> ErrorListOut:
+    """The files a drill could not restore as the backup recorded them (ER1's shape)."""
+    return ErrorListOut(
+        count=row.errors_count,
+        reason=row.errors_reason,
+        diagnostics=row.errors_diagnostics,
+        items=[error_item_out(item, DRILL_ERROR_DESCRIPTIONS) for item in items],
+        links=[links.link("self", "drills", row.id, "errors")],
+    )

@@ -1,0 +1,134 @@
+"""Restore drills (issue 14, an API extension): proof that a backup restores, and how fast.
+
+A drill is a fourth kind of run on the one run model (``domain.runs``): its machine is
+``run_states.DRILL_MACHINE``, its executor ``domain.drill_run``. This module holds the kind and
+the API side: the start (``POST .../backups/{id}/drills``) and the list of one backup's drills;
+reading one, its errors, its events and the stop are :class:`RunService`'s.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from cloudbackup.domain.agents import storable
+from cloudbackup.domain.backups import ErrorItem, ErrorReport
+from cloudbackup.domain.errors import Conflict, NotFound
+from cloudbackup.domain.run_states import DRILL_MACHINE, DrillState
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
+from cloudbackup.store.drill_repository import DrillRepository
+from cloudbackup.store.repositories import BackupRepository, EventRepository, Page, SortDir
+from cloudbackup.store.tables import Drill, DrillError, utcnow
+
+NOT_FOUND = "Drill not found."
+
+
+def record_drill_event(
+    session: Session,
+    drill: Drill,
+    event: str,
+    /,
+    *,
+    request_id: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Append a drill event, tagged with its project and drill only: the v2 event lists of the
+    agent, the configuration and the backup stay as the spec has them."""
+    members: dict[str, Any] = {
+        "drill": {"id": drill.id},
+        "backup": {"id": drill.backup_id, "snapshot_id": drill.snapshot_id},
+        "configuration": {"id": drill.configuration_id},
+    }
+    if request_id is not None:
+        members["request_id"] = request_id
+    if extra:
+        members.update(extra)
+    EventRepository(session).insert(
+        event=event, members=members, project_id=drill.project_id, drill_id=drill.id
+    )
+
+
+def error_row(drill_id: str, item: ErrorItem) -> DrillError:
+    return DrillError(drill_id=drill_id, **item.columns())
+
+
+@dataclass(slots=True)
+class DrillUpdate(RunUpdate[DrillState, ErrorReport]):
+    """A stop request (the only PATCH a drill takes: its own executor reports the rest)."""
+
+
+DRILL_RUNS: RunKind[Drill, DrillError, DrillState] = RunKind(
+    machine=DRILL_MACHINE,
+    repository=DrillRepository,
+    record_event=record_drill_event,
+    error_row=error_row,
+    agent_of=lambda drill: drill.agent_id,
+    not_found=NOT_FOUND,
+    not_the_agent="A drill's progress and result are reported by the service's own workers.",
+)
+
+
+class DrillService(RunService[Drill, DrillError, DrillState]):
+    """Use cases of the drills resource: the start and a backup's list here, the rest shared."""
+
+    kind = DRILL_RUNS
+
+    def start(self, project_id: str, backup_id: str) -> Drill:
+        """Record a new drill of a restorable backup (committed), then hand it to a worker."""
+        return self.record_and_publish(lambda session: self._insert(session, project_id, backup_id))
+
+    def page_of_backup(
+        self,
+        project_id: str,
+        backup_id: str,
+        *,
+        marker: str | None,
+        limit: int,
+        sort_dir: SortDir,
+    ) -> Page[Drill]:
+        """A page of the backup's drills (404 for a backup the project does not have)."""
+        with self.db.read() as session:
+            self._backup(session, project_id, backup_id)
+        return self.page(
+            project_id, marker=marker, limit=limit, sort_dir=sort_dir, backup_id=backup_id
+        )
+
+    def _backup(self, session: Session, project_id: str, backup_id: str) -> Any:
+        backup = (
+            BackupRepository(session).get(backup_id, project_id) if storable(backup_id) else None
+        )
+        if backup is None:
+            raise NotFound("Backup not found.")
+        return backup
+
+    def _insert(self, session: Session, project_id: str, backup_id: str) -> Drill:
+        backup = self._backup(session, project_id, backup_id)
+        if not backup.restorable or backup.snapshot_id is None:
+            raise Conflict(f"Backup {backup.id} is {backup.state} and not restorable.")
+        now = utcnow()
+        values: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "project_id": project_id,
+            "backup_id": backup.id,
+            "agent_id": backup.agent_id,
+            "configuration_id": backup.configuration_id,
+            "vault_id": backup.vault_id,
+            "snapshot_id": backup.snapshot_id,
+            "state": DrillState.START_REQUESTED.value,
+            "request_id": str(uuid.uuid4()),
+            "published_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        DrillRepository(session).insert(values)
+        drill = Drill.model_construct(**values)
+        record_drill_event(
+            session,
+            drill,
+            DRILL_MACHINE.events[DrillState.START_REQUESTED],
+            request_id=drill.request_id,
+        )
+        return drill
