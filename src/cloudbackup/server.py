@@ -12,7 +12,7 @@ from cloudbackup.console.router import CONSOLE
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.webhook_deliveries import publisher as webhook_publisher
 from cloudbackup.queue.admin import QueueAdmin
-from cloudbackup.queue.agent_channels import agent_channel_reader
+from cloudbackup.queue.agent_channels import agent_channel, agent_channel_reader
 from cloudbackup.queue.broker_health import broker_ping
 from cloudbackup.queue.publishing import CeleryDispatcher, async_dispatcher
 from cloudbackup.settings import Settings, get_settings
@@ -55,6 +55,7 @@ def create_app(
         queue_admin=QueueAdmin(db, settings),
         broker_ping=broker_ping(settings),
         agent_channel=channel,
+        agent_channel_writer=agent_channel(settings.broker_url),
         route_handlers=[CONSOLE],  # the web console, /console (cloudbackup.console)
         on_shutdown=[close],
     )

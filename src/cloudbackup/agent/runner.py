@@ -16,6 +16,7 @@ from cloudbackup.agent.reports import RunReports
 from cloudbackup.agent.restore import HostRestore
 from cloudbackup.agent.session import AgentSession, ApiRefused
 from cloudbackup.agent.state import StateDir
+from cloudbackup.agent.vault_requests import VaultRequests
 from cloudbackup.engine import Vault
 
 log = logging.getLogger("cloudbackup.agent")
@@ -109,6 +110,8 @@ class AgentRunner:
             return answer_browse(self.session, item, self.vault)
         if item.get("type") == "logfile_upload":
             return upload_log(self.session, self.state.folder, item)
+        if item.get("type") == "vault":  # V2/V5: the vault's password
+            return VaultRequests(self.state, self.session, HttpStorage(self.session)).handle(item)
         if item.get("type") != "run" or kind not in RUN_KINDS:
             log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"

@@ -108,6 +108,14 @@ class StateDir:
                 os.fsync(out.fileno())
             return password
 
+    def private_key(self) -> bytes:
+        """The agent's RSA private key (PEM), which reads the passwords sent to it."""
+        return read_private(self.folder / PRIVATE_KEY_FILE)
+
+    def save_vault_password(self, password: str) -> None:
+        """Keep the vault's new password (after V2 rewrapped the vault key with it)."""
+        write_private(self.folder / VAULT_PASSWORD_FILE, password.encode())
+
     def marker(self) -> str | None:
         try:
             return read_private(self.folder / MARKER_FILE).decode().strip() or None

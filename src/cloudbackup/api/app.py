@@ -52,7 +52,7 @@ from cloudbackup.api.metrics import metrics, observe
 from cloudbackup.api.openapi import openapi_config
 from cloudbackup.api.paging import PAGING
 from cloudbackup.domain.activities import ActivityService
-from cloudbackup.domain.agent_channel import AgentChannelReader, ChannelService
+from cloudbackup.domain.agent_channel import AgentChannel, AgentChannelReader, ChannelService
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
 from cloudbackup.domain.anomalies import AnomalyService
@@ -70,6 +70,7 @@ from cloudbackup.domain.restores import RestoreService
 from cloudbackup.domain.roots import AgentRootsService, RootsPolicy
 from cloudbackup.domain.summaries import SummaryService
 from cloudbackup.domain.vault_objects import VaultObjectService
+from cloudbackup.domain.vault_requests import VaultRequestService
 from cloudbackup.domain.vaults import VaultService
 from cloudbackup.domain.webhooks import WebhookService
 from cloudbackup.settings import Settings
@@ -155,11 +156,13 @@ def create_api(
     queue_admin: QueueAdministration,
     broker_ping: BrokerPing | None = None,
     agent_channel: AgentChannelReader | None = None,
+    agent_channel_writer: AgentChannel | None = None,
     route_handlers: Sequence[ControllerRouterHandler] = (),
     on_shutdown: Sequence[ShutdownHook] = (),
 ) -> Litestar:
     """Build the API over its collaborators: ``publisher`` is the asyncio dispatcher of B1's
-    hot path, ``agent_channel`` serves remote agents' long polls, ``route_handlers`` are
+    hot path, ``agent_channel`` serves remote agents' long polls (``agent_channel_writer``
+    hands them their vault requests, V2/V5), ``route_handlers`` are
     mounted beside the API (the console), ``on_shutdown`` run after the API's own clean-up
     (the caller closes what it made)."""
     db = database
@@ -176,6 +179,7 @@ def create_api(
     services["health"] = HealthService(db, settings, broker_ping)
     services["queue_admin"] = queue_admin
     services["agent_channel"] = ChannelService(db, agent_channel)
+    services["vault_requests"] = VaultRequestService(db, agent_channel_writer)
     # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
     start_store = backup_start_store(
         db.url,

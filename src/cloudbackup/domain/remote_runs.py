@@ -43,7 +43,7 @@ log = logging.getLogger("cloudbackup.run")
 NO_CHANNEL = "no event channel is configured to hand the run to its remote agent"
 OTHER_VAULT = (
     "Nothing restored: the backup is in another agent's vault, whose password only that agent "
-    "holds (encrypted hand-over of vault passwords, V2, is not served yet). Restore it to its "
+    "holds (R1's encrypted hand-over of vault passwords is not served yet). Restore it to its "
     "own agent."
 )
 NOT_RESTORABLE = "Nothing restored: the backup is no longer restorable (a cleanup expired it)."

@@ -1,4 +1,5 @@
-"""V1 moves a vault between agents (OQ-24); V2-V7 give their documented refusals, then 501."""
+"""V1 moves a vault between agents (OQ-24); V2-V7 of a hosted agent give their documented
+refusals, then 501 (remote agents: test_vault_requests.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sqlalchemy as sa
 
 from cloudbackup.store.tables import AGENTS
 from factories import rows
-from factories.api import OTHER_PROJECT, PROJECT, headers, token
+from factories.api import OTHER_PROJECT, PROJECT, agent_token, headers, token
 
 BASE = f"/v2/{PROJECT}"
 PATCH = {"Content-Type": "application/json-patch+json"}
@@ -138,7 +139,7 @@ def test_moving_to_itself_or_to_an_unknown_agent(client, db, full_and_empty):
 # -- V2-V7 --------------------------------------------------------------------------------------
 
 
-def test_encryption_requests_refuse_as_documented_then_answer_501(client, db):
+def test_encryption_requests_of_a_hosted_agent_refuse_as_documented_then_answer_501(client, db):
     secret = token(db)
     plain, locked = rows.agent(db), rows.agent(db, vault_encrypted=True)
     url = f"{BASE}/agents/{{}}/vault-encryption-requests"
@@ -216,23 +217,25 @@ def test_password_verification_of_an_unencrypted_vault_is_403(client, db):
     assert missing.status_code == 400
 
 
-def test_results_and_reports_are_501_for_known_agents_and_404_otherwise(client, db):
+def test_results_are_404_and_reports_403_without_a_request_of_the_agents_own(client, db):
     secret = token(db)
     agent = rows.agent(db)
-    for kind, operations in (
-        ("vault-encryption-requests", ("V3", "V4")),
-        ("vault-password-verification-requests", ("V6", "V7")),
+    for kind, report_body in (
+        ("vault-encryption-requests", {"action": "enabled", "succeeded": True}),
+        ("vault-password-verification-requests", {"verified": True}),
     ):
         url = f"{BASE}/agents/{agent.id}/{kind}/9072bb51-d5fd-4fc5-ad80-d62e573236b6"
-        report = client.post(url, json={}, headers=headers(secret))
-        result = client.get(url, headers=headers(secret))
-        assert (report.status_code, result.status_code) == (501, 501)
-        assert report.json()["message"] == f"{operations[0]} is not implemented by this service."
-        assert result.json()["message"] == f"{operations[1]} is not implemented by this service."
+        report = client.post(url, json=report_body, headers=headers(secret))
+        assert report.status_code == 403  # a user's token speaks for no agent
+        mine = client.post(url, json=report_body, headers=headers(agent_token(db, agent.id)))
+        assert mine.status_code == 404  # no such request
+        assert client.get(url, headers=headers(secret)).status_code == 404
         gone = client.get(f"{BASE}/agents/nope/{kind}/x", headers=headers(secret))
         assert gone.status_code == 404
     observer = token(db, role="observer")
     report = client.post(
-        f"{BASE}/agents/{agent.id}/vault-encryption-requests/x", json={}, headers=headers(observer)
+        f"{BASE}/agents/{agent.id}/vault-encryption-requests/x",
+        json={"action": "enabled", "succeeded": True},
+        headers=headers(observer),
     )
     assert report.status_code == 403  # a report needs the Update permission

@@ -1,93 +1,53 @@
-"""Vault operations: V1 (move) works; V2-V7 (encryption and password verification) answer their
-documented refusals, then 501 (spec §9; why in :data:`ENCRYPTION_MISSING`)."""
+"""Vault operations: V1 (move), and V2-V7 (encryption and password verification, spec §9) for
+remote agents, whose private key reads the password. A hosted agent's V2/V5 give their
+documented refusals, then 501 (why in :data:`ENCRYPTION_MISSING`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, RawBody
-from litestar.status_codes import HTTP_204_NO_CONTENT, HTTP_501_NOT_IMPLEMENTED
+from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from cloudbackup.api.auth import reporting_agent
 from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.not_implemented import not_implemented_response
-from cloudbackup.api.schemas.common import ErrorBody
-from cloudbackup.api.schemas.vault import parse_encryption, parse_move, parse_verification
+from cloudbackup.api.schemas.vault import (
+    EncryptionResultOut,
+    VerificationResultOut,
+    encryption_result_out,
+    parse_encryption,
+    parse_encryption_report,
+    parse_move,
+    parse_verification,
+    parse_verification_report,
+    verification_result_out,
+)
 from cloudbackup.domain.auth import Permission
+from cloudbackup.domain.vault_requests import HostedAgent, VaultRequestService
 from cloudbackup.domain.vaults import VaultService
 
 Vaults = NamedDependency[VaultService]
+Requests = NamedDependency[VaultRequestService]
 Id = FromPath[str]
-RequestT = TypeVar("RequestT")
-# Marks the handlers that answer 501 (the README's status table is checked against it).
-MISSING: dict[str, Any] = {"not_implemented": True}
 # §1.7: an agent reporting a result needs the Update permission, not Create.
-REPORT: dict[str, Any] = {**MISSING, "permission": Permission.UPDATE}
+REPORT: dict[str, Any] = {"permission": Permission.UPDATE}
 ENCRYPTION_MISSING = (
     "Vault passwords reach the agent encrypted with the agent's RSA public key "
-    "(*_encrypted_password_hex). Here the workers act as the agent and hold the vault data, "
-    "but they do not have the agent's private key, so they cannot read the password to "
-    "encrypt, re-key or check the vault. Encrypt a new vault with a key file instead "
+    "(*_encrypted_password_hex). This agent is hosted: the workers act as the agent and hold "
+    "the vault data, but they do not have the agent's private key, so they cannot read the "
+    "password to encrypt, re-key or check the vault. Remote agents (`cloudbackup agent run`) "
+    "serve V2-V7. Encrypt a hosted vault with a key file instead "
     "(CLOUDBACKUP_VAULT_KEY_DIR/<vault_id>.key, see docs/engine.md)."
 )
+ENCRYPTION = "/vault-encryption-requests"
+VERIFICATION = "/vault-password-verification-requests"
 
 
-def _missing(operation_id: str) -> Response[ErrorBody]:
+def _hosted(operation_id: str) -> Response[Any]:
     return not_implemented_response(operation_id, ENCRYPTION_MISSING)
-
-
-def _answers_501(
-    route: Callable[..., HTTPRouteHandler], path: str, opt: dict[str, Any]
-) -> HTTPRouteHandler:
-    """The route of an operation that gives its documented refusals, then answers 501."""
-    return route(path, status_code=HTTP_501_NOT_IMPLEMENTED, opt=opt, sync_to_thread=True)
-
-
-def _known_agent_then_501(
-    name: str,
-    operation_id: str,
-    route: Callable[..., HTTPRouteHandler],
-    path: str,
-    opt: dict[str, Any],
-) -> HTTPRouteHandler:
-    """The handler ``name`` of an operation on an agent's vault (V3, V4, V6, V7): 404 for an
-    unknown agent, else 501."""
-
-    # No docstring: the generated OpenAPI document takes a handler's docstring as its description.
-    def handler(self: Controller, call: Call, agent_id: Id, vaults: Vaults) -> Response[ErrorBody]:
-        vaults.require_agent(call.project_id, agent_id)
-        return _missing(operation_id)
-
-    # Litestar names the route (and the OpenAPI summary) after the function.
-    handler.__name__ = handler.__qualname__ = name
-    return _answers_501(route, path, opt)(handler)
-
-
-def _checked_then_501(
-    name: str,
-    operation_id: str,
-    path: str,
-    description: str,
-    parse: Callable[[Request[Any, Any, Any], bytes], RequestT],
-    check: Callable[[VaultService, str, str, RequestT], None],
-) -> HTTPRouteHandler:
-    """The handler ``name`` of a request on an agent's vault (V2, V5): its body ``parse``d (400),
-    then ``check``ed for the documented refusals, else 501."""
-
-    def handler(
-        self: Controller, call: Call, agent_id: Id, body: RawBody, vaults: Vaults
-    ) -> Response[ErrorBody]:
-        check(vaults, call.project_id, agent_id, parse(call.request, body))
-        return _missing(operation_id)
-
-    # Litestar names the route (and the OpenAPI summary) after the function, and describes the
-    # operation with its docstring.
-    handler.__name__ = handler.__qualname__ = name
-    handler.__doc__ = description
-    return _answers_501(post, path, MISSING)(handler)
 
 
 class VaultController(Controller):
@@ -98,39 +58,74 @@ class VaultController(Controller):
         """V1: this agent takes over the vault of ``source_agent_id`` (OQ-24)."""
         vaults.move(call.project_id, agent_id, parse_move(call.request, body))
 
-    request_encryption = _checked_then_501(
-        "request_encryption",
-        "V2",
-        "/vault-encryption-requests",
-        "V2: 400/404/403 as documented, else 501.",
-        parse_encryption,
-        VaultService.check_encryption_request,
+    @post(ENCRYPTION, status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
+    def request_encryption(
+        self, call: Call, agent_id: Id, body: RawBody, vault_requests: Requests
+    ) -> Response[Any]:
+        """V2: the documented 400/404/403, then the request goes to the remote agent (202);
+        501 for a hosted agent."""
+        asked = parse_encryption(call.request, body)
+        try:
+            request_id = vault_requests.ask_encryption(call.project_id, agent_id, asked)
+        except HostedAgent:
+            return _hosted("V2")
+        return call.accepted_empty("agents", agent_id, ENCRYPTION[1:], request_id)
+
+    @post(VERIFICATION, status_code=HTTP_202_ACCEPTED, sync_to_thread=True)
+    def request_verification(
+        self, call: Call, agent_id: Id, body: RawBody, vault_requests: Requests
+    ) -> Response[Any]:
+        """V5: the documented 400/404/403 (an unencrypted vault has no password), then the
+        request goes to the remote agent (202); 501 for a hosted agent."""
+        asked = parse_verification(call.request, body)
+        try:
+            request_id = vault_requests.ask_verification(call.project_id, agent_id, asked)
+        except HostedAgent:
+            return _hosted("V5")
+        return call.accepted_empty("agents", agent_id, VERIFICATION[1:], request_id)
+
+    @post(
+        f"{ENCRYPTION}/{{request_id:str}}",
+        status_code=HTTP_204_NO_CONTENT,
+        opt=REPORT,
+        sync_to_thread=True,
     )
-    request_verification = _checked_then_501(
-        "request_verification",
-        "V5",
-        "/vault-password-verification-requests",
-        "V5: 400/404/403 as documented (an unencrypted vault has no password), else 501.",
-        parse_verification,
-        VaultService.check_verification_request,
+    def report_encryption(
+        self, call: Call, agent_id: Id, request_id: Id, body: RawBody, vault_requests: Requests
+    ) -> None:
+        """V3: the agent's own token reports ``action`` and ``succeeded``."""
+        action, succeeded = parse_encryption_report(call.request, body)
+        caller = reporting_agent(call.request)
+        vault_requests.report_encryption(
+            call.project_id, agent_id, caller, request_id, action, succeeded
+        )
+
+    @get(f"{ENCRYPTION}/{{request_id:str}}", sync_to_thread=True)
+    def encryption_result(
+        self, call: Call, agent_id: Id, request_id: Id, vault_requests: Requests
+    ) -> EncryptionResultOut:
+        """V4: 404 until the agent reported (V3), then the result for about a minute."""
+        result = vault_requests.encryption_result(call.project_id, agent_id, request_id)
+        return encryption_result_out(result)
+
+    @post(
+        f"{VERIFICATION}/{{request_id:str}}",
+        status_code=HTTP_204_NO_CONTENT,
+        opt=REPORT,
+        sync_to_thread=True,
     )
-    report_encryption = _known_agent_then_501(
-        "report_encryption", "V3", post, "/vault-encryption-requests/{request_id:str}", REPORT
-    )
-    encryption_result = _known_agent_then_501(
-        "encryption_result", "V4", get, "/vault-encryption-requests/{request_id:str}", MISSING
-    )
-    report_verification = _known_agent_then_501(
-        "report_verification",
-        "V6",
-        post,
-        "/vault-password-verification-requests/{request_id:str}",
-        REPORT,
-    )
-    verification_result = _known_agent_then_501(
-        "verification_result",
-        "V7",
-        get,
-        "/vault-password-verification-requests/{request_id:str}",
-        MISSING,
-    )
+    def report_verification(
+        self, call: Call, agent_id: Id, request_id: Id, body: RawBody, vault_requests: Requests
+    ) -> None:
+        """V6: the agent's own token reports ``verified``."""
+        verified = parse_verification_report(call.request, body)
+        caller = reporting_agent(call.request)
+        vault_requests.report_verification(call.project_id, agent_id, caller, request_id, verified)
+
+    @get(f"{VERIFICATION}/{{request_id:str}}", sync_to_thread=True)
+    def verification_result(
+        self, call: Call, agent_id: Id, request_id: Id, vault_requests: Requests
+    ) -> VerificationResultOut:
+        """V7: 404 until the agent reported (V6), then ``valid`` for about a minute."""
+        result = vault_requests.verification_result(call.project_id, agent_id, request_id)
+        return verification_result_out(result)

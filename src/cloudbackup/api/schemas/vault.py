@@ -1,4 +1,5 @@
-"""Vault request bodies (spec §9): V1 move, V2 encryption, V5 verification."""
+"""Vault request bodies (spec §9): V1 move, V2 encryption, V5 verification, the agent's
+reports V3/V6 and the results V4/V7."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import msgspec
 from litestar import Request
 
 from cloudbackup.api.body import decode_object
+from cloudbackup.api.schemas.times import iso_z
+from cloudbackup.domain.errors import InvalidInput
+from cloudbackup.domain.vault_requests import VaultResult
 from cloudbackup.domain.vaults import EncryptionRequest, VerificationRequest
 
 
@@ -57,3 +61,80 @@ def parse_verification(request: Request[Any, Any, Any], body: bytes) -> Verifica
         },
     )
     return VerificationRequest(data.encrypted_password_hex, data.agent_id)
+
+
+class EncryptionReportIn(msgspec.Struct, forbid_unknown_fields=True):
+    action: str
+    succeeded: bool
+
+
+class VerificationReportIn(msgspec.Struct, forbid_unknown_fields=True):
+    verified: bool | str  # the reference types it String: "true" / "false" taken as well
+
+
+class AgentRefOut(msgspec.Struct):
+    id: str
+
+
+class EncryptionResultOut(msgspec.Struct):
+    id: str
+    time: str
+    event: str
+    agent: AgentRefOut
+    request_id: str
+    succeeded: bool
+
+
+class VerificationResultOut(msgspec.Struct):
+    id: str
+    time: str
+    event: str
+    agent: AgentRefOut
+    request_id: str
+    valid: bool
+
+
+def parse_encryption_report(request: Request[Any, Any, Any], body: bytes) -> tuple[str, bool]:
+    data = decode_object(
+        request,
+        body,
+        EncryptionReportIn,
+        {
+            "action": "action is required (enabled or changed).",
+            "succeeded": "succeeded is required.",
+        },
+    )
+    if data.action not in ("enabled", "changed"):
+        raise InvalidInput("Validation failed.", ["action must be enabled or changed."])
+    return data.action, data.succeeded
+
+
+def parse_verification_report(request: Request[Any, Any, Any], body: bytes) -> bool:
+    data = decode_object(request, body, VerificationReportIn, {"verified": "verified is required."})
+    if isinstance(data.verified, bool):
+        return data.verified
+    if data.verified.lower() not in ("true", "false"):
+        raise InvalidInput("Validation failed.", ["verified must be true or false."])
+    return data.verified.lower() == "true"
+
+
+def encryption_result_out(result: VaultResult) -> EncryptionResultOut:
+    return EncryptionResultOut(
+        str(result.event_id),
+        iso_z(result.time) or "",
+        result.event,
+        AgentRefOut(result.agent_id),
+        result.request_id,
+        result.outcome,
+    )
+
+
+def verification_result_out(result: VaultResult) -> VerificationResultOut:
+    return VerificationResultOut(
+        str(result.event_id),
+        iso_z(result.time) or "",
+        result.event,
+        AgentRefOut(result.agent_id),
+        result.request_id,
+        result.outcome,
+    )

@@ -1,16 +1,18 @@
-"""`cloudbackup agents list|show|register`."""
+"""`cloudbackup agents list|show|register|encrypt|verify-password`."""
 
 from __future__ import annotations
 
 import socket
+import sys
 from typing import Annotated
 
 import typer
 
 from cloudbackup.client import format as fmt
+from cloudbackup.client import vault_requests
 from cloudbackup.client.commands.arguments import AgentArg
 from cloudbackup.client.commands.names import agent_id_of
-from cloudbackup.client.commands.session import Session, api_command
+from cloudbackup.client.commands.session import Fail, Session, api_command
 from cloudbackup.client.commands.tables import Grid, pairs, yes_no
 from cloudbackup.client.config import config_path
 from cloudbackup.client.host import new_key, registration
@@ -115,3 +117,81 @@ def agents_register(
         )
 
     s.emit(data, human)
+
+
+StdinOption = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password(s) from stdin, one a line.")
+]
+WaitOption = Annotated[
+    float, typer.Option("--wait", help="Seconds to wait for the agent's answer.")
+]
+
+
+def _read_passwords(from_stdin: bool, prompts: list[str]) -> list[str]:
+    """The passwords asked for: one stdin line each, or prompted (typed twice when new)."""
+    if from_stdin:
+        lines = sys.stdin.read().splitlines()
+        if len(lines) < len(prompts) or not all(lines[: len(prompts)]):
+            raise Fail(f"--password-stdin needs {len(prompts)} non-empty line(s) on stdin")
+        return lines[: len(prompts)]
+    answers = []
+    for prompt in prompts:
+        confirm = prompt.startswith("New")
+        answers.append(str(typer.prompt(prompt, hide_input=True, confirmation_prompt=confirm)))
+    return answers
+
+
+@api_command(agents_app, "encrypt")
+def agents_encrypt(
+    s: Session, agent: AgentArg, password_stdin: StdinOption = False, wait: WaitOption = 120.0
+) -> int:
+    """Set the password of the agent's vault (V2), or change it when it has one; wait for V4."""
+    agent_id = agent_id_of(s, agent)
+    data = s.api.get_agent(agent_id)
+    encrypted = bool((data.get("vault") or {}).get("encrypted"))
+    prompts = (
+        ["Current vault password", "New vault password"] if encrypted else ["New vault password"]
+    )
+    passwords = _read_passwords(password_stdin, prompts)
+    old, new = (passwords[0], passwords[1]) if encrypted else (None, passwords[0])
+    request_id = vault_requests.ask(
+        s.api, agent_id, vault_requests.ENCRYPTION, vault_requests.encryption_body(data, new, old)
+    )
+    result = vault_requests.wait_result(
+        s.api, agent_id, vault_requests.ENCRYPTION, request_id, timeout=wait
+    )
+
+    def human() -> None:
+        what = "changed" if encrypted else "enabled"
+        if result.get("succeeded"):
+            s.out.print(f"vault encryption {what} for agent {agent_id}")
+        else:
+            s.err.print(f"the agent could not set the password ({what}): check the old one")
+
+    s.emit(result, human)
+    return 0 if result.get("succeeded") else 1
+
+
+@api_command(agents_app, "verify-password")
+def agents_verify_password(
+    s: Session, agent: AgentArg, password_stdin: StdinOption = False, wait: WaitOption = 120.0
+) -> int:
+    """Check a password against the agent's vault (V5); wait for V7."""
+    agent_id = agent_id_of(s, agent)
+    data = s.api.get_agent(agent_id)
+    [password] = _read_passwords(password_stdin, ["Vault password"])
+    request_id = vault_requests.ask(
+        s.api,
+        agent_id,
+        vault_requests.VERIFICATION,
+        vault_requests.verification_body(data, password),
+    )
+    result = vault_requests.wait_result(
+        s.api, agent_id, vault_requests.VERIFICATION, request_id, timeout=wait
+    )
+
+    def human() -> None:
+        s.out.print("the password is valid" if result.get("valid") else "the password is NOT valid")
+
+    s.emit(result, human)
+    return 0 if result.get("valid") else 1
