@@ -68,8 +68,9 @@ def _range(value: str | None) -> tuple[int, int] | None:
     return first, last - first + 1
 
 
-def _name(request: Request[Any, Any, Any]) -> str:
-    return str(request.path_params["name"]).lstrip("/")
+def _object(name: str) -> str:
+    """The object's name from the path (``{name:path}`` keeps its leading slash)."""
+    return name.lstrip("/")
 
 
 class RemoteAgentController(Controller):
@@ -116,6 +117,7 @@ class RemoteAgentController(Controller):
         request: Request[Any, Any, Any],
         project_id: FromPath[str],
         agent_id: FromPath[str],
+        name: FromPath[str],
         body: RawBody,
         vault_objects: Objects,
         if_none_match: Annotated[
@@ -127,7 +129,7 @@ class RemoteAgentController(Controller):
         if if_absent and if_none_match != "*":
             raise InvalidInput("Validation failed.", ["If-None-Match may only be '*'."])
         caller = reporting_agent(request)
-        name = _name(request)
+        name = _object(name)
         if vault_objects.put(project_id, agent_id, caller, name, body, if_absent=if_absent):
             return Response(b"", status_code=HTTP_201_CREATED if if_absent else 204)
         return error_response(412, "An object of that name exists already.")
@@ -138,13 +140,14 @@ class RemoteAgentController(Controller):
         request: Request[Any, Any, Any],
         project_id: FromPath[str],
         agent_id: FromPath[str],
+        name: FromPath[str],
         vault_objects: Objects,
         range_header: Annotated[str | None, HeaderParameter(name="Range", required=False)] = None,
     ) -> Response[bytes]:
         """The object, or the one byte range asked for (206)."""
         byte_range = _range(range_header)
         data = vault_objects.get(
-            project_id, agent_id, reporting_agent(request), _name(request), byte_range
+            project_id, agent_id, reporting_agent(request), _object(name), byte_range
         )
         return Response(data, media_type=OCTETS, status_code=200 if byte_range is None else 206)
 
@@ -154,9 +157,10 @@ class RemoteAgentController(Controller):
         request: Request[Any, Any, Any],
         project_id: FromPath[str],
         agent_id: FromPath[str],
+        name: FromPath[str],
         vault_objects: Objects,
     ) -> Response[None]:
-        size = vault_objects.size(project_id, agent_id, reporting_agent(request), _name(request))
+        size = vault_objects.size(project_id, agent_id, reporting_agent(request), _object(name))
         return Response(None, headers={"X-Object-Size": str(size)})
 
     @delete(
@@ -172,6 +176,7 @@ class RemoteAgentController(Controller):
         request: Request[Any, Any, Any],
         project_id: FromPath[str],
         agent_id: FromPath[str],
+        name: FromPath[str],
         vault_objects: Objects,
     ) -> None:
-        vault_objects.delete(project_id, agent_id, reporting_agent(request), _name(request))
+        vault_objects.delete(project_id, agent_id, reporting_agent(request), _object(name))
