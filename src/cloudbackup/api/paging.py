@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
@@ -108,5 +108,29 @@ def paged_list(
         limit=size,
         sort_dir=order,
         default_sort_dir=default_sort_dir,
+        filters=filters,
+    )
+
+
+def paged_rows(
+    call: ApiCall,
+    parts: tuple[str, ...],
+    page: Callable[..., Page[RowT]],
+    render: Callable[[RowT, LinkBuilder], OutT],
+    paging: ListQuery,
+    *,
+    filters: dict[str, str] | None = None,
+    **arguments: Any,
+) -> tuple[list[OutT], list[Link]]:
+    """:func:`paged_list` over a service's ``page(project_id, marker=, limit=, sort_dir=,
+    **arguments)``: the project's rows after ``paging.marker``."""
+    return paged_list(
+        call,
+        parts,
+        lambda size, order: page(
+            call.project_id, marker=paging.marker, limit=size, sort_dir=order, **arguments
+        ),
+        render,
+        paging,
         filters=filters,
     )

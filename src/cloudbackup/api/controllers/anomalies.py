@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter, RawBody
 
 from cloudbackup.api.call import Call
-from cloudbackup.api.paging import Paging, paged_list
+from cloudbackup.api.paging import Paging, paged_rows
 from cloudbackup.api.schemas.anomalies import (
     AnomalyList,
     AnomalyOut,
@@ -33,19 +33,14 @@ class AnomalyController(Controller):
     def list_anomalies(
         self, call: Call, anomalies: Anomalies, paging: Paging, state_filter: StateQuery = None
     ) -> AnomalyList:
-        items, links = paged_list(
+        items, links = paged_rows(
             call,
             ("anomalies",),
-            lambda size, order: anomalies.page(
-                call.project_id,
-                marker=paging.marker,
-                limit=size,
-                sort_dir=order,
-                state=state_filter,
-            ),
+            anomalies.page,
             anomaly_out,
             paging,
             filters={"state": state_filter} if state_filter is not None else None,
+            state=state_filter,
         )
         return AnomalyList(anomalies=items, links=links)
 

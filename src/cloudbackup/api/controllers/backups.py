@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from cloudbackup.api.body import boolean, decode_json
 from cloudbackup.api.call import Call
-from cloudbackup.api.controllers.runs import RunResource, run_handlers
+from cloudbackup.api.controllers.runs import RunController, RunResource
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.paging import Paging, paged_list
+from cloudbackup.api.paging import Paging, paged_rows
 from cloudbackup.api.schemas.backups import (
     BACKUP_PATCH,
     BackupList,
@@ -29,28 +29,11 @@ AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=
 Query = Annotated[str | None, QueryParameter(required=False)]
 Backups = NamedDependency[BackupService]
 BackupStarts = NamedDependency[BackupStarter]
+BACKUPS = RunResource("backup", BackupOut, backup_out, ErrorListOut, error_list_out, BACKUP_PATCH)
 
 
-BACKUPS = RunResource(
-    noun="backup",
-    plural="backups",
-    out_type=BackupOut,
-    out=backup_out,
-    errors_type=ErrorListOut,
-    errors_out=error_list_out,
-    patch=BACKUP_PATCH,
-)
-
-
-def _runs(backups: Backups) -> BackupService:
-    return backups
-
-
-class BackupController(Controller):
-    path = "/v2/{project_id:str}/backups"
-    dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
-    # B3/R3/C3 read, PATCH, errors and events: the same for every run resource.
-    get_backup, update_backup, list_errors, list_events = run_handlers(BACKUPS)
+class BackupController(RunController, resource=BACKUPS):
+    """B1 and B2 here; B3/B4, ER1 and EV5 are every run resource's (``RunController``)."""
 
     @post("/", status_code=HTTP_201_CREATED)
     async def start_backup(
@@ -84,19 +67,14 @@ class BackupController(Controller):
             for k, v in (("restorable", restorable), ("configuration_id", configuration_id))
             if v is not None
         }
-        items, links = paged_list(
+        items, links = paged_rows(
             call,
             ("backups",),
-            lambda size, order: backups.page(
-                call.project_id,
-                marker=paging.marker,
-                limit=size,
-                sort_dir=order,
-                restorable=boolean("restorable", restorable),
-                configuration_id=configuration_id,
-            ),
+            backups.page,
             backup_out,
             paging,
             filters=filters,
+            restorable=boolean("restorable", restorable),
+            configuration_id=configuration_id,
         )
         return BackupList(backups=items, links=links)

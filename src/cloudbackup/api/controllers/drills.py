@@ -5,13 +5,13 @@ under ``/drills/{drill_id}`` (the handlers every run resource shares)."""
 from __future__ import annotations
 
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED
 
 from cloudbackup.api.call import Call
-from cloudbackup.api.controllers.runs import RunResource, run_handlers
-from cloudbackup.api.paging import Paging, paged_list
+from cloudbackup.api.controllers.runs import RunController, RunResource
+from cloudbackup.api.paging import Paging, paged_rows
 from cloudbackup.api.schemas.backups import ErrorListOut
 from cloudbackup.api.schemas.drills import (
     DRILL_PATCH,
@@ -24,26 +24,11 @@ from cloudbackup.api.schemas.drills import (
 from cloudbackup.domain.drills import DrillService
 
 Drills = NamedDependency[DrillService]
-
-DRILLS = RunResource(
-    noun="drill",
-    plural="drills",
-    out_type=DrillOut,
-    out=drill_out,
-    errors_type=ErrorListOut,
-    errors_out=drill_errors_out,
-    patch=DRILL_PATCH,
-)
+DRILLS = RunResource("drill", DrillOut, drill_out, ErrorListOut, drill_errors_out, DRILL_PATCH)
 
 
-def _runs(drills: Drills) -> DrillService:
-    return drills
-
-
-class DrillController(Controller):
-    path = "/v2/{project_id:str}/drills"
-    dependencies = {"runs": Provide(_runs, sync_to_thread=False)}
-    get_drill, update_drill, list_errors, list_events = run_handlers(DRILLS)
+class DrillController(RunController, resource=DRILLS):
+    """One drill: read, PATCH, errors and events (``RunController``)."""
 
 
 class BackupDrillController(Controller):
@@ -60,13 +45,7 @@ class BackupDrillController(Controller):
     def list_drills(
         self, call: Call, backup_id: FromPath[str], drills: Drills, paging: Paging
     ) -> DrillList:
-        items, links = paged_list(
-            call,
-            ("backups", backup_id, "drills"),
-            lambda size, order: drills.page_of_backup(
-                call.project_id, backup_id, marker=paging.marker, limit=size, sort_dir=order
-            ),
-            drill_list_item,
-            paging,
-        )
+        parts = ("backups", backup_id, "drills")
+        page = drills.page_of_backup
+        items, links = paged_rows(call, parts, page, drill_list_item, paging, backup_id=backup_id)
         return DrillList(drills=items, links=links)

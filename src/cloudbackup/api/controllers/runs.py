@@ -1,20 +1,22 @@
 """The handlers every run resource has, made once: read one (B3/R3/C3), the PATCH (B4/R4/C4),
 its errors (ER1-ER3) and its events (EV5-EV7).
 
-Each kind's controller keeps what is its own (the start, the list with its filters) and takes
-these four from :func:`run_handlers`. Handler names and path parameter names stay the kind's
-(``get_backup``, ``{backup_id}``): the OpenAPI document names operations after them.
+Each kind's controller subclasses :class:`RunController`, which gives it its path, its ``runs``
+dependency and these four (:func:`run_handlers`); it keeps what is its own (the start, the list
+with its filters). Handler names and path parameter names stay the kind's (``get_backup``,
+``{backup_id}``): the OpenAPI document names operations after them.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-from litestar import get, patch
-from litestar.di import NamedDependency
+from litestar import Controller, get, patch
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import HeaderParameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
@@ -40,7 +42,6 @@ class RunResource:
     """One kind of run as the API shows it."""
 
     noun: str  # "backup": the handlers' names and the path parameter ``backup_id``
-    plural: str  # "backups": the path segment and the kind of link
     out_type: type[Any]
     out: Callable[[Any, LinkBuilder], Any]
     errors_type: Any
@@ -48,8 +49,41 @@ class RunResource:
     patch: RunPatch[Any]
 
     @property
+    def plural(self) -> str:
+        """ "backups": the path segment, the kind of link and the name of the service."""
+        return f"{self.noun}s"
+
+    @property
     def id_name(self) -> str:
         return f"{self.noun}_id"
+
+
+def provided_as(name: str) -> Provide:
+    """The app's dependency ``name`` under the name it is given here: Litestar injects by
+    parameter name, so the provider's one parameter is called ``name``."""
+
+    def provide(**named: Any) -> Any:
+        return named[name]
+
+    parameter = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Runs)
+    vars(provide)["__signature__"] = inspect.Signature([parameter])
+    provide.__annotations__ = {name: Runs, "return": Any}
+    return Provide(provide, sync_to_thread=False)
+
+
+class RunController(Controller):
+    """The controller of one kind of run: ``class BackupController(RunController,
+    resource=BACKUPS)`` serves ``/v2/{project_id}/backups`` with the four shared handlers and
+    gives them the ``backups`` service as ``runs``; the subclass adds the start and the list."""
+
+    def __init_subclass__(cls, resource: RunResource | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if resource is None:
+            return
+        cls.path = f"/v2/{{project_id:str}}/{resource.plural}"
+        cls.dependencies = {"runs": provided_as(resource.plural)}
+        for handler in run_handlers(resource):
+            setattr(cls, handler.handler_name, handler)
 
 
 def run_attempt(header: str | None) -> int | None:

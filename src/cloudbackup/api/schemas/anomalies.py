@@ -9,7 +9,7 @@ from litestar import Request
 
 from cloudbackup.api.body import convert_value, decode_patch
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.common import Link
+from cloudbackup.api.schemas.common import Link, from_row
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.anomalies import DISMISSED
 from cloudbackup.domain.errors import InvalidInput
@@ -43,21 +43,10 @@ class AnomalyList(msgspec.Struct):
 
 
 def anomaly_out(row: Anomaly, links: LinkBuilder) -> AnomalyOut:
-    return AnomalyOut(
-        id=row.id,
-        backup_id=row.backup_id,
-        configuration_id=row.configuration_id,
-        agent_id=row.agent_id,
+    return from_row(
+        AnomalyOut,
+        row,
         detected_time=iso_z(row.detected_time),
-        state=row.state,
-        files_compared=row.files_compared,
-        files_changed=row.files_changed,
-        files_deleted=row.files_deleted,
-        changed_ratio=row.changed_ratio,
-        deleted_ratio=row.deleted_ratio,
-        new_plain_bytes=row.new_plain_bytes,
-        compressed_size_ratio=row.compressed_size_ratio,
-        history_compressed_size_ratio=row.history_compressed_size_ratio,
         dismissed_time=iso_z(row.dismissed_time),
         links=[
             links.link("self", "anomalies", row.id),

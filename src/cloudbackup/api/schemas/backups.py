@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.common import Link, Ref, from_row
 from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
@@ -164,35 +164,54 @@ BACKUP_PATCH = RunPatch(
 
 
 def backup_out(row: Backup, links: LinkBuilder) -> BackupOut:
-    return BackupOut(
-        project_id=row.project_id,
-        id=row.id,
+    return from_row(
+        BackupOut,
+        row,
+        **run_fields(row, links, "backups"),
         agent=links.ref("agents", row.agent_id),
         configuration=links.ref("configurations", row.configuration_id),
-        state=row.state,
-        started_time=iso_z(row.started_time),
-        ended_time=iso_z(row.ended_time),
-        snapshot_id=row.snapshot_id,
-        errors=run_errors(ErrorsSummary, row, links, "backups"),
-        files_searched=row.files_searched,
-        files_backed_up=row.files_backed_up,
-        bytes_searched=row.bytes_searched,
-        bytes_backed_up=row.bytes_backed_up,
-        bytes_in_db=row.bytes_in_db,
-        bandwidth_avg_bps=row.bandwidth_avg_bps,
-        restorable=row.restorable,
-        links=run_links(links, "backups", row.id),
     )
 
 
-def error_list_out(row: Backup, items: list[BackupError], links: LinkBuilder) -> ErrorListOut:
+def run_fields(
+    row: Backup | Restore | Cleanup | Drill,
+    links: LinkBuilder,
+    collection: str,
+    own: str = "self",
+    summary: Callable[[int, str, Any, list[Link]], Any] = ErrorsSummary,
+) -> dict[str, Any]:
+    """The members every run shows (B3, R3, C3, a drill): ids, state, times, the errors summary
+    (``summary``: the kind's struct) and the links (``own``: `self`, or `full` in a list)."""
+    return {
+        "project_id": row.project_id,
+        "id": row.id,
+        "state": row.state,
+        "started_time": iso_z(row.started_time),
+        "ended_time": iso_z(row.ended_time),
+        "errors": run_errors(summary, row, links, collection),
+        "links": run_links(links, collection, row.id, own),
+    }
+
+
+def run_error_list(
+    row: Backup | Restore | Drill,
+    items: list[BackupError] | list[RestoreError] | list[DrillError],
+    links: LinkBuilder,
+    collection: str,
+    known: dict[str, str],
+) -> ErrorListOut:
+    """ER1's shape: the summary, the per-file list described from ``known``, a `self` link."""
     return ErrorListOut(
         count=row.errors_count,
         reason=row.errors_reason,
         diagnostics=row.errors_diagnostics,
-        items=[error_item_out(item, ERROR_DESCRIPTIONS) for item in items],
-        links=[links.link("self", "backups", row.id, "errors")],
+        items=[error_item_out(item, known) for item in items],
+        links=[links.link("self", collection, row.id, "errors")],
     )
+
+
+def error_list_out(row: Backup, items: list[BackupError], links: LinkBuilder) -> ErrorListOut:
+    return run_error_list(row, items, links, "backups", ERROR_DESCRIPTIONS)
 
 
 def describe(error_type: str, known: dict[str, str]) -> str:

@@ -13,10 +13,9 @@ from litestar import Request
 
 from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.backups import describe, run_errors, run_links
-from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.backups import describe, run_fields
+from cloudbackup.api.schemas.common import Link, Ref, from_row
 from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
-from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.run_states import CLEANUP_MACHINE
@@ -130,18 +129,12 @@ class CleanupErrorListOut(msgspec.Struct):
 
 
 def cleanup_out(row: Cleanup, links: LinkBuilder) -> CleanupOut:
-    return CleanupOut(
-        project_id=row.project_id,
-        id=row.id,
+    return from_row(
+        CleanupOut,
+        row,
+        **run_fields(row, links, "cleanups", summary=CleanupErrorsSummary),
         agent=links.ref("agents", row.agent_id),
-        state=row.state,
-        started_time=iso_z(row.started_time),
-        ended_time=iso_z(row.ended_time),
         snapshot_ids=list(row.snapshot_ids or []),
-        errors=run_errors(CleanupErrorsSummary, row, links, "cleanups"),
-        bytes_before=row.bytes_before,
-        bytes_after=row.bytes_after,
-        links=run_links(links, "cleanups", row.id),
     )
 
 

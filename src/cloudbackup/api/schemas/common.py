@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class Link(msgspec.Struct):
@@ -32,3 +34,14 @@ class PatchOperation(msgspec.Struct, forbid_unknown_fields=True):
     op: str
     path: str
     value: Any = msgspec.UNSET
+
+
+def from_row(out_type: type[S], row: object, **computed: Any) -> S:
+    """An ``out_type`` whose members are ``computed``, the others copied as they are from the
+    attributes of ``row`` with the same names (most members of a resource are its row's)."""
+    copied = {
+        field.name: getattr(row, field.name)
+        for field in msgspec.structs.fields(out_type)
+        if field.name not in computed
+    }
+    return out_type(**copied, **computed)

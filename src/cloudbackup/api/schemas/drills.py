@@ -13,15 +13,13 @@ from cloudbackup.api.schemas.backups import (
     ErrorListOut,
     ErrorsSummary,
     ReportedErrors,
-    error_item_out,
     error_report,
-    run_errors,
-    run_links,
+    run_error_list,
+    run_fields,
 )
-from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.common import Link, Ref, from_row
 from cloudbackup.api.schemas.restores import RESTORE_ERROR_DESCRIPTIONS
 from cloudbackup.api.schemas.run_patch import RunPatch
-from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.drills import DrillUpdate
 from cloudbackup.domain.run_states import DRILL_MACHINE
 from cloudbackup.store.tables import Drill, DrillError
@@ -66,22 +64,12 @@ class DrillList(msgspec.Struct):
 
 
 def drill_out(row: Drill, links: LinkBuilder, own: str = "self") -> DrillOut:
-    return DrillOut(
-        project_id=row.project_id,
-        id=row.id,
+    return from_row(
+        DrillOut,
+        row,
+        **run_fields(row, links, "drills", own),
         backup=links.ref("backups", row.backup_id),
         configuration=links.ref("configurations", row.configuration_id),
-        snapshot_id=row.snapshot_id,
-        state=row.state,
-        started_time=iso_z(row.started_time),
-        ended_time=iso_z(row.ended_time),
-        files_checked=row.files_checked,
-        bytes_checked=row.bytes_checked,
-        mismatches=row.mismatches,
-        duration_seconds=row.duration_seconds,
-        bytes_per_second=row.bytes_per_second,
-        errors=run_errors(ErrorsSummary, row, links, "drills"),
-        links=run_links(links, "drills", row.id, own),
     )
 
 
@@ -91,10 +79,4 @@ def drill_list_item(row: Drill, links: LinkBuilder) -> DrillOut:
 
 def drill_errors_out(row: Drill, items: list[DrillError], links: LinkBuilder) -> ErrorListOut:
     """The files a drill could not restore as the backup recorded them (ER1's shape)."""
-    return ErrorListOut(
-        count=row.errors_count,
-        reason=row.errors_reason,
-        diagnostics=row.errors_diagnostics,
-        items=[error_item_out(item, DRILL_ERROR_DESCRIPTIONS) for item in items],
-        links=[links.link("self", "drills", row.id, "errors")],
-    )
+    return run_error_list(row, items, links, "drills", DRILL_ERROR_DESCRIPTIONS)

@@ -16,14 +16,12 @@ from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.backups import (
     ErrorsSummary,
     ReportedErrors,
-    error_item_out,
     error_report,
-    run_errors,
-    run_links,
+    run_error_list,
+    run_fields,
 )
-from cloudbackup.api.schemas.common import Link, Ref
+from cloudbackup.api.schemas.common import Link, Ref, from_row
 from cloudbackup.api.schemas.run_patch import RunPatch
-from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.configurations import PathItem
 from cloudbackup.domain.restores import RestoreRequest, RestoreUpdate
 from cloudbackup.domain.run_states import RESTORE_MACHINE
@@ -124,38 +122,29 @@ class RestoreList(msgspec.Struct):
 
 
 def restore_out(row: Restore, links: LinkBuilder, *, detail: bool = True) -> RestoreOut:
-    own = "self" if detail else "full"
-    return RestoreOut(
-        project_id=row.project_id,
-        id=row.id,
+    return from_row(
+        RestoreOut,
+        row,
+        **run_fields(row, links, "restores", "self" if detail else "full"),
         backup=links.ref("backups", row.backup_id),
         destination_agent=links.ref("agents", row.destination_agent_id),
-        destination_path=row.destination_path,
-        overwrite_files=row.overwrite_files,
         inclusions=[PathItemOut(i["type"], i["path"]) for i in row.inclusions or []]
         if detail
         else msgspec.UNSET,
         exclusions=[PathItemOut(e["type"], e["path"]) for e in row.exclusions or []]
         if detail
         else msgspec.UNSET,
-        state=row.state,
-        started_time=iso_z(row.started_time),
-        ended_time=iso_z(row.ended_time),
-        errors=run_errors(ErrorsSummary, row, links, "restores"),
-        files_restored=row.files_restored,
-        bytes_restored=row.bytes_restored,
-        links=run_links(links, "restores", row.id, own),
     )
+
+
+def restore_list_item(row: Restore, links: LinkBuilder) -> RestoreOut:
+    return restore_out(row, links, detail=False)
 
 
 def restore_errors_out(
     row: Restore, items: list[RestoreError], links: LinkBuilder
 ) -> dict[str, Any]:
-    """ER2 (spec §6): the summary, the per-file list with descriptions, and a `self` link."""
-    return {
-        "count": row.errors_count,
-        "reason": row.errors_reason,
-        "diagnostics": row.errors_diagnostics,
-        "list": [error_item_out(item, RESTORE_ERROR_DESCRIPTIONS) for item in items],
-        "links": [links.link("self", "restores", row.id, "errors")],
-    }
+    """ER2 (spec §6): ER1's members (the document has declared it a plain object)."""
+    errors = run_error_list(row, items, links, "restores", RESTORE_ERROR_DESCRIPTIONS)
+    members: dict[str, Any] = msgspec.to_builtins(errors)
+    return members
