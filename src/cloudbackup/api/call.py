@@ -8,16 +8,21 @@ Every API route under ``/v2/{project_id}`` can take ``call: Call``; the app prov
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from litestar import MediaType, Request, Response
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
+from litestar.params import FromPath, HeaderParameter, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from cloudbackup.api.links import LinkBuilder
 
 T = TypeVar("T")
+# The parameter types handlers share: a path segment, an optional query parameter, and the
+# agent a caller says it reports for (documented; the guard checks it against the token).
+Id = FromPath[str]
+Query = Annotated[str | None, QueryParameter(required=False)]
+AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 
 
 @dataclass(frozen=True, slots=True)

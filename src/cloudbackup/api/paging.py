@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from litestar.di import NamedDependency, Provide
-from litestar.params import QueryParameter
 
 from cloudbackup.api.body import page_limit, sort_direction
-from cloudbackup.api.call import ApiCall
+from cloudbackup.api.call import ApiCall, Query
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
 from cloudbackup.store.repositories import Page, SortDir
@@ -30,7 +29,6 @@ class Identified(Protocol):
 
 RowT = TypeVar("RowT", bound=Identified)
 OutT = TypeVar("OutT")
-Query = Annotated[str | None, QueryParameter(required=False)]
 
 
 @dataclass(frozen=True)

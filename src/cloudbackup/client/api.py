@@ -191,10 +191,13 @@ class Endpoints(Generic[R]):
             {"configuration_id": configuration_id, "state": "start_requested"}, "backups"
         )
 
+    def stop_run(self, kind: str, run_id: str) -> R:
+        """B4/R4/C4 asking the run of ``kind`` ("backups", "restores", ...) to stop."""
+        stop = [{"op": "replace", "path": "/state", "value": "stop_requested"}]
+        return self._patch(stop, kind, run_id)
+
     def stop_backup(self, backup_id: str) -> R:
-        return self._patch(
-            [{"op": "replace", "path": "/state", "value": "stop_requested"}], "backups", backup_id
-        )
+        return self.stop_run("backups", backup_id)
 
     def backup_errors(self, backup_id: str) -> R:
         return self._get("backups", backup_id, "errors")
@@ -216,11 +219,7 @@ class Endpoints(Generic[R]):
         return self._post(dict(body), "restores")
 
     def stop_restore(self, restore_id: str) -> R:
-        return self._patch(
-            [{"op": "replace", "path": "/state", "value": "stop_requested"}],
-            "restores",
-            restore_id,
-        )
+        return self.stop_run("restores", restore_id)
 
     def restore_errors(self, restore_id: str) -> R:
         return self._get("restores", restore_id, "errors")

@@ -59,6 +59,14 @@ def wait_result(
         sleep(POLL_SECONDS)
 
 
+def ask_and_wait(
+    api: ApiClient, agent_id: str, kind: str, body: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """V2 or V5 (``kind``), then its result (V4/V7) once the agent answered."""
+    request_id = ask(api, agent_id, kind, body)
+    return wait_result(api, agent_id, kind, request_id, timeout=timeout)
+
+
 def encryption_body(agent: dict[str, Any], new: str, old: str | None) -> dict[str, Any]:
     """A V2 body for ``agent`` (A3): enabling when the vault is not encrypted yet."""
     key = agent["rsa_public_key"]

@@ -108,18 +108,9 @@ async def _backup_context(api: AsyncApiClient, backup_id: str) -> dict[str, Any]
     }
 
 
-class BackupPages(runs.RunPages):
-    path = "/backups"
-    kind = "backups"
-    page_template = "backup.html"
-    live_template = "_backup_live.html"
-    stop_notice = "stopping"
-
+class BackupPages(runs.RunPages, kind="backups", stop_notice="stopping"):
     async def read(self, api: AsyncApiClient, run_id: str) -> dict[str, Any]:
         return await _backup_context(api, run_id)
-
-    async def ask_to_stop(self, api: AsyncApiClient, run_id: str) -> object:
-        return await api.stop_backup(run_id)
 
     @get("/", dependencies={"filters": Provide(_filters, sync_to_thread=False)})
     async def backups(

@@ -132,18 +132,9 @@ class RestoreFormPage(Controller):
             return await _restore_form_page(request, user, api, backup, values)
 
 
-class RestorePages(runs.RunPages):
-    path = "/restores"
-    kind = "restores"
-    page_template = "restore.html"
-    live_template = "_restore_live.html"
-    stop_notice = "restore-stopping"
-
+class RestorePages(runs.RunPages, kind="restores", stop_notice="restore-stopping"):
     async def read(self, api: AsyncApiClient, run_id: str) -> dict[str, Any]:
         return await _restore_context(api, run_id)
-
-    async def ask_to_stop(self, api: AsyncApiClient, run_id: str) -> object:
-        return await api.stop_restore(run_id)
 
     @post("/")
     async def start_restore(self, request: AnyRequest, user: LoggedIn) -> Response[Any]:

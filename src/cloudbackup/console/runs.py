@@ -88,19 +88,27 @@ def run_view(
 
 class RunPages(Controller):
     """One run's page, its live part (what static/console.js refreshes) and its stop button,
-    under ``/console/<kind>/<id>``; each kind says its templates and how to read and stop it."""
+    under ``/console/<kind>/<id>``: ``class BackupPages(RunPages, kind="backups",
+    stop_notice="stopping")`` serves ``/backups`` with ``backup.html`` and
+    ``_backup_live.html``; each kind says how to read its run."""
 
     kind: str  # "backups" or "restores": the collection, also the page's place in the navigation
     page_template: str
     live_template: str
     stop_notice: str
 
+    def __init_subclass__(cls, kind: str = "", stop_notice: str = "", **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind:
+            cls.path, cls.kind, cls.stop_notice = f"/{kind}", kind, stop_notice
+            cls.page_template, cls.live_template = f"{kind[:-1]}.html", f"_{kind[:-1]}_live.html"
+
     async def read(self, api: AsyncApiClient, run_id: str) -> dict[str, Any]:
         """What the run's page and its live part show."""
         raise NotImplementedError
 
     async def ask_to_stop(self, api: AsyncApiClient, run_id: str) -> object:
-        raise NotImplementedError
+        return await api.stop_run(self.kind, run_id)
 
     @get("/{run_id:str}")
     async def run(

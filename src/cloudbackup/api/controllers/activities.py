@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath
 
-from cloudbackup.api.call import ApiCall, Call
+from cloudbackup.api.call import ApiCall, Call, Id
 from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.activities import ActivityList, activity_out
 from cloudbackup.domain.activities import ActivityService
 
 Activities = NamedDependency[ActivityService]
-Id = FromPath[str]
 
 
 def activity_list(

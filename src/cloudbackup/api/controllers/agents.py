@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter, RawBody
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.body import convert_value, decode_patch
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import Call, Id, Query
 from cloudbackup.api.schemas.agent_status import AgentStatusOut, agent_document_out
 from cloudbackup.api.schemas.agents import (
     AgentList,
@@ -30,10 +30,8 @@ from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.domain.health import HealthService
 from cloudbackup.store.tables import utcnow
 
-Query = Annotated[str | None, QueryParameter(required=False)]
 Agents = NamedDependency[AgentService]
 Configurations = NamedDependency[ConfigurationService]
-Id = FromPath[str]
 
 # path -> (AgentUpdate field, type of the value); OQ-22: `/log-level` is not accepted.
 PATCH_PATHS: dict[str, tuple[str, type[Any]]] = {

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_201_CREATED
 
 from cloudbackup.api.body import boolean, decode_json
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import AgentHeader, Call, Query
 from cloudbackup.api.controllers.runs import RunController, RunResource
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import Paging, paged_rows
@@ -25,8 +25,6 @@ from cloudbackup.api.schemas.backups import (
 )
 from cloudbackup.domain.backups import BackupService, BackupStarter
 
-AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
-Query = Annotated[str | None, QueryParameter(required=False)]
 Backups = NamedDependency[BackupService]
 BackupStarts = NamedDependency[BackupStarter]
 BACKUPS = RunResource("backup", BackupOut, backup_out, ErrorListOut, error_list_out, BACKUP_PATCH)

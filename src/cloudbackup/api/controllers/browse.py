@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from litestar import Controller, Response, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, RawBody
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import Call, Id
 from cloudbackup.api.schemas.browse import (
     BrowseResultOut,
     browse_result_out,
@@ -24,7 +24,6 @@ from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.browse import BrowseService
 
 Browse = NamedDependency[BrowseService]
-Id = FromPath[str]
 
 
 class BrowseController(Controller):

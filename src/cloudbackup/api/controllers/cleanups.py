@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import HeaderParameter, RawBody
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_201_CREATED
 
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import AgentHeader, Call
 from cloudbackup.api.controllers.runs import RunController, RunResource
 from cloudbackup.api.paging import Paging, paged_rows
 from cloudbackup.api.schemas.cleanups import (
@@ -23,7 +21,6 @@ from cloudbackup.api.schemas.cleanups import (
 )
 from cloudbackup.domain.cleanups import CleanupService
 
-AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Cleanups = NamedDependency[CleanupService]
 CLEANUPS = RunResource(
     "cleanup", CleanupOut, cleanup_out, CleanupErrorListOut, cleanup_errors_out, CLEANUP_PATCH

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter, RawBody
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.body import boolean
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import Call, Id, Query
 from cloudbackup.api.schemas.configurations import (
     ConfigurationList,
     ConfigurationOut,
@@ -22,9 +20,7 @@ from cloudbackup.api.schemas.configurations import (
 from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.store.tables import utcnow
 
-Query = Annotated[str | None, QueryParameter(required=False)]
 Configurations = NamedDependency[ConfigurationService]
-Id = FromPath[str]
 
 
 class ConfigurationController(Controller):

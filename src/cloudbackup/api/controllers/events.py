@@ -4,15 +4,15 @@ backups, restores and cleanups controllers."""
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, RawBody
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.call import ApiCall, Call
+from cloudbackup.api.call import AgentHeader, ApiCall, Call, Id
 from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
@@ -21,9 +21,7 @@ from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.store.repositories import Page, SortDir
 from cloudbackup.store.tables import Event
 
-AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Events = NamedDependency[EventStreamService]
-Id = FromPath[str]
 
 
 def accepted() -> Response[bytes]:

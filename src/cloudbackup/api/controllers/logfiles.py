@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from litestar import Controller, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, RawBody
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import AgentHeader, Call, Id
 from cloudbackup.api.schemas.logfiles import (
     LogfileList,
     LogfileOut,
@@ -20,9 +18,7 @@ from cloudbackup.api.schemas.logfiles import (
 )
 from cloudbackup.domain.logfiles import LOG_CONTAINER, LogfileService
 
-AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 Logfiles = NamedDependency[LogfileService]
-Id = FromPath[str]
 
 
 class LogfileController(Controller):

@@ -18,11 +18,11 @@ from typing import Annotated, Any
 from litestar import Controller, get, patch
 from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import HeaderParameter, QueryParameter, RawBody
+from litestar.params import HeaderParameter, RawBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import AgentHeader, Call
 from cloudbackup.api.controllers.events import event_list
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.paging import Paging
@@ -30,10 +30,8 @@ from cloudbackup.api.schemas.run_patch import MAX_INT32, RunPatch
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.runs import RunService
 
-AgentHeader = Annotated[str | None, HeaderParameter(name="X-Agent-Id", required=False)]
 # An extension: the attempt a remote agent was handed a run with (its fencing token).
 AttemptHeader = Annotated[str | None, HeaderParameter(name="X-Run-Attempt", required=False)]
-Query = Annotated[str | None, QueryParameter(required=False)]
 Runs = NamedDependency[RunService[Any, Any, Any]]
 
 

@@ -8,22 +8,21 @@ from typing import Any
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, RawBody
+from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.call import Call
+from cloudbackup.api.call import Call, Id
 from cloudbackup.api.controllers.not_implemented import not_implemented_response
 from cloudbackup.api.schemas.vault import (
     EncryptionResultOut,
     VerificationResultOut,
-    encryption_result_out,
     parse_encryption,
     parse_encryption_report,
     parse_move,
     parse_verification,
     parse_verification_report,
-    verification_result_out,
+    vault_result_out,
 )
 from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.vault_requests import HostedAgent, VaultRequestService
@@ -31,9 +30,14 @@ from cloudbackup.domain.vaults import VaultService
 
 Vaults = NamedDependency[VaultService]
 Requests = NamedDependency[VaultRequestService]
-Id = FromPath[str]
 # §1.7: an agent reporting a result needs the Update permission, not Create.
 REPORT: dict[str, Any] = {"permission": Permission.UPDATE}
+# V3 and V6: what the agent's report of a request answers.
+REPORTED: dict[str, Any] = {
+    "status_code": HTTP_204_NO_CONTENT,
+    "opt": REPORT,
+    "sync_to_thread": True,
+}
 ENCRYPTION_MISSING = (
     "Vault passwords reach the agent encrypted with the agent's RSA public key "
     "(*_encrypted_password_hex). This agent is hosted: the workers act as the agent and hold "
@@ -84,12 +88,7 @@ class VaultController(Controller):
             return _hosted("V5")
         return call.accepted_empty("agents", agent_id, VERIFICATION[1:], request_id)
 
-    @post(
-        f"{ENCRYPTION}/{{request_id:str}}",
-        status_code=HTTP_204_NO_CONTENT,
-        opt=REPORT,
-        sync_to_thread=True,
-    )
+    @post(f"{ENCRYPTION}/{{request_id:str}}", **REPORTED)
     def report_encryption(
         self, call: Call, agent_id: Id, request_id: Id, body: RawBody, vault_requests: Requests
     ) -> None:
@@ -106,14 +105,9 @@ class VaultController(Controller):
     ) -> EncryptionResultOut:
         """V4: 404 until the agent reported (V3), then the result for about a minute."""
         result = vault_requests.encryption_result(call.project_id, agent_id, request_id)
-        return encryption_result_out(result)
+        return vault_result_out(EncryptionResultOut, result)
 
-    @post(
-        f"{VERIFICATION}/{{request_id:str}}",
-        status_code=HTTP_204_NO_CONTENT,
-        opt=REPORT,
-        sync_to_thread=True,
-    )
+    @post(f"{VERIFICATION}/{{request_id:str}}", **REPORTED)
     def report_verification(
         self, call: Call, agent_id: Id, request_id: Id, body: RawBody, vault_requests: Requests
     ) -> None:
@@ -128,4 +122,4 @@ class VaultController(Controller):
     ) -> VerificationResultOut:
         """V7: 404 until the agent reported (V6), then ``valid`` for about a minute."""
         result = vault_requests.verification_result(call.project_id, agent_id, request_id)
-        return verification_result_out(result)
+        return vault_result_out(VerificationResultOut, result)

@@ -13,7 +13,7 @@ from litestar import Request
 
 from cloudbackup.api.body import decode_object
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.common import Link
+from cloudbackup.api.schemas.common import Link, from_row
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.agents import Address, AgentLogin, IssuedToken, Registration
 from cloudbackup.store.tables import Agent
@@ -67,12 +67,24 @@ class RegisterAgent(msgspec.Struct, forbid_unknown_fields=True):
     vault: VaultIn | msgspec.UnsetType = msgspec.UNSET
 
 
-REGISTER_REQUIRED = {
+# What A1 and A9 both require of the agent, in the order the errors list them.
+IDENTITY_REQUIRED = {
     "name": "Name is required.",
     "version": "Version is required.",
     "host": "Host is required.",
-    "rsa_public_key": "RSA public key is required.",
 }
+REGISTER_REQUIRED = {**IDENTITY_REQUIRED, "rsa_public_key": "RSA public key is required."}
+
+
+def host_members(host: HostIn | LoginHostIn) -> dict[str, Any]:
+    """The members of a registration (A1) or login (A9) that come from its ``host``."""
+    return {
+        "os_name": host.os.name,
+        "os_version": host.os.version,
+        "os_architecture": host.os.architecture,
+        "fingerprint": host.fingerprint,
+        "addresses": tuple(Address(a.version, a.addr) for a in host.addresses),
+    }
 
 
 def parse_registration(request: Request[Any, Any, Any], body: bytes) -> Registration:
@@ -89,11 +101,7 @@ def parse_registration(request: Request[Any, Any, Any], body: bytes) -> Registra
         flavor=host.flavor,
         region=host.region,
         machine_id=host.machine.id,
-        os_name=host.os.name,
-        os_version=host.os.version,
-        os_architecture=host.os.architecture,
-        fingerprint=host.fingerprint,
-        addresses=tuple(Address(a.version, a.addr) for a in host.addresses),
+        **host_members(host),
         rsa_modulus=data.rsa_public_key.modulus,
         rsa_exponent=data.rsa_public_key.exponent,
         use_internal=use_internal,
@@ -199,14 +207,11 @@ def agent_out(row: Agent, links: LinkBuilder, password: str | None = None) -> Ag
         ),
         enabled=row.enabled,
         rsa_public_key=RsaKeyOut(modulus=row.rsa_modulus, exponent=row.rsa_exponent),
-        vault=VaultOut(
-            id=row.vault_id,
+        vault=from_row(
+            VaultOut,
+            row,
+            "vault_",
             name=vault_name(row.vault_id),
-            state=row.vault_state,
-            flavor=row.vault_flavor,
-            encrypted=row.vault_encrypted,
-            region=row.vault_region,
-            use_internal=row.vault_use_internal,
             links=[links.link("publicURL", *vault_href), links.link("internalURL", *vault_href)],
         ),
         log_level=row.log_level,
@@ -242,26 +247,19 @@ LOGIN_REQUIRED = {
     "project_id": "Project ID is required.",
     "id": "Agent ID is required.",
     "password": "Password is required.",
-    "name": "Name is required.",
-    "version": "Version is required.",
-    "host": "Host is required.",
+    **IDENTITY_REQUIRED,
 }
 
 
 def parse_login(request: Request[Any, Any, Any], body: bytes) -> AgentLogin:
     data = decode_object(request, body, AgentLoginIn, LOGIN_REQUIRED)
-    host = data.host
     return AgentLogin(
         project_id=data.project_id,
         agent_id=data.id,
         password=data.password,
         name=data.name,
         version=data.version,
-        os_name=host.os.name,
-        os_version=host.os.version,
-        os_architecture=host.os.architecture,
-        fingerprint=host.fingerprint,
-        addresses=tuple(Address(a.version, a.addr) for a in host.addresses),
+        **host_members(data.host),
     )
 
 

@@ -36,11 +36,12 @@ class PatchOperation(msgspec.Struct, forbid_unknown_fields=True):
     value: Any = msgspec.UNSET
 
 
-def from_row(out_type: type[S], row: object, **computed: Any) -> S:
+def from_row(out_type: type[S], row: object, prefix: str = "", /, **computed: Any) -> S:
     """An ``out_type`` whose members are ``computed``, the others copied as they are from the
-    attributes of ``row`` with the same names (most members of a resource are its row's)."""
+    attributes of ``row`` with the same names after ``prefix`` (most members of a resource are
+    its row's)."""
     copied = {
-        field.name: getattr(row, field.name)
+        field.name: getattr(row, prefix + field.name)
         for field in msgspec.structs.fields(out_type)
         if field.name not in computed
     }

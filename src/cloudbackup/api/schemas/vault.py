@@ -3,7 +3,7 @@ reports V3/V6 and the results V4/V7."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request
@@ -118,19 +118,12 @@ def parse_verification_report(request: Request[Any, Any, Any], body: bytes) -> b
     return data.verified.lower() == "true"
 
 
-def encryption_result_out(result: VaultResult) -> EncryptionResultOut:
-    return EncryptionResultOut(
-        str(result.event_id),
-        iso_z(result.time) or "",
-        result.event,
-        AgentRefOut(result.agent_id),
-        result.request_id,
-        result.outcome,
-    )
+# The result of a request: V4 (``succeeded``) and V7 (``valid``) differ only in the last member.
+ResultT = TypeVar("ResultT", EncryptionResultOut, VerificationResultOut)
 
 
-def verification_result_out(result: VaultResult) -> VerificationResultOut:
-    return VerificationResultOut(
+def vault_result_out(out_type: type[ResultT], result: VaultResult) -> ResultT:
+    return out_type(
         str(result.event_id),
         iso_z(result.time) or "",
         result.event,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -127,6 +127,12 @@ WaitOption = Annotated[
 ]
 
 
+def _agent_document(s: Session, agent: str) -> tuple[str, dict[str, Any]]:
+    """The id of the agent ``agent`` names and its A3 document."""
+    agent_id = agent_id_of(s, agent)
+    return agent_id, s.api.get_agent(agent_id)
+
+
 def _read_passwords(from_stdin: bool, prompts: list[str]) -> list[str]:
     """The passwords asked for: one stdin line each, or prompted (typed twice when new)."""
     if from_stdin:
@@ -146,20 +152,15 @@ def agents_encrypt(
     s: Session, agent: AgentArg, password_stdin: StdinOption = False, wait: WaitOption = 120.0
 ) -> int:
     """Set the password of the agent's vault (V2), or change it when it has one; wait for V4."""
-    agent_id = agent_id_of(s, agent)
-    data = s.api.get_agent(agent_id)
+    agent_id, data = _agent_document(s, agent)
     encrypted = bool((data.get("vault") or {}).get("encrypted"))
     prompts = (
         ["Current vault password", "New vault password"] if encrypted else ["New vault password"]
     )
     passwords = _read_passwords(password_stdin, prompts)
     old, new = (passwords[0], passwords[1]) if encrypted else (None, passwords[0])
-    request_id = vault_requests.ask(
-        s.api, agent_id, vault_requests.ENCRYPTION, vault_requests.encryption_body(data, new, old)
-    )
-    result = vault_requests.wait_result(
-        s.api, agent_id, vault_requests.ENCRYPTION, request_id, timeout=wait
-    )
+    body = vault_requests.encryption_body(data, new, old)
+    result = vault_requests.ask_and_wait(s.api, agent_id, vault_requests.ENCRYPTION, body, wait)
 
     def human() -> None:
         what = "changed" if encrypted else "enabled"
@@ -177,18 +178,10 @@ def agents_verify_password(
     s: Session, agent: AgentArg, password_stdin: StdinOption = False, wait: WaitOption = 120.0
 ) -> int:
     """Check a password against the agent's vault (V5); wait for V7."""
-    agent_id = agent_id_of(s, agent)
-    data = s.api.get_agent(agent_id)
+    agent_id, data = _agent_document(s, agent)
     [password] = _read_passwords(password_stdin, ["Vault password"])
-    request_id = vault_requests.ask(
-        s.api,
-        agent_id,
-        vault_requests.VERIFICATION,
-        vault_requests.verification_body(data, password),
-    )
-    result = vault_requests.wait_result(
-        s.api, agent_id, vault_requests.VERIFICATION, request_id, timeout=wait
-    )
+    body = vault_requests.verification_body(data, password)
+    result = vault_requests.ask_and_wait(s.api, agent_id, vault_requests.VERIFICATION, body, wait)
 
     def human() -> None:
         s.out.print("the password is valid" if result.get("valid") else "the password is NOT valid")

@@ -49,10 +49,7 @@ def follow(s: Session, kind: str, run_id: str, interval: float) -> int:
                     f"`cloudbackup {kind} wait {run_id}`"
                 )
                 return EXIT_INTERRUPTED
-            if kind == "backups":
-                s.api.stop_backup(run_id)
-            else:
-                s.api.stop_restore(run_id)
+            s.api.stop_run(kind, run_id)
             stop_asked = True
             s.err.print(f"stop requested; waiting for {noun} {run_id} to end")
     body = snap.body
