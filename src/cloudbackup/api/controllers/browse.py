@@ -6,13 +6,16 @@ which is 404 until a worker has answered, then the result for ``browse_result_se
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get, post, put
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from litestar import Controller, Request, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from cloudbackup.api.auth import reporting_agent
-from cloudbackup.api.call import Call, Id
+from cloudbackup.api.call import ApiCall, Call, Id
 from cloudbackup.api.schemas.browse import (
     BrowseResultOut,
     browse_result_out,
@@ -24,40 +27,44 @@ from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.browse import BrowseService
 
 Browse = NamedDependency[BrowseService]
+AskedT = TypeVar("AskedT")
+ASKED: dict[str, Any] = {"status_code": HTTP_202_ACCEPTED, "sync_to_thread": True}
+
+
+def _accepted(
+    call: ApiCall,
+    body: bytes,
+    owner: tuple[str, str],
+    parse: Callable[[Request[Any, Any, Any], bytes], AskedT],
+    ask: Callable[[str, str, AskedT], str],
+) -> Response[bytes]:
+    """Hand the request ``body`` says to ``ask`` for ``owner`` (a backup or a host), then 202
+    with the ``Location`` of its result."""
+    request_id = ask(call.project_id, owner[1], parse(call.request, body))
+    return call.accepted_empty(*owner, "browse-requests", request_id)
 
 
 class BrowseController(Controller):
     path = "/v2/{project_id:str}"
 
-    @post(
-        "/backups/{backup_id:str}/browse-requests",
-        status_code=HTTP_202_ACCEPTED,
-        sync_to_thread=True,
-    )
+    # B5 and A10 ask; B6 and A11 read the answer at the Location they gave.
+    @post("/backups/{backup_id:str}/browse-requests", **ASKED)
     def browse_backup(
         self, call: Call, backup_id: Id, body: RawBody, browse: Browse
     ) -> Response[bytes]:
-        asked = parse_backup_browse(call.request, body)
-        request_id = browse.ask_backup(call.project_id, backup_id, asked)
-        return call.accepted_empty("backups", backup_id, "browse-requests", request_id)
+        return _accepted(call, body, ("backups", backup_id), parse_backup_browse, browse.ask_backup)
+
+    @post("/agents/{agent_id:str}/browse-requests", **ASKED)
+    def browse_host(
+        self, call: Call, agent_id: Id, body: RawBody, browse: Browse
+    ) -> Response[bytes]:
+        return _accepted(call, body, ("agents", agent_id), parse_host_browse, browse.ask_host)
 
     @get("/backups/{backup_id:str}/browse-requests/{request_id:str}", sync_to_thread=True)
     def backup_browsed(
         self, call: Call, backup_id: Id, request_id: Id, browse: Browse
     ) -> BrowseResultOut:
         return browse_result_out(browse.backup_result(call.project_id, backup_id, request_id))
-
-    @post(
-        "/agents/{agent_id:str}/browse-requests",
-        status_code=HTTP_202_ACCEPTED,
-        sync_to_thread=True,
-    )
-    def browse_host(
-        self, call: Call, agent_id: Id, body: RawBody, browse: Browse
-    ) -> Response[bytes]:
-        asked = parse_host_browse(call.request, body)
-        request_id = browse.ask_host(call.project_id, agent_id, asked)
-        return call.accepted_empty("agents", agent_id, "browse-requests", request_id)
 
     @get("/agents/{agent_id:str}/browse-requests/{request_id:str}", sync_to_thread=True)
     def host_browsed(

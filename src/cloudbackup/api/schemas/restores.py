@@ -66,15 +66,8 @@ START_REQUIRED = {
 
 def parse_start(request: Request[Any, Any, Any], body: bytes) -> RestoreRequest:
     data = decode_object(request, body, StartRestore, START_REQUIRED)
-    return RestoreRequest(
-        backup_id=data.backup_id,
-        destination_agent_id=data.destination_agent_id,
-        destination_path=data.destination_path,
-        overwrite_files=data.overwrite_files,
-        encrypted_password_hex=data.encrypted_password_hex,
-        inclusions=tuple(data.inclusions),
-        exclusions=tuple(data.exclusions),
-    )
+    paths = {"inclusions": tuple(data.inclusions), "exclusions": tuple(data.exclusions)}
+    return RestoreRequest(**msgspec.structs.asdict(data) | paths)
 
 
 # -- R4 ---------------------------------------------------------------------------------------
