@@ -3,6 +3,7 @@ backups, restores and cleanups controllers."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
@@ -66,6 +67,20 @@ def event_list(
     return {"events": events, "links": links}
 
 
+def owned_events(
+    call: ApiCall,
+    paging: ListQuery,
+    owner: tuple[str, str],
+    read: Callable[..., Page[Event]],
+    default_sort_dir: SortDir,
+) -> dict[str, Any]:
+    """The events of one ``owner`` (``("agents", agent_id)``...) at ``/{owner}/events``, as
+    ``read(project_id, owner_id, ...)`` pages them."""
+    parts = (*owner, "events")
+    page = partial(read, call.project_id, owner[1])
+    return event_list(call, parts, page, paging, default_sort_dir=default_sort_dir)
+
+
 class ProjectEventController(Controller):
     path = "/v2/{project_id:str}/events"
 
@@ -102,9 +117,7 @@ class AgentEventController(Controller):
     def list_agent_events(
         self, call: Call, agent_id: Id, events: Events, paging: Paging
     ) -> dict[str, Any]:
-        read = partial(events.agent_events, call.project_id, agent_id)
-        parts = ("agents", agent_id, "events")
-        return event_list(call, parts, read, paging, default_sort_dir="asc")
+        return owned_events(call, paging, ("agents", agent_id), events.agent_events, "asc")
 
 
 class ConfigurationEventController(Controller):
@@ -114,6 +127,5 @@ class ConfigurationEventController(Controller):
     def list_configuration_events(
         self, call: Call, configuration_id: Id, events: Events, paging: Paging
     ) -> dict[str, Any]:
-        read = partial(events.configuration_events, call.project_id, configuration_id)
-        parts = ("configurations", configuration_id, "events")
-        return event_list(call, parts, read, paging, default_sort_dir="desc")
+        owner = ("configurations", configuration_id)
+        return owned_events(call, paging, owner, events.configuration_events, "desc")
