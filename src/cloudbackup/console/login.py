@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Response, get, post
-from litestar.datastructures import Cookie
 
 from cloudbackup.console.session import (
     COOKIE,
-    COOKIE_MAX_AGE,
     COOKIE_PATH,
     check_origin,
     end_session,
     lookup,
+    session_cookie,
     session_user,
     start_session,
 )
@@ -69,17 +68,7 @@ class LoginPages(Controller):
             )
         session_secret = await start_session(request, secret, principal)
         response = redirect(target)
-        response.set_cookie(
-            Cookie(
-                key=COOKIE,
-                value=session_secret,
-                path=COOKIE_PATH,
-                max_age=COOKIE_MAX_AGE,
-                httponly=True,
-                secure=True,
-                samesite="strict",
-            )
-        )
+        response.set_cookie(session_cookie(session_secret))
         return response
 
     @post("/logout")

@@ -25,6 +25,7 @@ import anyio.to_thread
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from litestar import Request
+from litestar.datastructures import Cookie
 
 from cloudbackup.domain.auth import Permission, Principal
 from cloudbackup.domain.credentials import principal_of
@@ -40,8 +41,18 @@ COOKIE = "cloudbackup_console"
 COOKIE_PATH = "/console"
 SESSION_SECONDS = 8 * 3600  # a console session; the API token's own expiry still applies
 COOKIE_MAX_AGE = SESSION_SECONDS
+# The session cookie goes over HTTPS only, is hidden from scripts and is not sent with requests
+# other sites start.
+COOKIE_FLAGS: dict[str, Any] = {"httponly": True, "secure": True, "samesite": "strict"}
 CSRF_FIELD = "csrf_token"
 NONCE_BYTES = 12
+
+
+def session_cookie(secret: str) -> Cookie:
+    """The cookie that carries the console session ``secret``."""
+    return Cookie(
+        key=COOKIE, value=secret, path=COOKIE_PATH, max_age=COOKIE_MAX_AGE, **COOKIE_FLAGS
+    )
 
 
 class NotLoggedIn(Exception):
