@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from litestar import Controller, get
 from litestar.di import NamedDependency
 
@@ -21,7 +23,8 @@ def activity_list(
 ) -> ActivityList:
     """The activities of the project, or of one ``owner`` (``("agents", agent_id)`` or
     ``("configurations", configuration_id)``) at ``/{owner}/activities``."""
-    parts, owned = ("activities",), {}
+    parts: tuple[str, ...] = ("activities",)
+    owned: dict[str, Any] = {}
     if owner is not None:
         kind, owner_id = owner
         parts, owned = (kind, owner_id, "activities"), {f"{kind[:-1]}_id": owner_id}
