@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain import configurations
+from cloudbackup.domain import configurations, cross_agent_restores
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import (
@@ -149,6 +149,8 @@ RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
         "Progress and results may only be reported by the restore's destination agent, with "
         "its own token (A9)."
     ),
+    # The source vault's password, handed to another agent, is kept no longer than needed.
+    final_values={"encrypted_password_hex": None},
 )
 
 
@@ -202,6 +204,11 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
         self._require_in_roots(session, request, destination, backup.configuration_id)
         if not backup.restorable or backup.snapshot_id is None:
             raise Conflict(f"Backup {backup.id} is {backup.state} and not restorable.")
+        handed_over = None
+        if destination.vault_id != backup.vault_id:
+            handed_over = cross_agent_restores.check_start(
+                session, backup.vault_id, destination, request.encrypted_password_hex
+            )
         now = utcnow()
         values: dict[str, Any] = {
             "id": str(uuid.uuid4()),
@@ -216,6 +223,7 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
             "overwrite_files": request.overwrite_files,
             "inclusions": [{"type": i.type, "path": i.path} for i in request.inclusions],
             "exclusions": [{"type": e.type, "path": e.path} for e in request.exclusions],
+            "encrypted_password_hex": handed_over,
             "state": RestoreState.START_REQUESTED.value,
             "request_id": str(uuid.uuid4()),
             "published_at": now,
