@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cloudbackup.store.tables import Restore
 from factories.api import headers, start_backup, start_restore, token
 from factories.trees import digests, make_tree
 
@@ -47,7 +48,7 @@ def test_a_restore_redriven_after_kill_9_at_half_writes_little_again_and_complet
             lambda r: r.state == "in_progress" and r.bytes_restored >= tree.bytes / 2,
             timeout=90,
             what="half of its bytes restored",
-            table=type(stack.restore(restore_id)),
+            table=Restore,
         )
         doomed.kill(signal.SIGKILL)
         killed = stack.restore(restore_id)
@@ -56,7 +57,7 @@ def test_a_restore_redriven_after_kill_9_at_half_writes_little_again_and_complet
         assert finished
 
         stack.worker("rescuer", CLOUDBACKUP_RESTORE_MAX_BPS=str(24 * MIB))
-        final = stack.wait(restore_id, timeout=120, table=type(killed))
+        final = stack.wait(restore_id, timeout=120, table=Restore)
         shown = api.get(f"/v2/110011/restores/{restore_id}", headers=headers(secret)).json()
 
     assert final.state == "completed", stack.logs()
