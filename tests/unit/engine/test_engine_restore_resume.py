@@ -41,13 +41,21 @@ def _same_metadata(path: Path, content: bytes) -> None:
     os.utime(path, ns=(MTIME_NS, MTIME_NS))
 
 
+def _restored_once(
+    tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
+) -> tuple[int, Path, Path]:
+    """A backup of ``tree`` restored once: its snapshot, the destination and the tree in it."""
+    snapshot_id = backup(tree.inclusions()).snapshot_id
+    destination = tmp_path / "restore"
+    assert restore_snapshot(vault, snapshot_id, destination).errors == []
+    return snapshot_id, destination, _root(destination, tree)
+
+
 def test_a_finished_file_is_kept_and_counted_not_written_again(
     tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
 ) -> None:
-    snapshot_id = backup(tree.inclusions()).snapshot_id
-    destination = tmp_path / "restore"
-    restore_snapshot(vault, snapshot_id, destination)
-    before = _inodes(_root(destination, tree))
+    snapshot_id, destination, root = _restored_once(tree, vault, backup, tmp_path)
+    before = _inodes(root)
 
     for kwargs in ({"overwrite": True}, {"resume": True}, {"overwrite": True, "resume": True}):
         again = restore_snapshot(vault, snapshot_id, destination, **kwargs)  # type: ignore[arg-type]
@@ -55,21 +63,19 @@ def test_a_finished_file_is_kept_and_counted_not_written_again(
         assert again.errors == [], kwargs
         assert (again.files_restored, again.bytes_restored) == (tree.file_count, tree.byte_count)
         assert (again.files_in_place, again.bytes_in_place) == (tree.file_count, tree.byte_count)
-        assert _inodes(_root(destination, tree)) == before, kwargs  # none written again
-        assert describe(_root(destination, tree)) == describe(tree.root)
+        assert _inodes(root) == before, kwargs  # none written again
+        assert describe(root) == describe(tree.root)
 
 
 def test_a_foreign_file_with_the_same_size_mode_and_mtime_is_overwritten(
     tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
 ) -> None:
-    snapshot_id = backup(tree.inclusions()).snapshot_id
-    destination = tmp_path / "restore"
-    restore_snapshot(vault, snapshot_id, destination)
-    big = _root(destination, tree) / "big.bin"
+    snapshot_id, destination, root = _restored_once(tree, vault, backup, tmp_path)
+    big = root / "big.bin"
     original = big.read_bytes()
     # Same size, mode and mtime; only the last byte differs (its last chunk).
     _same_metadata(big, original[:-1] + bytes([original[-1] ^ 1]))
-    top = _root(destination, tree) / "top.txt"
+    top = root / "top.txt"
     _same_metadata(top, b"HELLO\n")
 
     replaced = restore_snapshot(vault, snapshot_id, destination, overwrite=True, resume=True)
@@ -78,7 +84,7 @@ def test_a_foreign_file_with_the_same_size_mode_and_mtime_is_overwritten(
     assert replaced.files_restored == tree.file_count
     assert replaced.files_in_place == tree.file_count - 2
     assert (big.read_bytes(), top.read_bytes()) == (original, b"hello\n")
-    assert describe(_root(destination, tree)) == describe(tree.root)
+    assert describe(root) == describe(tree.root)
 
     # Without overwrite a foreign file is kept and reported, resuming or not.
     _same_metadata(top, b"HELLO\n")
@@ -92,10 +98,8 @@ def test_a_torn_file_under_its_final_name_is_redone(
 ) -> None:
     # What a crash before the kernel wrote a renamed file out can leave: the right name, size,
     # mode and mtime, and zeros for content.
-    snapshot_id = backup(tree.inclusions()).snapshot_id
-    destination = tmp_path / "restore"
-    restore_snapshot(vault, snapshot_id, destination)
-    big = _root(destination, tree) / "big.bin"
+    snapshot_id, destination, root = _restored_once(tree, vault, backup, tmp_path)
+    big = root / "big.bin"
     original = big.read_bytes()
     _same_metadata(big, bytes(len(original)))
 
@@ -109,10 +113,7 @@ def test_a_torn_file_under_its_final_name_is_redone(
 def test_a_half_written_temp_file_of_an_earlier_attempt_is_redone_and_removed(
     tree: Tree, vault: Vault, backup: BackupFn, tmp_path: Path
 ) -> None:
-    snapshot_id = backup(tree.inclusions()).snapshot_id
-    destination = tmp_path / "restore"
-    restore_snapshot(vault, snapshot_id, destination)
-    root = _root(destination, tree)
+    snapshot_id, destination, root = _restored_once(tree, vault, backup, tmp_path)
     big = root / "big.bin"
     content = big.read_bytes()
     # The first attempt was killed while writing big.bin: only its temp file holds anything.
