@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.store.db import rowcount
-from cloudbackup.store.repositories import Page, SortDir
+from cloudbackup.store.repositories import Page, SortDir, keyset_page, seq_of
 from cloudbackup.store.tables import ANOMALIES, BACKUP_CHANGES, BACKUPS, Anomaly
 from cloudbackup.store.tables.base import utcnow
 
@@ -76,13 +76,8 @@ class AnomalyRepository:
         ).scalar_one_or_none()
         return row
 
-    def seq_of(self, project_id: str, anomaly_id: str) -> int | None:
-        value = self.session.execute(
-            sa.select(ANOMALIES.c.seq).where(
-                ANOMALIES.c.id == anomaly_id, ANOMALIES.c.project_id == project_id
-            )
-        ).scalar_one_or_none()
-        return None if value is None else int(value)
+    def seq_of(self, anomaly_id: str, project_id: str) -> int | None:
+        return seq_of(self.session, ANOMALIES, anomaly_id, project_id)
 
     def page(
         self,
@@ -97,11 +92,7 @@ class AnomalyRepository:
         query = sa.select(Anomaly).where(ANOMALIES.c.project_id == project_id)
         if state is not None:
             query = query.where(ANOMALIES.c.state == state)
-        if marker_seq is not None:
-            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
-        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
-        rows: list[Anomaly] = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
+        return keyset_page(self.session, query, seq, marker_seq, limit, sort_dir)
 
     def dismiss(self, anomaly_id: str, token_id: str) -> bool:
         """Close an open anomaly (compare-and-set on its state); False if it was not open."""

@@ -94,6 +94,31 @@ def mark_published(session: Session, table: sa.Table, ids: Sequence[str]) -> Non
         )
 
 
+def seq_of(session: Session, table: sa.Table, row_id: str, project_id: str) -> int | None:
+    """The ``seq`` (page order) of the project's row ``row_id`` of ``table``; None: no such row."""
+    seq: int | None = session.execute(
+        sa.select(table.c.seq).where(table.c.id == row_id, table.c.project_id == project_id)
+    ).scalar_one_or_none()
+    return seq
+
+
+def keyset_page(
+    session: Session,
+    query: sa.Select[T],
+    column: sa.ColumnElement[Any],
+    marker: Any,
+    limit: int,
+    sort_dir: SortDir,
+) -> Page[T]:
+    """One page of ``query``'s rows in ``column`` order, after ``marker`` (None: from the
+    first), and whether more follow."""
+    if marker is not None:
+        query = query.where(column > marker if sort_dir == "asc" else column < marker)
+    order = column.asc() if sort_dir == "asc" else column.desc()
+    rows = list(session.execute(query.order_by(order).limit(limit + 1)).scalars())
+    return Page(rows[:limit], len(rows) > limit)
+
+
 class RunRepository(Generic[RunT, ErrorT]):
     """What every run (backup, restore, cleanup) has: rows with ``seq``, ``id``, ``state``, a
     heartbeat, per-file errors and events."""
@@ -182,12 +207,7 @@ class RunRepository(Generic[RunT, ErrorT]):
         return attempts
 
     def seq_of(self, run_id: str, project_id: str) -> int | None:
-        seq: int | None = self.session.execute(
-            sa.select(self.table.c.seq).where(
-                self.table.c.id == run_id, self.table.c.project_id == project_id
-            )
-        ).scalar_one_or_none()
-        return seq
+        return seq_of(self.session, self.table, run_id, project_id)
 
     def page(
         self,
@@ -208,11 +228,7 @@ class RunRepository(Generic[RunT, ErrorT]):
             *where,
             *(columns[name] == value for name, value in equal.items() if value is not None),
         )
-        if marker_seq is not None:
-            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
-        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
-        rows: list[RunT] = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
+        return keyset_page(self.session, query, seq, marker_seq, limit, sort_dir)
 
     def waiting_starts(
         self, states: Iterable[str], published_before: Any, limit: int = 500
@@ -286,11 +302,7 @@ class RunRepository(Generic[RunT, ErrorT]):
         query = sa.select(Event).where(
             EVENTS.c.project_id == project_id, EVENTS.c[self.run_key] == run_id
         )
-        if marker is not None:
-            query = query.where(column > marker if sort_dir == "asc" else column < marker)
-        query = query.order_by(column.asc() if sort_dir == "asc" else column.desc())
-        rows = list(self.session.execute(query.limit(limit + 1)).scalars())
-        return Page(rows[:limit], len(rows) > limit)
+        return keyset_page(self.session, query, column, marker, limit, sort_dir)
 
     def _agent_column(self) -> sa.ColumnElement[str]:
         column: sa.ColumnElement[str] = self.table.c[self.agent_key]
@@ -388,13 +400,7 @@ class EventRepository:
             query = query.where(EVENTS.c.configuration_id == configuration_id)
         if backup_id is not None:
             query = query.where(EVENTS.c.backup_id == backup_id)
-        if marker is not None:
-            query = query.where(column > marker if sort_dir == "asc" else column < marker)
-        query = query.order_by(column.asc() if sort_dir == "asc" else column.desc()).limit(
-            limit + 1
-        )
-        rows = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
+        return keyset_page(self.session, query, column, marker, limit, sort_dir)
 
 
 class IdempotencyRepository:
