@@ -32,11 +32,9 @@ from cloudbackup.store.tables import (
     WEBHOOK_DELIVERIES,
     WEBHOOK_SUBSCRIPTIONS,
     WEBHOOKS,
-    Webhook,
-    WebhookAttempt,
-    WebhookDelivery,
     utcnow,
 )
+from cloudbackup.store.tables.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from cloudbackup.store.webhook_log import EVERY_EVENT, NEW_DELIVERIES
 
 SECRET_PREFIX = "whsec_"

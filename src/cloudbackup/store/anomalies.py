@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from cloudbackup.store.db import rowcount
-from cloudbackup.store.repositories import Page, SortDir, keyset_page, seq_of
+from cloudbackup.store.repositories import ProjectRows
 from cloudbackup.store.tables import ANOMALIES, BACKUP_CHANGES, BACKUPS, Anomaly
 from cloudbackup.store.tables.base import utcnow
 
@@ -29,9 +28,9 @@ def held_backup_ids() -> sa.Select[tuple[str]]:
     )
 
 
-class AnomalyRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class AnomalyRepository(ProjectRows[Anomaly]):
+    model = Anomaly
+    table = ANOMALIES
 
     # -- backup changes -----------------------------------------------------------------------
     def record_change(self, values: dict[str, Any]) -> None:
@@ -75,24 +74,6 @@ class AnomalyRepository:
             )
         ).scalar_one_or_none()
         return row
-
-    def seq_of(self, anomaly_id: str, project_id: str) -> int | None:
-        return seq_of(self.session, ANOMALIES, anomaly_id, project_id)
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker_seq: int | None,
-        limit: int,
-        sort_dir: SortDir,
-        state: str | None = None,
-    ) -> Page[Anomaly]:
-        seq = ANOMALIES.c.seq
-        query = sa.select(Anomaly).where(ANOMALIES.c.project_id == project_id)
-        if state is not None:
-            query = query.where(ANOMALIES.c.state == state)
-        return keyset_page(self.session, query, seq, marker_seq, limit, sort_dir)
 
     def dismiss(self, anomaly_id: str, token_id: str) -> bool:
         """Close an open anomaly (compare-and-set on its state); False if it was not open."""

@@ -94,14 +94,6 @@ def mark_published(session: Session, table: sa.Table, ids: Sequence[str]) -> Non
         )
 
 
-def seq_of(session: Session, table: sa.Table, row_id: str, project_id: str) -> int | None:
-    """The ``seq`` (page order) of the project's row ``row_id`` of ``table``; None: no such row."""
-    seq: int | None = session.execute(
-        sa.select(table.c.seq).where(table.c.id == row_id, table.c.project_id == project_id)
-    ).scalar_one_or_none()
-    return seq
-
-
 def keyset_page(
     session: Session,
     query: sa.Select[T],
@@ -119,19 +111,53 @@ def keyset_page(
     return Page(rows[:limit], len(rows) > limit)
 
 
-class RunRepository(Generic[RunT, ErrorT]):
-    """What every run (backup, restore, cleanup) has: rows with ``seq``, ``id``, ``state``, a
-    heartbeat, per-file errors and events."""
+class ProjectRows(Generic[T]):
+    """Rows of a project (runs, anomalies) paged in ``seq`` order: a page's marker is a row id."""
 
     model: ClassVar[type[Any]]
     table: ClassVar[sa.Table]
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def seq_of(self, row_id: str, project_id: str) -> int | None:
+        """The ``seq`` of the project's row ``row_id``; None: the project has no such row."""
+        seq: int | None = self.session.execute(
+            sa.select(self.table.c.seq).where(
+                self.table.c.id == row_id, self.table.c.project_id == project_id
+            )
+        ).scalar_one_or_none()
+        return seq
+
+    def page(
+        self,
+        project_id: str,
+        *,
+        marker_seq: int | None,
+        limit: int,
+        sort_dir: SortDir,
+        where: Sequence[sa.ColumnElement[bool]] = (),
+        **equal: Any,
+    ) -> Page[T]:
+        """The project's rows after ``marker_seq`` that also meet ``where`` and whose columns
+        named in ``equal`` hold the values given (None: any value), in ``seq`` order."""
+        columns = self.table.c
+        query = sa.select(self.model).where(
+            columns.project_id == project_id,
+            *where,
+            *(columns[name] == value for name, value in equal.items() if value is not None),
+        )
+        return keyset_page(self.session, query, columns.seq, marker_seq, limit, sort_dir)
+
+
+class RunRepository(ProjectRows[RunT], Generic[RunT, ErrorT]):
+    """What every run (backup, restore, cleanup) has: rows with ``seq``, ``id``, ``state``, a
+    heartbeat, per-file errors and events."""
+
     error_model: ClassVar[type[Any]]
     error_table: ClassVar[sa.Table]
     run_key: ClassVar[str]
     agent_key: ClassVar[str]  # the column naming the agent the run is for
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
 
     def get(self, run_id: str, project_id: str | None = None) -> RunT | None:
         query = sa.select(self.model).where(self.table.c.id == run_id)
@@ -205,30 +231,6 @@ class RunRepository(Generic[RunT, ErrorT]):
             sa.select(self.table.c.attempts).where(self.table.c.id == run_id)
         ).scalar_one()
         return attempts
-
-    def seq_of(self, run_id: str, project_id: str) -> int | None:
-        return seq_of(self.session, self.table, run_id, project_id)
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker_seq: int | None,
-        limit: int,
-        sort_dir: SortDir,
-        where: Sequence[sa.ColumnElement[bool]] = (),
-        **equal: Any,
-    ) -> Page[RunT]:
-        """The project's runs after ``marker_seq`` that also meet ``where`` and whose columns
-        named in ``equal`` hold the values given (None: any value), in ``seq`` order."""
-        seq = self.table.c.seq
-        columns = self.table.c
-        query = sa.select(self.model).where(
-            columns.project_id == project_id,
-            *where,
-            *(columns[name] == value for name, value in equal.items() if value is not None),
-        )
-        return keyset_page(self.session, query, seq, marker_seq, limit, sort_dir)
 
     def waiting_starts(
         self, states: Iterable[str], published_before: Any, limit: int = 500
