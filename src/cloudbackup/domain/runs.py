@@ -206,12 +206,8 @@ def new_run_values(project_id: str, state: str, **columns: Any) -> dict[str, Any
 
 def backup_values(backup: Backup) -> dict[str, Any]:
     """What a run that reads a backup (a restore, a drill) records of it."""
-    return {
-        "backup_id": backup.id,
-        "configuration_id": backup.configuration_id,
-        "vault_id": backup.vault_id,
-        "snapshot_id": backup.snapshot_id,
-    }
+    shared = ("configuration_id", "vault_id", "snapshot_id")
+    return {"backup_id": backup.id} | {name: getattr(backup, name) for name in shared}
 
 
 def stale_attempt(noun: str, attempt: int, owner: int) -> str:
