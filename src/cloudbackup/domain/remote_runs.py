@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from cloudbackup.domain import cross_agent_restores
 from cloudbackup.domain.agent_channel import AgentChannel, is_remote
 from cloudbackup.domain.backup_run import BackupRun, claim_backup
 from cloudbackup.domain.backups import BACKUP_RUNS
@@ -40,11 +41,7 @@ from cloudbackup.store.tables import (
 log = logging.getLogger("cloudbackup.run")
 
 NO_CHANNEL = "no event channel is configured to hand the run to its remote agent"
-OTHER_VAULT = (
-    "Nothing restored: the backup is in another agent's vault, whose password only that agent "
-    "holds (R1's encrypted hand-over of vault passwords is not served yet). Restore it to its "
-    "own agent."
-)
+DESTINATION_GONE = "Nothing restored: the destination agent is gone."
 NOT_RESTORABLE = "Nothing restored: the backup is no longer restorable (a cleanup expired it)."
 
 
@@ -101,6 +98,7 @@ class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
 
 class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
     """A claimed restore whose destination is a remote agent: the agent reads its own vault
+    (or, onto another agent, the source vault, read-only: ``domain.cross_agent_restores``)
     through the API and writes the files on its host."""
 
     def __init__(
@@ -117,14 +115,17 @@ class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
         restore = self.claim.run
         if self.channel is None:
             raise RuntimeError(NO_CHANNEL)
+        refusal: str | None = None
+        source: dict[str, Any] = {}
         with self.db.read() as session:
             destination = session.get(Agent, restore.destination_agent_id)
             backup = BackupRepository(session).get(restore.backup_id)
-        refusal = None
-        if backup is None or not backup.restorable or backup.snapshot_id is None:
-            refusal = NOT_RESTORABLE
-        elif destination is None or destination.vault_id != restore.vault_id:
-            refusal = OTHER_VAULT
+            if backup is None or not backup.restorable or backup.snapshot_id is None:
+                refusal = NOT_RESTORABLE
+            elif destination is None:
+                refusal = DESTINATION_GONE
+            elif destination.vault_id != restore.vault_id:  # another agent's vault
+                refusal, source = cross_agent_restores.hand_over(session, restore, destination)
         if refusal is not None:
             values = {"errors_reason": RESTORE_FAILED, "errors_diagnostics": refusal}
             return self.finish(RestoreState.FAILED, values)
@@ -138,6 +139,7 @@ class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
             resume=self.claim.resumed,
             inclusions=list(restore.inclusions or []),
             exclusions=list(restore.exclusions or []),
+            **source,
         )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain import configurations
+from cloudbackup.domain import configurations, cross_agent_restores
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import (
@@ -147,6 +147,8 @@ RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
         "Progress and results may only be reported by the restore's destination agent, with "
         "its own token (A9)."
     ),
+    # The source vault's password, handed to another agent, is kept no longer than needed.
+    final_values={"encrypted_password_hex": None},
 )
 
 
@@ -200,6 +202,11 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
         self._require_in_roots(session, request, destination, backup.configuration_id)
         if not backup.restorable or backup.snapshot_id is None:
             raise Conflict(f"Backup {backup.id} is {backup.state} and not restorable.")
+        handed_over = None
+        if destination.vault_id != backup.vault_id:
+            handed_over = cross_agent_restores.check_start(
+                session, backup.vault_id, destination, request.encrypted_password_hex
+            )
         values = new_run_values(
             project_id,
             RestoreState.START_REQUESTED.value,
@@ -210,6 +217,7 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
             overwrite_files=request.overwrite_files,
             inclusions=[{"type": i.type, "path": i.path} for i in request.inclusions],
             exclusions=[{"type": e.type, "path": e.path} for e in request.exclusions],
+            encrypted_password_hex=handed_over,
         )
         RestoreRepository(session).insert(values)
         restore = Restore.model_construct(**values)
