@@ -13,8 +13,8 @@ Names follow the metadata's naming convention as Alembic's autogenerate wrote th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,42 +29,28 @@ def string(name: str, length: int | None = None, *, nullable: bool = False) -> C
     return sa.Column(name, kind, nullable=nullable)
 
 
-def integer(name: str, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.Integer(), nullable=nullable)
+class ColumnOf(Protocol):
+    """A builder of one column of a fixed type: ``integer("attempts")``."""
+
+    def __call__(self, name: str, *, nullable: bool = False) -> Column: ...
 
 
-def big_integer(name: str, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.BigInteger(), nullable=nullable)
+def _of(kind: Callable[[], sa.types.TypeEngine[Any]]) -> ColumnOf:
+    def build(name: str, *, nullable: bool = False) -> Column:
+        return sa.Column(name, kind(), nullable=nullable)
+
+    return build
 
 
-def floating(name: str, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.Float(), nullable=nullable)
-
-
-def boolean(name: str, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.Boolean(), nullable=nullable)
-
-
-def text(name: str, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.Text(), nullable=nullable)
-
-
-def binary(name: str, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.LargeBinary(), nullable=nullable)
-
-
-def json(name: str, *, nullable: bool = False) -> Column:
-    return sa.Column(name, sa.JSON(), nullable=nullable)
-
-
-def timestamp(name: str, *, nullable: bool = False) -> Column:
-    """A time with its zone (every stored time is UTC)."""
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
-
-
-def identity() -> list[Column]:
-    """``seq`` (the order of a list), ``id`` and ``project_id``: runs, anomalies, log files."""
-    return [integer("seq"), string("id", 36), string("project_id", 64)]
+integer = _of(sa.Integer)
+big_integer = _of(sa.BigInteger)
+floating = _of(sa.Float)
+boolean = _of(sa.Boolean)
+text = _of(sa.Text)
+binary = _of(sa.LargeBinary)
+json = _of(sa.JSON)
+# A time with its zone: every stored time is UTC.
+timestamp = _of(lambda: sa.DateTime(timezone=True))
 
 
 def lifecycle() -> list[Column]:
@@ -141,6 +127,29 @@ def create_table(
     create_indexes(name, indexes, unique=unique_indexes)
 
 
+def create_listed_table(
+    name: str,
+    *items: sa.schema.SchemaItem,
+    foreign_keys: Mapping[str, str] | None = None,
+    unique: Sequence[str] = (),
+    indexes: Sequence[str] = (),
+) -> None:
+    """A table of rows listed in pages (runs, anomalies, log files): ``seq`` (the primary key)
+    orders them, ``id`` (a unique index) names them, ``project_id`` (indexed) scopes them."""
+    create_table(
+        name,
+        integer("seq"),
+        string("id", 36),
+        string("project_id", 64),
+        *items,
+        primary_key="seq",
+        foreign_keys=foreign_keys,
+        unique=unique,
+        indexes=[*indexes, "project_id"],
+        unique_indexes=["id"],
+    )
+
+
 def create_indexes(table: str, columns: Sequence[str], *, unique: Sequence[str] = ()) -> None:
     """One index per column, ``unique`` ones unique, created in the order of their names."""
     if not columns and not unique:
@@ -165,6 +174,11 @@ def drop_table(name: str, *, indexes: Sequence[str] = ()) -> None:
     """Drop a table's indexes (unique ones included), then the table."""
     drop_indexes(name, indexes)
     op.drop_table(name)
+
+
+def drop_listed_table(name: str, *, indexes: Sequence[str] = ()) -> None:
+    """Drop a table ``create_listed_table`` made (``indexes`` as given to it)."""
+    drop_table(name, indexes=[*indexes, "id", "project_id"])
 
 
 def create_problem_table(name: str, run_column: str, run_table: str, *, exceptions: bool) -> None:

@@ -1,22 +1,16 @@
-"""initial schema
-
-Revision ID: 78cb1cc2fd4b
-Revises:
-Create Date: 2026-11-27 09:16:02.368238
-"""
-
-from collections.abc import Sequence
+"""initial schema (created 2026-11-27)"""
 
 from cloudbackup.store.migrations.ddl import (
     big_integer,
     binary,
     boolean,
+    create_listed_table,
     create_problem_table,
     create_table,
     dispatch,
+    drop_listed_table,
     drop_table,
     error_summary,
-    identity,
     integer,
     json,
     lifecycle,
@@ -25,13 +19,21 @@ from cloudbackup.store.migrations.ddl import (
     timestamps,
 )
 
-revision: str = "78cb1cc2fd4b"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "78cb1cc2fd4b"
+down_revision = None
+
+# An event is indexed on every id it is tagged with.
+EVENT_INDEXES = [
+    "agent_id",
+    "backup_id",
+    "cleanup_id",
+    "configuration_id",
+    "project_id",
+    "restore_id",
+]
 
 
-def upgrade() -> None:
+def upgrade():
     create_table(
         "agent_queues",
         string("agent_id", 36),
@@ -118,14 +120,7 @@ def upgrade() -> None:
         string("cleanup_id", 36, nullable=True),
         json("members", nullable=True),
         primary_key="id",
-        indexes=[
-            "agent_id",
-            "backup_id",
-            "cleanup_id",
-            "configuration_id",
-            "project_id",
-            "restore_id",
-        ],
+        indexes=EVENT_INDEXES,
     )
 
     create_table(
@@ -204,9 +199,8 @@ def upgrade() -> None:
         indexes=["project_id"],
     )
 
-    create_table(
+    create_listed_table(
         "cleanups",
-        *identity(),
         string("agent_id", 36),
         string("vault_id", 36),
         *lifecycle(),
@@ -218,11 +212,9 @@ def upgrade() -> None:
         string("active_lock", 36, nullable=True),
         *dispatch(),
         *timestamps(),
-        primary_key="seq",
         foreign_keys={"agent_id": "agents"},
         unique=["active_lock"],
-        indexes=["agent_id", "project_id", "state"],
-        unique_indexes=["id"],
+        indexes=["agent_id", "state"],
     )
 
     create_table(
@@ -246,24 +238,20 @@ def upgrade() -> None:
         indexes=["agent_id", "project_id"],
     )
 
-    create_table(
+    create_listed_table(
         "logfiles",
-        *identity(),
         string("agent_id", 36),
         string("state", 16),
         timestamp("date"),
         timestamp("started_time", nullable=True),
         timestamp("completed_time", nullable=True),
         timestamp("updated_at"),
-        primary_key="seq",
         foreign_keys={"agent_id": "agents"},
-        indexes=["agent_id", "project_id"],
-        unique_indexes=["id"],
+        indexes=["agent_id"],
     )
 
-    create_table(
+    create_listed_table(
         "backups",
-        *identity(),
         string("agent_id", 36),
         string("configuration_id", 36),
         string("vault_id", 36),
@@ -281,20 +269,17 @@ def upgrade() -> None:
         string("active_manual_lock", 36, nullable=True),
         *dispatch(),
         *timestamps(),
-        primary_key="seq",
         foreign_keys={"agent_id": "agents", "configuration_id": "configurations"},
         unique=["active_manual_lock"],
-        indexes=["agent_id", "configuration_id", "project_id", "state"],
-        unique_indexes=["id"],
+        indexes=["agent_id", "configuration_id", "state"],
     )
 
     create_problem_table("cleanup_errors", "cleanup_id", "cleanups", exceptions=False)
 
     create_problem_table("backup_errors", "backup_id", "backups", exceptions=True)
 
-    create_table(
+    create_listed_table(
         "restores",
-        *identity(),
         string("backup_id", 36),
         string("source_agent_id", 36),
         string("configuration_id", 36),
@@ -312,34 +297,24 @@ def upgrade() -> None:
         big_integer("bytes_restored"),
         *dispatch(),
         *timestamps(),
-        primary_key="seq",
         foreign_keys={"backup_id": "backups", "destination_agent_id": "agents"},
-        indexes=["backup_id", "configuration_id", "destination_agent_id", "project_id", "state"],
-        unique_indexes=["id"],
+        indexes=["backup_id", "configuration_id", "destination_agent_id", "state"],
     )
 
     create_problem_table("restore_errors", "restore_id", "restores", exceptions=True)
 
 
-def downgrade() -> None:
+def downgrade():
     drop_table("restore_errors", indexes=["restore_id"])
-    drop_table(
-        "restores",
-        indexes=[
-            "backup_id",
-            "configuration_id",
-            "destination_agent_id",
-            "id",
-            "project_id",
-            "state",
-        ],
+    drop_listed_table(
+        "restores", indexes=["backup_id", "configuration_id", "destination_agent_id", "state"]
     )
     drop_table("backup_errors", indexes=["backup_id"])
     drop_table("cleanup_errors", indexes=["cleanup_id"])
-    drop_table("backups", indexes=["agent_id", "configuration_id", "id", "project_id", "state"])
-    drop_table("logfiles", indexes=["agent_id", "id", "project_id"])
+    drop_listed_table("backups", indexes=["agent_id", "configuration_id", "state"])
+    drop_listed_table("logfiles", indexes=["agent_id"])
     drop_table("configurations", indexes=["agent_id", "project_id"])
-    drop_table("cleanups", indexes=["agent_id", "id", "project_id", "state"])
+    drop_listed_table("cleanups", indexes=["agent_id", "state"])
     drop_table("agent_presence", indexes=["project_id"])
     drop_table("worker_heartbeats")
     drop_table("summary_settings")
@@ -347,17 +322,7 @@ def downgrade() -> None:
     drop_table("queue_settings")
     drop_table("project_activations")
     drop_table("idempotency_keys", indexes=["created_at"])
-    drop_table(
-        "events",
-        indexes=[
-            "agent_id",
-            "backup_id",
-            "cleanup_id",
-            "configuration_id",
-            "project_id",
-            "restore_id",
-        ],
-    )
+    drop_table("events", indexes=EVENT_INDEXES)
     drop_table("browse_requests", indexes=["agent_id", "backup_id", "created_at", "project_id"])
     drop_table("api_tokens", indexes=["project_id", "token_hash"])
     drop_table("agents", indexes=["host_machine_id", "project_id"])

@@ -1,11 +1,4 @@
-"""mail outbox and notifier cursors
-
-Revision ID: 3beecf0ab301
-Revises: 78cb1cc2fd4b
-Create Date: 2026-12-02 19:01:52.347318
-"""
-
-from collections.abc import Sequence
+"""mail outbox and notifier cursors (created 2026-12-02)"""
 
 import sqlalchemy as sa
 
@@ -18,13 +11,11 @@ from cloudbackup.store.migrations.ddl import (
     timestamp,
 )
 
-revision: str = "3beecf0ab301"
-down_revision: str | None = "78cb1cc2fd4b"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "3beecf0ab301"
+down_revision = "78cb1cc2fd4b"
 
 
-def upgrade() -> None:
+def upgrade():
     create_table(
         "mail_outbox",
         integer("id"),
@@ -53,6 +44,6 @@ def upgrade() -> None:
     )
 
 
-def downgrade() -> None:
+def downgrade():
     drop_table("notifier_cursors")
     drop_table("mail_outbox", indexes=["next_attempt_at", "project_id", "state"])

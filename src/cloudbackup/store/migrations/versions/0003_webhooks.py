@@ -1,11 +1,4 @@
-"""webhooks and their deliveries
-
-Revision ID: 50375b423e03
-Revises: 3beecf0ab301
-Create Date: 2026-12-02 20:22:42.803945
-"""
-
-from collections.abc import Sequence
+"""webhooks and their deliveries (created 2026-12-02)"""
 
 from cloudbackup.store.migrations.ddl import (
     create_table,
@@ -17,13 +10,11 @@ from cloudbackup.store.migrations.ddl import (
     timestamp,
 )
 
-revision: str = "50375b423e03"
-down_revision: str | None = "3beecf0ab301"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "50375b423e03"
+down_revision = "3beecf0ab301"
 
 
-def upgrade() -> None:
+def upgrade():
     create_table(
         "webhook_deliveries",
         integer("id"),
@@ -58,7 +49,7 @@ def upgrade() -> None:
     )
 
 
-def downgrade() -> None:
+def downgrade():
     drop_table("webhooks", indexes=["project_id"])
     drop_table(
         "webhook_deliveries", indexes=["next_attempt_at", "project_id", "state", "webhook_id"]

@@ -1,21 +1,12 @@
-"""console sessions
-
-Revision ID: 82edbc1f7ad6
-Revises: 50375b423e03
-Create Date: 2026-12-03 10:53:35.127333
-"""
-
-from collections.abc import Sequence
+"""console sessions (created 2026-12-03)"""
 
 from cloudbackup.store.migrations.ddl import create_table, drop_table, string, timestamp
 
-revision: str = "82edbc1f7ad6"
-down_revision: str | None = "50375b423e03"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "82edbc1f7ad6"
+down_revision = "50375b423e03"
 
 
-def upgrade() -> None:
+def upgrade():
     create_table(
         "console_sessions",
         string("id", 36),
@@ -31,5 +22,5 @@ def upgrade() -> None:
     )
 
 
-def downgrade() -> None:
+def downgrade():
     drop_table("console_sessions", indexes=["secret_hash", "token_id"])

@@ -1,32 +1,23 @@
-"""anomalies and backup changes (the ransomware guard)
-
-Revision ID: 48695515e8c2
-Revises: 82edbc1f7ad6
-Create Date: 2026-12-03 13:55:18.838218
-"""
-
-from collections.abc import Sequence
+"""anomalies and backup changes (the ransomware guard) (created 2026-12-03)"""
 
 from cloudbackup.store.migrations.ddl import (
     big_integer,
+    create_listed_table,
     create_table,
+    drop_listed_table,
     drop_table,
     floating,
-    identity,
     string,
     timestamp,
 )
 
-revision: str = "48695515e8c2"
-down_revision: str | None = "82edbc1f7ad6"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "48695515e8c2"
+down_revision = "82edbc1f7ad6"
 
 
-def upgrade() -> None:
-    create_table(
+def upgrade():
+    create_listed_table(
         "anomalies",
-        *identity(),
         string("agent_id", 36),
         string("configuration_id", 36),
         string("backup_id", 36),
@@ -42,10 +33,8 @@ def upgrade() -> None:
         floating("history_compressed_size_ratio", nullable=True),
         timestamp("dismissed_time", nullable=True),
         string("dismissed_by", 36, nullable=True),
-        primary_key="seq",
         foreign_keys={"backup_id": "backups"},
-        indexes=["backup_id", "configuration_id", "project_id", "state"],
-        unique_indexes=["id"],
+        indexes=["backup_id", "configuration_id", "state"],
     )
 
     create_table(
@@ -65,6 +54,6 @@ def upgrade() -> None:
     )
 
 
-def downgrade() -> None:
+def downgrade():
     drop_table("backup_changes", indexes=["configuration_id"])
-    drop_table("anomalies", indexes=["backup_id", "configuration_id", "id", "project_id", "state"])
+    drop_listed_table("anomalies", indexes=["backup_id", "configuration_id", "state"])

@@ -1,23 +1,14 @@
-"""webhook subscriptions, attempts and publish times
-
-Revision ID: e9167b1a5229
-Revises: 48695515e8c2
-Create Date: 2026-12-03 13:54:22.975363
-"""
-
-from collections.abc import Sequence
+"""webhook subscriptions, attempts and publish times (created 2026-12-03)"""
 
 from alembic import op
 
 from cloudbackup.store.migrations.ddl import create_table, drop_table, integer, string, timestamp
 
-revision: str = "e9167b1a5229"
-down_revision: str | None = "48695515e8c2"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "e9167b1a5229"
+down_revision = "48695515e8c2"
 
 
-def upgrade() -> None:
+def upgrade():
     create_table(
         "webhook_attempts",
         integer("id"),
@@ -49,7 +40,7 @@ def upgrade() -> None:
         )
 
 
-def downgrade() -> None:
+def downgrade():
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_webhook_deliveries_event_id"))
         batch_op.drop_column("published_at")

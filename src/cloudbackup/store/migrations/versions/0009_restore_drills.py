@@ -1,23 +1,17 @@
-"""restore drills (issue 14): drills, drill_errors, events.drill_id
-
-Revision ID: 70f22a77c13f
-Revises: c4a7d2e91b05
-Create Date: 2026-12-03 14:46:19.216989
-"""
-
-from collections.abc import Sequence
+"""restore drills (issue 14): drills, drill_errors, events.drill_id (created 2026-12-03)"""
 
 from alembic import op
 
 from cloudbackup.store.migrations.ddl import (
     big_integer,
+    create_listed_table,
     create_table,
     dispatch,
+    drop_listed_table,
     drop_table,
     error_summary,
     exception,
     floating,
-    identity,
     integer,
     lifecycle,
     problem,
@@ -25,16 +19,13 @@ from cloudbackup.store.migrations.ddl import (
     timestamps,
 )
 
-revision: str = "70f22a77c13f"
-down_revision: str | None = "c4a7d2e91b05"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision = "70f22a77c13f"
+down_revision = "c4a7d2e91b05"
 
 
-def upgrade() -> None:
-    create_table(
+def upgrade():
+    create_listed_table(
         "drills",
-        *identity(),
         string("vault_id", 36),
         *lifecycle(),
         *error_summary(),
@@ -50,10 +41,8 @@ def upgrade() -> None:
         integer("mismatches"),
         floating("duration_seconds", nullable=True),
         big_integer("bytes_per_second", nullable=True),
-        primary_key="seq",
         foreign_keys={"backup_id": "backups"},
-        indexes=["backup_id", "configuration_id", "project_id", "state"],
-        unique_indexes=["id"],
+        indexes=["backup_id", "configuration_id", "state"],
     )
 
     create_table(
@@ -72,10 +61,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_events_drill_id"), ["drill_id"], unique=False)
 
 
-def downgrade() -> None:
+def downgrade():
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_events_drill_id"))
         batch_op.drop_column("drill_id")
 
     drop_table("drill_errors", indexes=["drill_id"])
-    drop_table("drills", indexes=["backup_id", "configuration_id", "id", "project_id", "state"])
+    drop_listed_table("drills", indexes=["backup_id", "configuration_id", "state"])
