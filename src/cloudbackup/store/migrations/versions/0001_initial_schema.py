@@ -40,6 +40,7 @@ def upgrade():
         timestamp("pinned_at"),
         primary_key="agent_id",
     )
+
     create_table(
         "agents",
         string("id", 36),
@@ -144,6 +145,7 @@ def upgrade():
         timestamp("mode_set_at", nullable=True),
         primary_key="project_id",
     )
+
     create_table(
         "queue_settings",
         string("queue", 200),
@@ -152,6 +154,7 @@ def upgrade():
         timestamp("updated_at"),
         primary_key="queue",
     )
+
     create_table(
         "run_slots",
         string("backup_id", 36),
@@ -174,6 +177,7 @@ def upgrade():
         timestamp("updated_at"),
         primary_key="project_id",
     )
+
     create_table(
         "worker_heartbeats",
         string("hostname", 255),
@@ -186,6 +190,7 @@ def upgrade():
         timestamp("last_seen", nullable=True),
         primary_key="hostname",
     )
+
     create_table(
         "agent_presence",
         string("agent_id", 36),
