@@ -133,7 +133,7 @@ def _agent_document(s: Session, agent: str) -> tuple[str, dict[str, Any]]:
     return agent_id, s.api.get_agent(agent_id)
 
 
-def _read_passwords(from_stdin: bool, prompts: list[str]) -> list[str]:
+def read_passwords(from_stdin: bool, prompts: list[str]) -> list[str]:
     """The passwords asked for: one stdin line each, or prompted (typed twice when new)."""
     if from_stdin:
         lines = sys.stdin.read().splitlines()
@@ -157,7 +157,7 @@ def agents_encrypt(
     prompts = (
         ["Current vault password", "New vault password"] if encrypted else ["New vault password"]
     )
-    passwords = _read_passwords(password_stdin, prompts)
+    passwords = read_passwords(password_stdin, prompts)
     old, new = (passwords[0], passwords[1]) if encrypted else (None, passwords[0])
     body = vault_requests.encryption_body(data, new, old)
     result = vault_requests.ask_and_wait(s.api, agent_id, vault_requests.ENCRYPTION, body, wait)
@@ -179,7 +179,7 @@ def agents_verify_password(
 ) -> int:
     """Check a password against the agent's vault (V5); wait for V7."""
     agent_id, data = _agent_document(s, agent)
-    [password] = _read_passwords(password_stdin, ["Vault password"])
+    [password] = read_passwords(password_stdin, ["Vault password"])
     body = vault_requests.verification_body(data, password)
     result = vault_requests.ask_and_wait(s.api, agent_id, vault_requests.VERIFICATION, body, wait)
 
