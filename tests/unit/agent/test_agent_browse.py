@@ -18,6 +18,7 @@ from cloudbackup.domain.run_protocol import Outcome
 from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
+from factories.agent_channel import next_work_item
 from factories.api import PROJECT, create_configuration, headers, start_backup, token
 
 
@@ -31,11 +32,7 @@ def _remote_agent(client: Any, db: Database, folder: Path, name: str = "host-a")
 
 
 def _next_item(runner: AgentRunner, marker: str = "0") -> tuple[str, dict[str, Any]]:
-    answer = runner.session.checked(
-        "GET", runner.channel, params={"wait": "1", "marker": marker}
-    ).json()
-    [entry] = answer["items"]
-    return str(entry["marker"]), entry["item"]
+    return next_work_item(runner.session, runner.channel, marker)
 
 
 def _tree(source: Path) -> None:
