@@ -25,7 +25,7 @@ import httpx
 import pytest
 from test_procfile import Procfile, procfile
 
-from factories.api import configuration_body
+from factories.api import configuration_body, restore_body
 from factories.trees import Tree, make_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -170,18 +170,7 @@ def restore_elsewhere(
     stack: Procfile, agent: HostAgent, agent_id: str, backup_id: str, tree: Tree, target: Path
 ) -> None:
     """R1 of ``backup_id`` to ``agent_id`` into ``target``: completed, every file byte-identical."""
-    restore = stack.post(
-        "/restores",
-        {
-            "backup_id": backup_id,
-            "destination_agent_id": agent_id,
-            "destination_path": str(target),
-            "overwrite_files": False,
-            "encrypted_password_hex": None,
-            "inclusions": [],
-            "exclusions": [],
-        },
-    )
+    restore = stack.post("/restores", restore_body(backup_id, agent_id, str(target)))
     assert restore.status_code == 201, restore.text
     done = final(stack, str(restore.headers["location"]), agent)
     assert (done["state"], done["files_restored"]) == ("completed", tree.files), (

@@ -24,7 +24,14 @@ from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from factories.agent_channel import next_work_item
-from factories.api import PROJECT, create_configuration, headers, start_backup, token
+from factories.api import (
+    PROJECT,
+    create_configuration,
+    headers,
+    restore_body,
+    start_backup,
+    token,
+)
 
 SECRET_TEXT = b"the plaintext the server must never see " * 50
 
@@ -131,15 +138,8 @@ def test_a_backup_handed_over_the_channel_runs_on_the_host_and_is_reported(
 
     # A restore to the same agent, elsewhere: written on the host from its own vault.
     target = tmp_path / "restored"
-    body = {
-        "backup_id": backup_id,
-        "destination_agent_id": agent_id,
-        "destination_path": str(target),
-        "overwrite_files": False,
-        "encrypted_password_hex": None,
-        "inclusions": [],
-        "exclusions": [{"type": "file", "path": f"{source}/sub/deeper/c.txt"}],
-    }
+    excluded = [{"type": "file", "path": f"{source}/sub/deeper/c.txt"}]
+    body = restore_body(backup_id, agent_id, str(target), exclusions=excluded)
     started = client.post(f"/v2/{PROJECT}/restores", json=body, headers=headers(admin))
     assert started.status_code == 201, started.text
     restore_id = started.json()["id"]
@@ -177,15 +177,7 @@ def test_a_restore_to_another_agent_fails_with_a_reason_instead_of_reaching_its_
     runner = AgentRunner(StateDir(tmp_path / "a"), source_session, wait=0)
     _, item = next_work_item(source_session, runner.channel)
     assert runner.handle(item) == "completed"
-    body = {
-        "backup_id": backup_id,
-        "destination_agent_id": other_session.identity.agent_id,
-        "destination_path": str(tmp_path / "elsewhere"),
-        "overwrite_files": False,
-        "encrypted_password_hex": None,
-        "inclusions": [],
-        "exclusions": [],
-    }
+    body = restore_body(backup_id, other_session.identity.agent_id, str(tmp_path / "elsewhere"))
     started = client.post(f"/v2/{PROJECT}/restores", json=body, headers=headers(admin))
     assert started.status_code == 201, started.text
     restore_id = started.json()["id"]
