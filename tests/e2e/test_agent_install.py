@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 from test_procfile import ROOT, procfile
-from test_remote_agent import FAST_SWEEPS, HostAgent, backup, configure, final, restore_elsewhere
+from test_remote_agent import (
+    FAST_SWEEPS,
+    HostAgent,
+    agent_env,
+    backup,
+    configure,
+    final,
+    restore_elsewhere,
+)
 
 from factories.trees import make_tree
 
@@ -51,6 +59,7 @@ def test_an_agent_only_install_backs_up_and_restores_through_the_api(
         capture_output=True,
         text=True,
         cwd=tmp_path,  # not the checkout: its src/ must not be what runs
+        env=agent_env(python.parent),
         check=True,
     ).stdout.splitlines()
     assert found[0].startswith(str(agent_venv)), found  # the venv's own copy of the package

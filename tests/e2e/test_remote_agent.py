@@ -45,9 +45,11 @@ THIS_INSTALL = (sys.executable, "-m", "cloudbackup.cli")
 
 
 def agent_env(bin_dir: Path | None = None) -> dict[str, str]:
-    """The agent host's environment: nothing of the server's settings (``bin_dir``, default
-    this interpreter's, first on PATH)."""
+    """The agent host's environment: nothing of the server's settings; ``bin_dir`` (default
+    this interpreter's) first on PATH, and for another install no PYTHONPATH of this one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDBACKUP_")}
+    if bin_dir is not None and bin_dir != Path(sys.executable).parent:
+        env.pop("PYTHONPATH", None)
     env["PATH"] = f"{bin_dir or Path(sys.executable).parent}:{env.get('PATH', '')}"
     return env
 
