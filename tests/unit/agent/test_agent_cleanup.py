@@ -23,8 +23,8 @@ from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Backup, utcnow
-from factories.agent_channel import next_work_item
 from factories.api import PROJECT, create_configuration, headers, start_backup, token
+from factories.remote_agents import next_work_item
 
 
 def _remote_agent(client: Any, db: Database, folder: Path) -> AgentRunner:

@@ -32,6 +32,9 @@ class Restore(RunColumns, table=True):
     errors_diagnostics: str = ""
     files_restored: int = Field(default=0, sa_type=sa.BigInteger)
     bytes_restored: int = Field(default=0, sa_type=sa.BigInteger)
+    # R1's password of another agent's vault, sealed with the destination agent's RSA key
+    # (only it reads it); never shown, and erased when the restore ends.
+    encrypted_password_hex: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class RestoreError(RunErrorColumns, ExceptionColumns, table=True):
