@@ -94,7 +94,6 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
     "agents": lambda db, _, __: AgentService(db),
     "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
-    "configurations": lambda db, _, s: ConfigurationService(db, RootsPolicy.from_settings(s)),
     "restores": lambda db, d, s: RestoreService(db, d, RootsPolicy.from_settings(s)),
     "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
@@ -162,9 +161,9 @@ def create_api(
 ) -> Litestar:
     """Build the API over its collaborators: ``publisher`` is the asyncio dispatcher of B1's
     hot path, ``agent_channel`` serves remote agents' long polls (``agent_channel_writer``
-    hands them their vault requests, V2/V5), ``route_handlers`` are
-    mounted beside the API (the console), ``on_shutdown`` run after the API's own clean-up
-    (the caller closes what it made)."""
+    hands them their vault requests, V2/V5, and their configurations' changes),
+    ``route_handlers`` are mounted beside the API (the console), ``on_shutdown`` run after the
+    API's own clean-up (the caller closes what it made)."""
     db = database
     state = State(
         {
@@ -180,6 +179,10 @@ def create_api(
     services["queue_admin"] = queue_admin
     services["agent_channel"] = ChannelService(db, agent_channel)
     services["vault_requests"] = VaultRequestService(db, agent_channel_writer)
+    # CF1/CF4/CF5 tell a remote agent to read its working document (A7) again.
+    services["configurations"] = ConfigurationService(
+        db, RootsPolicy.from_settings(settings), agent_channel_writer
+    )
     # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
     start_store = backup_start_store(
         db.url,
