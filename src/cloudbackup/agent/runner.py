@@ -21,6 +21,7 @@ from cloudbackup.agent.source_vault import restore_run
 from cloudbackup.agent.state import StateDir
 from cloudbackup.agent.vault_requests import VaultRequests
 from cloudbackup.engine import Vault
+from cloudbackup.engine.crypto import KDF_FLOOR
 
 log = logging.getLogger("cloudbackup.agent")
 
@@ -58,7 +59,9 @@ class AgentRunner:
     def vault(self) -> Vault:
         """The agent's vault over the API, encrypted with the password kept in the state dir
         (opened afresh for each run, as a hosted worker does)."""
-        return Vault(HttpStorage(self.session), password=self.state.vault_password())
+        # Its password is 256 random bits: the floor's scrypt is enough (as for hosted vaults).
+        storage = HttpStorage(self.session)
+        return Vault(storage, password=self.state.vault_password(), kdf=KDF_FLOOR)
 
     def start(self) -> None:
         """EV3 ``startup``, then A7 for the channel's address."""
