@@ -63,6 +63,7 @@ class HostRestore(VaultRun):
                 None if destination is None else Path(str(destination)),
                 overwrite=bool(item.get("overwrite")),
                 resume=bool(item.get("resume")),
+                run_key=str(item["id"]),  # a re-driven attempt removes this run's leftovers
                 on_progress=self.report,
                 should_stop=self.should_stop,
                 select=None if selection.everything else lambda e: selection.selects(e.path),
