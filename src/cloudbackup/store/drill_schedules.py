@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from cloudbackup.store.db import rowcount
+from cloudbackup.store.db import Database, rowcount
 from cloudbackup.store.tables import (
     BACKUPS,
     CONFIGURATIONS,
@@ -125,9 +125,10 @@ def latest_restorable_backup(session: Session, configuration_id: str) -> Backup 
     ).scalar_one_or_none()
 
 
-def schedules_due(session: Session, now: datetime) -> int:
-    """How many schedules are due and not yet fired (for ``/metrics``)."""
-    due = session.execute(
-        sa.select(sa.func.count()).where(DRILL_SCHEDULES.c.next_due_time <= now)
-    ).scalar_one()
+def schedules_due(db: Database, now: datetime) -> int:
+    """How many drill schedules are due and not yet fired (for ``/metrics``)."""
+    with db.read() as session:
+        due = session.execute(
+            sa.select(sa.func.count()).where(DRILL_SCHEDULES.c.next_due_time <= now)
+        ).scalar_one()
     return int(due or 0)
