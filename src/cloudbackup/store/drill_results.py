@@ -32,12 +32,31 @@ def last_drill_results(
     db: Database, final_states: Sequence[str], configuration_id: str | None = None
 ) -> list[DrillResult]:
     """The newest ended drill of every live configuration that has one (or of just
-    ``configuration_id``): one indexed pass over the ended drills, newest per configuration."""
-    d = DRILLS.c
-    ended = d.state.in_(list(final_states)) & d.ended_time.is_not(None)
+    ``configuration_id``): per configuration one probe of ``ix_drills_configuration_ended``,
+    so the cost follows the configurations, not the drills piling up over the years."""
+    d, c = DRILLS.c, CONFIGURATIONS.c
+    newest = (
+        sa.select(d.seq)
+        .where(
+            d.configuration_id == c.id,
+            d.ended_time.is_not(None),
+            d.state.in_(list(final_states)),
+        )
+        .order_by(d.ended_time.desc(), d.seq.desc())
+        .limit(1)
+        .correlate(CONFIGURATIONS)
+        .scalar_subquery()
+    )
+    # The newest drill's seq per configuration first, then those rows by primary key: a join
+    # on the correlated subquery itself lets PostgreSQL hash the whole drills table instead
+    # (OFFSET 0 keeps the planner from flattening the two steps back into one).
+    picked = sa.select(c.id.label("configuration_id"), newest.label("seq")).where(
+        c.deleted.is_(False)
+    )
     if configuration_id is not None:
-        ended &= d.configuration_id == configuration_id
-    ranked = (
+        picked = picked.where(c.id == configuration_id)
+    newest_of = picked.offset(0).subquery()
+    query = (
         sa.select(
             d.configuration_id,
             d.id,
@@ -48,29 +67,10 @@ def last_drill_results(
             d.bytes_per_second,
             d.files_checked,
             d.mismatches,
-            sa.func.row_number()
-            .over(partition_by=d.configuration_id, order_by=(d.ended_time.desc(), d.seq.desc()))
-            .label("newest"),
         )
-        .where(ended)
-        .subquery()
-    )
-    r = ranked.c
-    query = (
-        sa.select(
-            r.configuration_id,
-            r.id,
-            r.backup_id,
-            r.state,
-            r.ended_time,
-            r.duration_seconds,
-            r.bytes_per_second,
-            r.files_checked,
-            r.mismatches,
-        )
-        .join_from(ranked, CONFIGURATIONS, CONFIGURATIONS.c.id == r.configuration_id)
-        .where(r.newest == 1, CONFIGURATIONS.c.deleted.is_(False))
-        .order_by(r.configuration_id)
+        .select_from(newest_of)
+        .join(DRILLS, d.seq == newest_of.c.seq)
+        .order_by(d.configuration_id)
     )
     with db.read() as session:
         rows = session.execute(query).all()

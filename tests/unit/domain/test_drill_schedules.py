@@ -169,3 +169,15 @@ def test_a_scheduled_drill_runs_like_one_posted_and_passes(db, settings, tmp_pat
     assert kind == "drill" and execute_drill(db, settings, drill_id) == "passed"
     [drill] = _drills(db, config)
     assert drill.backup_id == done.id and drill.files_checked == tree.files
+
+
+def test_a_tick_starts_at_most_one_batch_oldest_due_first(db):
+    agent = rows.agent(db)
+    configs = [rows.configuration(db, agent) for _ in range(3)]
+    for offset, config in enumerate(configs):
+        rows.backup(db, config.id, restorable=True, snapshot_id=1)
+        _schedule(db, config, at=T0 - offset * HOUR)  # the last one is the most overdue
+    assert fire_due_drills(db, Recorder(), clock=lambda: T0, batch=2).started == 2
+    assert [len(_drills(db, c)) for c in configs] == [0, 1, 1]
+    assert fire_due_drills(db, Recorder(), clock=lambda: T0, batch=2).started == 1
+    assert [len(_drills(db, c)) for c in configs] == [1, 1, 1]

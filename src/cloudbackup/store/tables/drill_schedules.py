@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from cloudbackup.store.tables.base import table_of, ts_field, utcnow
+from cloudbackup.store.tables.drills import DRILLS
 
 
 class DrillSchedule(SQLModel, table=True):
@@ -28,3 +29,8 @@ class DrillSchedule(SQLModel, table=True):
 
 
 DRILL_SCHEDULES = table_of(DrillSchedule)
+# A configuration's newest ended drill in one index probe (``store.drill_results``: /metrics
+# and a schedule's view), however many drills pile up.
+DRILLS_BY_CONFIGURATION_ENDED = sa.Index(
+    "ix_drills_configuration_ended", DRILLS.c.configuration_id, DRILLS.c.ended_time
+)
