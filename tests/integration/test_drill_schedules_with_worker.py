@@ -12,8 +12,7 @@ from cloudbackup.api.schemas.times import parse_iso
 from cloudbackup.domain.drill_run import scratch_folder
 from cloudbackup.domain.drill_schedules import fire_due_drills
 from cloudbackup.store.tables import utcnow
-from factories import rows
-from factories.api import headers, start_backup, token
+from factories.api import headers
 from factories.trees import make_tree
 
 pytestmark = pytest.mark.services
@@ -21,18 +20,10 @@ DRILL_FINAL = {"passed", "failed", "stopped"}
 
 
 def test_the_beat_starts_a_due_drill_that_passes_on_a_worker(
-    api, pg_db, worker, dispatcher, wait_for, integration_settings, tmp_path
+    api, pg_db, completed_backup, dispatcher, wait_for, integration_settings, tmp_path
 ):
     tree = make_tree(tmp_path / "src", files=12, size=30_000, with_excluded=False)
-    agent = rows.agent(pg_db)
-    config = rows.configuration(
-        pg_db, agent, inclusions=[{"type": "folder", "path": f"{tree.root}/"}]
-    )
-    secret = token(pg_db)
-    backup = wait_for(
-        api, start_backup(api, secret, config.id).headers["location"], headers(secret)
-    )
-    assert backup["state"] == "completed", backup
+    agent, config, secret, backup = completed_backup(tree.root)
     url = f"/v2/{agent.project_id}/configurations/{config.id}/drill-schedule"
     assert api.put(url, json={"every_hours": 168}, headers=headers(secret)).status_code == 201
 
