@@ -47,9 +47,11 @@ FINAL_STATES = tuple(state.value for state in DRILL_MACHINE.final)
 def every_hours_problems(value: Any) -> list[str]:
     """Why ``value`` is not a drill period (whole hours, 1 to 8760), or nothing."""
     if not isinstance(value, int) or isinstance(value, bool):
-        return [f"every_hours must be an integer number of hours, not {value!r}."]
+        kind = "null" if value is None else type(value).__name__  # never the value: any size
+        return [f"every_hours must be an integer number of hours, not {kind}."]
     if not MIN_EVERY_HOURS <= value <= MAX_EVERY_HOURS:
-        return [f"every_hours must be from {MIN_EVERY_HOURS} to {MAX_EVERY_HOURS}, not {value}."]
+        shown = value if abs(value) < 10**12 else "a larger number"
+        return [f"every_hours must be from {MIN_EVERY_HOURS} to {MAX_EVERY_HOURS}, not {shown}."]
     return []
 
 

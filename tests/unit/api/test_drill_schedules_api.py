@@ -84,6 +84,16 @@ def test_bad_input_is_a_400_with_a_json_body(client, db, config, body):
     assert client.get(_url(config.id), headers=headers(token(db))).status_code == 404
 
 
+def test_the_400_names_the_problem_without_echoing_the_value(client, db, config):
+    secret = token(db)
+    zero = _put(client, secret, config.id, {"every_hours": 0}).json()
+    assert zero["errors"] == ["every_hours must be from 1 to 8760, not 0."]
+    huge = _put(client, secret, config.id, {"every_hours": ["x" * 1000]}).json()
+    assert huge["errors"] == ["every_hours must be an integer number of hours, not list."]
+    missing = _put(client, secret, config.id, {}).json()
+    assert missing["errors"] == ["every_hours is required: hours between drills (1 to 8760)."]
+
+
 def test_malformed_json_or_another_content_type_is_a_400(client, db, config):
     secret = token(db)
     url = _url(config.id)
