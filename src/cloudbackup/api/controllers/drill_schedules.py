@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from litestar import Controller, Response, delete, get, put
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -27,7 +28,12 @@ MANAGE = {"permission": Permission.DELETE}
 class DrillScheduleController(Controller):
     path = "/v2/{project_id:str}/configurations/{configuration_id:str}/drill-schedule"
 
-    @put("/", sync_to_thread=True, opt=MANAGE)
+    @put(
+        "/",
+        sync_to_thread=True,
+        opt=MANAGE,
+        responses={201: ResponseSpec(DrillScheduleOut, description="The schedule is new.")},
+    )
     def put_drill_schedule(
         self,
         call: Call,

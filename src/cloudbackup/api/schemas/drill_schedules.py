@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request
@@ -11,7 +11,7 @@ from cloudbackup.api.body import decode_object
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
 from cloudbackup.api.schemas.times import iso_z
-from cloudbackup.domain.drill_schedules import ScheduleView
+from cloudbackup.domain.drill_schedules import MAX_EVERY_HOURS, MIN_EVERY_HOURS, ScheduleView
 from cloudbackup.store.drill_results import DrillResult
 
 PUT_REQUIRED = {"every_hours": "every_hours is required: hours between drills (1 to 8760)."}
@@ -19,6 +19,12 @@ PUT_REQUIRED = {"every_hours": "every_hours is required: hours between drills (1
 
 class PutDrillSchedule(msgspec.Struct, forbid_unknown_fields=True):
     every_hours: Any = None  # any JSON here: the domain says what is wrong with the value
+
+
+class DrillScheduleIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The PUT body as documented (``api.openapi``): whole hours between drills."""
+
+    every_hours: Annotated[int, msgspec.Meta(ge=MIN_EVERY_HOURS, le=MAX_EVERY_HOURS)]
 
 
 class LastDrillOut(msgspec.Struct):
