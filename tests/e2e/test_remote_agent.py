@@ -123,6 +123,25 @@ class HostAgent:
         return str(answer.json()["token"]["id"])
 
 
+@contextmanager
+def running_agents(
+    stack: Procfile, folder: Path, *names: str
+) -> Iterator[list[tuple[HostAgent, str]]]:
+    """Agents registered with the stack and serving it, each with its own state folder and
+    log under ``folder``: (agent, id) in the order of ``names``; stopped on the way out."""
+    api = stack.base.removesuffix("/v2/110011")
+    started: list[tuple[HostAgent, str]] = []
+    try:
+        for name in names:
+            agent = HostAgent(folder / f"state-{name}", folder / f"{name}.log")
+            started.append((agent, agent.register(api, stack.headers["X-Auth-Token"], name)))
+            agent.start()
+        yield started
+    finally:
+        for agent, _ in started:
+            agent.stop()
+
+
 def configure(stack: Procfile, agent_id: str, tree: Tree) -> str:
     config = stack.post("/configurations", configuration_body(agent_id, [f"{tree.root}/"]))
     assert config.status_code == 201, config.text

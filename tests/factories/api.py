@@ -103,6 +103,29 @@ def start_backup(
     )
 
 
+def start_restore(
+    client: Any,
+    secret: str,
+    backup_id: str,
+    agent_id: str,
+    destination: Any,
+    project_id: str = PROJECT,
+    **overrides: Any,
+) -> Any:
+    """POST a restore of ``backup_id`` to ``destination`` (None: in place) on ``agent_id``."""
+    body = {
+        "backup_id": backup_id,
+        "destination_agent_id": agent_id,
+        "destination_path": None if destination is None else str(destination),
+        "overwrite_files": False,
+        "encrypted_password_hex": None,
+        "inclusions": [],
+        "exclusions": [],
+        **overrides,
+    }
+    return client.post(f"/v2/{project_id}/restores", json=body, headers=headers(secret))
+
+
 def agent_token(db: Database, agent_id: str, project_id: str = PROJECT) -> str:
     """A token of ``agent_id`` (what A9 gives the agent): the one that may report its runs."""
     with db.transaction() as session:

@@ -25,7 +25,7 @@ from cloudbackup.server import create_app
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store import migrate
 from cloudbackup.store.db import Database
-from cloudbackup.store.tables import Backup, Event
+from cloudbackup.store.tables import Backup, Event, Restore
 from factories import rows
 from factories.private_services import (
     BeatProcess,
@@ -80,8 +80,15 @@ class Stack:
         )
 
     def backup(self, backup_id: str) -> Backup:
+        return self.row(Backup, backup_id)
+
+    def restore(self, restore_id: str) -> Restore:
+        return self.row(Restore, restore_id)
+
+    def row(self, table: Any, run_id: str) -> Any:
+        """The run's row of ``table`` (a backup, a restore) as it is now."""
         with self.db.transaction() as session:
-            return session.execute(sa.select(Backup).where(Backup.id == backup_id)).scalar_one()
+            return session.execute(sa.select(table).where(table.id == run_id)).scalar_one()
 
     def events(self, backup_id: str) -> list[str]:
         with self.db.transaction() as session:
@@ -96,15 +103,18 @@ class Stack:
     def wait(
         self,
         backup_id: str,
-        predicate: Callable[[Backup], bool] = lambda b: b.state in FINAL,
+        predicate: Callable[[Any], bool] = lambda b: b.state in FINAL,
         timeout: float = 90.0,
         what: str = "a final state",
-    ) -> Backup:
+        table: Any = Backup,
+    ) -> Any:
+        """The row of run ``backup_id`` (of ``table``: a backup unless told) once ``predicate``
+        holds for it."""
         deadline = time.monotonic() + timeout
         row = None
         while time.monotonic() < deadline:
             try:
-                row = self.backup(backup_id)
+                row = self.row(table, backup_id)
             except Unavailable:  # our own pooled connections die with a restarted server
                 time.sleep(0.2)
                 continue
@@ -113,7 +123,8 @@ class Stack:
             time.sleep(0.1)
         assert row is not None
         raise AssertionError(
-            f"backup {backup_id} did not reach {what} in {timeout} s; it is {row.state} "
+            f"{table.__name__.lower()} {backup_id} did not reach {what} in {timeout} s; it is "
+            f"{row.state} "
             f"(attempts {row.attempts}, heartbeat {row.heartbeat_at}); logs:\n{self.logs()}"
         )
 

@@ -24,7 +24,7 @@ from cloudbackup.server import create_app
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store.tables import Backup, utcnow
 from factories import rows
-from factories.api import headers, start_backup, token
+from factories.api import headers, start_backup, start_restore, token
 from factories.services import REDIS_URL, WorkerProcess
 from factories.trees import digests, make_tree
 
@@ -91,17 +91,7 @@ def _backup(rapi, pg_db, wait_for, secret, root: Path, *, agent=None, **config) 
 
 
 def _restore(rapi, secret, backup_id, agent_id, destination, **overrides) -> dict:
-    body = {
-        "backup_id": backup_id,
-        "destination_agent_id": agent_id,
-        "destination_path": None if destination is None else str(destination),
-        "overwrite_files": False,
-        "encrypted_password_hex": None,
-        "inclusions": [],
-        "exclusions": [],
-        **overrides,
-    }
-    response = rapi.post(f"{P}/restores", json=body, headers=headers(secret))
+    response = start_restore(rapi, secret, backup_id, agent_id, destination, **overrides)
     assert response.status_code == 201, response.text
     return response.json()
 

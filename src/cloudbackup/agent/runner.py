@@ -13,8 +13,8 @@ from cloudbackup.agent.cleanup import HostCleanup
 from cloudbackup.agent.http_storage import HttpStorage
 from cloudbackup.agent.logs import log_to_file, upload_log
 from cloudbackup.agent.reports import RunReports
-from cloudbackup.agent.restore import HostRestore
 from cloudbackup.agent.session import AgentSession, ApiRefused
+from cloudbackup.agent.source_vault import restore_run
 from cloudbackup.agent.state import StateDir
 from cloudbackup.agent.vault_requests import VaultRequests
 from cloudbackup.engine import Vault
@@ -120,7 +120,7 @@ class AgentRunner:
         if kind == "cleanup":
             return HostCleanup(reports, self.vault(), item).run()
         if kind == "restore":
-            return HostRestore(reports, self.vault(), item).run()
+            return restore_run(reports, self.state, self.session, item, self.vault).run()
         return HostBackup(reports, self.vault(), item, max_bps=self.max_bps).run()
 
     def announce(self, event: str) -> None:

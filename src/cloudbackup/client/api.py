@@ -261,6 +261,7 @@ def restore_body(
     overwrite: bool = False,
     inclusions: list[dict[str, str]] | None = None,
     exclusions: list[dict[str, str]] | None = None,
+    encrypted_password_hex: str | None = None,
 ) -> dict[str, Any]:
     """An R1 body; every key the spec marks required is present."""
     return {
@@ -268,7 +269,7 @@ def restore_body(
         "destination_agent_id": destination_agent_id,
         "destination_path": destination_path,
         "overwrite_files": overwrite,
-        "encrypted_password_hex": None,
+        "encrypted_password_hex": encrypted_password_hex,
         "inclusions": inclusions or [],
         "exclusions": exclusions or [],
     }

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_backup_event
+from cloudbackup.domain.runs import marker_seq
 from cloudbackup.engine import BackupResult
 from cloudbackup.settings import Settings
 from cloudbackup.store.anomalies import OPEN, AnomalyRepository
@@ -288,16 +289,9 @@ class AnomalyService:
             raise InvalidInput("Validation failed.", [f"state must be one of {', '.join(STATES)}."])
         with self.db.read() as session:
             repo = AnomalyRepository(session)
-            marker_seq = None
-            if marker is not None:
-                marker_seq = repo.seq_of(project_id, marker)
-                if marker_seq is None:
-                    raise InvalidInput(
-                        "Validation failed.",
-                        [f"marker {marker!r} is not an anomaly of this project."],
-                    )
+            after = marker_seq(marker, project_id, repo.seq_of, "anomaly")
             return repo.page(
-                project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir, state=state
+                project_id, marker_seq=after, limit=limit, sort_dir=sort_dir, state=state
             )
 
     def dismiss(

@@ -265,10 +265,26 @@ class BrowseService:
         request_id: str,
         answer: AgentAnswer,
     ) -> str:
-        """A remote agent's answer to a request handed to it (:func:`answer_from_agent`)."""
-        return answer_from_agent(
-            self.db, self.settings, project_id, agent_id, caller, request_id, answer
-        )
+        """Store a remote agent's answer to a request handed to it; only its own token may
+        (403), only for its own pending requests (404; 409 once answered)."""
+        check_own_agent(self.db, project_id, agent_id, caller)
+        with self.db.read() as session:
+            row = (
+                BrowseRepository(session).get(request_id, project_id)
+                if storable(request_id)
+                else None
+            )
+        if row is None or row.agent_id != agent_id:
+            raise NotFound(NOT_FOUND)
+        if row.state != "pending":
+            raise Conflict("The browse request is answered already.")
+        directory = requested_path(BrowseAsk(path=row.path, path_encoded=row.path_encoded))
+        items = None
+        if answer.succeeded:
+            items = [_item(*child) for child in answer.children[: self.settings.browse_max_items]]
+        if _store_answer(self.db, row, directory, items) == "noop":
+            raise Conflict("The browse request is answered already.")
+        return "answered" if items is not None else "failed"
 
     def _result(
         self, session: Session, project_id: str, request_id: str, kind: str, owner: str
@@ -299,7 +315,7 @@ def answer_browse(
 ) -> str:
     """List what the request asks for and store the answer; `noop` if it was answered already.
     A remote agent's request goes to its channel instead (``delegated``): only its host has its
-    files and its vault's password; it answers with :func:`answer_from_agent`."""
+    files and its vault's password; it answers with :meth:`BrowseService.answer_from_agent`."""
     with db.transaction() as session:
         row = BrowseRepository(session).get(request_id)
         if row is None or row.state != "pending":
@@ -386,35 +402,6 @@ class AgentAnswer:
 
     succeeded: bool
     children: list[Child]
-
-
-def answer_from_agent(
-    db: Database,
-    settings: Settings,
-    project_id: str,
-    agent_id: str,
-    caller: str | None,
-    request_id: str,
-    answer: AgentAnswer,
-) -> str:
-    """Store the agent's answer to a request handed to it; only its own token may (403), only
-    for its own pending requests (404; 409 once answered)."""
-    check_own_agent(db, project_id, agent_id, caller)
-    with db.read() as session:
-        row = (
-            BrowseRepository(session).get(request_id, project_id) if storable(request_id) else None
-        )
-    if row is None or row.agent_id != agent_id:
-        raise NotFound(NOT_FOUND)
-    if row.state != "pending":
-        raise Conflict("The browse request is answered already.")
-    directory = requested_path(BrowseAsk(path=row.path, path_encoded=row.path_encoded))
-    items = None
-    if answer.succeeded:
-        items = [_item(*child) for child in answer.children[: settings.browse_max_items]]
-    if _store_answer(db, row, directory, items) == "noop":
-        raise Conflict("The browse request is answered already.")
-    return "answered" if items is not None else "failed"
 
 
 def _store_answer(

@@ -7,7 +7,6 @@ A cleanup maintains one agent's vault; at most one cleanup per vault is active a
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +16,9 @@ from cloudbackup.domain.agents import live_agent
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput
 from cloudbackup.domain.events import record_cleanup_event
 from cloudbackup.domain.run_states import CLEANUP_MACHINE, CleanupState
-from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate, new_run_values
 from cloudbackup.store.run_repositories import CleanupRepository
-from cloudbackup.store.tables import Cleanup, CleanupError, utcnow
+from cloudbackup.store.tables import Cleanup, CleanupError
 
 NOT_FOUND = "Cleanup not found."
 ACTIVE_MESSAGE = (
@@ -120,21 +119,15 @@ class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
         repo = CleanupRepository(session)
         if repo.has_active(agent.id, CLEANUP_MACHINE.active):
             raise Conflict(ACTIVE_MESSAGE)
-        now = utcnow()
-        values: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "project_id": project_id,
-            "agent_id": agent.id,
-            "vault_id": agent.vault_id,
-            "state": state.value,
-            "snapshot_ids": [],
-            "errors_diagnostics": "",
-            "active_lock": agent.id,
-            "request_id": str(uuid.uuid4()),
-            "published_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = new_run_values(
+            project_id,
+            state.value,
+            agent_id=agent.id,
+            vault_id=agent.vault_id,
+            snapshot_ids=[],
+            errors_diagnostics="",
+            active_lock=agent.id,
+        )
         repo.insert(values)
         cleanup = Cleanup.model_construct(**values)
         record_cleanup_event(

@@ -8,7 +8,6 @@ reading one, its errors, its events and the stop are :class:`RunService`'s.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +17,10 @@ from cloudbackup.domain.agents import storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.errors import Conflict, NotFound
 from cloudbackup.domain.run_states import DRILL_MACHINE, DrillState
-from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate, backup_values, new_run_values
 from cloudbackup.store.drill_repository import DrillRepository
 from cloudbackup.store.repositories import BackupRepository, EventRepository, Page, SortDir
-from cloudbackup.store.tables import Drill, DrillError, utcnow
+from cloudbackup.store.tables import Drill, DrillError
 
 NOT_FOUND = "Drill not found."
 
@@ -113,21 +112,12 @@ class DrillService(RunService[Drill, DrillError, DrillState]):
         backup = self._backup(session, project_id, backup_id)
         if not backup.restorable or backup.snapshot_id is None:
             raise Conflict(f"Backup {backup.id} is {backup.state} and not restorable.")
-        now = utcnow()
-        values: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "project_id": project_id,
-            "backup_id": backup.id,
-            "agent_id": backup.agent_id,
-            "configuration_id": backup.configuration_id,
-            "vault_id": backup.vault_id,
-            "snapshot_id": backup.snapshot_id,
-            "state": DrillState.START_REQUESTED.value,
-            "request_id": str(uuid.uuid4()),
-            "published_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        values = new_run_values(
+            project_id,
+            DrillState.START_REQUESTED.value,
+            agent_id=backup.agent_id,
+            **backup_values(backup),
+        )
         DrillRepository(session).insert(values)
         drill = Drill.model_construct(**values)
         record_drill_event(

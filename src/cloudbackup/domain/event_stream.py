@@ -28,7 +28,13 @@ from cloudbackup.domain.errors import Forbidden, InvalidInput
 from cloudbackup.domain.events import record_event
 from cloudbackup.domain.run_states import BACKUP_MACHINE
 from cloudbackup.store.db import Database, rowcount
-from cloudbackup.store.repositories import BackupRepository, EventRepository, Page, SortDir
+from cloudbackup.store.repositories import (
+    BackupRepository,
+    EventRepository,
+    Page,
+    SortDir,
+    keyset_page,
+)
 from cloudbackup.store.tables import (
     AGENT_PRESENCE,
     BACKUPS,
@@ -331,13 +337,8 @@ def _page(
     session: Session, belongs: Any, marker: int | None, limit: int, sort_dir: SortDir
 ) -> Page[Event]:
     """``EventRepository.page`` with any filter (EV4 needs an OR of two tags)."""
-    column = EVENTS.c.id
     query = sa.select(Event).where(belongs)
-    if marker is not None:
-        query = query.where(column > marker if sort_dir == "asc" else column < marker)
-    order = column.asc() if sort_dir == "asc" else column.desc()
-    rows = list(session.execute(query.order_by(order).limit(limit + 1)).scalars())
-    return Page(rows[:limit], len(rows) > limit)
+    return keyset_page(session, query, EVENTS.c.id, marker, limit, sort_dir)
 
 
 def _waiting_backups(session: Session, agent_id: str) -> list[str]:

@@ -51,18 +51,39 @@ def record_event(
     )
 
 
-def record_restore_event(
+def record_run_event(
     session: Session,
-    restore: Restore,
+    run: Restore | Cleanup,
     event: str,
     *,
     request_id: str | None = None,
     vault_encrypted: bool | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Append a restore event (spec §15.2) tagged with its project, destination agent, the
-    backup's configuration (so EV8 lists it) and the restore. The start request (given
-    ``vault_encrypted``) also describes the source vault, the snapshot and the whole request."""
+    """Append a restore or cleanup event: what it says of its run (:func:`_restore_event`,
+    :func:`_cleanup_event`; the start request, given ``vault_encrypted``, says more), the
+    request id and ``extra``, tagged with the run's ids."""
+    if isinstance(run, Restore):
+        members, tags = _restore_event(run, vault_encrypted)
+    else:
+        members, tags = _cleanup_event(run, vault_encrypted)
+    if request_id is not None:
+        members["request_id"] = request_id
+    if extra:
+        members.update(extra)
+    EventRepository(session).insert(event=event, members=members, **tags)
+
+
+record_restore_event = record_run_event
+record_cleanup_event = record_run_event
+
+Tags = dict[str, str | None]
+
+
+def _restore_event(restore: Restore, vault_encrypted: bool | None) -> tuple[dict[str, Any], Tags]:
+    """A restore event (spec §15.2) tagged with its project, destination agent, the backup's
+    configuration (so EV8 lists it) and the restore. The start request also describes the
+    source vault, the snapshot and the whole request."""
     members: dict[str, Any] = {"agent": {"id": restore.destination_agent_id}}
     if vault_encrypted is not None:
         members["source_agent"] = {"vault": {"id": restore.vault_id, "encrypted": vault_encrypted}}
@@ -78,58 +99,25 @@ def record_restore_event(
         }
     else:
         members["restore"] = {"id": restore.id}
-    _insert_run_event(
-        session,
-        event,
-        members,
-        request_id,
-        extra,
-        project_id=restore.project_id,
-        agent_id=restore.destination_agent_id,
-        configuration_id=restore.configuration_id,
-        restore_id=restore.id,
-    )
+    tags: Tags = {
+        "project_id": restore.project_id,
+        "agent_id": restore.destination_agent_id,
+        "configuration_id": restore.configuration_id,
+        "restore_id": restore.id,
+    }
+    return members, tags
 
 
-def record_cleanup_event(
-    session: Session,
-    cleanup: Cleanup,
-    event: str,
-    *,
-    request_id: str | None = None,
-    vault_encrypted: bool | None = None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Append a cleanup event (spec §15.3) tagged with its project, agent and cleanup; the start
-    request also names the vault (``vault_encrypted`` given)."""
+def _cleanup_event(cleanup: Cleanup, vault_encrypted: bool | None) -> tuple[dict[str, Any], Tags]:
+    """A cleanup event (spec §15.3) tagged with its project, agent and cleanup; the start
+    request also names the vault."""
     agent: dict[str, Any] = {"id": cleanup.agent_id}
     if vault_encrypted is not None:
         agent["vault"] = {"id": cleanup.vault_id, "encrypted": vault_encrypted}
     members: dict[str, Any] = {"agent": agent, "cleanup": {"id": cleanup.id}}
-    _insert_run_event(
-        session,
-        event,
-        members,
-        request_id,
-        extra,
-        project_id=cleanup.project_id,
-        agent_id=cleanup.agent_id,
-        cleanup_id=cleanup.id,
-    )
-
-
-def _insert_run_event(
-    session: Session,
-    event: str,
-    members: dict[str, Any],
-    request_id: str | None,
-    extra: dict[str, Any] | None,
-    **tags: str | None,
-) -> None:
-    """Append a restore or cleanup event: its ``members`` with the request id and ``extra``,
-    tagged with the ids in ``tags``."""
-    if request_id is not None:
-        members["request_id"] = request_id
-    if extra:
-        members.update(extra)
-    EventRepository(session).insert(event=event, members=members, **tags)
+    tags: Tags = {
+        "project_id": cleanup.project_id,
+        "agent_id": cleanup.agent_id,
+        "cleanup_id": cleanup.id,
+    }
+    return members, tags

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from cloudbackup.domain import cross_agent_restores
 from cloudbackup.domain.agent_channel import AgentChannel, is_remote
 from cloudbackup.domain.backup_run import BackupRun, claim_backup
 from cloudbackup.domain.backups import BACKUP_RUNS
@@ -23,7 +24,8 @@ from cloudbackup.domain.restore_run import FAILED_REASON as RESTORE_FAILED
 from cloudbackup.domain.restore_run import RestoreRun, claim_restore
 from cloudbackup.domain.restores import RESTORE_RUNS
 from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, execute_run
-from cloudbackup.domain.run_states import BackupState, CleanupState, RestoreState
+from cloudbackup.domain.run_states import BackupState, RestoreState, StateT
+from cloudbackup.domain.runs import ErrorT, RunKind, RunT
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
@@ -31,8 +33,6 @@ from cloudbackup.store.tables import (
     Agent,
     Backup,
     BackupError,
-    Cleanup,
-    CleanupError,
     Restore,
     RestoreError,
     utcnow,
@@ -41,17 +41,28 @@ from cloudbackup.store.tables import (
 log = logging.getLogger("cloudbackup.run")
 
 NO_CHANNEL = "no event channel is configured to hand the run to its remote agent"
-OTHER_VAULT = (
-    "Nothing restored: the backup is in another agent's vault, whose password only that agent "
-    "holds (R1's encrypted hand-over of vault passwords is not served yet). Restore it to its "
-    "own agent."
-)
+DESTINATION_GONE = "Nothing restored: the destination agent is gone."
 NOT_RESTORABLE = "Nothing restored: the backup is no longer restorable (a cleanup expired it)."
 
 
 def work_item(kind: str, run_id: str, attempt: int, state: str, **what: Any) -> dict[str, Any]:
     """The channel item that hands one claimed run to its agent."""
     return {"type": "run", "kind": kind, "id": run_id, "attempt": attempt, "state": state, **what}
+
+
+def delegate(
+    owned: OwnedRun[Any, Any, Any], channel: AgentChannel, agent_id: str, **what: Any
+) -> Outcome:
+    """Push the claimed run (and ``what`` the agent needs of it) to its agent's channel; the
+    agent's reports carry the run from here."""
+    kind, attempt = owned.kind.name, owned.claim.attempt
+    item = work_item(kind, owned.run_id, attempt, str(owned.state), **what)
+    if not channel.push(agent_id, item):
+        # Nobody will report: the heartbeat goes stale and the sweeper re-drives the run.
+        log.warning("could not hand %s %s to agent %s", kind, owned.run_id, agent_id)
+    else:
+        log.info("%s %s (attempt %d) handed to its agent", kind, owned.run_id, attempt)
+    return Outcome.DELEGATED
 
 
 class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
@@ -75,25 +86,19 @@ class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
         with self.db.read() as session:
             config = ConfigurationRepository(session).get(backup.configuration_id)
         assert config is not None  # configurations are soft-deleted, never removed
-        item = work_item(
-            "backup",
-            backup.id,
-            self.claim.attempt,
-            str(self.state),
+        return delegate(
+            self,
+            self.channel,
+            backup.agent_id,
             configuration_id=backup.configuration_id,
             inclusions=list(config.inclusions or []),
             exclusions=list(config.exclusions or []),
         )
-        if not self.channel.push(backup.agent_id, item):
-            # Nobody will report: the heartbeat goes stale and the sweeper re-drives the run.
-            log.warning("could not hand backup %s to agent %s", backup.id, backup.agent_id)
-        else:
-            log.info("backup %s (attempt %d) handed to its agent", backup.id, self.claim.attempt)
-        return Outcome.DELEGATED
 
 
 class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
     """A claimed restore whose destination is a remote agent: the agent reads its own vault
+    (or, onto another agent, the source vault, read-only: ``domain.cross_agent_restores``)
     through the API and writes the files on its host."""
 
     def __init__(
@@ -110,32 +115,32 @@ class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
         restore = self.claim.run
         if self.channel is None:
             raise RuntimeError(NO_CHANNEL)
+        refusal: str | None = None
+        source: dict[str, Any] = {}
         with self.db.read() as session:
             destination = session.get(Agent, restore.destination_agent_id)
             backup = BackupRepository(session).get(restore.backup_id)
-        refusal = None
-        if backup is None or not backup.restorable or backup.snapshot_id is None:
-            refusal = NOT_RESTORABLE
-        elif destination is None or destination.vault_id != restore.vault_id:
-            refusal = OTHER_VAULT
+            if backup is None or not backup.restorable or backup.snapshot_id is None:
+                refusal = NOT_RESTORABLE
+            elif destination is None:
+                refusal = DESTINATION_GONE
+            elif destination.vault_id != restore.vault_id:  # another agent's vault
+                refusal, source = cross_agent_restores.hand_over(session, restore, destination)
         if refusal is not None:
             values = {"errors_reason": RESTORE_FAILED, "errors_diagnostics": refusal}
             return self.finish(RestoreState.FAILED, values)
-        item = work_item(
-            "restore",
-            restore.id,
-            self.claim.attempt,
-            str(self.state),
+        return delegate(
+            self,
+            self.channel,
+            restore.destination_agent_id,
             snapshot_id=restore.snapshot_id,
             destination_path=restore.destination_path,
             overwrite=restore.overwrite_files,
             resume=self.claim.resumed,
             inclusions=list(restore.inclusions or []),
             exclusions=list(restore.exclusions or []),
+            **source,
         )
-        if not self.channel.push(restore.destination_agent_id, item):
-            log.warning("could not hand restore %s to its agent", restore.id)
-        return Outcome.DELEGATED
 
 
 class RemoteCleanup(CleanupRun):
@@ -160,70 +165,56 @@ class RemoteCleanup(CleanupRun):
         # Re-driven, the backups expired by an earlier attempt are listed again (not yet
         # forgotten on the host as far as the server knows): the same list goes out again.
         forgettable = self._expire(utcnow())
-        item = work_item(
-            "cleanup",
-            cleanup.id,
-            self.claim.attempt,
-            str(self.state),
+        return delegate(
+            self,
+            self.channel,
+            cleanup.agent_id,
             forget=sorted(forgettable),
             verify_fraction=self.settings.cleanup_verify_fraction,
         )
-        if not self.channel.push(cleanup.agent_id, item):
-            log.warning("could not hand cleanup %s to its agent", cleanup.id)
-        return Outcome.DELEGATED
 
 
-def cleanup_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:
-    """The worker's ``execute`` of one cleanup (C1 or the retention pass): a remote agent's
-    vault is maintained by the agent, through its channel."""
-
-    def execute(db: Database, settings: Settings, cleanup_id: str) -> Outcome:
-        def runner(
-            claim: RunClaim[Cleanup, CleanupError, CleanupState],
-        ) -> OwnedRun[Cleanup, CleanupError, CleanupState]:
-            if is_remote(db, claim.run.agent_id):
-                return RemoteCleanup(db, settings, claim, channel)
-            return CleanupRun(db, settings, claim)
-
-        return execute_run(
-            CLEANUP_RUNS, lambda: claim_cleanup(db, settings, cleanup_id), runner, settings
-        )
-
-    return execute
+Executor = Callable[[Database, Settings, str], Outcome]
 
 
-def restore_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:
-    """The worker's ``execute`` of one restore: to a remote agent through its channel."""
+def _executor(
+    kind: RunKind[RunT, ErrorT, StateT],
+    claim: Callable[[Database, Settings, str], RunClaim[RunT, ErrorT, StateT] | None],
+    hosted: Callable[
+        [Database, Settings, RunClaim[RunT, ErrorT, StateT]], OwnedRun[RunT, ErrorT, StateT]
+    ],
+    remote: Callable[
+        [Database, Settings, RunClaim[RunT, ErrorT, StateT], AgentChannel | None],
+        OwnedRun[RunT, ErrorT, StateT],
+    ],
+    channel: AgentChannel | None,
+) -> Executor:
+    """The worker's ``execute`` of one run of ``kind``: run here by ``hosted``, or, when the
+    run's agent (``kind.agent_of``) is remote, handed to its channel by ``remote``."""
 
-    def execute(db: Database, settings: Settings, restore_id: str) -> Outcome:
-        def runner(
-            claim: RunClaim[Restore, RestoreError, RestoreState],
-        ) -> OwnedRun[Restore, RestoreError, RestoreState]:
-            if is_remote(db, claim.run.destination_agent_id):
-                return RemoteRestore(db, settings, claim, channel)
-            return RestoreRun(db, settings, claim)
+    def execute(db: Database, settings: Settings, run_id: str) -> Outcome:
+        def runner(claimed: RunClaim[RunT, ErrorT, StateT]) -> OwnedRun[RunT, ErrorT, StateT]:
+            if is_remote(db, kind.agent_of(claimed.run)):
+                return remote(db, settings, claimed, channel)
+            return hosted(db, settings, claimed)
 
-        return execute_run(
-            RESTORE_RUNS, lambda: claim_restore(db, settings, restore_id), runner, settings
-        )
+        return execute_run(kind, lambda: claim(db, settings, run_id), runner, settings)
 
     return execute
 
 
-def backup_executor(channel: AgentChannel | None) -> Callable[[Database, Settings, str], Outcome]:
+def backup_executor(channel: AgentChannel | None) -> Executor:
     """The worker's ``execute`` of one backup: hosted agents' runs run here, remote agents'
     runs are handed to their channel."""
+    return _executor(BACKUP_RUNS, claim_backup, BackupRun, RemoteBackup, channel)
 
-    def execute(db: Database, settings: Settings, backup_id: str) -> Outcome:
-        def runner(
-            claim: RunClaim[Backup, BackupError, BackupState],
-        ) -> OwnedRun[Backup, BackupError, BackupState]:
-            if is_remote(db, claim.run.agent_id):
-                return RemoteBackup(db, settings, claim, channel)
-            return BackupRun(db, settings, claim)
 
-        return execute_run(
-            BACKUP_RUNS, lambda: claim_backup(db, settings, backup_id), runner, settings
-        )
+def restore_executor(channel: AgentChannel | None) -> Executor:
+    """The worker's ``execute`` of one restore: to a remote agent through its channel."""
+    return _executor(RESTORE_RUNS, claim_restore, RestoreRun, RemoteRestore, channel)
 
-    return execute
+
+def cleanup_executor(channel: AgentChannel | None) -> Executor:
+    """The worker's ``execute`` of one cleanup (C1 or the retention pass): a remote agent's
+    vault is maintained by the agent, through its channel."""
+    return _executor(CLEANUP_RUNS, claim_cleanup, CleanupRun, RemoteCleanup, channel)

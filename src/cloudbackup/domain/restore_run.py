@@ -68,6 +68,12 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
     def __init__(self, db: Database, settings: Settings, claim: RestoreClaim) -> None:
         super().__init__(db, settings, claim)
         self._started = time.monotonic()
+        # What earlier attempts reported: a re-driven attempt finds their files again (kept,
+        # not rewritten) within moments, and its readings meanwhile must not go back.
+        run = claim.run
+        self._earlier = (
+            (run.files_restored or 0, run.bytes_restored or 0) if claim.resumed else (0, 0)
+        )
 
     @property
     def restore(self) -> Restore:
@@ -109,8 +115,10 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
             self.restore.snapshot_id,
             None if destination is None else Path(destination),
             overwrite=self.restore.overwrite_files,
-            # A run taken over finds what its earlier owner wrote: not a conflict.
+            # A run taken over finds what its earlier owner wrote: not a conflict, not
+            # written again; the run's id names its temp files across attempts.
             resume=self.claim.resumed,
+            run_key=self.restore.id,
             on_progress=self.on_progress,
             should_stop=self.should_stop,
             select=select,
@@ -152,7 +160,8 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
     # -- engine callbacks ---------------------------------------------------------------------
     def on_progress(self, progress: RestoreProgress) -> None:
         self.report(progress)
-        self._throttle(progress.bytes_completed)
+        # The limit is on writes: files found already restored are not written.
+        self._throttle(progress.bytes_completed - progress.bytes_in_place)
 
     def _throttle(self, done: int) -> None:
         """Hold the write rate at ``restore_max_bps``, still flushing and noticing stops."""
@@ -172,7 +181,11 @@ class RestoreRun(OwnedRun[Restore, RestoreError, RestoreState]):
         p = self.progress
         if p is None:
             return {}
-        return {"files_restored": p.files_restored, "bytes_restored": p.bytes_restored}
+        files, size = self._earlier
+        return {
+            "files_restored": max(p.files_restored, files),
+            "bytes_restored": max(p.bytes_restored, size),
+        }
 
     def _complete(
         self, result: RestoreResult, unmatched: list[str], refused: dict[str, str]

@@ -8,14 +8,12 @@ is the restore's own.
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.orm import Session
 
-from cloudbackup.domain import configurations
+from cloudbackup.domain import configurations, cross_agent_restores
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.backups import ErrorItem, ErrorReport
 from cloudbackup.domain.configurations import (
@@ -30,14 +28,14 @@ from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
 from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.run_states import RESTORE_MACHINE, RestoreState
-from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
+from cloudbackup.domain.runs import RunKind, RunService, RunUpdate, backup_values, new_run_values
 from cloudbackup.domain.vaults import open_service_vault
 from cloudbackup.engine import Vault
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
 from cloudbackup.store.run_repositories import RestoreRepository, vault_encrypted
-from cloudbackup.store.tables import Agent, Configuration, Restore, RestoreError, utcnow
+from cloudbackup.store.tables import Agent, Configuration, Restore, RestoreError
 
 NOT_FOUND = "Restore not found."
 RESTORE_ERROR_REASON = "unable_to_process_some_files"
@@ -149,6 +147,8 @@ RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
         "Progress and results may only be reported by the restore's destination agent, with "
         "its own token (A9)."
     ),
+    # The source vault's password, handed to another agent, is kept no longer than needed.
+    final_values={"encrypted_password_hex": None},
 )
 
 
@@ -202,26 +202,23 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
         self._require_in_roots(session, request, destination, backup.configuration_id)
         if not backup.restorable or backup.snapshot_id is None:
             raise Conflict(f"Backup {backup.id} is {backup.state} and not restorable.")
-        now = utcnow()
-        values: dict[str, Any] = {
-            "id": str(uuid.uuid4()),
-            "project_id": project_id,
-            "backup_id": backup.id,
-            "source_agent_id": backup.agent_id,
-            "configuration_id": backup.configuration_id,
-            "vault_id": backup.vault_id,
-            "snapshot_id": backup.snapshot_id,
-            "destination_agent_id": destination.id,
-            "destination_path": request.destination_path,
-            "overwrite_files": request.overwrite_files,
-            "inclusions": [{"type": i.type, "path": i.path} for i in request.inclusions],
-            "exclusions": [{"type": e.type, "path": e.path} for e in request.exclusions],
-            "state": RestoreState.START_REQUESTED.value,
-            "request_id": str(uuid.uuid4()),
-            "published_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        handed_over = None
+        if destination.vault_id != backup.vault_id:
+            handed_over = cross_agent_restores.check_start(
+                session, backup.vault_id, destination, request.encrypted_password_hex
+            )
+        values = new_run_values(
+            project_id,
+            RestoreState.START_REQUESTED.value,
+            source_agent_id=backup.agent_id,
+            **backup_values(backup),
+            destination_agent_id=destination.id,
+            destination_path=request.destination_path,
+            overwrite_files=request.overwrite_files,
+            inclusions=[{"type": i.type, "path": i.path} for i in request.inclusions],
+            exclusions=[{"type": e.type, "path": e.path} for e in request.exclusions],
+            encrypted_password_hex=handed_over,
+        )
         RestoreRepository(session).insert(values)
         restore = Restore.model_construct(**values)
         record_restore_event(

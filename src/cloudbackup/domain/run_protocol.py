@@ -6,9 +6,10 @@
    (stale heartbeat) is taken over with the next number, a bounded number of times, then failed.
 2. **Enter** the progress states in order (:meth:`OwnedRun.enter`); a re-driven run may already
    be past one.
-3. **Report** counters and the heartbeat at least every ``progress_interval`` seconds
-   (:meth:`OwnedRun.flush`); the same write reads the state back, which is how a stop request
-   reaches the engine (:meth:`OwnedRun.should_stop`).
+3. **Report** counters at least every ``progress_interval`` seconds (:meth:`OwnedRun.flush`;
+   the heartbeat is beaten by a thread of its own, ``domain.run_heartbeat``); the same
+   transaction reads the state back, which is how a stop request reaches the engine
+   (:meth:`OwnedRun.should_stop`).
 4. **Hand back** (:meth:`OwnedRun.hand_back`) when the executor shuts down: the heartbeat is
    cleared and the next delivery takes the run over at once without using up an attempt.
 5. **Finish** (:meth:`OwnedRun.finish`) in a final state with the per-file errors.
@@ -368,24 +369,25 @@ class OwnedRun(Generic[RunT, ErrorT, StateT]):
             self.flush()
         return self._stop_seen
 
-    def flush(self, also: Callable[[Session], None] | None = None) -> None:
-        """Write the counters and a fresh heartbeat, and read the state back (how a stop
-        request reaches the engine); every few seconds also a progress event."""
+    def flush(self) -> None:
+        """Write the counters and read the state back (how a stop request reaches the engine);
+        every few seconds also a progress event. The heartbeat is :class:`RunHeartbeat`'s."""
         kind, run = self.kind, self.claim.run
         self._last_flush = time.monotonic()
-        values = {**self.counter_values(), "heartbeat_at": utcnow()}
         stop = kind.machine.stop_requested
         try:
             with self.db.transaction() as session:
                 repo = kind.repository(session)
-                self.claim.check_owner(session)
-                repo.update_where_state(
-                    run.id, kind.machine.running | {stop}, values, attempt=self.claim.attempt
-                )
+                # Fenced by the attempt: only a write that found nothing to change asks why.
+                if not repo.update_where_state(
+                    run.id,
+                    kind.machine.running | {stop},
+                    self.counter_values(),
+                    attempt=self.claim.attempt,
+                ):
+                    self.claim.check_owner(session)
                 self._stop_seen = repo.state_of(run.id) == stop
                 self._progress_event(session)
-                if also is not None:
-                    also(session)
         except (Unavailable, sa.exc.OperationalError) as exc:
             # Keep going: the database may be back before our heartbeat goes stale.
             log.warning("could not record progress of %s %s: %s", kind.name, run.id, exc)

@@ -172,6 +172,44 @@ class RunKind(Generic[RunT, ErrorT, StateT]):
         return True
 
 
+def marker_seq(
+    marker: str | None, project_id: str, seq_of: Callable[[str, str], int | None], noun: str
+) -> int | None:
+    """The ``seq`` a page of the project's rows starts after: the ``marker``'s (``seq_of`` it;
+    a 400 when the project has no such ``noun``), or None for the first page."""
+    if marker is None:
+        return None
+    seq = seq_of(marker, project_id)
+    if seq is None:
+        article = "an" if noun[0] in "aeiou" else "a"
+        raise InvalidInput(
+            "Validation failed.", [f"marker {marker!r} is not {article} {noun} of this project."]
+        )
+    return seq
+
+
+def new_run_values(project_id: str, state: str, **columns: Any) -> dict[str, Any]:
+    """The row of a run just requested in ``state`` (with the kind's own ``columns``): a fresh
+    id and request id, published (to a worker), created and updated now."""
+    now = utcnow()
+    return {
+        "id": str(uuid.uuid4()),
+        "project_id": project_id,
+        **columns,
+        "state": state,
+        "request_id": str(uuid.uuid4()),
+        "published_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def backup_values(backup: Backup) -> dict[str, Any]:
+    """What a run that reads a backup (a restore, a drill) records of it."""
+    shared = ("configuration_id", "vault_id", "snapshot_id")
+    return {"backup_id": backup.id} | {name: getattr(backup, name) for name in shared}
+
+
 def stale_attempt(noun: str, attempt: int, owner: int) -> str:
     return (
         f"Attempt {attempt} of this {noun} no longer owns it (attempt {owner} does): "
@@ -224,16 +262,9 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         ``filters`` are the kind's own (a backup's ``restorable``, ``configuration_id``)."""
         with self.db.read() as session:
             repo = self.kind.repository(session)
-            marker_seq = None
-            if marker is not None:
-                marker_seq = repo.seq_of(marker, project_id)
-                if marker_seq is None:
-                    raise InvalidInput(
-                        "Validation failed.",
-                        [f"marker {marker!r} is not a {self.kind.name} of this project."],
-                    )
+            after = marker_seq(marker, project_id, repo.seq_of, self.kind.name)
             return repo.page(
-                project_id, marker_seq=marker_seq, limit=limit, sort_dir=sort_dir, **filters
+                project_id, marker_seq=after, limit=limit, sort_dir=sort_dir, **filters
             )
 
     def errors(self, project_id: str, run_id: str) -> tuple[RunT, list[ErrorT]]:

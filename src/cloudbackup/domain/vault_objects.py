@@ -4,7 +4,8 @@ The agent runs the engine on its host and stores what it seals (packs, index fil
 objects, locks) here: the server writes the bytes to the agent's own vault location, the same
 local folder or S3 prefix a hosted worker would use, and never holds the vault's password.
 Names must have one of the shapes the engine writes, and only the agent's own token reaches
-its vault (``agent_channel.check_own_agent``).
+its vault (``agent_channel.check_own_agent``), except that the destination agent of an open
+restore from it may read it (``cross_agent_restores.open_restore_source``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import time
 from collections.abc import Iterator
 
 from cloudbackup.domain.agent_channel import NOT_THIS_AGENT, check_own_agent
+from cloudbackup.domain.cross_agent_restores import open_restore_source
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cloudbackup.engine import ObjectInfo, Storage
 from cloudbackup.engine.location import vault_storage
 from cloudbackup.engine.locks import LOCK_PREFIX, read_locks
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
+from cloudbackup.store.tables import Agent
 
 # A pack is at most PACK_TARGET (16 MiB) plus one chunk (at most 8 MiB) and its header.
 MAX_OBJECT_BYTES = 64 * 1024 * 1024
@@ -72,14 +75,21 @@ class VaultObjectService:
         self._vaults: dict[tuple[str, str], tuple[float, Storage]] = {}
         self._lock = threading.Lock()
 
-    def _storage(self, project_id: str, agent_id: str, caller: str | None) -> Storage:
+    def _storage(
+        self, project_id: str, agent_id: str, caller: str | None, *, reading: bool = False
+    ) -> Storage:
+        """The vault of ``agent_id`` for its own token; for another agent's token only to read,
+        while a restore onto it from this vault is open (checked on every request)."""
+        source: Agent | None = None
         if caller != agent_id:
-            raise Forbidden(NOT_THIS_AGENT)
+            if not reading or caller is None:
+                raise Forbidden(NOT_THIS_AGENT)
+            source = open_restore_source(self.db, project_id, agent_id, caller)
         key = (project_id, agent_id)
         cached = self._vaults.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        agent = check_own_agent(self.db, project_id, agent_id, caller)
+        agent = source or check_own_agent(self.db, project_id, agent_id, caller)
         storage = vault_storage(self.settings, agent.vault_id)
         with self._lock:
             if len(self._vaults) > 10_000:
@@ -119,7 +129,7 @@ class VaultObjectService:
         byte_range: tuple[int, int] | None = None,
     ) -> bytes:
         """The object, or ``byte_range`` (offset, length) of it; 404 when there is none."""
-        storage = self._storage(project_id, agent_id, caller)
+        storage = self._storage(project_id, agent_id, caller, reading=True)
         check_object_name(name)
         try:
             if byte_range is None:
@@ -130,7 +140,7 @@ class VaultObjectService:
 
     def size(self, project_id: str, agent_id: str, caller: str | None, name: str) -> int:
         """The object's size (HEAD); 404 when there is none."""
-        storage = self._storage(project_id, agent_id, caller)
+        storage = self._storage(project_id, agent_id, caller, reading=True)
         check_object_name(name)
         for info in storage.list(name):
             if info.name == name:
@@ -140,7 +150,7 @@ class VaultObjectService:
     def list(
         self, project_id: str, agent_id: str, caller: str | None, prefix: str
     ) -> Iterator[ObjectInfo]:
-        storage = self._storage(project_id, agent_id, caller)
+        storage = self._storage(project_id, agent_id, caller, reading=True)
         check_prefix(prefix)
         for count, info in enumerate(storage.list(prefix)):
             if count >= MAX_LISTED:

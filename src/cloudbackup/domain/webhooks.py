@@ -25,18 +25,16 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.store.db import Database
-from cloudbackup.store.repositories import Page, SortDir
+from cloudbackup.store.repositories import Page, SortDir, keyset_page
 from cloudbackup.store.tables import (
     EVENTS,
     WEBHOOK_ATTEMPTS,
     WEBHOOK_DELIVERIES,
     WEBHOOK_SUBSCRIPTIONS,
     WEBHOOKS,
-    Webhook,
-    WebhookAttempt,
-    WebhookDelivery,
     utcnow,
 )
+from cloudbackup.store.tables.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from cloudbackup.store.webhook_log import EVERY_EVENT, NEW_DELIVERIES
 
 SECRET_PREFIX = "whsec_"
@@ -249,13 +247,9 @@ class WebhookService:
         """The webhook's deliveries (newest first by default), each with its attempts."""
         with self.db.read() as session:
             _webhook(session, project_id, webhook_id)
-            column = WEBHOOK_DELIVERIES.c.id
             query = sa.select(WebhookDelivery).where(WEBHOOK_DELIVERIES.c.webhook_id == webhook_id)
-            if marker is not None:
-                query = query.where(column > marker if sort_dir == "asc" else column < marker)
-            order = column.asc() if sort_dir == "asc" else column.desc()
-            rows = list(session.execute(query.order_by(order).limit(limit + 1)).scalars())
-            shown = rows[:limit]
+            page = keyset_page(session, query, WEBHOOK_DELIVERIES.c.id, marker, limit, sort_dir)
+            shown = page.items
             attempts: dict[int, list[WebhookAttempt]] = {}
             if shown:
                 found = session.execute(
@@ -266,7 +260,7 @@ class WebhookService:
                 for attempt in found:
                     attempts.setdefault(attempt.delivery_id, []).append(attempt)
         views = [DeliveryView(r, attempts.get(int(r.id or 0), [])) for r in shown]
-        return Page(views, len(rows) > limit)
+        return Page(views, page.has_more)
 
     def resend(self, project_id: str, webhook_id: str, delivery_id: str) -> DeliveryView:
         """Send one delivery again now: a pending one is due at once; a delivered or given-up

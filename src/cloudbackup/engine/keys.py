@@ -147,9 +147,7 @@ def _open_legacy(config: VaultConfig, password: str | None) -> bytes | None:
         raise PasswordRequired("this vault is encrypted: a password is required")
     enc = config.encryption
     _check_ciphers(enc)
-    problem = kdf_problem(enc.kdf_params, floor=None)  # format 2 had no floor: ceiling only
-    if problem:
-        raise VaultError(f"the vault config is refused: {problem}")
+    _check_cost(enc.kdf_params, "the vault config is refused", floor=None)  # format 2 had none
     kek = derive_key(password, enc.salt, enc.kdf_params)
     try:
         return unwrap_master_key(enc.wrapped_key, kek)
@@ -162,18 +160,32 @@ def _open_authenticated(config: VaultConfig, stored: AuthenticatedConfig, passwo
     enc = config.encryption
     assert enc is not None  # read_config refuses a format-3 config without it
     _check_ciphers(enc)
-    problem = kdf_problem(enc.kdf_params, floor=KDF_FLOOR)
+    _check_cost(enc.kdf_params, "the vault config is refused")
+    # Altered salt or parameters derive another key, so they end as a wrong password too.
+    master, kek = _unwrap(
+        enc, password, "wrong password for this vault (or its config was altered)"
+    )
+    if not mac_matches(subkey(kek, "config mac"), stored.config, stored.mac):
+        raise VaultError("the vault config failed authentication: it was altered")
+    return master
+
+
+def _check_cost(params: KdfParams, refusal: str, *, floor: KdfParams | None = KDF_FLOOR) -> None:
+    """Refuse (``VaultError``: ``refusal`` and why) a scrypt cost outside the bounds."""
+    problem = kdf_problem(params, floor=floor)
     if problem:
-        raise VaultError(f"the vault config is refused: {problem}")
+        raise VaultError(f"{refusal}: {problem}")
+
+
+def _unwrap(enc: EncryptionConfig, password: str, wrong: str) -> tuple[bytes, bytes]:
+    """The master key of a format-3 config and the key that wrapped it (derived from
+    ``password``); ``WrongPassword(wrong)`` when it does not unwrap."""
     kek = derive_key(password, enc.salt, enc.kdf_params)
     try:
         master = unwrap_master_key(enc.wrapped_key, subkey(kek, "key wrap"), _WRAP_CONTEXT)
     except DecryptError:
-        # Altered salt or parameters derive another key, so they end here too.
-        raise WrongPassword("wrong password for this vault (or its config was altered)") from None
-    if not mac_matches(subkey(kek, "config mac"), stored.config, stored.mac):
-        raise VaultError("the vault config failed authentication: it was altered")
-    return master
+        raise WrongPassword(wrong) from None
+    return master, kek
 
 
 def _create_config(
@@ -182,9 +194,7 @@ def _create_config(
     """Write a new (always encrypted) config; None when another process wrote one first."""
     if not password:
         raise PasswordRequired("a new vault is always encrypted: a password is needed to create it")
-    problem = kdf_problem(new.kdf, floor=KDF_FLOOR)
-    if problem:
-        raise VaultError(f"cannot create the vault: {problem}")
+    _check_cost(new.kdf, "cannot create the vault")
     if next(iter(storage.list("snapshots/")), None) is not None:
         raise VaultError(
             f"{storage.describe()} holds a vault of an older format; back up into a new vault"
@@ -230,14 +240,8 @@ def rewrapped(
         )
         return legacy, _encoder.encode(legacy)
     cost = kdf or enc.kdf_params
-    problem = kdf_problem(cost, floor=KDF_FLOOR)
-    if problem:
-        raise VaultError(f"cannot change the password: {problem}")
-    kek = derive_key(old, enc.salt, enc.kdf_params)
-    try:
-        master = unwrap_master_key(enc.wrapped_key, subkey(kek, "key wrap"), _WRAP_CONTEXT)
-    except DecryptError:
-        raise WrongPassword("wrong password for this vault") from None
+    _check_cost(cost, "cannot change the password")
+    master, _kek = _unwrap(enc, old, "wrong password for this vault")
     encryption, new_kek = _wrap(master, new, cost)
     changed = msgspec.structs.replace(config, encryption=encryption)
     return changed, _authenticated(changed, new_kek)

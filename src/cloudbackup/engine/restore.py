@@ -7,8 +7,11 @@ them: a new entry would bump the mtime and a read-only mode would block the writ
 
 Every file is written to a temp name in its target directory from its chunks (each one decrypted,
 decompressed and checked against its id as it is read), then moved into place: a target path only
-ever holds a complete, verified file. Entries stream from the snapshot's tree, so memory does not
-grow with the number of files (only directories and links are kept for the final passes).
+ever holds a complete, verified file. A re-driven attempt (and, with overwrite, any restore)
+keeps a file already in place that is provably the entry's (``engine/restored_files.py``) and
+counts it restored without writing it again. Entries stream from the snapshot's tree, so memory
+does not grow with the number of files (only directories and links are kept for the final
+passes).
 Ownership, extended attributes, hard links and sparseness are not restored.
 
 Nothing is done by path below the destination (or, restoring in place, below the folder holding
@@ -20,10 +23,8 @@ per-file error for everything below it, never a way out of the destination.
 
 from __future__ import annotations
 
-import itertools
 import os
 import posixpath
-import secrets
 import stat
 import threading
 import time
@@ -48,6 +49,12 @@ from cloudbackup.engine.errors import (
 )
 from cloudbackup.engine.file_ops import current_umask, place_at, unlink_quietly
 from cloudbackup.engine.restore_batches import FileBatches
+from cloudbackup.engine.restored_files import (
+    TempNames,
+    clear_leftovers,
+    holds_entry,
+    link_in_place,
+)
 from cloudbackup.engine.selection import is_within, normalize
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo
 from cloudbackup.engine.vault import Vault
@@ -65,7 +72,9 @@ class _Target(NamedTuple):
 
 
 class RestoreProgress(msgspec.Struct, frozen=True):
-    """Counters of a running restore; ``bytes_completed`` includes the file being written."""
+    """Counters of a running restore; ``bytes_completed`` includes the file being written.
+    ``bytes_in_place`` is the part of ``bytes_restored`` found already restored (kept, not
+    written: what a throttle of the writes leaves out)."""
 
     files_restored: int
     bytes_restored: int
@@ -73,15 +82,19 @@ class RestoreProgress(msgspec.Struct, frozen=True):
     total_files: int
     total_bytes: int
     errors_count: int
+    bytes_in_place: int = 0
 
 
 class RestoreResult(msgspec.Struct, frozen=True):
-    """What a finished restore reports: complete files and their bytes, plus per-path errors."""
+    """What a finished restore reports: complete files and their bytes, plus per-path errors;
+    ``files_in_place``/``bytes_in_place`` are the part of them found already restored."""
 
     files_restored: int
     bytes_restored: int
     errors: list[FileError]
     duration_seconds: float
+    files_in_place: int = 0
+    bytes_in_place: int = 0
 
 
 def restore_snapshot(
@@ -95,14 +108,19 @@ def restore_snapshot(
     should_stop: Callable[[], bool] | None = None,
     select: Callable[[Entry], bool] | None = None,
     workers: int = 4,
+    run_key: str | None = None,
 ) -> RestoreResult:
     """Restore snapshot ``snapshot_id`` below ``destination`` (or in place when it is None).
 
     An entry ``/a/b`` lands at ``destination/a/b``. An existing path is left alone and reported
-    as ``file_exists`` unless ``overwrite``; existing directories are merged into either way.
+    as ``file_exists`` unless ``overwrite``; existing directories are merged into either way
+    (their mode and mtime set from the snapshot with ``overwrite`` or ``resume``).
     ``resume`` (a second attempt at the same restore) takes an existing file or link that is
-    exactly what the entry would write (a regular file of the same size, mode and mtime, or a
-    link to the same target) as written by the earlier attempt, not as a ``file_exists``.
+    exactly what the entry would write (a regular file of the same size, mode, mtime and
+    content, or a link to the same target) as written by the earlier attempt, not as a
+    ``file_exists``; with ``overwrite`` such a file is kept rather than written again, resuming
+    or not. Either way it counts as restored. ``run_key`` names the restore across its
+    attempts: a resumed attempt removes the temp files earlier attempts of that key left.
     ``select``, when given, restores only the entries it returns True for (the totals then count
     the whole snapshot only if ``select`` is None). Raises :class:`SnapshotNotFound` for an
     unknown id and :class:`RestoreStopped` on a stop. Files are written by ``workers``
@@ -111,7 +129,9 @@ def restore_snapshot(
     """
     started = time.monotonic()
     info = vault.read_info(snapshot_id)
-    run = _Restore(vault, destination, overwrite, on_progress, should_stop, resume=resume)
+    run = _Restore(
+        vault, destination, overwrite, on_progress, should_stop, resume=resume, run_key=run_key
+    )
     run.inclusions = [normalize(item.path) for item in info.inclusions] or [b"/"]
     if select is None:
         run.total_files, run.total_bytes = info.files, info.file_bytes
@@ -140,6 +160,8 @@ def restore_snapshot(
         bytes_restored=run.bytes_restored,
         errors=run.errors,
         duration_seconds=time.monotonic() - started,
+        files_in_place=run.files_in_place,
+        bytes_in_place=run.bytes_in_place,
     )
 
 
@@ -198,6 +220,7 @@ class _Restore:
         should_stop: Callable[[], bool] | None,
         *,
         resume: bool = False,
+        run_key: str | None = None,
     ) -> None:
         self.vault = vault
         self.destination = None if destination is None else os.fsencode(destination)
@@ -208,6 +231,8 @@ class _Restore:
         self.files_restored = 0
         self.bytes_restored = 0
         self.bytes_in_flight = 0
+        self.files_in_place = 0  # of files_restored: found already restored, kept
+        self.bytes_in_place = 0
         self.total_files = 0
         self.total_bytes = 0
         self.errors: list[FileError] = []
@@ -216,8 +241,7 @@ class _Restore:
         # Open folders below the anchors, one cache per thread.
         self.folders = Folders()
         self.inclusions: list[bytes] = [b"/"]  # the snapshot's, set by restore_snapshot
-        self.tag = secrets.token_hex(4).encode()
-        self.counter = itertools.count()
+        self.temp_names = TempNames(run_key)
         self.umask = current_umask()
 
     def checkpoint(self) -> None:
@@ -230,6 +254,7 @@ class _Restore:
                     total_files=self.total_files,
                     total_bytes=self.total_bytes,
                     errors_count=len(self.errors),
+                    bytes_in_place=self.bytes_in_place,
                 )
             self.on_progress(progress)
         if self.should_stop is not None and self.should_stop():
@@ -294,7 +319,10 @@ class _Restore:
                 except FileExistsError:  # made meanwhile: judge what is there now
                     existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
             if stat.S_ISDIR(existing.st_mode):
-                return self.overwrite
+                if self.resume:  # before any file of this attempt is written in it
+                    self._clear_leftovers(target)
+                # Resuming, it is most likely the earlier attempt's, its metadata never set.
+                return self.overwrite or self.resume
             if not self.overwrite:
                 self.fail(target.path, FILE_EXISTS, "exists and is not a directory")
                 return False
@@ -322,18 +350,32 @@ class _Restore:
         except OSError as exc:
             self.fail_os(target.path, exc)
             return
-        if not self.overwrite and parent is not None and lexists_at(parent, target.name):
-            if self.resume and _written_before(parent, target.name, entry):
+        if parent is not None:
+            if (self.resume or self.overwrite) and holds_entry(
+                self.vault, parent, target.name, entry
+            ):
                 with self._lock:
                     self.files_restored += 1
                     self.bytes_restored += entry.size
-            else:
+                    self.files_in_place += 1
+                    self.bytes_in_place += entry.size
+                return
+            if not self.overwrite and lexists_at(parent, target.name):
                 self.fail(target.path, FILE_EXISTS, "already exists")
-            return
+                return
         if entry.size and not entry.chunks:
             self.fail(target.path, INVALID_ENTRY, "file entry without content chunks")
             return
         self._write_file(target, entry, parent)
+
+    def _clear_leftovers(self, target: _Target) -> None:
+        """Remove what earlier attempts of this run left half-written in folder ``target``."""
+        relative = posixpath.join(target.folder, target.name) if target.name else b""
+        try:
+            folder = self.folders.cache().folder(target.anchor, relative, create=False)
+        except OSError:
+            return  # not reachable: writing into it fails, and says why, file by file
+        clear_leftovers(folder, self.temp_names)
 
     def _existing_folder(self, target: _Target) -> int | None:
         """The open folder that holds ``target``; None while it does not exist."""
@@ -351,8 +393,7 @@ class _Restore:
         try:
             if parent is None:
                 parent = self.folders.cache().folder(target.anchor, target.folder, create=True)
-            # A unique temp name without a system call per file (no fresh random bytes).
-            tmp = b".%s.restore-%s-%d" % (name[:200], self.tag, next(self.counter))
+            tmp = self.temp_names.next(name)
             # Created with its final permissions when the umask lets them through (saves a
             # chmod per file); special bits and masked ones are set explicitly below.
             exact = entry.mode & 0o7000 == 0 and entry.mode & self.umask == 0
@@ -422,14 +463,14 @@ class _Restore:
             parent = self.folders.cache().folder(target.anchor, target.folder, create=True)
             if self.overwrite:
                 # Build aside then rename: the old entry is replaced atomically (not a directory).
-                tmp = name + b".restore-" + secrets.token_hex(4).encode()
+                tmp = self.temp_names.next(name)
                 os.symlink(entry.target, tmp, dir_fd=parent)
                 try:
                     os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
                 except OSError:
                     unlink_quietly(tmp, dir_fd=parent)
                     raise
-            elif self.resume and _written_before(parent, name, entry):
+            elif self.resume and link_in_place(parent, name, entry):
                 return
             else:
                 os.symlink(entry.target, name, dir_fd=parent)
@@ -454,21 +495,3 @@ class _Restore:
                 os.close(fd)
         except OSError as exc:
             self.fail_os(target.path, exc)
-
-
-def _written_before(parent: int, name: bytes, entry: Entry) -> bool:
-    """Whether ``name`` in folder ``parent`` is what restoring ``entry`` writes: a file of the
-    same size, mode and mtime, or a link with the same target (what an earlier attempt left)."""
-    try:
-        info = os.stat(name, dir_fd=parent, follow_symlinks=False)
-        if entry.kind == "symlink":
-            return stat.S_ISLNK(info.st_mode) and os.readlink(name, dir_fd=parent) == entry.target
-    except OSError:
-        return False
-    return (
-        entry.kind == "file"
-        and stat.S_ISREG(info.st_mode)
-        and info.st_size == entry.size
-        and stat.S_IMODE(info.st_mode) == entry.mode
-        and info.st_mtime_ns == entry.mtime_ns
-    )

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from cloudbackup.store.db import rowcount
-from cloudbackup.store.repositories import Page, SortDir
+from cloudbackup.store.repositories import ProjectRows
 from cloudbackup.store.tables import ANOMALIES, BACKUP_CHANGES, BACKUPS, Anomaly
 from cloudbackup.store.tables.base import utcnow
 
@@ -29,9 +28,9 @@ def held_backup_ids() -> sa.Select[tuple[str]]:
     )
 
 
-class AnomalyRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class AnomalyRepository(ProjectRows[Anomaly]):
+    model = Anomaly
+    table = ANOMALIES
 
     # -- backup changes -----------------------------------------------------------------------
     def record_change(self, values: dict[str, Any]) -> None:
@@ -75,33 +74,6 @@ class AnomalyRepository:
             )
         ).scalar_one_or_none()
         return row
-
-    def seq_of(self, project_id: str, anomaly_id: str) -> int | None:
-        value = self.session.execute(
-            sa.select(ANOMALIES.c.seq).where(
-                ANOMALIES.c.id == anomaly_id, ANOMALIES.c.project_id == project_id
-            )
-        ).scalar_one_or_none()
-        return None if value is None else int(value)
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker_seq: int | None,
-        limit: int,
-        sort_dir: SortDir,
-        state: str | None = None,
-    ) -> Page[Anomaly]:
-        seq = ANOMALIES.c.seq
-        query = sa.select(Anomaly).where(ANOMALIES.c.project_id == project_id)
-        if state is not None:
-            query = query.where(ANOMALIES.c.state == state)
-        if marker_seq is not None:
-            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
-        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
-        rows: list[Anomaly] = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
 
     def dismiss(self, anomaly_id: str, token_id: str) -> bool:
         """Close an open anomaly (compare-and-set on its state); False if it was not open."""

@@ -94,19 +94,70 @@ def mark_published(session: Session, table: sa.Table, ids: Sequence[str]) -> Non
         )
 
 
-class RunRepository(Generic[RunT, ErrorT]):
-    """What every run (backup, restore, cleanup) has: rows with ``seq``, ``id``, ``state``, a
-    heartbeat, per-file errors and events."""
+def keyset_page(
+    session: Session,
+    query: sa.Select[T],
+    column: sa.ColumnElement[Any],
+    marker: Any,
+    limit: int,
+    sort_dir: SortDir,
+) -> Page[T]:
+    """One page of ``query``'s rows in ``column`` order, after ``marker`` (None: from the
+    first), and whether more follow."""
+    if marker is not None:
+        query = query.where(column > marker if sort_dir == "asc" else column < marker)
+    order = column.asc() if sort_dir == "asc" else column.desc()
+    rows = list(session.execute(query.order_by(order).limit(limit + 1)).scalars())
+    return Page(rows[:limit], len(rows) > limit)
+
+
+class ProjectRows(Generic[T]):
+    """Rows of a project (runs, anomalies) paged in ``seq`` order: a page's marker is a row id."""
 
     model: ClassVar[type[Any]]
     table: ClassVar[sa.Table]
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def seq_of(self, row_id: str, project_id: str) -> int | None:
+        """The ``seq`` of the project's row ``row_id``; None: the project has no such row."""
+        seq: int | None = self.session.execute(
+            sa.select(self.table.c.seq).where(
+                self.table.c.id == row_id, self.table.c.project_id == project_id
+            )
+        ).scalar_one_or_none()
+        return seq
+
+    def page(
+        self,
+        project_id: str,
+        *,
+        marker_seq: int | None,
+        limit: int,
+        sort_dir: SortDir,
+        where: Sequence[sa.ColumnElement[bool]] = (),
+        **equal: Any,
+    ) -> Page[T]:
+        """The project's rows after ``marker_seq`` that also meet ``where`` and whose columns
+        named in ``equal`` hold the values given (None: any value), in ``seq`` order."""
+        columns = self.table.c
+        query = sa.select(self.model).where(
+            columns.project_id == project_id,
+            *where,
+            *(columns[name] == value for name, value in equal.items() if value is not None),
+        )
+        return keyset_page(self.session, query, columns.seq, marker_seq, limit, sort_dir)
+
+
+class RunRepository(ProjectRows[RunT], Generic[RunT, ErrorT]):
+    """What every run (backup, restore, cleanup) has: rows with ``seq``, ``id``, ``state``, a
+    heartbeat, per-file errors and events."""
+
     error_model: ClassVar[type[Any]]
     error_table: ClassVar[sa.Table]
     run_key: ClassVar[str]
     agent_key: ClassVar[str]  # the column naming the agent the run is for
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
 
     def get(self, run_id: str, project_id: str | None = None) -> RunT | None:
         query = sa.select(self.model).where(self.table.c.id == run_id)
@@ -181,39 +232,6 @@ class RunRepository(Generic[RunT, ErrorT]):
         ).scalar_one()
         return attempts
 
-    def seq_of(self, run_id: str, project_id: str) -> int | None:
-        seq: int | None = self.session.execute(
-            sa.select(self.table.c.seq).where(
-                self.table.c.id == run_id, self.table.c.project_id == project_id
-            )
-        ).scalar_one_or_none()
-        return seq
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker_seq: int | None,
-        limit: int,
-        sort_dir: SortDir,
-        where: Sequence[sa.ColumnElement[bool]] = (),
-        **equal: Any,
-    ) -> Page[RunT]:
-        """The project's runs after ``marker_seq`` that also meet ``where`` and whose columns
-        named in ``equal`` hold the values given (None: any value), in ``seq`` order."""
-        seq = self.table.c.seq
-        columns = self.table.c
-        query = sa.select(self.model).where(
-            columns.project_id == project_id,
-            *where,
-            *(columns[name] == value for name, value in equal.items() if value is not None),
-        )
-        if marker_seq is not None:
-            query = query.where(seq > marker_seq if sort_dir == "asc" else seq < marker_seq)
-        query = query.order_by(seq.asc() if sort_dir == "asc" else seq.desc()).limit(limit + 1)
-        rows: list[RunT] = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
-
     def waiting_starts(
         self, states: Iterable[str], published_before: Any, limit: int = 500
     ) -> Sequence[tuple[str, str, Any, Any]]:
@@ -286,11 +304,7 @@ class RunRepository(Generic[RunT, ErrorT]):
         query = sa.select(Event).where(
             EVENTS.c.project_id == project_id, EVENTS.c[self.run_key] == run_id
         )
-        if marker is not None:
-            query = query.where(column > marker if sort_dir == "asc" else column < marker)
-        query = query.order_by(column.asc() if sort_dir == "asc" else column.desc())
-        rows = list(self.session.execute(query.limit(limit + 1)).scalars())
-        return Page(rows[:limit], len(rows) > limit)
+        return keyset_page(self.session, query, column, marker, limit, sort_dir)
 
     def _agent_column(self) -> sa.ColumnElement[str]:
         column: sa.ColumnElement[str] = self.table.c[self.agent_key]
@@ -388,13 +402,7 @@ class EventRepository:
             query = query.where(EVENTS.c.configuration_id == configuration_id)
         if backup_id is not None:
             query = query.where(EVENTS.c.backup_id == backup_id)
-        if marker is not None:
-            query = query.where(column > marker if sort_dir == "asc" else column < marker)
-        query = query.order_by(column.asc() if sort_dir == "asc" else column.desc()).limit(
-            limit + 1
-        )
-        rows = list(self.session.execute(query).scalars())
-        return Page(rows[:limit], len(rows) > limit)
+        return keyset_page(self.session, query, column, marker, limit, sort_dir)
 
 
 class IdempotencyRepository:

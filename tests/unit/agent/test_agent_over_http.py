@@ -161,43 +161,6 @@ def test_a_backup_handed_over_the_channel_runs_on_the_host_and_is_reported(
             assert restored.read_bytes() == data
 
 
-def test_a_restore_to_another_agent_fails_with_a_reason_instead_of_reaching_its_vault(
-    client: Any, db: Database, settings: Settings, tmp_path: Path
-) -> None:
-    _, source_session = _register(client, db, tmp_path / "a")
-    _, other_session = _register(client, db, tmp_path / "b")
-    for one in (source_session, other_session):  # both remote: they read their channels
-        one.checked("GET", one.agent_path("channel"), params={"wait": "0"})
-    source = tmp_path / "source"
-    _tree(source)
-    admin = token(db)
-    a_id = source_session.identity.agent_id
-    config = create_configuration(client, admin, a_id, inclusions=[str(source)])
-    backup_id = start_backup(client, admin, config["id"]).json()["id"]
-    channel = RedisAgentChannel(settings.broker_url)
-    assert backup_executor(channel)(db, settings, backup_id) == Outcome.DELEGATED
-    runner = AgentRunner(StateDir(tmp_path / "a"), source_session, wait=0)
-    [entry] = source_session.checked("GET", runner.channel, params={"wait": "1"}).json()["items"]
-    assert runner.handle(entry["item"]) == "completed"
-    body = {
-        "backup_id": backup_id,
-        "destination_agent_id": other_session.identity.agent_id,
-        "destination_path": str(tmp_path / "elsewhere"),
-        "overwrite_files": False,
-        "encrypted_password_hex": None,
-        "inclusions": [],
-        "exclusions": [],
-    }
-    started = client.post(f"/v2/{PROJECT}/restores", json=body, headers=headers(admin))
-    assert started.status_code == 201, started.text
-    restore_id = started.json()["id"]
-    assert restore_executor(channel)(db, settings, restore_id) == Outcome.FAILED
-    restore = client.get(f"/v2/{PROJECT}/restores/{restore_id}", headers=headers(admin)).json()
-    assert restore["state"] == "failed"
-    assert "another agent's vault" in restore["errors"]["diagnostics"]
-    assert not (tmp_path / "elsewhere").exists()
-
-
 def test_the_http_storage_keeps_the_engines_storage_contract(
     client: Any, db: Database, tmp_path: Path
 ) -> None:

@@ -24,7 +24,7 @@ from cloudbackup.domain.roots import RootsPolicy
 from cloudbackup.domain.run_states import RestoreState
 from cloudbackup.domain.sweeper import sweep_runs
 from cloudbackup.domain.vaults import open_service_vault
-from cloudbackup.engine import restore_snapshot
+from cloudbackup.engine import RestoreProgress, restore_snapshot
 from cloudbackup.store.tables import Backup, Event, Restore, RestoreError, utcnow
 from factories import rows
 from factories.runs import Recorder, backed_up
@@ -316,6 +316,36 @@ def test_a_redriven_run_without_overwrite_completes_over_what_it_wrote(
     assert (row.files_restored, row.bytes_restored) == (tree.files, tree.bytes)
     expected = {k: v for k, v in digests(tree.root).items() if not k.startswith("cache")}
     assert digests(_restored(out, tree.root)) == expected
+
+
+def test_a_redriven_run_with_overwrite_keeps_what_it_wrote_and_never_counts_back(
+    db, settings, source, tmp_path
+):
+    tree, agent, _, backup = source
+    out = tmp_path / "out"
+    restore = _start(db, settings, _request(backup, agent, out, overwrite_files=True))
+    assert claim_restore(db, settings, restore.id) is not None
+    # The first attempt wrote every file and reported most of them, then its worker died.
+    vault = open_service_vault(db, settings, backup.vault_id)
+    assert restore_snapshot(vault, backup.snapshot_id, out).errors == []
+    inodes = {p: p.stat().st_ino for p in _restored(out, tree.root).rglob("*") if p.is_file()}
+    stale = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
+    earlier = {"files_restored": tree.files - 1, "bytes_restored": tree.bytes - 1}
+    with db.transaction() as session:
+        session.execute(
+            sa.update(Restore).where(Restore.id == restore.id).values(heartbeat_at=stale, **earlier)
+        )
+    claim = claim_restore(db, settings, restore.id)
+    assert claim is not None and claim.resumed
+    run = RestoreRun(db, settings, claim)
+    # Its first readings, before it has found the earlier files again, do not go back.
+    run.progress = RestoreProgress(1, 10, 10, tree.files, tree.bytes, 0, bytes_in_place=10)
+    assert run.counter_values() == earlier
+
+    assert run.run() == "completed"
+    row = _row(db, restore.id)
+    assert (row.files_restored, row.bytes_restored) == (tree.files, tree.bytes)
+    assert {p: p.stat().st_ino for p in inodes} == inodes  # none written again
 
 
 def test_sweeper_republishes_waiting_and_stale_restores(db, settings, source, tmp_path):

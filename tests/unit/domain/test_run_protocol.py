@@ -19,7 +19,13 @@ from cloudbackup.domain.cleanup_run import execute_cleanup
 from cloudbackup.domain.cleanups import CLEANUP_RUNS, CleanupService, CleanupUpdate
 from cloudbackup.domain.restore_run import execute_restore
 from cloudbackup.domain.restores import RESTORE_RUNS, RestoreService, RestoreUpdate
-from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunIsAlive, claim_run
+from cloudbackup.domain.run_protocol import (
+    LostOwnership,
+    Outcome,
+    OwnedRun,
+    RunIsAlive,
+    claim_run,
+)
 from cloudbackup.domain.runs import RunKind
 from cloudbackup.domain.sweeper import sweep, sweep_runs
 from cloudbackup.store.tables import utcnow
@@ -282,3 +288,66 @@ def test_a_failure_tells_the_tenant_a_reference_and_the_log_the_detail(
     reference = told.split("reference ")[1][:12]
     logged = [r for r in caplog.records if reference in r.getMessage()]
     assert logged and "operator-bucket" in str(logged[0].exc_info[1])
+
+
+class _Counting(OwnedRun):
+    """A run whose counter is a fixed value, flushed by hand."""
+
+    def __init__(self, *args: Any, counter: str) -> None:
+        super().__init__(*args)
+        self.counter = counter
+
+    def counter_values(self) -> dict[str, Any]:
+        return {self.counter: 5}
+
+
+def _statements(db) -> tuple[list[str], Any]:
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        seen.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    return seen, record
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_flush_writes_the_counters_once_and_leaves_the_heartbeat_to_its_thread(
+    db, settings, kind: Kind
+):
+    """One fenced UPDATE of the counters and one read of the state: no separate read of the
+    owner (the UPDATE is fenced by the attempt) and no heartbeat (RunHeartbeat beats it)."""
+    run, _ = _make(db, kind, "start_requested")
+    claim = claim_run(kind.runs, db, settings, run.id, give_up=_give_up)
+    assert claim is not None
+    owned = _Counting(db, settings, claim, counter=kind.counter)
+    owned.enter(kind.runs.machine.states("in_progress"))
+    beaten = _row(db, kind, run.id).heartbeat_at
+    seen, record = _statements(db)
+    try:
+        owned.flush()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+    row = _row(db, kind, run.id)
+    assert getattr(row, kind.counter) == 5
+    assert row.heartbeat_at == beaten
+    assert not any("heartbeat_at" in statement for statement in seen)
+    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    assert len(reads) == 1 and "attempts" not in reads[0].split("FROM")[0]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_flush_of_a_run_taken_over_raises_lost_ownership(db, settings, kind: Kind):
+    run, _ = _make(db, kind, "start_requested")
+    claim = claim_run(kind.runs, db, settings, run.id, give_up=_give_up)
+    assert claim is not None
+    owned = _Counting(db, settings, claim, counter=kind.counter)
+    owned.enter(kind.runs.machine.states("in_progress"))
+    with db.transaction() as session:  # another executor took it over (its next attempt)
+        table = kind.runs.repository(session).table
+        session.execute(
+            sa.update(table).where(table.c.id == run.id).values(attempts=claim.attempt + 1)
+        )
+    with pytest.raises(LostOwnership):
+        owned.flush()
+    assert getattr(_row(db, kind, run.id), kind.counter) == 0

@@ -127,7 +127,7 @@ WaitOption = Annotated[
 ]
 
 
-def _read_passwords(from_stdin: bool, prompts: list[str]) -> list[str]:
+def read_passwords(from_stdin: bool, prompts: list[str]) -> list[str]:
     """The passwords asked for: one stdin line each, or prompted (typed twice when new)."""
     if from_stdin:
         lines = sys.stdin.read().splitlines()
@@ -152,7 +152,7 @@ def agents_encrypt(
     prompts = (
         ["Current vault password", "New vault password"] if encrypted else ["New vault password"]
     )
-    passwords = _read_passwords(password_stdin, prompts)
+    passwords = read_passwords(password_stdin, prompts)
     old, new = (passwords[0], passwords[1]) if encrypted else (None, passwords[0])
     request_id = vault_requests.ask(
         s.api, agent_id, vault_requests.ENCRYPTION, vault_requests.encryption_body(data, new, old)
@@ -179,7 +179,7 @@ def agents_verify_password(
     """Check a password against the agent's vault (V5); wait for V7."""
     agent_id = agent_id_of(s, agent)
     data = s.api.get_agent(agent_id)
-    [password] = _read_passwords(password_stdin, ["Vault password"])
+    [password] = read_passwords(password_stdin, ["Vault password"])
     request_id = vault_requests.ask(
         s.api,
         agent_id,

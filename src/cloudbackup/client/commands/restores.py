@@ -8,12 +8,14 @@ import typer
 
 from cloudbackup.client import format as fmt
 from cloudbackup.client.api import restore_body
+from cloudbackup.client.commands.agents import read_passwords
 from cloudbackup.client.commands.arguments import BackupArg, ExcludeOpt, complete_ids
 from cloudbackup.client.commands.follow import IntervalOpt, WaitOpt, follow
 from cloudbackup.client.commands.names import agent_id_of, backup_id_of, restore_id_of
 from cloudbackup.client.commands.session import Fail, Session, api_command
 from cloudbackup.client.commands.tables import Grid, pairs, print_errors, yes_no
 from cloudbackup.client.drafts import path_items
+from cloudbackup.client.vault_password import encrypt_password
 
 restores_app = typer.Typer(
     help="Restores through the API (a worker writes the files on the destination agent).",
@@ -110,6 +112,17 @@ def restores_start(
         typer.Option("--include", "-i", help="Only this folder (or file:PATH) of the backup."),
     ] = None,
     exclude: ExcludeOpt = None,
+    password: Annotated[
+        bool,
+        typer.Option(
+            "--password",
+            help="Ask for the source vault's password (onto another remote agent), sent "
+            "encrypted with the destination agent's public key.",
+        ),
+    ] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="As --password, read from stdin.")
+    ] = False,
     wait: WaitOpt = False,
     interval: IntervalOpt = 0.5,
 ) -> int | None:
@@ -120,6 +133,11 @@ def restores_start(
     destination = agent_id_of(s, agent) if agent else fmt.ref_id(source.get("agent"))
     if not destination:
         raise Fail("the backup names no agent; give --agent")
+    sealed = None
+    if password or password_stdin:
+        [secret] = read_passwords(password_stdin, ["Source vault password"])
+        key = s.api.get_agent(destination)["rsa_public_key"]
+        sealed = encrypt_password(key, secret)  # only the destination agent reads it
     body = restore_body(
         source["id"],
         destination,
@@ -127,6 +145,7 @@ def restores_start(
         overwrite=overwrite,
         inclusions=path_items(include or []),
         exclusions=path_items(exclude or []),
+        encrypted_password_hex=sealed,
     )
     data = s.api.start_restore(body)
     if not wait:

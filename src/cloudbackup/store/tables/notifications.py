@@ -13,9 +13,10 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from cloudbackup.store.tables.base import table_of, ts_field, utcnow
+from cloudbackup.store.tables.outbox_columns import OutboxColumns
 
 
-class MailMessage(SQLModel, table=True):
+class MailMessage(OutboxColumns, table=True):
     __tablename__ = "mail_outbox"
     __table_args__ = (sa.UniqueConstraint("source", "recipient", name="uq_mail_outbox_source"),)
 
@@ -26,13 +27,6 @@ class MailMessage(SQLModel, table=True):
     recipient: str = Field(max_length=320)
     subject: str = Field(max_length=300)
     body: str = Field(sa_type=sa.Text)
-    state: str = Field(default="pending", max_length=16, index=True)  # pending | sent | failed
-    attempts: int = 0
-    next_attempt_at: datetime = Field(
-        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True
-    )
-    last_error: str | None = Field(default=None, max_length=500)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     sent_at: datetime | None = ts_field()
 
 

@@ -26,6 +26,9 @@ class Restore(RunColumns, table=True):
     snapshot_id: int
     destination_agent_id: str = Field(foreign_key="agents.id", max_length=36, index=True)
     destination_path: str | None = None
+    # R1's password of another agent's vault, sealed with the destination agent's RSA key
+    # (only it reads it); never shown, and erased when the restore ends.
+    encrypted_password_hex: str | None = Field(default=None, sa_type=sa.Text)
     overwrite_files: bool = False
     inclusions: list[dict[str, Any]] | None = json_field()
     exclusions: list[dict[str, Any]] | None = json_field()

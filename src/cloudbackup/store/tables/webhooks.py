@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from cloudbackup.store.tables.base import json_field, table_of, ts_field, utcnow
+from cloudbackup.store.tables.outbox_columns import OutboxColumns
 
 
 class Webhook(SQLModel, table=True):
@@ -30,7 +31,7 @@ class Webhook(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
 
-class WebhookDelivery(SQLModel, table=True):
+class WebhookDelivery(OutboxColumns, table=True):
     """One event to POST to one webhook, kept until delivered or given up on."""
 
     __tablename__ = "webhook_deliveries"
@@ -41,18 +42,11 @@ class WebhookDelivery(SQLModel, table=True):
     event_id: int = Field(index=True)
     event: str = Field(max_length=64)
     body: str = Field(sa_type=sa.Text)
-    state: str = Field(default="pending", max_length=16, index=True)  # pending|delivered|failed
-    attempts: int = 0
-    next_attempt_at: datetime = Field(
-        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True
-    )
     last_attempt_at: datetime | None = ts_field()
     # When a send of it was last published: the sweep re-publishes a due delivery once, not
     # on every pass while it waits in the queue.
     published_at: datetime | None = ts_field()
     last_status_code: int | None = None
-    last_error: str | None = Field(default=None, max_length=500)
-    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     delivered_at: datetime | None = ts_field()
 
 

@@ -1,26 +1,18 @@
-"""agent allowed roots
+"""agent allowed roots (created 2026-12-03)"""
 
-Revision ID: c4a7d2e91b05
-Revises: 5e1f0a7c2b11
-Create Date: 2026-12-03 14:00:00
-"""
-
-from collections.abc import Sequence
-
-import sqlalchemy as sa
 from alembic import op
 
-revision: str = "c4a7d2e91b05"
-down_revision: str | None = "5e1f0a7c2b11"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from cloudbackup.store.migrations.ddl import json
+
+revision = "c4a7d2e91b05"
+down_revision = "5e1f0a7c2b11"
 
 
-def upgrade() -> None:
+def upgrade():
     with op.batch_alter_table("agents", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("allowed_roots", sa.JSON(), nullable=True))
+        batch_op.add_column(json("allowed_roots", nullable=True))
 
 
-def downgrade() -> None:
+def downgrade():
     with op.batch_alter_table("agents", schema=None) as batch_op:
         batch_op.drop_column("allowed_roots")

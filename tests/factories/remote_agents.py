@@ -1,0 +1,69 @@
+"""Remote agents in process: a registered agent (real RSA key, state folder) whose runner
+answers what the API puts on its channel, against the API app of the ``client`` fixture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cloudbackup.agent.register import register
+from cloudbackup.agent.runner import AgentRunner
+from cloudbackup.agent.session import AgentSession
+from cloudbackup.agent.state import StateDir
+from cloudbackup.client.vault_password import encrypt_password
+from cloudbackup.store.db import Database
+from factories.api import PROJECT, headers, token
+
+BASE = f"/v2/{PROJECT}/agents"
+
+
+class Host:
+    """A registered agent whose runner answers what the API puts on its channel."""
+
+    def __init__(self, client: Any, db: Database, folder: Path, name: str = "host-v") -> None:
+        self.client = client
+        self.admin = headers(token(db))
+        self.state = StateDir(folder)
+        identity = register(
+            "http://testserver.local", PROJECT, token(db), name, self.state, client=client
+        )
+        self.session = AgentSession(identity, client=client)
+        self.id = identity.agent_id
+        self.runner = AgentRunner(self.state, self.session, wait=0)
+        self.runner.start()
+        self.marker = "0"
+        assert self.next_items() == []  # reading its channel makes it remote
+        self.key = self.agent()["rsa_public_key"]
+
+    def agent(self) -> dict[str, Any]:
+        return dict(self.client.get(f"{BASE}/{self.id}", headers=self.admin).json())
+
+    def next_items(self) -> list[dict[str, Any]]:
+        answer = self.session.checked(
+            "GET", self.runner.channel, params={"wait": "1", "marker": self.marker}
+        ).json()
+        self.marker = answer["marker"]
+        return [entry["item"] for entry in answer["items"]]
+
+    def ask(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a V2/V5 request, let the agent handle it, and return V4/V7."""
+        asked = self.client.post(f"{BASE}/{self.id}/{kind}", json=body, headers=self.admin)
+        assert asked.status_code == 202, asked.text
+        result = asked.headers["Location"].split("/v2/", 1)[1]
+        assert self.client.get(f"/v2/{result}", headers=self.admin).status_code == 404
+        [item] = self.next_items()
+        self.runner.handle(item)
+        answer = self.client.get(f"/v2/{result}", headers=self.admin)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    def encrypt(self, new: str, old: str | None = None) -> bool:
+        body = {
+            "old_encrypted_password_hex": None if old is None else encrypt_password(self.key, old),
+            "new_encrypted_password_hex": encrypt_password(self.key, new),
+        }
+        return bool(self.ask("vault-encryption-requests", body)["succeeded"])
+
+    def verify(self, password: str) -> bool:
+        body = {"encrypted_password_hex": encrypt_password(self.key, password), "agent_id": None}
+        return bool(self.ask("vault-password-verification-requests", body)["valid"])
