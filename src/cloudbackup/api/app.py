@@ -25,6 +25,7 @@ from cloudbackup.api.controllers.backups import BackupController
 from cloudbackup.api.controllers.browse import BrowseController
 from cloudbackup.api.controllers.cleanups import CleanupController
 from cloudbackup.api.controllers.configurations import ConfigurationController
+from cloudbackup.api.controllers.drill_schedules import DrillScheduleController
 from cloudbackup.api.controllers.drills import BackupDrillController, DrillController
 from cloudbackup.api.controllers.events import (
     AgentEventController,
@@ -61,6 +62,7 @@ from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
 from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
+from cloudbackup.domain.drill_schedules import DrillScheduleService
 from cloudbackup.domain.drills import DrillService
 from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.domain.health import BrokerPing, HealthService
@@ -108,6 +110,7 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "webhooks": lambda db, _, s: WebhookService(db, s.webhook_allow_private),
     "vault_objects": lambda db, _, settings: VaultObjectService(db, settings),
     "drills": lambda db, dispatcher, _: DrillService(db, dispatcher),
+    "drill_schedules": lambda db, _, __: DrillScheduleService(db),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
@@ -118,6 +121,7 @@ CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController, WebhookController, RemoteAgentController]
 CONTROLLERS += [AnomalyController]  # API extension: the ransomware guard (issue 14)
 CONTROLLERS += [DrillController, BackupDrillController]  # API extension: restore drills (14)
+CONTROLLERS += [DrillScheduleController]  # API extension: scheduled drills (14)
 
 
 def _constant(value: object) -> Provide:
