@@ -194,6 +194,8 @@ def main() -> None:
             "CLOUDBACKUP_BROKER_URL": args.redis_url,
             "CLOUDBACKUP_DATA_DIR": str(work / "data"),
             "CLOUDBACKUP_BACKUP_QUEUE": f"bench-remote-{secrets.token_hex(4)}",
+            # Every agent's runs may touch the bench's own folders (tree and restores) only.
+            "CLOUDBACKUP_ALLOWED_ROOTS": str(work),
         }
         cli("db", "upgrade", env=server)
         token = cli("token", "create", "--project", PROJECT, env=server)

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import httpx
 import pytest
 from test_procfile import Procfile, procfile
 
-from factories.api import configuration_body
+from factories.api import configuration_body, restore_body
 from factories.trees import Tree, make_tree
 
 pytestmark = [pytest.mark.slow, pytest.mark.services]
@@ -40,24 +40,41 @@ PATCH = {"Content-Type": "application/json-patch+json"}
 HOST_ADDR, AGENT_ADDR = "10.231.0.1", "10.231.0.2"
 
 
-def agent_env() -> dict[str, str]:
-    """The agent host's environment: nothing of the server's settings."""
+# The `cloudbackup` command of this test run's own install.
+THIS_INSTALL = (sys.executable, "-m", "cloudbackup.cli")
+
+
+def agent_env(bin_dir: Path | None = None) -> dict[str, str]:
+    """The agent host's environment: nothing of the server's settings; ``bin_dir`` (default
+    this interpreter's) first on PATH, and for another install no PYTHONPATH of this one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDBACKUP_")}
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    if bin_dir is not None and bin_dir != Path(sys.executable).parent:
+        env.pop("PYTHONPATH", None)
+    env["PATH"] = f"{bin_dir or Path(sys.executable).parent}:{env.get('PATH', '')}"
     return env
 
 
 class HostAgent:
-    """`cloudbackup agent register|run` as processes (inside ``netns`` when given)."""
+    """`cloudbackup agent register|run` as processes (inside ``netns`` when given), run by
+    ``program`` (this install's by default; tests/e2e/test_agent_install.py passes the
+    `cloudbackup` of an agent-only venv)."""
 
-    def __init__(self, state_dir: Path, log: Path, netns: str | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        log: Path,
+        netns: str | None = None,
+        program: Sequence[str] = THIS_INSTALL,
+    ) -> None:
         self.state_dir = state_dir
         self.log = log
         self.prefix = ["ip", "netns", "exec", netns] if netns else []
+        self.program = list(program)
+        self.env = agent_env(Path(self.program[0]).parent)
         self.process: subprocess.Popen[bytes] | None = None
 
     def command(self, *args: str) -> list[str]:
-        return [*self.prefix, sys.executable, "-m", "cloudbackup.cli", "agent", *args]
+        return [*self.prefix, *self.program, "agent", *args]
 
     def register(self, url: str, token: str, name: str) -> str:
         done = subprocess.run(
@@ -66,7 +83,7 @@ class HostAgent:
                 *("--url", url, "--project", "110011", "--token", token, "--name", name),
                 *("--state-dir", str(self.state_dir)),
             ),
-            env=agent_env(),
+            env=self.env,
             capture_output=True,
             text=True,
             timeout=120,
@@ -75,12 +92,12 @@ class HostAgent:
         return done.stdout.strip().splitlines()[-1]
 
     def start(self, *extra: str) -> None:
-        assert not any(k.startswith("CLOUDBACKUP_") for k in agent_env())
+        assert not any(k.startswith("CLOUDBACKUP_") for k in self.env)
         start = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 self.command("run", "--state-dir", str(self.state_dir), *extra),
-                env=agent_env(),
+                env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -170,6 +187,23 @@ def vault_bytes(data_dir: Path, stack: Procfile, agent_id: str) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def restore_elsewhere(
+    stack: Procfile, agent: HostAgent, agent_id: str, backup_id: str, tree: Tree, target: Path
+) -> None:
+    """R1 of ``backup_id`` to ``agent_id`` into ``target``: completed, every file byte-identical."""
+    restore = stack.post("/restores", restore_body(backup_id, agent_id, str(target)))
+    assert restore.status_code == 201, restore.text
+    done = final(stack, str(restore.headers["location"]), agent)
+    assert (done["state"], done["files_restored"]) == ("completed", tree.files), (
+        done,
+        agent.text(),
+    )
+    for path in tree.root.rglob("*"):
+        if path.is_file():  # byte-identical, in another folder
+            copy = target / str(path).lstrip("/")
+            assert copy.read_bytes() == path.read_bytes(), path
+
+
 def answered(url: str, stack: Procfile, agent: HostAgent, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while (response := httpx.get(url, headers=stack.headers)).status_code != 200:
@@ -239,26 +273,7 @@ def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
             stored = vault_bytes(data, stack, a_id)
             assert stored > tree.unique_bytes // 2  # sealed and compressed, but there
 
-            restored = tmp_path / "restored"
-            restore = stack.post(
-                "/restores",
-                {
-                    "backup_id": first["id"],
-                    "destination_agent_id": a_id,
-                    "destination_path": str(restored),
-                    "overwrite_files": False,
-                    "encrypted_password_hex": None,
-                    "inclusions": [],
-                    "exclusions": [],
-                },
-            )
-            assert restore.status_code == 201, restore.text
-            done = final(stack, str(restore.headers["location"]), a)
-            assert (done["state"], done["files_restored"]) == ("completed", tree.files), done
-            for path in tree.root.rglob("*"):
-                if path.is_file():  # byte-identical, in another folder
-                    copy = restored / str(path).lstrip("/")
-                    assert copy.read_bytes() == path.read_bytes(), path
+            restore_elsewhere(stack, a, a_id, first["id"], tree, tmp_path / "restored")
 
             second = final(stack, backup(stack, small), a)
             assert second["state"] == "completed", second

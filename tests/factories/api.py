@@ -64,6 +64,23 @@ def configuration_body(
     return body
 
 
+def restore_body(
+    backup_id: str, agent_id: str, destination: str, **overrides: Any
+) -> dict[str, Any]:
+    """R1 of a whole backup into ``destination`` on ``agent_id``, no file overwritten."""
+    body: dict[str, Any] = {
+        "backup_id": backup_id,
+        "destination_agent_id": agent_id,
+        "destination_path": destination,
+        "overwrite_files": False,
+        "encrypted_password_hex": None,
+        "inclusions": [],
+        "exclusions": [],
+    }
+    body.update(overrides)
+    return body
+
+
 def register_agent(
     client: Any, secret: str, project_id: str = PROJECT, **overrides: Any
 ) -> dict[str, Any]:

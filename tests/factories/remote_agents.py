@@ -15,6 +15,24 @@ from cloudbackup.store.db import Database
 from factories.api import PROJECT, headers, token
 
 BASE = f"/v2/{PROJECT}/agents"
+# Items that only tell the agent to read its working document (A7) again: not work.
+DOCUMENT_CHANGED = "configuration_changed"
+
+
+def next_work_item(
+    session: AgentSession, channel: str, marker: str = "0"
+) -> tuple[str, dict[str, Any]]:
+    """The one work item after ``marker`` (a configuration's ``configuration_changed`` items
+    are passed over) and its marker."""
+    for _ in range(5):
+        params = {"wait": "1", "marker": marker}
+        entries = session.checked("GET", channel, params=params).json()["items"]
+        work = [e for e in entries if e["item"].get("type") != DOCUMENT_CHANGED]
+        if work:
+            [entry] = work
+            return str(entry["marker"]), entry["item"]
+        marker = str(entries[-1]["marker"]) if entries else marker
+    raise AssertionError(f"no work item in {channel} after {marker}")
 
 
 class Host:
@@ -39,11 +57,13 @@ class Host:
         return dict(self.client.get(f"{BASE}/{self.id}", headers=self.admin).json())
 
     def next_items(self) -> list[dict[str, Any]]:
+        """The work items after the last read (``configuration_changed`` passed over)."""
         answer = self.session.checked(
             "GET", self.runner.channel, params={"wait": "1", "marker": self.marker}
         ).json()
         self.marker = answer["marker"]
-        return [entry["item"] for entry in answer["items"]]
+        items = [entry["item"] for entry in answer["items"]]
+        return [item for item in items if item.get("type") != DOCUMENT_CHANGED]
 
     def ask(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a V2/V5 request, let the agent handle it, and return V4/V7."""

@@ -119,3 +119,29 @@ def wait_for() -> Callable[..., dict[str, Any]]:
         raise AssertionError(f"condition not reached in {timeout}s; last body: {body}")
 
     return _wait
+
+
+@pytest.fixture
+def completed_backup(
+    api: TestClient,  # type: ignore[type-arg]
+    pg_db: Database,
+    worker: WorkerProcess,
+    wait_for: Callable[..., dict[str, Any]],
+) -> Callable[[Any], tuple[Any, Any, str, dict[str, Any]]]:
+    """``completed_backup(root)``: a new agent's configuration of the folder ``root``, backed up
+    through the API by the worker; returns (agent, configuration, admin token, backup body)."""
+    from factories import rows
+    from factories.api import headers, start_backup, token
+
+    def make(root: Any) -> tuple[Any, Any, str, dict[str, Any]]:
+        agent = rows.agent(pg_db)
+        config = rows.configuration(
+            pg_db, agent, inclusions=[{"type": "folder", "path": f"{root}/"}]
+        )
+        secret = token(pg_db)
+        location = start_backup(api, secret, config.id).headers["location"]
+        backup = wait_for(api, location, headers(secret))
+        assert backup["state"] == "completed", backup
+        return agent, config, secret, backup
+
+    return make

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from cloudbackup.domain.drill_run import scratch_folder
-from factories import rows
-from factories.api import headers, start_backup, token
+from factories.api import headers
 from factories.trees import make_tree
 
 pytestmark = pytest.mark.services
@@ -16,18 +15,10 @@ DRILL_FINAL = {"passed", "failed", "stopped"}
 
 
 def test_a_drill_posted_over_http_passes_on_a_worker(
-    api, pg_db, worker, wait_for, integration_settings, tmp_path
+    api, completed_backup, wait_for, integration_settings, tmp_path
 ):
     tree = make_tree(tmp_path / "src", files=20, size=30_000, with_excluded=False)
-    agent = rows.agent(pg_db)
-    config = rows.configuration(
-        pg_db, agent, inclusions=[{"type": "folder", "path": f"{tree.root}/"}]
-    )
-    secret = token(pg_db)
-    backup = wait_for(
-        api, start_backup(api, secret, config.id).headers["location"], headers(secret)
-    )
-    assert backup["state"] == "completed", backup
+    agent, _, secret, backup = completed_backup(tree.root)
 
     started = api.post(
         f"/v2/{agent.project_id}/backups/{backup['id']}/drills", headers=headers(secret)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +241,37 @@ def test_procfile_lines_are_real_commands():
         while argv and "=" in argv[0] and argv[0].split("=", 1)[0].isupper():
             argv.pop(0)  # an environment assignment before the command (REMAP_SIGTERM=...)
         check_command(argv)
+
+
+# -- the remote agent's unit -------------------------------------------------------------------
+
+AGENT_UNIT = DEPLOY / "systemd" / "cloudbackup-agent.service"
+
+
+def test_the_agent_unit_runs_agent_run_as_its_own_user_in_its_state_folder():
+    service = _unit(AGENT_UNIT)["Service"]
+    values = dict(service)
+    state = f"/var/lib/{values['StateDirectory']}"
+    argv = shlex.split(values["ExecStart"])
+    assert argv[1:] == ["agent", "run", "--state-dir", state]
+    assert values["User"] not in ("", "root") and values["StateDirectoryMode"] == "0700"
+    assert values["Restart"] == "on-failure" and values["NoNewPrivileges"] == "true"
+    # Backups read everything the user (and CAP_DAC_READ_SEARCH) may: nothing hides files.
+    assert values["ProtectSystem"] in ("true", "full")
+    for hiding in ("ProtectHome", "PrivateTmp", "ReadOnlyPaths", "InaccessiblePaths"):
+        assert hiding not in values, hiding
+    assert not any(k == "EnvironmentFile" for k, _ in service)  # no server settings at all
+
+
+def test_systemd_accepts_the_agent_unit(tmp_path):
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("no systemd-analyze here; the keys are checked by the test above")
+    # verify wants ExecStart's program to exist: this checkout's own `cloudbackup`.
+    program = Path(sys.executable).parent / "cloudbackup"
+    unit = tmp_path / AGENT_UNIT.name
+    text = AGENT_UNIT.read_text()
+    unit.write_text(text.replace("/opt/cloudbackup-agent/bin/cloudbackup", str(program)))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr

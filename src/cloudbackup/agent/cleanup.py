@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
-from cloudbackup.agent.host_run import HostRun
-from cloudbackup.agent.reports import RunReports, StopRequested, Superseded, replace
+from cloudbackup.agent.host_run import VaultRun
+from cloudbackup.agent.reports import StopRequested, Superseded, replace
 from cloudbackup.engine import (
     PruneResult,
     Stopped,
-    Vault,
     VaultError,
     VaultLocked,
     VerifyReport,
@@ -30,16 +30,12 @@ DAMAGE_REASON = "vault_validation_failed"
 DAMAGE_TYPE = "file_missing_blocks"
 
 
-class HostCleanup(HostRun):
+class HostCleanup(VaultRun):
     """One handed-over cleanup of this agent's vault."""
 
     noun = "cleanup"
-
-    def __init__(self, reports: RunReports, vault: Vault, item: dict[str, Any]) -> None:
-        super().__init__(reports, item)
-        self.vault = vault
-        self.forgotten: list[int] = []
-        self.bytes_before = 0
+    forgotten: Sequence[int] = ()
+    bytes_before = 0
 
     def counters(self) -> list[dict[str, Any]]:
         return [

@@ -12,7 +12,7 @@ from typing import Any
 
 from cloudbackup.agent.reports import RunReports, StopRequested, Superseded, now_iso, replace
 from cloudbackup.agent.session import ApiRefused
-from cloudbackup.engine import Stopped
+from cloudbackup.engine import Stopped, Vault
 
 log = logging.getLogger("cloudbackup.agent")
 
@@ -152,3 +152,11 @@ class HostRun:
             raise
         log.info("%s ended %s", self.reports.url, state)
         return state
+
+
+class VaultRun(HostRun):
+    """A handed-over run on this agent's vault (a backup, restore or cleanup)."""
+
+    def __init__(self, reports: RunReports, vault: Vault, item: dict[str, Any]) -> None:
+        super().__init__(reports, item)
+        self.vault = vault

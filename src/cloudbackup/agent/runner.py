@@ -1,10 +1,13 @@
 """``cloudbackup agent run``: announce the agent (EV3 ``startup``), read its working document
-(A7) and serve the work items of the event channel A7 names, one at a time, until stopped."""
+(A7) and serve the work items of the event channel A7 names, one at a time, until stopped. A7 is
+read again when the channel says the agent's configurations changed, and at least every
+:data:`DOCUMENT_SECONDS` in case such an item was lost."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from cloudbackup.agent.backup import HostBackup
@@ -18,12 +21,17 @@ from cloudbackup.agent.source_vault import restore_run
 from cloudbackup.agent.state import StateDir
 from cloudbackup.agent.vault_requests import VaultRequests
 from cloudbackup.engine import Vault
+from cloudbackup.engine.crypto import KDF_FLOOR
 
 log = logging.getLogger("cloudbackup.agent")
 
 POLL_WAIT_SECONDS = 25
 RETRY_SECONDS = 2.0
 RUN_KINDS = ("backup", "restore", "cleanup")
+# The channel's item after a configuration of this agent was created, changed or deleted.
+DOCUMENT_CHANGED = "configuration_changed"
+# A7 is read again at least this often (seconds), whatever the channel says.
+DOCUMENT_SECONDS = 10 * 60
 
 
 class AgentRunner:
@@ -36,26 +44,56 @@ class AgentRunner:
         *,
         wait: int = POLL_WAIT_SECONDS,
         max_bps: int = 0,
+        document_seconds: float = DOCUMENT_SECONDS,
     ) -> None:
         self.state = state
         self.session = session
         self.wait = wait
         self.max_bps = max_bps
+        self.document_seconds = document_seconds
         self.channel = session.agent_path("channel")
+        self.document: dict[str, Any] = {}  # A7 as last read
+        self.document_read_at = float("-inf")  # time.monotonic() of that read
         self.busy = False  # running an item (a stop then waits for it to end)
 
     def vault(self) -> Vault:
         """The agent's vault over the API, encrypted with the password kept in the state dir
         (opened afresh for each run, as a hosted worker does)."""
-        return Vault(HttpStorage(self.session), password=self.state.vault_password())
+        # Its password is 256 random bits: the floor's scrypt is enough (as for hosted vaults).
+        storage = HttpStorage(self.session)
+        return Vault(storage, password=self.state.vault_password(), kdf=KDF_FLOOR)
 
     def start(self) -> None:
         """EV3 ``startup``, then A7 for the channel's address."""
         self.announce("startup")
-        document = self.session.checked("GET", self.session.agent_path("configuration")).json()
+        self.read_document()
+        log.info("agent %s serves %s", self.session.identity.agent_id, self.channel)
+
+    def read_document(self) -> dict[str, Any]:
+        """A7, kept as :attr:`document`; the channel's address is the one it names."""
+        document: dict[str, Any] = self.session.checked(
+            "GET", self.session.agent_path("configuration")
+        ).json()
         rse = document["system_preferences"]["events"]["rse"]
         self.channel = f"{str(rse['host']).rstrip('/')}{rse['channel']}"
-        log.info("agent %s serves %s", self.session.identity.agent_id, self.channel)
+        self.document, self.document_read_at = document, time.monotonic()
+        names = [str(c.get("name")) for c in document.get("configurations") or []]
+        log.info("working document read: %d configuration(s) %s", len(names), names)
+        return document
+
+    def reread_document(self, why: str) -> str:
+        """A7 again; an API that is away now leaves the last document in place until the next
+        change or the next periodic read."""
+        log.info("reading the working document again (%s)", why)
+        try:
+            self.read_document()
+        except Exception as exc:  # any failure: the periodic read tries again
+            log.warning("could not read the working document: %s", exc)
+            return "failed"
+        return "read"
+
+    def document_due(self) -> bool:
+        return time.monotonic() - self.document_read_at >= self.document_seconds
 
     def serve(self, stop: threading.Event) -> None:
         """Take work from the channel until ``stop`` is set (logging to the state folder too)."""
@@ -72,6 +110,8 @@ class AgentRunner:
         ready = False
         try:
             while not stop.is_set():
+                if self.document_due():
+                    self.reread_document(f"every {self.document_seconds:g} s")
                 try:
                     # The first read does not wait: from its answer on, the agent is remote.
                     wait = str(self.wait if ready else 0)
@@ -112,6 +152,8 @@ class AgentRunner:
             return upload_log(self.session, self.state.folder, item)
         if item.get("type") == "vault":  # V2/V5: the vault's password
             return VaultRequests(self.state, self.session, HttpStorage(self.session)).handle(item)
+        if item.get("type") == DOCUMENT_CHANGED:
+            return self.reread_document(f"configuration {item.get('change', 'changed')}")
         if item.get("type") != "run" or kind not in RUN_KINDS:
             log.warning("ignoring a channel item this agent does not serve: %s", kind)
             return "ignored"

@@ -25,6 +25,7 @@ from cloudbackup.api.controllers.backups import BackupController
 from cloudbackup.api.controllers.browse import BrowseController
 from cloudbackup.api.controllers.cleanups import CleanupController
 from cloudbackup.api.controllers.configurations import ConfigurationController
+from cloudbackup.api.controllers.drill_schedules import DrillScheduleController
 from cloudbackup.api.controllers.drills import BackupDrillController, DrillController
 from cloudbackup.api.controllers.events import (
     AgentEventController,
@@ -61,6 +62,7 @@ from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
 from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
+from cloudbackup.domain.drill_schedules import DrillScheduleService
 from cloudbackup.domain.drills import DrillService
 from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.domain.health import BrokerPing, HealthService
@@ -94,7 +96,6 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
     "agents": lambda db, _, __: AgentService(db),
     "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
-    "configurations": lambda db, _, s: ConfigurationService(db, RootsPolicy.from_settings(s)),
     "restores": lambda db, d, s: RestoreService(db, d, RootsPolicy.from_settings(s)),
     "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),
     "cleanups": lambda db, dispatcher, _: CleanupService(db, dispatcher),
@@ -109,6 +110,7 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "webhooks": lambda db, _, s: WebhookService(db, s.webhook_allow_private),
     "vault_objects": lambda db, _, settings: VaultObjectService(db, settings),
     "drills": lambda db, dispatcher, _: DrillService(db, dispatcher),
+    "drill_schedules": lambda db, _, __: DrillScheduleService(db),
 }
 CONTROLLERS: list[type[Controller]] = [BackupController, AgentController, ConfigurationController]
 CONTROLLERS += [RestoreController, BrowseController, CleanupController]
@@ -119,6 +121,7 @@ CONTROLLERS += [SummarySettingsController]
 CONTROLLERS += [AdminController, WebhookController, RemoteAgentController]
 CONTROLLERS += [AnomalyController]  # API extension: the ransomware guard (issue 14)
 CONTROLLERS += [DrillController, BackupDrillController]  # API extension: restore drills (14)
+CONTROLLERS += [DrillScheduleController]  # API extension: scheduled drills (14)
 
 
 def _constant(value: object) -> Provide:
@@ -162,9 +165,9 @@ def create_api(
 ) -> Litestar:
     """Build the API over its collaborators: ``publisher`` is the asyncio dispatcher of B1's
     hot path, ``agent_channel`` serves remote agents' long polls (``agent_channel_writer``
-    hands them their vault requests, V2/V5), ``route_handlers`` are
-    mounted beside the API (the console), ``on_shutdown`` run after the API's own clean-up
-    (the caller closes what it made)."""
+    hands them their vault requests, V2/V5, and their configurations' changes),
+    ``route_handlers`` are mounted beside the API (the console), ``on_shutdown`` run after the
+    API's own clean-up (the caller closes what it made)."""
     db = database
     state = State(
         {
@@ -180,6 +183,10 @@ def create_api(
     services["queue_admin"] = queue_admin
     services["agent_channel"] = ChannelService(db, agent_channel)
     services["vault_requests"] = VaultRequestService(db, agent_channel_writer)
+    # CF1/CF4/CF5 tell a remote agent to read its working document (A7) again.
+    services["configurations"] = ConfigurationService(
+        db, RootsPolicy.from_settings(settings), agent_channel_writer
+    )
     # B1 is the hot path: it runs on the event loop, on an asyncio engine and publisher.
     start_store = backup_start_store(
         db.url,

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from litestar import Request, Response, get
@@ -46,6 +47,8 @@ from cloudbackup.domain.run_states import (
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.drill_repository import last_drill
+from cloudbackup.store.drill_results import DrillResult, last_drill_results
+from cloudbackup.store.drill_schedules import schedules_due
 from cloudbackup.store.service_metrics import Distribution, backup_figures, schedule_backlog
 from cloudbackup.store.tables import utcnow
 
@@ -200,6 +203,7 @@ class ServiceCollector(Collector):
             *self._queues(),
             *self._workers(),
             *self._drills(),
+            *self._drills_by_configuration(),
         ]
 
     def _backups(self) -> list[Metric]:
@@ -262,6 +266,21 @@ class ServiceCollector(Collector):
             if last.duration_seconds is not None:
                 rto.add_metric([], last.duration_seconds)
         return [age, passed, rto]
+
+    def _drills_by_configuration(self) -> list[Metric]:
+        """Each live configuration's newest ended drill, labelled with the configuration's id
+        (one series per gauge and drilled configuration), and how many drill schedules are due."""
+        now = utcnow()
+        results = last_drill_results(self.db, [s.value for s in DRILL_MACHINE.final])
+        families = [
+            gauge.family("configuration_id", results, _configuration_of)
+            for gauge in drill_gauges(now)
+        ]
+        due = GaugeMetricFamily(
+            "cloudbackup_drill_schedules_due", "Drill schedules due and not yet started by a tick."
+        )
+        due.add_metric([], schedules_due(self.db, now))
+        return [*families, due]
 
     def _queues(self) -> list[Metric]:
         queues = self.admin.queues()
@@ -327,6 +346,36 @@ WORKER_GAUGES: tuple[LabelledGauge[WorkerInfo], ...] = (
         "cloudbackup_worker_running_tasks", "Tasks the worker runs now.", lambda w: len(w.running)
     ),
 )
+
+
+def drill_gauges(now: datetime) -> tuple[LabelledGauge[DrillResult], ...]:
+    """The per-configuration drill gauges, their ages measured at ``now``."""
+    return (
+        LabelledGauge(
+            "cloudbackup_drill_last_age_seconds",
+            "Seconds since the configuration's newest restore drill ended.",
+            lambda r: (now - r.ended_time).total_seconds(),
+        ),
+        LabelledGauge(
+            "cloudbackup_drill_last_passed",
+            "1 if the configuration's newest restore drill passed, else 0.",
+            lambda r: 1.0 if r.state == DrillState.PASSED else 0.0,
+        ),
+        LabelledGauge(
+            "cloudbackup_drill_last_duration_seconds",
+            "Recovery time (RTO) the configuration's newest restore drill measured.",
+            lambda r: r.duration_seconds,
+        ),
+        LabelledGauge(
+            "cloudbackup_drill_last_bytes_per_second",
+            "Restore and check throughput of the configuration's newest restore drill.",
+            lambda r: None if r.bytes_per_second is None else float(r.bytes_per_second),
+        ),
+    )
+
+
+def _configuration_of(result: DrillResult) -> str:
+    return result.configuration_id
 
 
 def _by_state_histogram(

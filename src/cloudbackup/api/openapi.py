@@ -67,6 +67,10 @@ REQUEST_BODIES: dict[tuple[str, str], str] = {
         "/v2/{project_id}/agents/{agent_id}/vault-password-verification-requests",
     ): "vault:VerificationIn",
     ("PUT", "/v2/admin/agents/{agent_id}/roots"): "admin:RootsBody",
+    (
+        "PUT",
+        "/v2/{project_id}/configurations/{configuration_id}/drill-schedule",
+    ): "drill_schedules:DrillScheduleIn",
 }
 PATCH_TYPE = "common:PatchOperation"
 # Health reports (H1, H2) answer 503 with the same document as their 200 when a dependency is

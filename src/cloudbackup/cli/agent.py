@@ -58,6 +58,8 @@ def register_command(
     state_dir: StateDirOption,
 ) -> None:
     """Register this host (A1, with a new RSA key pair kept in --state-dir); prints its id."""
+    import httpx
+
     from cloudbackup.agent.register import register
     from cloudbackup.agent.session import ApiRefused
     from cloudbackup.agent.state import StateDir, StateError
@@ -66,6 +68,9 @@ def register_command(
         identity = register(url, project, token, name, StateDir(state_dir))
     except (ApiRefused, StateError) as exc:
         err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    except httpx.TransportError as exc:
+        err.print(f"[red]error:[/red] cannot reach the API at {url}: {exc}")
         raise typer.Exit(code=2) from exc
     err.print(f"registered agent {name!r}; its keys and password are in {state_dir}")
     typer.echo(identity.agent_id)

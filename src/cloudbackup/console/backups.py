@@ -11,7 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 
 from cloudbackup.client import format as fmt
-from cloudbackup.client.api import AsyncApiClient
+from cloudbackup.client.api import ApiError, AsyncApiClient
 from cloudbackup.console import runs
 from cloudbackup.console.views import (
     AnyRequest,
@@ -102,10 +102,23 @@ async def _backup_context(api: AsyncApiClient, backup_id: str) -> dict[str, Any]
     return {
         "backup": backup,
         "last_drill": drills[0] if drills else None,
+        "drill_schedule": await _drill_schedule(api, fmt.ref_id(backup.get("configuration"))),
         **runs.run_view("backups", backup, events, errors),
         "config_name": config_names.get(fmt.ref_id(backup.get("configuration")) or ""),
         "agent_name": agent_names.get(fmt.ref_id(backup.get("agent")) or ""),
     }
+
+
+async def _drill_schedule(api: AsyncApiClient, configuration_id: str | None) -> Any:
+    """The configuration's drill schedule, or None when it has none (or is gone)."""
+    if not configuration_id:
+        return None
+    try:
+        return await api.drill_schedule(configuration_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 class BackupPages(runs.RunPages, kind="backups", stop_notice="stopping"):

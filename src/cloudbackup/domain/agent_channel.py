@@ -56,6 +56,27 @@ class AgentChannelReader(Protocol):
         ...
 
 
+# The item telling a remote agent that its working document (A7) changed: it reads A7 again.
+DOCUMENT_CHANGED = "configuration_changed"
+
+
+def tell_document_changed(
+    db: Database, channel: AgentChannel | None, agent_id: str, **members: str
+) -> bool:
+    """After the commit of a change to the agent's working document: push a small
+    ``configuration_changed`` item to a remote agent's channel (hosted agents read A7 from the
+    database, and a remote one that never read its channel reads A7 when it starts). Best
+    effort: an item that does not reach the channel is logged, and the agent re-reads A7 on
+    its own every few minutes anyway."""
+    if channel is None or not is_remote(db, agent_id):
+        return False
+    item = {"type": DOCUMENT_CHANGED, "agent": {"id": agent_id}, **members}
+    if channel.push(agent_id, item):
+        return True
+    log.warning("agent %s was not told that its configurations changed", agent_id)
+    return False
+
+
 # -- the API side: who may read a channel -------------------------------------------------------
 
 NOT_THIS_AGENT = "Only the agent itself may use its event channel and its vault objects."

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from cloudbackup.domain import schedules
+from cloudbackup.domain.agent_channel import AgentChannel, tell_document_changed
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.errors import InvalidInput, NotFound
 from cloudbackup.domain.events import record_event
@@ -284,12 +285,24 @@ def _apply(row: Configuration, draft: ConfigurationDraft) -> None:
 
 
 class ConfigurationService:
-    """Use cases of the configurations resource."""
+    """Use cases of the configurations resource. Each change, once committed, is pushed to a
+    remote agent's ``channel`` so that it reads its working document (A7) again."""
 
-    def __init__(self, db: Database, roots: RootsPolicy | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        roots: RootsPolicy | None = None,
+        channel: AgentChannel | None = None,
+    ) -> None:
         self.db = db
         # Without a policy nothing is allowed (no roots, nothing protected to name).
         self.roots = roots or RootsPolicy((), ())
+        self.channel = channel
+
+    def _tell_agent(self, row: Configuration, change: str) -> None:
+        tell_document_changed(
+            self.db, self.channel, row.agent_id, configuration_id=row.id, change=change
+        )
 
     # -- CF1 --------------------------------------------------------------------------------
     def create(self, project_id: str, agent_id: str, draft: ConfigurationDraft) -> Configuration:
@@ -311,6 +324,7 @@ class ConfigurationService:
             _check_document_size(session, agent, row, now)
             session.add(row)
             _changed(session, row)
+        self._tell_agent(row, "created")
         return row
 
     # -- CF2 / A8 ---------------------------------------------------------------------------
@@ -366,6 +380,7 @@ class ConfigurationService:
             row.updated_at = now
             _check_document_size(session, agent, row, now)
             _changed(session, row)
+        self._tell_agent(row, "updated")
 
     # -- CF5 --------------------------------------------------------------------------------
     def delete(self, project_id: str, configuration_id: str) -> None:
@@ -386,6 +401,7 @@ class ConfigurationService:
             row = _configuration(session, project_id, configuration_id)
             assert row is not None
             _changed(session, row)
+        self._tell_agent(row, "deleted")
 
 
 def _live(project_id: str) -> sa.Select[Configuration]:

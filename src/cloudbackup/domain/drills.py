@@ -79,6 +79,11 @@ class DrillService(RunService[Drill, DrillError, DrillState]):
         """Record a new drill of a restorable backup (committed), then hand it to a worker."""
         return self.record_and_publish(lambda session: self._insert(session, project_id, backup_id))
 
+    def record_start(self, session: Session, project_id: str, backup_id: str) -> Drill:
+        """Record a new drill in the caller's transaction, by the same rules as :meth:`start`;
+        the caller publishes it once committed (the drill scheduler, ``domain.drill_schedules``)."""
+        return self._insert(session, project_id, backup_id)
+
     def page_of_backup(
         self,
         project_id: str,

@@ -17,6 +17,7 @@ from cloudbackup.domain.admission import run_gated
 from cloudbackup.domain.agent_channel import AgentChannel
 from cloudbackup.domain.browse import answer_browse
 from cloudbackup.domain.drill_run import execute_drill
+from cloudbackup.domain.drill_schedules import fire_due_drills
 from cloudbackup.domain.logfiles import upload_hosted_log
 from cloudbackup.domain.remote_runs import backup_executor, cleanup_executor, restore_executor
 from cloudbackup.domain.run_protocol import Outcome, request_hand_back
@@ -233,6 +234,13 @@ def sweep_task() -> dict[str, int]:
 
 @app.task(name=SCHEDULE_TICK_TASK, acks_late=True)
 def schedule_tick() -> dict[str, int]:
-    """Fire due schedules (beat runs this in its own process, see cloudbackup.workers.app.Beat)."""
+    """Fire due schedules, backups' and drills' (beat runs this in its own process, see
+    cloudbackup.workers.app.Beat)."""
     report = scheduler.tick(database(), dispatcher().scheduled(), settings)
-    return {"fired": report.fired, "missed": report.missed, "expired": report.expired}
+    drills = fire_due_drills(database(), dispatcher().scheduled())
+    return {
+        "fired": report.fired,
+        "missed": report.missed,
+        "expired": report.expired,
+        "drills_started": drills.started,
+    }

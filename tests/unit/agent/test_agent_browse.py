@@ -19,6 +19,7 @@ from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from factories.api import PROJECT, create_configuration, headers, start_backup, token
+from factories.remote_agents import next_work_item
 
 
 def _remote_agent(client: Any, db: Database, folder: Path, name: str = "host-a") -> AgentRunner:
@@ -31,11 +32,7 @@ def _remote_agent(client: Any, db: Database, folder: Path, name: str = "host-a")
 
 
 def _next_item(runner: AgentRunner, marker: str = "0") -> tuple[str, dict[str, Any]]:
-    answer = runner.session.checked(
-        "GET", runner.channel, params={"wait": "1", "marker": marker}
-    ).json()
-    [entry] = answer["items"]
-    return str(entry["marker"]), entry["item"]
+    return next_work_item(runner.session, runner.channel, marker)
 
 
 def _tree(source: Path) -> None:

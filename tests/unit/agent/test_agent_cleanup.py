@@ -24,6 +24,7 @@ from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Backup, utcnow
 from factories.api import PROJECT, create_configuration, headers, start_backup, token
+from factories.remote_agents import next_work_item
 
 
 def _remote_agent(client: Any, db: Database, folder: Path) -> AgentRunner:
@@ -38,11 +39,7 @@ def _remote_agent(client: Any, db: Database, folder: Path) -> AgentRunner:
 
 
 def _next_item(runner: AgentRunner, marker: str) -> tuple[str, dict[str, Any]]:
-    answer = runner.session.checked(
-        "GET", runner.channel, params={"wait": "1", "marker": marker}
-    ).json()
-    [entry] = answer["items"]
-    return str(entry["marker"]), entry["item"]
+    return next_work_item(runner.session, runner.channel, marker)
 
 
 def test_a_cleanup_of_a_remote_agent_forgets_on_the_host_what_the_server_expired(

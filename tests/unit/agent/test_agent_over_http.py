@@ -23,7 +23,15 @@ from cloudbackup.engine.locks import VaultLock
 from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
-from factories.api import PROJECT, create_configuration, headers, start_backup, token
+from factories.api import (
+    PROJECT,
+    create_configuration,
+    headers,
+    restore_body,
+    start_backup,
+    token,
+)
+from factories.remote_agents import next_work_item
 
 SECRET_TEXT = b"the plaintext the server must never see " * 50
 
@@ -119,9 +127,9 @@ def test_a_backup_handed_over_the_channel_runs_on_the_host_and_is_reported(
     # What the Celery worker's backup task does with it:
     execute = backup_executor(RedisAgentChannel(settings.broker_url))
     assert execute(db, settings, backup_id) == Outcome.DELEGATED
-    [entry] = session.checked("GET", runner.channel, params={"wait": "1"}).json()["items"]
+    marker, item = next_work_item(session, runner.channel)
 
-    assert runner.handle(entry["item"]) == "completed"
+    assert runner.handle(item) == "completed"
     backup = client.get(f"/v2/{PROJECT}/backups/{backup_id}", headers=headers(admin)).json()
     assert backup["state"] == "completed"
     assert backup["files_backed_up"] == len(files)
@@ -130,26 +138,16 @@ def test_a_backup_handed_over_the_channel_runs_on_the_host_and_is_reported(
 
     # A restore to the same agent, elsewhere: written on the host from its own vault.
     target = tmp_path / "restored"
-    body = {
-        "backup_id": backup_id,
-        "destination_agent_id": agent_id,
-        "destination_path": str(target),
-        "overwrite_files": False,
-        "encrypted_password_hex": None,
-        "inclusions": [],
-        "exclusions": [{"type": "file", "path": f"{source}/sub/deeper/c.txt"}],
-    }
+    excluded = [{"type": "file", "path": f"{source}/sub/deeper/c.txt"}]
+    body = restore_body(backup_id, agent_id, str(target), exclusions=excluded)
     started = client.post(f"/v2/{PROJECT}/restores", json=body, headers=headers(admin))
     assert started.status_code == 201, started.text
     restore_id = started.json()["id"]
     execute_restore = restore_executor(RedisAgentChannel(settings.broker_url))
     assert execute_restore(db, settings, restore_id) == Outcome.DELEGATED
-    marker = entry["marker"]
-    [handed] = session.checked(
-        "GET", runner.channel, params={"wait": "1", "marker": marker}
-    ).json()["items"]
-    assert (handed["item"]["kind"], handed["item"]["attempt"]) == ("restore", 1)
-    assert runner.handle(handed["item"]) == "completed"
+    _, handed = next_work_item(session, runner.channel, marker)
+    assert (handed["kind"], handed["attempt"]) == ("restore", 1)
+    assert runner.handle(handed) == "completed"
     restore = client.get(f"/v2/{PROJECT}/restores/{restore_id}", headers=headers(admin)).json()
     assert restore["state"] == "completed", restore
     assert restore["files_restored"] == len(files) - 1
@@ -188,3 +186,61 @@ def test_the_http_storage_keeps_the_engines_storage_contract(
         storage.delete(name)
         storage.delete(name)  # removing an absent object is not an error
     assert list(storage.list("")) == []
+
+
+def test_the_agent_reads_its_working_document_again_when_its_configurations_change(
+    client: Any, db: Database, tmp_path: Path
+) -> None:
+    state, session = _register(client, db, tmp_path / "state")
+    agent_id = session.identity.agent_id
+    runner = AgentRunner(state, session, wait=0)
+    runner.start()
+    assert runner.document["configurations"] == []
+    # Reading its channel makes the agent remote: from then on it is told of changes.
+    assert session.checked("GET", runner.channel, params={"wait": "0"}).json()["items"] == []
+
+    admin = token(db)
+    config = create_configuration(client, admin, agent_id, inclusions=[str(tmp_path)])
+    [entry] = session.checked("GET", runner.channel, params={"wait": "1"}).json()["items"]
+    assert entry["item"] == {
+        "type": "configuration_changed",
+        "agent": {"id": agent_id},
+        "configuration_id": config["id"],
+        "change": "created",
+    }
+    assert runner.handle(entry["item"]) == "read"
+    assert [c["id"] for c in runner.document["configurations"]] == [config["id"]]
+
+    deleted = client.delete(f"/v2/{PROJECT}/configurations/{config['id']}", headers=headers(admin))
+    assert deleted.status_code == 204, deleted.text
+    params = {"wait": "1", "marker": entry["marker"]}
+    [entry] = session.checked("GET", runner.channel, params=params).json()["items"]
+    assert entry["item"]["change"] == "deleted"
+    assert runner.handle(entry["item"]) == "read"
+    assert runner.document["configurations"] == []
+
+
+def test_the_agent_reads_its_working_document_again_when_it_is_due(
+    client: Any, db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fallback for a lost item: A7 again every ``document_seconds``, between two polls."""
+    import threading
+
+    state, session = _register(client, db, tmp_path / "state")
+    runner = AgentRunner(state, session, wait=0, document_seconds=3600)
+    runner.start()
+    assert not runner.document_due()
+    runner.document_read_at -= 3600  # an hour later
+    assert runner.document_due()
+    stop = threading.Event()
+    reasons: list[str] = []
+
+    def reread(why: str) -> str:
+        reasons.append(why)
+        stop.set()  # one turn of the serving loop is enough
+        return "read"
+
+    monkeypatch.setattr(runner, "start", lambda: None)
+    monkeypatch.setattr(runner, "reread_document", reread)
+    runner.serve(stop)
+    assert reasons == ["every 3600 s"]

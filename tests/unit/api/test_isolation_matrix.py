@@ -38,6 +38,8 @@ REPORTS = re.compile(
 DISMISSALS = {("PATCH", "/v2/{project_id}/anomalies/{anomaly_id}")}
 # Webhooks send the project's events to an outside address: only an admin manages them.
 ADMIN_ONLY = re.compile(r"^/v2/{project_id}/webhooks")
+# A drill schedule decides how often the service restores a whole backup: an admin sets it.
+DRILL_SCHEDULE = "/v2/{project_id}/configurations/{configuration_id}/drill-schedule"
 PUBLIC = {
     ("POST", "/v2/{project_id}/agents/tokens"),
     ("GET", "/v2/{project_id}/ping"),
@@ -83,7 +85,9 @@ AGENT_WRITES = re.compile(r"/vault/objects/")
 def required_permission(method: str, path: str) -> str | None:
     if (method, path) in PUBLIC:
         return None
-    if (method, path) in DISMISSALS or (method == "POST" and ADMIN_ONLY.search(path)):
+    if (method, path) in {*DISMISSALS, ("PUT", DRILL_SCHEDULE)} or (
+        method == "POST" and ADMIN_ONLY.search(path)
+    ):
         return "delete"
     if method == "POST":
         return "update" if REPORTS.search(path) else "create"
@@ -124,6 +128,7 @@ def body_for(method: str, path: str, ids: dict[str, str]) -> tuple[Any, str]:
         },
         "cleanups": {"agent_id": ids["agent_id"], "state": "start_requested"},
         "replays": {"from_event_id": "1"},
+        "drill-schedule": {"every_hours": 24},
         "browse-requests": {
             "agent_id": ids["agent_id"],
             "encrypted_password_hex": None,

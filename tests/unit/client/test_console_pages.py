@@ -481,3 +481,37 @@ def test_the_backup_page_shows_its_last_drill(browser, client, secret, db, confi
     assert execute_drill(db, settings, started.json()["id"]) == "failed"  # snapshot 7 is no vault's
     page = browser.get(f"/console/backups/{backup.id}").text
     assert "Last drill</dt><dd>failed, ended " in page and "0 files checked" in page
+
+
+def test_the_backup_page_shows_the_last_drills_age_rto_throughput_and_schedule(
+    browser, client, secret, db, settings, tmp_path
+):
+    from cloudbackup.domain.drill_run import execute_drill
+    from cloudbackup.domain.drill_schedules import fire_due_drills
+    from factories.runs import Recorder, backed_up
+
+    tree = make_tree(tmp_path / "src", files=4, size=10_000, with_excluded=False)
+    _, config, done = backed_up(db, settings, tree.root)
+    page = browser.get(f"/console/backups/{done.id}").text
+    assert "Drill schedule</dt><dd>none</dd>" in page
+    url = f"/v2/{PROJECT}/configurations/{config.id}/drill-schedule"
+    assert client.put(url, json={"every_hours": 24}, headers=headers(secret)).status_code == 201
+    dispatcher = Recorder()
+    assert fire_due_drills(db, dispatcher).started == 1
+    [(_, drill_id, _)] = dispatcher.published
+    assert execute_drill(db, settings, drill_id) == "passed"
+    drill = client.get(f"/v2/{PROJECT}/drills/{drill_id}", headers=headers(secret)).json()
+    schedule = client.get(url, headers=headers(secret)).json()
+
+    page = browser.get(f"/console/backups/{done.id}").text
+    assert re.search(r"Last drill</dt><dd>passed, ended \d+s ago \(", page), page
+    assert f"recovery in {drill['duration_seconds']} s at " in page
+    assert re.search(r" at [\d.]+ [KMG]?i?B/s</dd>", page)
+    due = schedule["next_due_time"].replace("T", " ")[:19]
+    assert f"Drill schedule</dt><dd>every 24 h, next due {due} UTC</dd>" in page
+
+    newer = rows.backup(db, config.id, restorable=True, snapshot_id=done.snapshot_id)
+    other = browser.get(f"/console/backups/{newer.id}").text
+    assert "Last drill</dt><dd>none yet" in other
+    assert f'the configuration\'s last drill (backup <a href="/console/backups/{done.id}">' in other
+    assert "passed, ended " in other.split("Drill schedule")[1]

@@ -15,6 +15,7 @@ from cloudbackup.store.tables.base import as_utc, table_of, utcnow
 from cloudbackup.store.tables.browse import BROWSE_REQUESTS, BrowseRequest
 from cloudbackup.store.tables.cleanups import CLEANUP_ERRORS, CLEANUPS, Cleanup, CleanupError
 from cloudbackup.store.tables.console import CONSOLE_SESSIONS, ConsoleSession
+from cloudbackup.store.tables.drill_schedules import DRILL_SCHEDULES, DrillSchedule
 from cloudbackup.store.tables.drills import DRILL_ERRORS, DRILLS, Drill, DrillError
 from cloudbackup.store.tables.events import EVENTS, Event
 from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS, IdempotencyKey
@@ -64,6 +65,7 @@ __all__ = [
     "CONSOLE_SESSIONS",
     "DRILLS",
     "DRILL_ERRORS",
+    "DRILL_SCHEDULES",
     "EVENTS",
     "IDEMPOTENCY_KEYS",
     "LOGFILES",
@@ -95,6 +97,7 @@ __all__ = [
     "ConsoleSession",
     "Drill",
     "DrillError",
+    "DrillSchedule",
     "Event",
     "IdempotencyKey",
     "Logfile",
