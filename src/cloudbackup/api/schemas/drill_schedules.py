@@ -9,7 +9,7 @@ from litestar import Request
 
 from cloudbackup.api.body import decode_object
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.common import Link
+from cloudbackup.api.schemas.common import Link, from_row
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.drill_schedules import MAX_EVERY_HOURS, MIN_EVERY_HOURS, ScheduleView
 from cloudbackup.store.drill_results import DrillResult
@@ -56,15 +56,11 @@ def parse_put(request: Request[Any, Any, Any], body: bytes) -> Any:
 
 
 def last_drill_out(result: DrillResult, links: LinkBuilder) -> LastDrillOut:
-    return LastDrillOut(
+    return from_row(
+        LastDrillOut,
+        result,
         id=result.drill_id,
-        backup_id=result.backup_id,
-        state=result.state,
         ended_time=iso_z(result.ended_time),
-        duration_seconds=result.duration_seconds,
-        bytes_per_second=result.bytes_per_second,
-        files_checked=result.files_checked,
-        mismatches=result.mismatches,
         links=[links.link("full", "drills", result.drill_id)],
     )
 
