@@ -1,5 +1,5 @@
 """A remote agent's backup is checkpointed as a hosted one is: killed at about half (no last
-checkpoint, as with ``kill -9``) and re-driven, the next attempt stores little again, reports
+checkpoint on the way out, as with ``kill -9``) and re-driven, the next attempt stores little again, reports
 the run's true totals, completes and restores byte-identical; a cleanup in between keeps what
 the live checkpoint lists, and the completed run deletes its checkpoint over the API."""
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from cloudbackup.agent.backup import HostBackup
 from cloudbackup.domain.remote_runs import backup_executor, cleanup_executor
 from cloudbackup.domain.run_protocol import Outcome
-from cloudbackup.engine import BackupProgress, Vault, restore_snapshot
+from cloudbackup.engine import Vault, restore_snapshot
 from cloudbackup.engine.backup import _Archiver
+from cloudbackup.engine.checkpoints import CheckpointWriter
 from cloudbackup.queue.agent_channels import RedisAgentChannel
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
@@ -47,14 +47,16 @@ def _pack_bytes(settings: Settings, vault_id: str) -> int:
 
 
 def _kill_at_half(monkeypatch: pytest.MonkeyPatch) -> None:
-    report = HostBackup.report
+    """The host dies right after a checkpoint recorded half of the bytes (with checkpoints
+    every few hundredths of a second, about where a ``kill -9`` at half leaves the run)."""
+    write = CheckpointWriter.write
 
-    def dies_at_half(self: HostBackup, progress: BackupProgress) -> None:
-        report(self, progress)
-        if progress.bytes_backed_up >= TOTAL / 2:
+    def dies_at_half(self: CheckpointWriter, entries: Any, files: int, stored: int) -> None:
+        write(self, entries, files, stored)
+        if stored >= TOTAL / 2:
             raise Killed
 
-    monkeypatch.setattr(HostBackup, "report", dies_at_half)
+    monkeypatch.setattr(CheckpointWriter, "write", dies_at_half)
     # kill -9 leaves only the periodic checkpoints: no last one on the way out.
     monkeypatch.setattr(_Archiver, "save_unfinished", lambda self: None)
 
@@ -75,6 +77,7 @@ def test_a_remote_backup_killed_at_half_resumes_and_stores_little_again(
     assert item["checkpoint_seconds"] == settings.backup_checkpoint_seconds
     item["checkpoint_seconds"] = 0.05  # checkpoints often, so "half" is well recorded
 
+    host.runner.max_bps = 8 * MIB  # about 3 s of reading: many checkpoints on the way
     with monkeypatch.context() as patched:
         _kill_at_half(patched)
         with pytest.raises(Killed):
