@@ -1,9 +1,9 @@
 """A remote agent against the real stack (the Procfile: API, Celery worker and beat on the
 machine's PostgreSQL and Redis), run as separate processes whose environment holds no
 CLOUDBACKUP_* setting: it registers, backs up with true counters, restores byte-identical to
-another folder, re-runs storing about nothing, stops within 2 s, survives a kill -9 mid-backup (re-driven with a new attempt), and
-its token is refused on another agent's runs, vault objects and channel. Then the boundary:
-the agent in its own network namespace, where PostgreSQL and Redis are unreachable."""
+another folder, re-runs storing about nothing, stops within 2 s, survives a kill -9 mid-backup
+(re-driven with a new attempt, which stores little again: checkpoints), and its token is refused
+on another agent's runs, vault objects and channel. Then the boundary: the agent in its own network namespace, where PostgreSQL and Redis are unreachable."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ FAST_SWEEPS = {
     "CLOUDBACKUP_PROGRESS_INTERVAL": "0.2",
     "CLOUDBACKUP_HEARTBEAT_TIMEOUT_SECONDS": "3",
     "CLOUDBACKUP_SWEEP_AFTER_SECONDS": "3",
+    # Reaches the agent in its work items: a kill loses at most this much of storing.
+    "CLOUDBACKUP_BACKUP_CHECKPOINT_SECONDS": "0.25",
 }
 FINAL = {"completed", "completed_with_errors", "failed", "stopped"}
 PATCH = {"Content-Type": "application/json-patch+json"}
@@ -307,14 +309,25 @@ def test_a_remote_agent_backs_up_stops_and_survives_a_kill_over_http_alone(
             # the engine stopped and the agent reported: well under 4 s.
             assert time.monotonic() - asked < 4.0
 
+            # The next run stores only what the stopped one did not (its checkpoint); killed
+            # once the vault holds about half of that (packs land at checkpoints, 4 MiB or more).
+            remaining = big.unique_bytes - stopped["bytes_backed_up"]
+            at_start = vault_bytes(data, stack, a_id)
             url = backup(stack, slow)
-            stack.poll(url, lambda x: x["state"] == "in_progress" and x["bytes_backed_up"] > 0, 60)
-            a.kill9()  # mid-backup: nobody reports, the heartbeat goes stale
+            deadline = time.monotonic() + 60
+            while vault_bytes(data, stack, a_id) - at_start < 0.4 * remaining:
+                assert time.monotonic() < deadline, (remaining, a.text()[-3000:])
+                time.sleep(0.05)
+            a.kill9()  # at about half: nobody reports, the heartbeat goes stale
             assert httpx.get(url, headers=stack.headers).json()["state"] == "in_progress"
+            stored_before = vault_bytes(data, stack, a_id)
             a.start()
             ended = final(stack, url, a, timeout=120)
             assert ended["state"] == "completed", (ended, a.text())  # re-driven, attempt 2
             assert ended["files_searched"] == big.files
+            # Resumed from its checkpoint: little stored again.
+            stored_again = vault_bytes(data, stack, a_id) - stored_before
+            assert stored_again <= 0.6 * remaining, (stored_again, remaining)
             run_id = url.rsplit("/", 1)[-1]
             assert f"re-driving backup {run_id} (attempt 2)" in stack.text()  # by the sweeper
             assert f"backup {run_id} (attempt 2) starts" in a.text()  # handed over again

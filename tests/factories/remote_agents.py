@@ -3,6 +3,7 @@ answers what the API puts on its channel, against the API app of the ``client`` 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,24 @@ from cloudbackup.agent.runner import AgentRunner
 from cloudbackup.agent.session import AgentSession
 from cloudbackup.agent.state import StateDir
 from cloudbackup.client.vault_password import encrypt_password
+from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
+from cloudbackup.store.repositories import BackupRepository
+from cloudbackup.store.tables import utcnow
 from factories.api import PROJECT, headers, token
 
 BASE = f"/v2/{PROJECT}/agents"
 # Items that only tell the agent to read its working document (A7) again: not work.
 DOCUMENT_CHANGED = "configuration_changed"
+
+
+def age_heartbeat(db: Database, backup_id: str, settings: Settings) -> None:
+    """Make an active backup's agent look silent past its heartbeat timeout (re-drivable)."""
+    old = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
+    with db.transaction() as session:
+        BackupRepository(session).update_where_state(
+            backup_id, ["queued", "preparing", "in_progress"], {"heartbeat_at": old}
+        )
 
 
 def next_work_item(

@@ -1,5 +1,10 @@
 """A backup handed to this agent: the engine runs here (walk, chunk, compress, encrypt) into
-the agent's vault over the API, reported through B4 as a hosted worker would."""
+the agent's vault over the API, reported through B4 as a hosted worker would.
+
+Checkpointed as a hosted backup is (``engine.checkpoints``, keyed by the backup's id, every
+``checkpoint_seconds`` of the work item: the server's setting): an attempt re-driven after this
+host was killed, or the next run of the configuration, stores again only what no checkpoint
+lists, and its counters include what earlier attempts stored."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 from cloudbackup.agent.host_run import HostRun
 from cloudbackup.agent.reports import RunReports, replace
-from cloudbackup.engine import BackupProgress, Vault, run_backup
+from cloudbackup.engine import CHECKPOINT_SECONDS, BackupProgress, Vault, run_backup
 
 ERROR_REASON = "unable_to_process_some_files"
 ERROR_DIAGNOSTICS = "Some files could not be backed up. Partial list follows."
@@ -27,6 +32,8 @@ class HostBackup(HostRun):
         self.max_bps = max_bps
         self.progress: BackupProgress | None = None
         self.storing_since: float | None = None
+        # Bytes earlier attempts stored (a resumed run's first report while storing counts them).
+        self.resumed_bytes: int | None = None
 
     def enter(self, phase: str) -> None:
         super().enter(phase)
@@ -34,6 +41,8 @@ class HostBackup(HostRun):
             self.storing_since = time.monotonic()
 
     def report(self, progress: BackupProgress) -> None:
+        if self.storing_since is not None and self.resumed_bytes is None:
+            self.resumed_bytes = progress.bytes_backed_up
         self.progress = progress
         self.check()
 
@@ -50,8 +59,10 @@ class HostBackup(HostRun):
         ]
 
     def bandwidth(self, stored: int) -> int:
+        """Bytes stored per second of storing so far, by this attempt."""
         if self.storing_since is None:
             return 0
+        stored -= self.resumed_bytes or 0
         seconds = time.monotonic() - self.storing_since
         return int(stored / seconds) if seconds > 0 else stored
 
@@ -64,6 +75,8 @@ class HostBackup(HostRun):
             should_stop=self.should_stop,
             on_phase=lambda phase: self.enter(str(phase)),
             max_bps=self.max_bps,
+            checkpoint=str(self.item["id"]),
+            checkpoint_seconds=float(self.item.get("checkpoint_seconds") or CHECKPOINT_SECONDS),
         )
         operations = [
             replace("/files_searched", result.files_searched),

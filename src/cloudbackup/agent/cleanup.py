@@ -1,6 +1,7 @@
 """A cleanup handed to this agent: forget exactly the snapshots the server listed (it decided
-them: retention, restorable backups, anomaly holds), prune what no snapshot needs and verify a
-sample, all under the vault's cleanup lock, reported through C4 as a hosted worker would."""
+them: retention, restorable backups, anomaly holds), delete the checkpoints it listed as stale,
+prune what no snapshot or remaining checkpoint needs and verify a sample, all under the vault's
+cleanup lock, reported through C4 as a hosted worker would."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cloudbackup.engine import (
     VaultError,
     VaultLocked,
     VerifyReport,
+    delete_checkpoint,
     forget,
     prune,
     verify,
@@ -56,6 +58,8 @@ class HostCleanup(VaultRun):
     def _maintain(self) -> str:
         wanted = [int(snapshot_id) for snapshot_id in self.item.get("forget") or []]
         self.forgotten = forget(self.vault, wanted).removed if wanted else []
+        for key in self.item.get("delete_checkpoints") or []:
+            delete_checkpoint(self.vault, str(key))
         fraction = float(self.item.get("verify_fraction") or 0)
         pruned: PruneResult | None
         try:

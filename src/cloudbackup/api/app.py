@@ -94,7 +94,6 @@ def versions(request: Request[Any, Any, Any]) -> dict[str, Any]:
 # Each resource: the name handlers ask for (`NamedDependency[...]`) and how to build its service.
 SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
-    "agents": lambda db, _, __: AgentService(db),
     "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
     "restores": lambda db, d, s: RestoreService(db, d, RootsPolicy.from_settings(s)),
     "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),
@@ -103,7 +102,6 @@ SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
     "activities": lambda db, _, __: ActivityService(db),
     "logfiles": lambda db, dispatcher, s: LogfileService(db, dispatcher, lambda: log_store(s)),
     "summaries": lambda db, _, __: SummaryService(db),
-    "vaults": lambda db, _, __: VaultService(db),
     "agent_documents": lambda db, _, __: AgentDocumentService(db),
     "agent_roots": lambda db, _, s: AgentRootsService(db, RootsPolicy.from_settings(s)),
     "anomalies": lambda db, _, __: AnomalyService(db),
@@ -183,7 +181,9 @@ def create_api(
     services["queue_admin"] = queue_admin
     services["agent_channel"] = ChannelService(db, agent_channel)
     services["vault_requests"] = VaultRequestService(db, agent_channel_writer)
-    # CF1/CF4/CF5 tell a remote agent to read its working document (A7) again.
+    # CF1/CF4/CF5, A4 and V1 tell a remote agent to read its working document (A7) again.
+    services["agents"] = AgentService(db, agent_channel_writer)
+    services["vaults"] = VaultService(db, agent_channel_writer)
     services["configurations"] = ConfigurationService(
         db, RootsPolicy.from_settings(settings), agent_channel_writer
     )

@@ -1,6 +1,7 @@
 """The event channel of a remote agent: the ports ``queue`` implements (per-agent streams).
 
-Workers push work items (:class:`AgentChannel`); the API reads them for the agent's long poll
+Workers push work items (:class:`AgentChannel`, in ``domain.channel_push`` with the
+``configuration_changed`` item, re-exported here); the API reads them for the agent's long poll
 (:class:`AgentChannelReader`). An item is a small JSON object; its ``marker`` orders it in the
 agent's channel, and the agent asks for what follows the last marker it handled.
 """
@@ -16,6 +17,10 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from cloudbackup.domain.agents import live_agent
+from cloudbackup.domain.channel_push import DOCUMENT_CHANGED as DOCUMENT_CHANGED
+from cloudbackup.domain.channel_push import AgentChannel as AgentChannel
+from cloudbackup.domain.channel_push import is_remote as is_remote
+from cloudbackup.domain.channel_push import tell_document_changed as tell_document_changed
 from cloudbackup.domain.errors import Forbidden, InvalidInput, Unavailable
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Agent
@@ -34,14 +39,6 @@ class ChannelItem:
     item: dict[str, Any]
 
 
-class AgentChannel(Protocol):
-    """What a worker needs to hand work to a remote agent."""
-
-    def push(self, agent_id: str, item: dict[str, Any]) -> bool:
-        """Append ``item`` to the agent's channel; False if the channel could not be reached."""
-        ...
-
-
 class AgentChannelReader(Protocol):
     """What the API needs to serve an agent's long poll."""
 
@@ -54,27 +51,6 @@ class AgentChannelReader(Protocol):
     def valid_marker(self, marker: str) -> bool:
         """Whether ``marker`` is one this channel could have handed out."""
         ...
-
-
-# The item telling a remote agent that its working document (A7) changed: it reads A7 again.
-DOCUMENT_CHANGED = "configuration_changed"
-
-
-def tell_document_changed(
-    db: Database, channel: AgentChannel | None, agent_id: str, **members: str
-) -> bool:
-    """After the commit of a change to the agent's working document: push a small
-    ``configuration_changed`` item to a remote agent's channel (hosted agents read A7 from the
-    database, and a remote one that never read its channel reads A7 when it starts). Best
-    effort: an item that does not reach the channel is logged, and the agent re-reads A7 on
-    its own every few minutes anyway."""
-    if channel is None or not is_remote(db, agent_id):
-        return False
-    item = {"type": DOCUMENT_CHANGED, "agent": {"id": agent_id}, **members}
-    if channel.push(agent_id, item):
-        return True
-    log.warning("agent %s was not told that its configurations changed", agent_id)
-    return False
 
 
 # -- the API side: who may read a channel -------------------------------------------------------
@@ -105,15 +81,6 @@ def mark_remote(db: Database, agent_id: str) -> bool:
     if changed:
         log.info("agent %s is remote from now on: its runs go to its event channel", agent_id)
     return changed
-
-
-def is_remote(db: Database, agent_id: str) -> bool:
-    """Whether the agent runs on its own host and is reached through its channel."""
-    with db.read() as session:
-        remote = session.execute(
-            sa.select(col(Agent.remote)).where(col(Agent.id) == agent_id)
-        ).scalar_one_or_none()
-    return bool(remote)
 
 
 class ChannelService:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from cloudbackup.domain.auth import create_token, hash_token
+from cloudbackup.domain.channel_push import AgentChannel, tell_document_changed
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 from cloudbackup.domain.events import record_event
 from cloudbackup.domain.run_states import BACKUP_MACHINE, CLEANUP_MACHINE, RESTORE_MACHINE
@@ -173,10 +174,12 @@ def check_registration(reg: Registration) -> list[str]:
 
 
 class AgentService:
-    """Use cases of the agents resource."""
+    """Use cases of the agents resource. An update (A4), once committed, is pushed to a remote
+    agent's ``channel`` so that it reads its working document (A7) again."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, channel: AgentChannel | None = None) -> None:
         self.db = db
+        self.channel = channel
 
     # -- A1 ---------------------------------------------------------------------------------
     def register(self, project_id: str, reg: Registration) -> tuple[Agent, str]:
@@ -291,6 +294,7 @@ class AgentService:
                 agent_id=agent.id,
                 members={"agent": {"id": agent.id}, "request_id": str(uuid.uuid4())},
             )
+        tell_document_changed(self.db, self.channel, agent_id, change="agent_updated")
 
     # -- A5 ---------------------------------------------------------------------------------
     def delete(self, project_id: str, agent_id: str) -> None:

@@ -86,7 +86,7 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
         vault = open_service_vault(self.db, self.settings, self.cleanup.vault_id)
         expired += self._orphans(vault, now)
         self._forgotten = forget(vault, expired).removed if expired else []
-        for key in self._stale_checkpoints(vault, now):
+        for key in self._stale_checkpoints(list_checkpoints(vault), now):
             delete_checkpoint(vault, key)
         self.flush()
         pruned: PruneResult | None
@@ -170,9 +170,9 @@ class CleanupRun(OwnedRun[Cleanup, CleanupError, CleanupState]):
             log.info("cleanup %s collects snapshots no backup names: %s", self.cleanup.id, orphans)
         return orphans
 
-    def _stale_checkpoints(self, vault: Vault, now: datetime) -> list[str]:
-        """Checkpoints nothing will resume from any more (see the module's docstring)."""
-        listed = list_checkpoints(vault)
+    def _stale_checkpoints(self, listed: dict[str, int], now: datetime) -> list[str]:
+        """Of the ``listed`` checkpoints (key → newest segment's time, ns), those nothing will
+        resume from any more (see the module's docstring)."""
         if not listed:
             return []
         cutoff = now - ORPHAN_AFTER

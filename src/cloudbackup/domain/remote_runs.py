@@ -26,6 +26,8 @@ from cloudbackup.domain.restores import RESTORE_RUNS
 from cloudbackup.domain.run_protocol import Outcome, OwnedRun, RunClaim, execute_run
 from cloudbackup.domain.run_states import BackupState, RestoreState, StateT
 from cloudbackup.domain.runs import ErrorT, RunKind, RunT
+from cloudbackup.engine import checkpoint_times
+from cloudbackup.engine.location import vault_storage
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
@@ -91,6 +93,8 @@ class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
             self.channel,
             backup.agent_id,
             configuration_id=backup.configuration_id,
+            # The agent checkpoints as hosted workers do (it has no server settings of its own).
+            checkpoint_seconds=self.settings.backup_checkpoint_seconds,
             inclusions=list(config.inclusions or []),
             exclusions=list(config.exclusions or []),
         )
@@ -149,8 +153,11 @@ class RemoteCleanup(CleanupRun):
     anomaly hold: :meth:`CleanupRun._expire`), and the agent forgets exactly those snapshots,
     prunes and reports through C4. The agent is never asked to choose what to drop.
 
-    Snapshots no backup row names (a run that died before recording its snapshot) are not
-    collected here: telling their age needs the vault's password."""
+    Checkpoints are decided the same way as for a hosted vault (their names and times are
+    readable without the password): the agent deletes the stale ones it is sent before it
+    prunes, and prune keeps what the others list. Snapshots no backup row names (a run that
+    died before recording its snapshot) are not collected here: telling their age needs the
+    vault's password."""
 
     def __init__(
         self, db: Database, settings: Settings, claim: CleanupClaim, channel: AgentChannel | None
@@ -164,12 +171,15 @@ class RemoteCleanup(CleanupRun):
             raise RuntimeError(NO_CHANNEL)
         # Re-driven, the backups expired by an earlier attempt are listed again (not yet
         # forgotten on the host as far as the server knows): the same list goes out again.
-        forgettable = self._expire(utcnow())
+        now = utcnow()
+        forgettable = self._expire(now)
+        listed = checkpoint_times(vault_storage(self.settings, cleanup.vault_id))
         return delegate(
             self,
             self.channel,
             cleanup.agent_id,
             forget=sorted(forgettable),
+            delete_checkpoints=sorted(self._stale_checkpoints(listed, now)),
             verify_fraction=self.settings.cleanup_verify_fraction,
         )
 

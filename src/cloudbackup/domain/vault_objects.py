@@ -38,6 +38,7 @@ _OBJECT_NAME = re.compile(
     r"|snapshots/[1-9][0-9]{0,17}\.(lock|manifest)"
     r"|locks/[a-z]{1,32}(-[0-9a-f]{16}|\.[0-9]{1,9})?"
     r"|plans/[0-9a-f]{16}"
+    r"|checkpoints/[A-Za-z0-9_-]{1,128}/[0-9a-f]{12}-[0-9]{8,18}"
 )
 # A prefix is the start of such a name (the engine also lists a whole name to see if it exists).
 _PREFIX = re.compile(r"([a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*/?)?")
@@ -45,9 +46,14 @@ MAX_PREFIX = 200
 NOT_FOUND = "No such vault object."
 # The engine deletes data only in a cleanup (forget, prune), under one of these locks.
 MAINTENANCE_LOCKS = frozenset({"cleanup", "prune"})
+# A completed backup deletes the checkpoints it resumed from and its own (engine.checkpoints)
+# under its backup lock: losing a checkpoint costs a re-read, never data (prune then collects
+# what only it listed).
+CHECKPOINT_PREFIX = "checkpoints/"
+CHECKPOINT_LOCKS = MAINTENANCE_LOCKS | {"backup"}
 NOT_LOCKED = (
     "Vault objects other than locks are deleted only under the vault's cleanup or prune lock "
-    "(locks/cleanup, locks/prune); take it first."
+    "(locks/cleanup, locks/prune), checkpoints also under a backup lock; take it first."
 )
 
 
@@ -161,8 +167,9 @@ class VaultObjectService:
     def delete(self, project_id: str, agent_id: str, caller: str | None, name: str) -> None:
         storage = self._storage(project_id, agent_id, caller)
         check_object_name(name)
+        allowed = CHECKPOINT_LOCKS if name.startswith(CHECKPOINT_PREFIX) else MAINTENANCE_LOCKS
         if not name.startswith(LOCK_PREFIX) and not any(
-            lock.kind in MAINTENANCE_LOCKS and not lock.stale for lock in read_locks(storage)
+            lock.kind in allowed and not lock.stale for lock in read_locks(storage)
         ):
             # A guard against deleting data outside a cleanup (a confused or half-updated
             # host), not against the host itself: its vault is its own.

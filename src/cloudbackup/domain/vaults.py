@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.activities import agent_is_busy
 from cloudbackup.domain.agents import USE_INTERNAL_DEFAULT, live_agent, storable, vault_has_data
+from cloudbackup.domain.channel_push import AgentChannel, tell_document_changed
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_event
 from cloudbackup.engine import Vault, open_vault
@@ -90,8 +91,12 @@ def open_service_vault(
 
 
 class VaultService:
-    def __init__(self, db: Database) -> None:
+    """Use cases of an agent's vault. A migration (V1), once committed, is pushed to both
+    agents' channels when they are remote, so that they read their working documents again."""
+
+    def __init__(self, db: Database, channel: AgentChannel | None = None) -> None:
         self.db = db
+        self.channel = channel
 
     # -- V1 ---------------------------------------------------------------------------------
     def move(self, project_id: str, agent_id: str, source_agent_id: str) -> None:
@@ -136,6 +141,8 @@ class VaultService:
                     agent_id=changed,
                     members={"agent": {"id": changed}, "request_id": str(uuid.uuid4())},
                 )
+        for changed in (source_agent_id, agent_id):
+            tell_document_changed(self.db, self.channel, changed, change="vault_migrated")
 
     # -- V2 / V5: what can be refused before any agent is asked -----------------------------
     def check_encryption_request(

@@ -8,7 +8,12 @@
 
 from cloudbackup.engine.backup import BLOCK_SIZE, Phase, run_backup
 from cloudbackup.engine.backup_results import BackupProgress, BackupResult
-from cloudbackup.engine.checkpoints import delete_checkpoint, list_checkpoints
+from cloudbackup.engine.checkpoints import (
+    CHECKPOINT_SECONDS,
+    checkpoint_times,
+    delete_checkpoint,
+    list_checkpoints,
+)
 from cloudbackup.engine.crypto import KdfParams
 from cloudbackup.engine.errors import (
     BLOB_CORRUPT,
@@ -53,6 +58,7 @@ __all__ = [
     "BLOB_CORRUPT",
     "BLOB_MISSING",
     "BLOCK_SIZE",
+    "CHECKPOINT_SECONDS",
     "FILE_EXISTS",
     "FILE_OR_FOLDER_MISSING",
     "FILE_UNREADABLE",
@@ -98,6 +104,7 @@ __all__ = [
     "VerifyReport",
     "VerifyStopped",
     "WrongPassword",
+    "checkpoint_times",
     "delete_checkpoint",
     "forget",
     "list_checkpoints",

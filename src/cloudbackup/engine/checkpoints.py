@@ -25,6 +25,7 @@ from cloudbackup.engine.errors import VaultError
 from cloudbackup.engine.packs import ChunkWriter
 from cloudbackup.engine.selection import PathItem, normalize
 from cloudbackup.engine.snapshot import Entry
+from cloudbackup.engine.storage import Storage
 from cloudbackup.engine.vault import Vault
 
 CHECKPOINT_PREFIX: Final = "checkpoints/"
@@ -65,8 +66,14 @@ def _key_of(name: str) -> str:
 
 def list_checkpoints(vault: Vault) -> dict[str, int]:
     """Every checkpoint of the vault: its key → when its newest segment was written (ns)."""
+    return checkpoint_times(vault.storage)
+
+
+def checkpoint_times(storage: Storage) -> dict[str, int]:
+    """:func:`list_checkpoints` from the store alone (object names and times, no password):
+    what a server holding a remote agent's vault can tell."""
     newest: dict[str, int] = {}
-    for info in vault.storage.list(CHECKPOINT_PREFIX):
+    for info in storage.list(CHECKPOINT_PREFIX):
         key = _key_of(info.name)
         newest[key] = max(newest.get(key, 0), info.mtime_ns)
     return newest

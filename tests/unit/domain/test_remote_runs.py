@@ -3,7 +3,6 @@ claim's attempt; a re-drive after the agent went silent hands it over again with
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -15,21 +14,13 @@ from cloudbackup.queue.agent_channels import RedisAgentChannel, channel_key
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
-from cloudbackup.store.tables import utcnow
 from factories import rows
+from factories.remote_agents import age_heartbeat
 
 
 def _items(settings: Settings, agent_id: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(settings.broker_url)
     return [msgspec.json.decode(f[b"item"]) for _, f in client.xrange(channel_key(agent_id))]
-
-
-def _age_heartbeat(db: Database, backup_id: str, settings: Settings) -> None:
-    old = utcnow() - timedelta(seconds=settings.heartbeat_timeout_seconds + 5)
-    with db.transaction() as session:
-        BackupRepository(session).update_where_state(
-            backup_id, ["queued", "preparing", "in_progress"], {"heartbeat_at": old}
-        )
 
 
 def test_a_remote_agents_backup_is_handed_to_its_channel_and_re_driven_with_a_new_attempt(
@@ -49,18 +40,19 @@ def test_a_remote_agents_backup_is_handed_to_its_channel_and_re_driven_with_a_ne
         "attempt": 1,
         "state": "queued",
         "configuration_id": config.id,
+        "checkpoint_seconds": settings.backup_checkpoint_seconds,
         "inclusions": [{"type": "folder", "path": "/srv/"}],
         "exclusions": [],
     }
     assert execute(db, settings, backup.id) == Outcome.BUSY  # its heartbeat is fresh
 
-    _age_heartbeat(db, backup.id, settings)  # the agent went silent
+    age_heartbeat(db, backup.id, settings)  # the agent went silent
     assert execute(db, settings, backup.id) == Outcome.DELEGATED
     second = _items(settings, agent.id)[-1]
     assert (second["id"], second["attempt"]) == (backup.id, 2)
 
     for _ in range(settings.max_attempts):
-        _age_heartbeat(db, backup.id, settings)
+        age_heartbeat(db, backup.id, settings)
         execute(db, settings, backup.id)
     with db.read() as session:
         row = BackupRepository(session).get(backup.id)
