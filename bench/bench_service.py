@@ -118,6 +118,8 @@ class Service:
             CLOUDBACKUP_DATA_DIR=str(self.work / "service-data"),
             CLOUDBACKUP_VAULT_PATH=str(self.vaults),
             CLOUDBACKUP_WORKER_CONCURRENCY="1",
+            # The generated trees live in the work folder: the agents may read it.
+            CLOUDBACKUP_ALLOWED_ROOTS=str(self.work),
         )
         return env
 

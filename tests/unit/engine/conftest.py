@@ -24,7 +24,8 @@ def vault(tmp_path: Path) -> Vault:
 
 @pytest.fixture
 def backup(vault: Vault) -> BackupFn:
-    """``run_backup`` with no-op callbacks unless given; ``progress`` collects every report."""
+    """``run_backup`` with no-op callbacks unless given, reporting after every entry and
+    block; ``progress`` collects every report."""
 
     def run(
         inclusions: Iterable[Any],
@@ -34,6 +35,8 @@ def backup(vault: Vault) -> BackupFn:
         **kwargs: Any,
     ) -> BackupResult:
         kwargs.setdefault("should_stop", lambda: False)
+        # Every entry and block reports, so the tests can count and place the calls.
+        kwargs.setdefault("report_seconds", 0.0)
         kwargs.setdefault("on_progress", (progress.append if progress is not None else _ignore))
         return run_backup(vault, inclusions, exclusions, **kwargs)
 
