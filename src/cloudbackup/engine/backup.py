@@ -13,6 +13,9 @@ crashes or raises leaves no snapshot. Given a ``checkpoint`` key, what it stored
 its finished files recorded every few seconds (``engine.checkpoints``), and once more when it
 stops or fails, so the next attempt, or the next run of the same inclusions, skips them. A lease
 lock announces the run to ``prune`` from before the index is read until the snapshot exists.
+
+The module is over 500 lines on purpose: the archiver's scan, store, chunk pipeline, reporting
+and checkpoints share one run's state; split apart, each piece would take all of it as arguments.
 """
 
 from __future__ import annotations
