@@ -33,6 +33,7 @@ from cloudbackup.domain.drill_run import execute_drill  # noqa: E402
 from cloudbackup.domain.drills import DrillService  # noqa: E402
 from cloudbackup.domain.restore_run import execute_restore  # noqa: E402
 from cloudbackup.domain.restores import RestoreRequest, RestoreService  # noqa: E402
+from cloudbackup.domain.roots import RootsPolicy  # noqa: E402
 from cloudbackup.settings import load_settings  # noqa: E402
 from cloudbackup.store import migrate  # noqa: E402
 from cloudbackup.store.db import Database  # noqa: E402
@@ -77,12 +78,16 @@ def main() -> None:
 
 
 def run(work: Path, size_mb: int, runs: int) -> None:
-    url = f"sqlite:///{work / 'cloudbackup.db'}"
+    (work / "service").mkdir()
+    (work / "restores").mkdir()
+    url = f"sqlite:///{work / 'service' / 'cloudbackup.db'}"
     settings = load_settings(
         {
-            "CLOUDBACKUP_DATA_DIR": str(work),
+            # The service's own folder is never a root: the tree and the restores lie beside it.
+            "CLOUDBACKUP_DATA_DIR": str(work / "service"),
             "CLOUDBACKUP_DATABASE_URL": url,
-            "CLOUDBACKUP_VAULT_PATH": str(work / "vault"),
+            "CLOUDBACKUP_VAULT_PATH": str(work / "service" / "vault"),
+            "CLOUDBACKUP_ALLOWED_ROOTS": f"{work / 'data'}:{work / 'restores'}",
         }
     )
     migrate.upgrade(url)
@@ -97,9 +102,10 @@ def run(work: Path, size_mb: int, runs: int) -> None:
     restores: list[float] = []
     drills: list[float] = []
     for n in range(runs):
-        target = work / f"restored-{n}"
+        target = work / "restores" / f"restored-{n}"
         request = RestoreRequest(backup.id, agent.id, str(target), False, None, (), ())
-        restore = RestoreService(db, Recorder()).start(agent.project_id, request)
+        service = RestoreService(db, Recorder(), roots=RootsPolicy.from_settings(settings))
+        restore = service.start(agent.project_id, request)
         began = time.monotonic()
         outcome = execute_restore(db, settings, restore.id)
         restores.append(time.monotonic() - began)
