@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -61,6 +61,18 @@ class Answer:
     @property
     def delivered(self) -> bool:
         return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try of a delivery as its log keeps it (the columns of a ``webhook_attempts`` row)."""
+
+    time: datetime
+    status: str  # delivered|failed (a failed try may be retried)
+    status_code: int | None
+    error: str | None
+    duration_ms: int = 0
+    next_attempt_at: datetime | None = None
 
 
 class Poster(Protocol):
@@ -177,7 +189,8 @@ def send_delivery(
         body = delivery.body.encode()
         if not body:
             if found.id is None:
-                _finish(session, delivery, now, "failed", None, "the event is no longer in the log")
+                gone = Attempt(now, "failed", None, "the event is no longer in the log")
+                _finish(session, delivery, gone)
                 return "failed"
             body = event_body(found)  # stored with the attempt's outcome, below
     started = time.monotonic()
@@ -188,35 +201,26 @@ def send_delivery(
     with db.transaction() as session:
         relax_commit(session)  # an outcome lost in a crash means one more POST, no loss
         if answer.delivered:
-            _finish(session, delivery, ended, "delivered", answer.status_code, None, duration, body)
+            delivered = Attempt(ended, "delivered", answer.status_code, None, duration)
+            _finish(session, delivery, delivered, body)
             return "delivered"
-        attempts = delivery.attempts + 1
+        failed = Attempt(ended, "failed", answer.status_code, answer.error, duration)
         give_up = ended - as_utc(delivery.created_at) >= timedelta(
             hours=settings.webhook_retry_hours
         )
         if give_up:
-            _finish(
-                session, delivery, ended, "failed", answer.status_code, answer.error, duration, body
-            )
+            _finish(session, delivery, failed, body)
             log.error("webhook delivery %s given up: %s", delivery_id, answer.error)
             return "failed"
-        due = ended + retry_delay(attempts, settings.webhook_first_retry_seconds)
+        due = ended + retry_delay(delivery.attempts + 1, settings.webhook_first_retry_seconds)
+        retry = replace(failed, next_attempt_at=due)
         kept = session.execute(
             sa.update(WEBHOOK_DELIVERIES)
             .where(d.id == delivery_id)
-            .values(
-                body=body.decode(),
-                attempts=attempts,
-                next_attempt_at=due,
-                last_attempt_at=ended,
-                last_status_code=answer.status_code,
-                last_error=answer.error,
-            )
+            .values(body=body.decode(), next_attempt_at=due, **_latest(delivery, retry))
         )
         if rowcount(kept):  # not when its webhook was deleted meanwhile
-            _record(
-                session, delivery, ended, "failed", answer.status_code, answer.error, duration, due
-            )
+            _record(session, delivery, retry)
     log.info("webhook delivery %s failed (%s), next try %s", delivery_id, answer.error, due)
     return "retry"
 
@@ -239,56 +243,37 @@ def _post(
     return poster.post(url, body, headers, addresses)
 
 
-def _finish(
-    session: Any,
-    delivery: Any,
-    now: datetime,
-    state: str,
-    status_code: int | None,
-    error: str | None,
-    duration: int = 0,
-    body: bytes | None = None,
-) -> None:
+def _finish(session: Any, delivery: Any, attempt: Attempt, body: bytes | None = None) -> None:
+    """End the delivery with ``attempt``: delivered, or given up."""
     kept = {} if body is None else {"body": body.decode()}
+    delivered = attempt.status == "delivered"
     changed = session.execute(
         sa.update(WEBHOOK_DELIVERIES)
         .where(WEBHOOK_DELIVERIES.c.id == delivery.id)
         .values(
             **kept,
-            state=state,
-            attempts=delivery.attempts + 1,
-            last_attempt_at=now,
-            last_status_code=status_code,
-            last_error=error,
-            delivered_at=now if state == "delivered" else None,
+            **_latest(delivery, attempt),
+            state=attempt.status,
+            delivered_at=attempt.time if delivered else None,
         )
     )
     if rowcount(changed):  # not when its webhook was deleted meanwhile
-        _record(session, delivery, now, state, status_code, error, duration, None)
+        _record(session, delivery, attempt)
 
 
-def _record(
-    session: Any,
-    delivery: Any,
-    now: datetime,
-    status: str,
-    status_code: int | None,
-    error: str | None,
-    duration: int,
-    next_attempt_at: datetime | None,
-) -> None:
-    session.execute(
-        sa.insert(WEBHOOK_ATTEMPTS).values(
-            delivery_id=delivery.id,
-            webhook_id=delivery.webhook_id,
-            time=now,
-            status=status,
-            status_code=status_code,
-            error=error,
-            duration_ms=duration,
-            next_attempt_at=next_attempt_at,
-        )
-    )
+def _latest(delivery: Any, attempt: Attempt) -> dict[str, Any]:
+    """The columns of a delivery that repeat ``attempt``, its latest try."""
+    return {
+        "attempts": delivery.attempts + 1,
+        "last_attempt_at": attempt.time,
+        "last_status_code": attempt.status_code,
+        "last_error": attempt.error,
+    }
+
+
+def _record(session: Any, delivery: Any, attempt: Attempt) -> None:
+    row = {"delivery_id": delivery.id, "webhook_id": delivery.webhook_id, **asdict(attempt)}
+    session.execute(sa.insert(WEBHOOK_ATTEMPTS).values(row))
 
 
 def republish_due(db: Database, dispatcher: Dispatcher, now: datetime | None = None) -> int:

@@ -145,20 +145,36 @@ class _PruneReport:
 
 @dataclass
 class _Scan:
-    """What a prune read of the vault before deciding anything."""
+    """What a prune read of the vault before deciding anything, and the views derived from it."""
 
     listed: dict[str, int]  # every pack object: id → size
     files: dict[str, IndexFile]  # every index object, by name
     locks_at_start: list[LockInfo]  # backups live when the snapshots were read
     infos: list[SnapshotInfo]
-    pack_refs: dict[str, IndexPack]  # every indexed pack, by id
-    pack_writer: dict[str, str | None]  # lock id of the backup that indexed each pack
     old_plans: list[tuple[str, Plan]]
+    pack_refs: dict[str, IndexPack] = field(init=False)  # every indexed pack, by id
+    # Lock id of the backup that indexed each pack (None: a prune).
+    pack_writer: dict[str, str | None] = field(init=False)
     # A chunk stored twice (a repack, or a backup that stored it again beside a plan) lives
     # in one *keeper* pack: one that exists and, if possible, is not planned for deletion.
     # Copies elsewhere count as dead.
-    keepers: Index
+    keepers: Index = field(init=False)
     referenced: set[bytes] = field(default_factory=set)  # chunks some snapshot needs
+
+    def __post_init__(self) -> None:
+        self.pack_refs, self.pack_writer = {}, {}
+        for file in self.files.values():
+            for pack in file.packs:
+                if pack.id not in self.pack_refs:
+                    self.pack_refs[pack.id] = pack
+                    self.pack_writer[pack.id] = file.writer
+        planned_before = {p for _name, plan in self.old_plans for p in plan.packs}
+        self.keepers = Index.of(
+            sorted(
+                self.pack_refs.values(),
+                key=lambda r: (r.id not in self.listed, r.id in planned_before),
+            )
+        )
 
     def keeps(self, pack_id: str, blob: BlobRef) -> bool:
         """Whether ``blob`` of ``pack_id`` is live: referenced, and this is its keeper pack."""
@@ -174,29 +190,8 @@ def _scan(vault: Vault) -> _Scan:
     infos = vault.snapshot_infos()
     for name, file in vault.index_files():
         files.setdefault(name, file)
-
-    pack_refs: dict[str, IndexPack] = {}
-    pack_writer: dict[str, str | None] = {}
-    for file in files.values():
-        for pack in file.packs:
-            if pack.id not in pack_refs:
-                pack_refs[pack.id] = pack
-                pack_writer[pack.id] = file.writer
     old_plans = vault.list_plans()
-    planned_before = {p for _name, plan in old_plans for p in plan.packs}
-    keepers = Index.of(
-        sorted(pack_refs.values(), key=lambda r: (r.id not in listed, r.id in planned_before))
-    )
-    return _Scan(
-        listed=listed,
-        files=files,
-        locks_at_start=locks_at_start,
-        infos=infos,
-        pack_refs=pack_refs,
-        pack_writer=pack_writer,
-        old_plans=old_plans,
-        keepers=keepers,
-    )
+    return _Scan(listed, files, locks_at_start, infos, old_plans)
 
 
 def _read_references(vault: Vault, scan: _Scan, report: _PruneReport) -> list[int]:

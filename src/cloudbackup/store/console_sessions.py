@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import TypedDict, Unpack
 
 import sqlalchemy as sa
 
@@ -13,24 +14,22 @@ from cloudbackup.store.tables import CONSOLE_SESSIONS, as_utc, utcnow
 C = CONSOLE_SESSIONS.c
 
 
-def open_console_session(
-    db: Database, *, secret_hash: str, token_id: str, sealed_token: str, expires_at: datetime
-) -> str:
+class NewConsoleSession(TypedDict):
+    """The columns a login gives a new session (its id and ``created_at`` are set here)."""
+
+    secret_hash: str
+    token_id: str
+    sealed_token: str
+    expires_at: datetime
+
+
+def open_console_session(db: Database, **new: Unpack[NewConsoleSession]) -> str:
     """Record a new session and forget the ones that expired; returns the new session's id."""
     session_id = str(uuid.uuid4())
     now = utcnow()
     with db.transaction() as session:
         session.execute(sa.delete(CONSOLE_SESSIONS).where(C.expires_at < now))
-        session.execute(
-            sa.insert(CONSOLE_SESSIONS).values(
-                id=session_id,
-                secret_hash=secret_hash,
-                token_id=token_id,
-                sealed_token=sealed_token,
-                created_at=now,
-                expires_at=expires_at,
-            )
-        )
+        session.execute(sa.insert(CONSOLE_SESSIONS).values(id=session_id, created_at=now, **new))
     return session_id
 
 

@@ -405,6 +405,10 @@ class EventRepository:
         return keyset_page(self.session, query, column, marker, limit, sort_dir)
 
 
+# What ``complete`` records of the answer; empty while the key is only reserved.
+_RESPONSE_COLUMNS = ("status", "headers", "body", "completed_at")
+
+
 class IdempotencyRepository:
     """Rows of ``idempotency_keys``; ``created_at`` doubles as the reservation's token, so a
     completion or release by a request that lost its reservation changes nothing."""
@@ -427,19 +431,13 @@ class IdempotencyRepository:
         )
 
     def take_over(self, key_id: str, was_created: Any, fingerprint: str, now: Any) -> bool:
-        """Reuse an expired or abandoned reservation, if nobody else did meanwhile."""
+        """Reuse an expired or abandoned reservation (its answer emptied), if nobody else did
+        meanwhile."""
         table = IDEMPOTENCY_KEYS
         result = self.session.execute(
             sa.update(table)
             .where(table.c.id == key_id, table.c.created_at == was_created)
-            .values(
-                fingerprint=fingerprint,
-                created_at=now,
-                status=None,
-                headers=None,
-                body=None,
-                completed_at=None,
-            )
+            .values(fingerprint=fingerprint, created_at=now, **dict.fromkeys(_RESPONSE_COLUMNS))
         )
         return bool(rowcount(result))
 
