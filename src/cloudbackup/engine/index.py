@@ -17,7 +17,6 @@ import msgspec
 INDEX_PREFIX: Final = "index/"
 #: The layout of an index object; sealing (the vault's format) does not change it.
 INDEX_FORMAT: Final = 2
-_encoder = msgspec.msgpack.Encoder()
 
 
 class BlobRef(msgspec.Struct, frozen=True, array_like=True):
@@ -45,7 +44,7 @@ class IndexFile(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def encode_index_file(packs: list[IndexPack], writer: str | None) -> bytes:
-    return _encoder.encode(IndexFile(writer=writer, packs=packs))
+    return msgspec.msgpack.encode(IndexFile(writer=writer, packs=packs))
 
 
 def decode_index_file(data: bytes) -> IndexFile:

@@ -28,7 +28,6 @@ LOCK_STALE_SECONDS: Final = 30 * 60
 LOCK_REFRESH_SECONDS: Final = 60.0
 LOCK_PREFIX: Final = "locks/"
 PLAN_PREFIX: Final = "plans/"
-_encoder = msgspec.msgpack.Encoder()
 
 
 class LockInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -102,7 +101,7 @@ class VaultLock:
         self._exclusive_name = f"{LOCK_PREFIX}{kind}" if exclusive else None
         if self._exclusive_name is not None:
             self._exclusive_name = self._take_exclusive(self._exclusive_name)
-        self._storage.put(self.name, _encoder.encode(self.info))
+        self._storage.put(self.name, msgspec.msgpack.encode(self.info))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._refresh, name=f"lock-{kind}", daemon=True)
         self._thread.start()
@@ -125,7 +124,7 @@ class VaultLock:
                     )
                 generation += 1  # take over the dead holder's lock with the next generation
             name = _generation_name(base, generation)
-            if self._storage.create(name, _encoder.encode(self.info)):
+            if self._storage.create(name, msgspec.msgpack.encode(self.info)):
                 if holder_name is not None:
                     self._storage.delete(holder_name)  # the dead holder's, now superseded
                 return name
@@ -135,9 +134,9 @@ class VaultLock:
         while not self._stop.wait(LOCK_REFRESH_SECONDS):
             self.info = msgspec.structs.replace(self.info, refreshed_ns=time.time_ns())
             try:
-                self._storage.put(self.name, _encoder.encode(self.info))
+                self._storage.put(self.name, msgspec.msgpack.encode(self.info))
                 if self._exclusive_name is not None:
-                    self._storage.put(self._exclusive_name, _encoder.encode(self.info))
+                    self._storage.put(self._exclusive_name, msgspec.msgpack.encode(self.info))
             except Exception:  # a store hiccup: the next refresh tries again
                 continue
 
