@@ -21,6 +21,7 @@ from litestar.testing import TestClient
 
 from cloudbackup.domain import scheduler
 from cloudbackup.domain.backups import BackupService
+from cloudbackup.domain.queue_admin import QueueChange
 from cloudbackup.queue.admin import QueueAdmin
 from cloudbackup.queue.names import QueueNames
 from cloudbackup.queue.publishing import CeleryDispatcher
@@ -154,7 +155,7 @@ def test_a_paused_queue_holds_new_runs_until_it_is_resumed(lane, pg_db, tmp_path
     lane.worker("w")
     settings = lane.settings
     admin = QueueAdmin(pg_db, settings)
-    admin.update(lane.names.manual, paused=True)
+    admin.update(lane.names.manual, QueueChange(paused=True))
     dispatcher = CeleryDispatcher.from_settings(settings, database=pg_db)
     backup = BackupService(pg_db, dispatcher).start(
         "110011", _config(pg_db, rows.agent(pg_db), tree).id, "start_requested", None
@@ -163,7 +164,7 @@ def test_a_paused_queue_holds_new_runs_until_it_is_resumed(lane, pg_db, tmp_path
     assert _states(pg_db, [backup.id])[backup.id].state == "start_requested"
     info = admin.queue(lane.names.manual)
     assert info.paused and info.depth + info.waiting == 1
-    admin.update(lane.names.manual, paused=False)
+    admin.update(lane.names.manual, QueueChange(paused=False))
     assert _wait_final(pg_db, [backup.id])[backup.id].state == "completed"
 
 

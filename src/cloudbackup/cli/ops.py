@@ -119,9 +119,11 @@ def queues_overview(
 
 
 def _change(name: str, **changes: Any) -> None:
+    from cloudbackup.domain.queue_admin import QueueChange
+
     admin = _admin(get_settings())
     try:
-        info = admin.update(name, **changes)
+        info = admin.update(name, QueueChange(**changes))
     except DomainError as exc:
         raise _fail(" ".join([exc.message, *exc.errors])) from exc
     limit = "none" if info.concurrency is None else info.concurrency

@@ -26,6 +26,15 @@ class QueueInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueChange:
+    """What a change of a queue sets; what is left ``None`` stays as it is."""
+
+    paused: bool | None = None
+    concurrency: int | None = None
+    clear_concurrency: bool = False  # remove the limit (``concurrency`` stays None)
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerInfo(Heartbeat):
     """A worker's last heartbeat (its ``queues``: this deployment's only) and whether it is
     recent enough for the worker to count as online."""
@@ -52,13 +61,6 @@ class QueueAdministration(Protocol):
         """Every worker of this deployment that reported a heartbeat."""
         ...
 
-    def update(
-        self,
-        name: str,
-        *,
-        paused: bool | None = None,
-        concurrency: int | None = None,
-        clear_concurrency: bool = False,
-    ) -> QueueInfo:
+    def update(self, name: str, change: QueueChange) -> QueueInfo:
         """Pause/resume a queue or change its concurrency; persisted, applied at once."""
         ...

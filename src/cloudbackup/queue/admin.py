@@ -14,7 +14,7 @@ from celery import Celery
 
 from cloudbackup.domain import admission
 from cloudbackup.domain.errors import InvalidInput, NotFound
-from cloudbackup.domain.queue_admin import QueueInfo, WorkerInfo
+from cloudbackup.domain.queue_admin import QueueChange, QueueInfo, WorkerInfo
 from cloudbackup.domain.run_states import BACKUP_MACHINE
 from cloudbackup.queue.celery_app import make_celery
 from cloudbackup.queue.names import MAX_QUEUE_CONCURRENCY, PUBLISHED_HEADER, QueueNames
@@ -151,15 +151,9 @@ class QueueAdmin:
             return {}
 
     # -- changing -------------------------------------------------------------------------
-    def update(
-        self,
-        name: str,
-        *,
-        paused: bool | None = None,
-        concurrency: int | None = None,
-        clear_concurrency: bool = False,
-    ) -> QueueInfo:
+    def update(self, name: str, change: QueueChange) -> QueueInfo:
         """Pause/resume a queue or change its concurrency; persisted, applied at once."""
+        paused, concurrency = change.paused, change.concurrency
         if concurrency is not None and not 1 <= concurrency <= MAX_QUEUE_CONCURRENCY:
             raise InvalidInput(
                 "Validation failed.",
@@ -170,10 +164,10 @@ class QueueAdmin:
         values: dict[str, Any] = {}
         if paused is not None:
             values["paused"] = paused
-        if concurrency is not None or clear_concurrency:
+        if concurrency is not None or change.clear_concurrency:
             values["concurrency"] = concurrency
         queue_settings.save_queue_setting(self.db, name, values)
-        if paused is False or concurrency is not None or clear_concurrency:
+        if paused is False or "concurrency" in values:
             # Runs held back by the pause or the old limit get their chance now.
             for waiting in admission.waiting_in(self.db, name):
                 self.dispatcher.publish_to(

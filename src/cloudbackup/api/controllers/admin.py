@@ -21,7 +21,12 @@ from cloudbackup.api.body import convert_value, decode_json, decode_patch
 from cloudbackup.api.schemas.admin import RootsBody, roots_out
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.errors import Forbidden, InvalidInput
-from cloudbackup.domain.queue_admin import QueueAdministration, QueueInfo, WorkerInfo
+from cloudbackup.domain.queue_admin import (
+    QueueAdministration,
+    QueueChange,
+    QueueInfo,
+    WorkerInfo,
+)
 from cloudbackup.domain.roots import AgentRootsService
 from cloudbackup.settings import Settings
 
@@ -113,7 +118,7 @@ class AdminController(Controller):
                     "Validation failed.",
                     [f"{op.path} cannot be changed; writable: {', '.join(WRITABLE)}."],
                 )
-        return queue_out(queue_admin.update(name, **changes))
+        return queue_out(queue_admin.update(name, QueueChange(**changes)))
 
     @get("/workers", sync_to_thread=True)
     def list_workers(self, queue_admin: Queues) -> dict[str, Any]:
