@@ -23,8 +23,21 @@ class BackupProgress(msgspec.Struct, frozen=True):
     errors_count: int
 
 
-class BackupResult(msgspec.Struct, frozen=True):
-    """What a finished run reports; ``bytes_in_db`` is the size of the snapshot's metadata."""
+class ChangeMeasures(msgspec.Struct, frozen=True, kw_only=True):
+    """A backup against the previous snapshot of the same inclusions (what the ransomware guard
+    judges): that snapshot's files, those whose content changed, those gone; then the plaintext
+    and stored bytes of the new file data."""
+
+    previous_files: int = 0
+    files_changed: int = 0
+    files_deleted: int = 0
+    new_plain_bytes: int = 0
+    new_stored_bytes: int = 0
+
+
+class BackupResult(ChangeMeasures, frozen=True, kw_only=True):
+    """What a finished run reports, its change measures included; ``bytes_in_db`` is the size of
+    the snapshot's metadata."""
 
     snapshot_id: int
     files_searched: int
@@ -34,10 +47,3 @@ class BackupResult(msgspec.Struct, frozen=True):
     bytes_in_db: int
     errors: list[FileError]
     duration_seconds: float
-    # Against the previous snapshot of the same inclusions: its files, those whose content
-    # changed, those gone; then the plaintext and stored bytes of the new file data.
-    previous_files: int = 0
-    files_changed: int = 0
-    files_deleted: int = 0
-    new_plain_bytes: int = 0
-    new_stored_bytes: int = 0
