@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Final
 
 log = logging.getLogger("cloudbackup.agent")
@@ -92,6 +93,18 @@ def coalesce(
     return segments
 
 
+@dataclass(frozen=True, slots=True)
+class ReadAheadSizes:
+    """How a :class:`ReadAhead` plans and fetches (the defaults are documented above)."""
+
+    window_bytes: int = WINDOW_BYTES
+    first_window_bytes: int = FIRST_WINDOW_BYTES
+    segment_bytes: int = SEGMENT_BYTES
+    gap_bytes: int = GAP_BYTES
+    ahead_bytes: int = AHEAD_BYTES
+    fetchers: int = FETCHERS
+
+
 class ReadAhead:
     """Fetches ``reads`` (consumed by a planning thread as it goes, so a huge restore is never
     planned whole) ahead of :meth:`get`; ``fetch(name, offset, length)`` is one ranged read."""
@@ -100,20 +113,10 @@ class ReadAhead:
         self,
         fetch: Callable[[str, int, int], bytes],
         reads: Iterable[Read],
-        *,
-        window_bytes: int = WINDOW_BYTES,
-        first_window_bytes: int = FIRST_WINDOW_BYTES,
-        segment_bytes: int = SEGMENT_BYTES,
-        gap_bytes: int = GAP_BYTES,
-        ahead_bytes: int = AHEAD_BYTES,
-        fetchers: int = FETCHERS,
+        sizes: ReadAheadSizes = ReadAheadSizes(),
     ) -> None:
         self._fetch = fetch
-        self._window_bytes = window_bytes
-        self._first_window_bytes = first_window_bytes
-        self._segment_bytes = segment_bytes
-        self._gap_bytes = gap_bytes
-        self._ahead_bytes = ahead_bytes
+        self._sizes = sizes
         self._cond = threading.Condition()
         self._live: list[_Segment] = []  # fetched or being fetched, in plan order
         self._served = -1  # the latest window a read was served from
@@ -123,7 +126,7 @@ class ReadAhead:
         self._planned = False  # the planner is done (or gave up)
         self._kept: dict[Read, bytes] = {}  # the planner's own reads, for the engine's
         self.requests = 0  # requests sent (for tests and logs)
-        self._pool = ThreadPoolExecutor(max_workers=fetchers, thread_name_prefix="read-ahead")
+        self._pool = ThreadPoolExecutor(max_workers=sizes.fetchers, thread_name_prefix="read-ahead")
         self._planner = threading.Thread(
             target=self._plan, args=(iter(reads),), name="read-ahead-plan", daemon=True
         )
@@ -134,7 +137,7 @@ class ReadAhead:
         try:
             window: list[Read] = []
             size = 0
-            limit = self._first_window_bytes
+            limit = self._sizes.first_window_bytes
             number = 0
             for read in reads:
                 if self._closed:
@@ -143,7 +146,7 @@ class ReadAhead:
                 size += read[2]
                 if size >= limit:
                     self._submit(number, window)
-                    window, size, limit, number = [], 0, self._window_bytes, number + 1
+                    window, size, limit, number = [], 0, self._sizes.window_bytes, number + 1
             if window:
                 self._submit(number, window)
         except Exception:  # the engine meets the same problem and reports it
@@ -155,7 +158,7 @@ class ReadAhead:
 
     def _submit(self, number: int, reads: list[Read]) -> None:
         segments = coalesce(
-            number, reads, segment_bytes=self._segment_bytes, gap_bytes=self._gap_bytes
+            number, reads, segment_bytes=self._sizes.segment_bytes, gap_bytes=self._sizes.gap_bytes
         )
         size = sum(s.size for s in segments)
         with self._cond:
@@ -177,7 +180,7 @@ class ReadAhead:
     def _over_bound(self, size: int) -> bool:
         """Whether ``size`` more bytes would go past the bound (one window always may)."""
         ahead = self._ahead()
-        return ahead > 0 and ahead + size > self._ahead_bytes
+        return ahead > 0 and ahead + size > self._sizes.ahead_bytes
 
     def _ahead(self) -> int:
         """Bytes of live windows after the last one read from (the caller holds the lock)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from cloudbackup.agent.backup import HostBackup
@@ -34,27 +35,23 @@ DOCUMENT_CHANGED = "configuration_changed"
 DOCUMENT_SECONDS = 10 * 60
 
 
+@dataclass(eq=False)
 class AgentRunner:
     """One agent serving its channel."""
 
-    def __init__(
-        self,
-        state: StateDir,
-        session: AgentSession,
-        *,
-        wait: int = POLL_WAIT_SECONDS,
-        max_bps: int = 0,
-        document_seconds: float = DOCUMENT_SECONDS,
-    ) -> None:
-        self.state = state
-        self.session = session
-        self.wait = wait
-        self.max_bps = max_bps
-        self.document_seconds = document_seconds
-        self.channel = session.agent_path("channel")
-        self.document: dict[str, Any] = {}  # A7 as last read
-        self.document_read_at = float("-inf")  # time.monotonic() of that read
-        self.busy = False  # running an item (a stop then waits for it to end)
+    state: StateDir
+    session: AgentSession
+    _: KW_ONLY
+    wait: int = POLL_WAIT_SECONDS
+    max_bps: int = 0
+    document_seconds: float = DOCUMENT_SECONDS
+    channel: str = field(init=False)  # until A7 names one, the agent's default channel
+    document: dict[str, Any] = field(init=False, default_factory=dict)  # A7 as last read
+    document_read_at: float = field(init=False, default=float("-inf"))  # time.monotonic() of it
+    busy: bool = field(init=False, default=False)  # running an item (a stop waits for it to end)
+
+    def __post_init__(self) -> None:
+        self.channel = self.session.agent_path("channel")
 
     def vault(self) -> Vault:
         """The agent's vault over the API, encrypted with the password kept in the state dir

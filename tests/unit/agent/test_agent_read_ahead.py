@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cloudbackup.agent.http_storage import HttpStorage
-from cloudbackup.agent.read_ahead import Read, ReadAhead, coalesce
+from cloudbackup.agent.read_ahead import Read, ReadAhead, ReadAheadSizes, coalesce
 from cloudbackup.agent.register import register
 from cloudbackup.agent.restore import planned_reads
 from cloudbackup.agent.session import AgentSession
@@ -50,7 +50,9 @@ def test_planned_reads_come_from_few_requests_even_out_of_order() -> None:
     # A pack's chunks are not in walk order: the backup's threads fill packs side by side.
     reads = _chunks("a", 4 * KIB, 100) + _chunks("b", 4 * KIB, 100)
     rng.shuffle(reads)
-    ahead = ReadAhead(store.fetch, reads, window_bytes=1024 * KIB, first_window_bytes=256 * KIB)
+    ahead = ReadAhead(
+        store.fetch, reads, ReadAheadSizes(window_bytes=1024 * KIB, first_window_bytes=256 * KIB)
+    )
     try:
         for name, offset, length in reads:
             assert ahead.get(name, offset, length) == store.objects[name][offset : offset + length]
@@ -95,10 +97,12 @@ def test_it_fetches_a_bounded_amount_ahead_of_the_reads() -> None:
     ahead = ReadAhead(
         store.fetch,
         reads,
-        window_bytes=256 * KIB,
-        first_window_bytes=256 * KIB,
-        segment_bytes=256 * KIB,
-        ahead_bytes=512 * KIB,
+        ReadAheadSizes(
+            window_bytes=256 * KIB,
+            first_window_bytes=256 * KIB,
+            segment_bytes=256 * KIB,
+            ahead_bytes=512 * KIB,
+        ),
     )
     try:
         time.sleep(0.3)  # nothing read yet: the planner waits for the engine
