@@ -30,7 +30,6 @@ def held_backup_ids() -> sa.Select[tuple[str]]:
 
 class AnomalyRepository(ProjectRows[Anomaly]):
     model = Anomaly
-    table = ANOMALIES
 
     # -- backup changes -----------------------------------------------------------------------
     def record_change(self, values: dict[str, Any]) -> None:

@@ -10,16 +10,13 @@ import sqlalchemy as sa
 
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import RunRepository
-from cloudbackup.store.tables import DRILL_ERRORS, DRILLS, Drill, DrillError, as_utc
+from cloudbackup.store.tables import DRILLS, Drill, DrillError, as_utc
 
 
 class DrillRepository(RunRepository[Drill, DrillError]):
     model = Drill
-    table = DRILLS
     error_model = DrillError
-    error_table = DRILL_ERRORS
     run_key = "drill_id"
-    agent_key = "agent_id"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,6 @@ from sqlmodel import SQLModel
 from cloudbackup.store.db import rowcount
 from cloudbackup.store.tables import (
     AGENTS,
-    BACKUP_ERRORS,
     BACKUPS,
     CONFIGURATIONS,
     EVENTS,
@@ -26,6 +25,7 @@ from cloudbackup.store.tables import (
     BackupError,
     Configuration,
     Event,
+    table_of,
     utcnow,
 )
 from cloudbackup.store.tables.idempotency import IDEMPOTENCY_KEYS
@@ -115,7 +115,12 @@ class ProjectRows(Generic[T]):
     """Rows of a project (runs, anomalies) paged in ``seq`` order: a page's marker is a row id."""
 
     model: ClassVar[type[Any]]
-    table: ClassVar[sa.Table]
+    table: ClassVar[sa.Table]  # the model's (set from it)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" in vars(cls):
+            cls.table = table_of(cls.model)
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -155,9 +160,14 @@ class RunRepository(ProjectRows[RunT], Generic[RunT, ErrorT]):
     heartbeat, per-file errors and events."""
 
     error_model: ClassVar[type[Any]]
-    error_table: ClassVar[sa.Table]
-    run_key: ClassVar[str]
-    agent_key: ClassVar[str]  # the column naming the agent the run is for
+    error_table: ClassVar[sa.Table]  # the error model's (set from it)
+    run_key: ClassVar[str]  # the column of errors and events naming the run
+    agent_key: ClassVar[str] = "agent_id"  # the column naming the agent the run is for
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "error_model" in vars(cls):
+            cls.error_table = table_of(cls.error_model)
 
     def get(self, run_id: str, project_id: str | None = None) -> RunT | None:
         query = sa.select(self.model).where(self.table.c.id == run_id)
@@ -313,11 +323,8 @@ class RunRepository(ProjectRows[RunT], Generic[RunT, ErrorT]):
 
 class BackupRepository(RunRepository[Backup, BackupError]):
     model = Backup
-    table = BACKUPS
     error_model = BackupError
-    error_table = BACKUP_ERRORS
     run_key = "backup_id"
-    agent_key = "agent_id"
 
     def insert(self, values: dict[str, Any]) -> None:
         """One Core INSERT (the start path is hot: no unit-of-work flush, no statement build)."""

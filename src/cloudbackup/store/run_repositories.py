@@ -18,10 +18,8 @@ from cloudbackup.store.tables import (
     AGENTS,
     BACKUPS,
     BROWSE_REQUESTS,
-    CLEANUP_ERRORS,
     CLEANUPS,
     CONFIGURATIONS,
-    RESTORE_ERRORS,
     RESTORES,
     BrowseRequest,
     Cleanup,
@@ -43,9 +41,7 @@ def vault_encrypted(session: Session, vault_id: str) -> bool:
 
 class RestoreRepository(RunRepository[Restore, RestoreError]):
     model = Restore
-    table = RESTORES
     error_model = RestoreError
-    error_table = RESTORE_ERRORS
     run_key = "restore_id"
     agent_key = "destination_agent_id"
 
@@ -61,11 +57,8 @@ class RestoreRepository(RunRepository[Restore, RestoreError]):
 
 class CleanupRepository(RunRepository[Cleanup, CleanupError]):
     model = Cleanup
-    table = CLEANUPS
     error_model = CleanupError
-    error_table = CLEANUP_ERRORS
     run_key = "cleanup_id"
-    agent_key = "agent_id"
 
     def has_active(self, agent_id: str, states: Iterable[str]) -> bool:
         query = sa.select(CLEANUPS.c.seq).where(
