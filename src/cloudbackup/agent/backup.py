@@ -8,12 +8,11 @@ lists, and its counters include what earlier attempts stored."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from cloudbackup.agent.host_run import HostRun
 from cloudbackup.agent.reports import RunReports, replace
-from cloudbackup.engine import CHECKPOINT_SECONDS, BackupProgress, Vault, run_backup
+from cloudbackup.engine import CHECKPOINT_SECONDS, BackupProgress, StoringRate, Vault, run_backup
 
 ERROR_REASON = "unable_to_process_some_files"
 ERROR_DIAGNOSTICS = "Some files could not be backed up. Partial list follows."
@@ -31,18 +30,15 @@ class HostBackup(HostRun):
         self.vault = vault
         self.max_bps = max_bps
         self.progress: BackupProgress | None = None
-        self.storing_since: float | None = None
-        # Bytes earlier attempts stored (a resumed run's first report while storing counts them).
-        self.resumed_bytes: int | None = None
+        self.rate = StoringRate()
 
     def enter(self, phase: str) -> None:
         super().enter(phase)
-        if phase == "in_progress" and self.storing_since is None:
-            self.storing_since = time.monotonic()
+        if phase == "in_progress":
+            self.rate.storing()
 
     def report(self, progress: BackupProgress) -> None:
-        if self.storing_since is not None and self.resumed_bytes is None:
-            self.resumed_bytes = progress.bytes_backed_up
+        self.rate.report(progress)
         self.progress = progress
         self.check()
 
@@ -55,16 +51,8 @@ class HostBackup(HostRun):
             replace("/bytes_searched", p.bytes_searched),
             replace("/files_backed_up", p.files_backed_up),
             replace("/bytes_backed_up", p.bytes_backed_up),
-            replace("/bandwidth_avg_bps", self.bandwidth(p.bytes_backed_up)),
+            replace("/bandwidth_avg_bps", self.rate.of(p.bytes_backed_up)),
         ]
-
-    def bandwidth(self, stored: int) -> int:
-        """Bytes stored per second of storing so far, by this attempt."""
-        if self.storing_since is None:
-            return 0
-        stored -= self.resumed_bytes or 0
-        seconds = time.monotonic() - self.storing_since
-        return int(stored / seconds) if seconds > 0 else stored
 
     def work(self) -> str:
         result = run_backup(
@@ -84,7 +72,7 @@ class HostBackup(HostRun):
             replace("/files_backed_up", result.files_backed_up),
             replace("/bytes_backed_up", result.bytes_backed_up),
             replace("/bytes_in_db", result.bytes_in_db),
-            replace("/bandwidth_avg_bps", self.bandwidth(result.bytes_backed_up)),
+            replace("/bandwidth_avg_bps", self.rate.of(result.bytes_backed_up)),
             replace("/snapshot_id", result.snapshot_id),
         ]
         return self.complete(operations, result.errors, ERROR_REASON, ERROR_DIAGNOSTICS)

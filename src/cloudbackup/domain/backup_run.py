@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
-import time
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -31,6 +31,7 @@ from cloudbackup.engine import (
     BackupProgress,
     BackupResult,
     FileError,
+    StoringRate,
     run_backup,
 )
 from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
@@ -56,9 +57,11 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
 
     failed_reason = FAILED_REASON
     progress: BackupProgress | None
-    _storing_since: float | None = None  # when the run entered in_progress (storing)
-    # Bytes earlier attempts stored (a resumed run's first report while storing counts them).
-    _resumed_bytes: int | None = None
+
+    @cached_property
+    def _rate(self) -> StoringRate:
+        """This attempt's storing rate (a run object serves one attempt)."""
+        return StoringRate()
 
     @property
     def backup(self) -> Backup:
@@ -66,22 +69,12 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
 
     def enter(self, target: BackupState) -> None:
         super().enter(target)
-        if target is S.IN_PROGRESS and self._storing_since is None:
-            self._storing_since = time.monotonic()
+        if target is S.IN_PROGRESS:
+            self._rate.storing()
 
     def report(self, progress: BackupProgress) -> None:  # type: ignore[override]
-        if self._storing_since is not None and self._resumed_bytes is None:
-            self._resumed_bytes = progress.bytes_backed_up
+        self._rate.report(progress)
         super().report(progress)
-
-    def _bandwidth(self, stored: int) -> int:
-        """Bytes stored per second of storing so far (the scan's time does not count, nor what
-        earlier attempts stored)."""
-        if self._storing_since is None:
-            return 0
-        stored -= self._resumed_bytes or 0
-        seconds = time.monotonic() - self._storing_since
-        return int(stored / seconds) if seconds > 0 else stored
 
     def work(self) -> Outcome:
         with self.db.transaction() as session:
@@ -125,7 +118,7 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             "files_backed_up": p.files_backed_up,
             "bytes_backed_up": p.bytes_backed_up,
             "errors_count": p.errors_count,
-            "bandwidth_avg_bps": self._bandwidth(p.bytes_backed_up),
+            "bandwidth_avg_bps": self._rate.of(p.bytes_backed_up),
         }
 
     def _complete(self, result: BackupResult, refused: list[FileError]) -> Outcome:
@@ -136,7 +129,7 @@ class BackupRun(OwnedRun[Backup, BackupError, BackupState]):
             "bytes_backed_up": result.bytes_backed_up,
             "bytes_in_db": result.bytes_in_db,
             "snapshot_id": result.snapshot_id,
-            "bandwidth_avg_bps": self._bandwidth(result.bytes_backed_up),
+            "bandwidth_avg_bps": self._rate.of(result.bytes_backed_up),
         }
         errors = self._error_rows([*refused, *result.errors])
         outcome = self.complete(values, errors, BACKUP_ERROR_REASON, BACKUP_DIAGNOSTICS)

@@ -7,7 +7,7 @@
 """
 
 from cloudbackup.engine.backup import BLOCK_SIZE, Phase, run_backup
-from cloudbackup.engine.backup_results import BackupProgress, BackupResult
+from cloudbackup.engine.backup_results import BackupProgress, BackupResult, StoringRate
 from cloudbackup.engine.checkpoints import (
     CHECKPOINT_SECONDS,
     checkpoint_times,
@@ -95,6 +95,7 @@ __all__ = [
     "SnapshotNotFound",
     "Stopped",
     "Storage",
+    "StoringRate",
     "Vault",
     "VaultError",
     "VaultKeyMissing",

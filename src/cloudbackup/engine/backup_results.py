@@ -1,6 +1,8 @@
-"""What a backup run reports: its counters while it runs, and its result."""
+"""What a backup run reports: its counters while it runs, its storing rate, and its result."""
 
 from __future__ import annotations
+
+import time
 
 import msgspec
 
@@ -21,6 +23,33 @@ class BackupProgress(msgspec.Struct, frozen=True):
     bytes_completed: int
     total_bytes: int
     errors_count: int
+
+
+class StoringRate:
+    """Bytes one attempt of a backup stored per second of storing: the scan's time does not
+    count, nor what earlier attempts stored (a resumed run's first report while storing counts
+    them). Hosted workers and remote agents report it as ``bandwidth_avg_bps``."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None  # when the attempt began storing
+        self._resumed_bytes: int | None = None
+
+    def storing(self) -> None:
+        """The attempt begins storing (it enters ``in_progress``); later calls change nothing."""
+        if self._since is None:
+            self._since = time.monotonic()
+
+    def report(self, progress: BackupProgress) -> None:
+        if self._since is not None and self._resumed_bytes is None:
+            self._resumed_bytes = progress.bytes_backed_up
+
+    def of(self, stored: int) -> int:
+        """The rate, given the attempt's ``bytes_backed_up`` so far."""
+        if self._since is None:
+            return 0
+        stored -= self._resumed_bytes or 0
+        seconds = time.monotonic() - self._since
+        return int(stored / seconds) if seconds > 0 else stored
 
 
 class ChangeMeasures(msgspec.Struct, frozen=True, kw_only=True):
