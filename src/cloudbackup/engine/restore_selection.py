@@ -7,15 +7,13 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from cloudbackup.engine.selection import in_folders, is_within
+
 
 def _norm(path: str) -> bytes:
     """A validated absolute path (no empty, '.' or '..' parts) as the bytes manifests hold."""
     raw = os.fsencode(path).rstrip(b"/")
     return raw or b"/"
-
-
-def _within(path: bytes, folder: bytes) -> bool:
-    return folder == b"/" or path == folder or path.startswith(folder + b"/")
 
 
 class RestoreSelection:
@@ -30,15 +28,7 @@ class RestoreSelection:
         self.everything = not inclusions and not exclusions
 
     def is_excluded(self, path: bytes) -> bool:
-        if path in self._excluded_files:
-            return True
-        current = path
-        while True:
-            if current in self._excluded_folders:
-                return True
-            if current == b"/" or not current:
-                return False
-            current = current.rsplit(b"/", 1)[0] or b"/"
+        return path in self._excluded_files or in_folders(path, self._excluded_folders)
 
     def selects(self, path: bytes) -> bool:
         """Whether the snapshot entry at ``path`` is restored; remembers which inclusion it met."""
@@ -46,7 +36,7 @@ class RestoreSelection:
             return not self.is_excluded(path)
         hit = False
         for index, (kind, _, norm) in enumerate(self.inclusions):
-            if path == norm or (kind == "folder" and _within(path, norm)):
+            if path == norm or (kind == "folder" and is_within(path, norm)):
                 self.matched.add(index)
                 hit = True
         return hit and not self.is_excluded(path)

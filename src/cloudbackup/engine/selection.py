@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from typing import Literal, Protocol
 
 import msgspec
@@ -66,6 +66,18 @@ def is_within(path: bytes, folder: bytes) -> bool:
     return path == folder or path.startswith(folder + b"/")
 
 
+def in_folders(path: bytes, folders: Set[bytes]) -> bool:
+    """True when normalized ``path`` is one of ``folders`` or lies below one. Walking up its
+    ancestors costs one set lookup per component, whatever the number of folders."""
+    current = path
+    while True:
+        if current in folders:
+            return True
+        if current == b"/" or not current:
+            return False
+        current = posixpath.dirname(current)
+
+
 def _components(path: bytes) -> list[bytes]:
     return path.split(b"/")
 
@@ -93,16 +105,7 @@ class Selection:
     def is_excluded(self, path: str | bytes) -> bool:
         """True when a folder exclusion contains ``path`` or a file exclusion names it exactly."""
         norm = normalize(path)
-        if norm in self._excluded_files:
-            return True
-        # Walking up the ancestors costs one set lookup per component, whatever the rule count.
-        current = norm
-        while True:
-            if current in self._excluded_folders:
-                return True
-            if current == b"/":
-                return False
-            current = posixpath.dirname(current)
+        return norm in self._excluded_files or in_folders(norm, self._excluded_folders)
 
     def excludes_exactly(self, path: bytes) -> bool:
         """Whether a rule names this normalized path itself, ignoring its ancestors.
