@@ -67,30 +67,39 @@ def delegate(
     return Outcome.DELEGATED
 
 
-class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
-    """A claimed backup of a remote agent: what to back up goes to the agent's channel; the
-    agent's B4 reports carry the run from here."""
+class _Delegated(OwnedRun[RunT, ErrorT, StateT]):
+    """A claimed run its remote agent carries out: :meth:`work` hands it to the agent's event
+    channel (none configured: the run fails)."""
 
     def __init__(
         self,
         db: Database,
         settings: Settings,
-        claim: RunClaim[Backup, BackupError, BackupState],
+        claim: RunClaim[Any, Any, Any],  # the subclass's (mypy cannot bind constrained types here)
         channel: AgentChannel | None,
     ) -> None:
         super().__init__(db, settings, claim)
         self.channel = channel
 
-    def work(self) -> Outcome:
-        backup = self.claim.run
+    def _channel(self) -> AgentChannel:
         if self.channel is None:
             raise RuntimeError(NO_CHANNEL)
+        return self.channel
+
+
+class RemoteBackup(_Delegated[Backup, BackupError, BackupState]):
+    """A claimed backup of a remote agent: what to back up goes to the agent's channel; the
+    agent's B4 reports carry the run from here."""
+
+    def work(self) -> Outcome:
+        backup = self.claim.run
+        channel = self._channel()
         with self.db.read() as session:
             config = ConfigurationRepository(session).get(backup.configuration_id)
         assert config is not None  # configurations are soft-deleted, never removed
         return delegate(
             self,
-            self.channel,
+            channel,
             backup.agent_id,
             configuration_id=backup.configuration_id,
             # The agent checkpoints as hosted workers do (it has no server settings of its own).
@@ -100,25 +109,14 @@ class RemoteBackup(OwnedRun[Backup, BackupError, BackupState]):
         )
 
 
-class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
+class RemoteRestore(_Delegated[Restore, RestoreError, RestoreState]):
     """A claimed restore whose destination is a remote agent: the agent reads its own vault
     (or, onto another agent, the source vault, read-only: ``domain.cross_agent_restores``)
     through the API and writes the files on its host."""
 
-    def __init__(
-        self,
-        db: Database,
-        settings: Settings,
-        claim: RunClaim[Restore, RestoreError, RestoreState],
-        channel: AgentChannel | None,
-    ) -> None:
-        super().__init__(db, settings, claim)
-        self.channel = channel
-
     def work(self) -> Outcome:
         restore = self.claim.run
-        if self.channel is None:
-            raise RuntimeError(NO_CHANNEL)
+        channel = self._channel()
         refusal: str | None = None
         source: dict[str, Any] = {}
         with self.db.read() as session:
@@ -135,7 +133,7 @@ class RemoteRestore(OwnedRun[Restore, RestoreError, RestoreState]):
             return self.finish(RestoreState.FAILED, values)
         return delegate(
             self,
-            self.channel,
+            channel,
             restore.destination_agent_id,
             snapshot_id=restore.snapshot_id,
             destination_path=restore.destination_path,
