@@ -16,7 +16,13 @@ from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.credentials import TokenCache, principal_of
 from cloudbackup.domain.errors import Forbidden, NotFound, Unauthenticated
 
-__all__ = ["METHOD_PERMISSION", "TokenCache", "require_token"]  # app.py builds the TokenCache
+__all__ = [
+    "METHOD_PERMISSION",
+    "NEEDS_DELETE",
+    "NEEDS_UPDATE",
+    "TokenCache",
+    "require_token",
+]  # app.py builds the TokenCache
 
 METHOD_PERMISSION = {
     "GET": Permission.READ,
@@ -27,6 +33,12 @@ METHOD_PERMISSION = {
     "DELETE": Permission.DELETE,
 }
 
+
+# The ``opt`` of a route needing another permission than its method's: the admin role's Delete
+# (what reaches beyond one resource: webhooks, drill schedules, dismissing an anomaly), or
+# Update where an agent, which holds neither Create nor Delete (§1.7), reports or writes.
+NEEDS_DELETE: dict[str, Any] = {"permission": Permission.DELETE}
+NEEDS_UPDATE: dict[str, Any] = {"permission": Permission.UPDATE}
 
 AGENT_TOKEN_MISMATCH = "X-Agent-Id must name the agent of this token."
 

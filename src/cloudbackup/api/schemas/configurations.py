@@ -126,8 +126,8 @@ class BackupsOut(msgspec.Struct):
     next: NextOut
 
 
-class ConfigurationOut(msgspec.Struct):
-    """Detail form (CF1, CF3)."""
+class ConfigurationHead(msgspec.Struct):
+    """The members both forms of a configuration begin with, in the spec's order."""
 
     project_id: str
     id: str
@@ -136,6 +136,11 @@ class ConfigurationOut(msgspec.Struct):
     enabled: bool
     schedule: ScheduleOut | None
     retention: RetentionOut
+
+
+class ConfigurationOut(ConfigurationHead):
+    """Detail form (CF1, CF3)."""
+
     inclusions: list[PathItem]
     exclusions: list[PathItem]
     notifications: list[Notification]
@@ -144,16 +149,9 @@ class ConfigurationOut(msgspec.Struct):
     links: list[Link]
 
 
-class ConfigurationSummary(msgspec.Struct):
+class ConfigurationSummary(ConfigurationHead):
     """List form (CF2, A8)."""
 
-    project_id: str
-    id: str
-    agent: Ref
-    name: str
-    enabled: bool
-    schedule: ScheduleOut | None
-    retention: RetentionOut
     backups: BackupsOut
     links: list[Link]
 
