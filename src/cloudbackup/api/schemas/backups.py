@@ -44,9 +44,13 @@ class StartBackup(msgspec.Struct, forbid_unknown_fields=True):
     state: str
 
 
-class ErrorsSummary(msgspec.Struct):
+# What a run's errors begin with, in its summary (``errors``) and in its list (ER1-ER3).
+class ErrorCounts(msgspec.Struct):
     count: int
     reason: str
+
+
+class ErrorsSummary(ErrorCounts):
     diagnostics: str
     links: list[Link]
 
@@ -90,9 +94,7 @@ class ErrorItemOut(msgspec.Struct):
     exception: ExceptionOut | None
 
 
-class ErrorListOut(msgspec.Struct):
-    count: int
-    reason: str
+class ErrorListOut(ErrorCounts):
     diagnostics: str
     items: list[ErrorItemOut] = msgspec.field(name="list")
     links: list[Link] = msgspec.field(default_factory=list)

@@ -13,7 +13,7 @@ from litestar import Request
 
 from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.backups import describe, run_fields
+from cloudbackup.api.schemas.backups import ErrorCounts, describe, run_fields
 from cloudbackup.api.schemas.common import Link, Ref, from_row
 from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
@@ -86,9 +86,7 @@ CLEANUP_PATCH = RunPatch(
 # -- responses --------------------------------------------------------------------------------
 
 
-class CleanupErrorsSummary(msgspec.Struct):
-    count: int
-    reason: str
+class CleanupErrorsSummary(ErrorCounts):
     diagnostics: str | None
     links: list[Link]
 
@@ -120,9 +118,7 @@ class CleanupErrorItemOut(msgspec.Struct):
     exception: None
 
 
-class CleanupErrorListOut(msgspec.Struct):
-    count: int
-    reason: str
+class CleanupErrorListOut(ErrorCounts):
     diagnostics: None
     items: list[CleanupErrorItemOut] = msgspec.field(name="list")
     links: list[Link] = msgspec.field(default_factory=list)
