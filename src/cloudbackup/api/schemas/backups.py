@@ -12,7 +12,7 @@ import msgspec
 
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link, Ref, from_row
-from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
+from cloudbackup.api.schemas.run_patch import ErrorsValue, RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
 from cloudbackup.domain.run_states import BACKUP_MACHINE
@@ -142,6 +142,10 @@ def error_report(reported: ReportedErrors) -> ErrorReport:
     )
 
 
+# The ``/errors`` of a backup's, a restore's or a drill's report.
+AGENT_ERRORS = ErrorsValue(ReportedErrors, error_report)
+
+
 def _set_snapshot_id(update: BackupUpdate, value: Any, path: str) -> None:
     update.snapshot_id = bounded_int(value, path, low=1)
 
@@ -159,8 +163,7 @@ BACKUP_PATCH = RunPatch(
             "/bandwidth_avg_bps",
         }
     ),
-    errors_type=ReportedErrors,
-    errors=error_report,
+    errors=AGENT_ERRORS,
     own_paths={"/snapshot_id": _set_snapshot_id},
 )
 

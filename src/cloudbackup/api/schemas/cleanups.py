@@ -15,7 +15,7 @@ from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.backups import ErrorCounts, describe, run_fields
 from cloudbackup.api.schemas.common import Link, Ref, from_row
-from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
+from cloudbackup.api.schemas.run_patch import ErrorsValue, RunPatch, bounded_int
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.run_states import CLEANUP_MACHINE
@@ -77,8 +77,7 @@ CLEANUP_PATCH = RunPatch(
     machine=CLEANUP_MACHINE,
     new_update=CleanupUpdate,
     counters=frozenset({"/bytes_before", "/bytes_after"}),
-    errors_type=ReportedCleanupErrors,
-    errors=_cleanup_errors,
+    errors=ErrorsValue(ReportedCleanupErrors, _cleanup_errors),
     own_paths={"/snapshot_ids": _set_snapshot_ids},
 )
 
