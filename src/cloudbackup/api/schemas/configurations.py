@@ -25,7 +25,7 @@ from cloudbackup.domain.configurations import (
 )
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.schedules import schedule_time
-from cloudbackup.store.tables import Configuration
+from cloudbackup.store.tables import Configuration, utcnow
 
 # -- CF1 request ------------------------------------------------------------------------------
 
@@ -198,10 +198,11 @@ def _members(row: Configuration, links: LinkBuilder, now: datetime, own_rel: str
     }
 
 
-def configuration_out(row: Configuration, links: LinkBuilder, now: datetime) -> ConfigurationOut:
+def configuration_out(row: Configuration, links: LinkBuilder) -> ConfigurationOut:
+    """CF1/CF3 (the next scheduled time as of now)."""
     draft = ConfigurationDraft.of(row)
     return ConfigurationOut(
-        **_members(row, links, now, "self"),
+        **_members(row, links, utcnow(), "self"),
         inclusions=list(draft.inclusions),
         exclusions=list(draft.exclusions),
         notifications=list(draft.notifications),
@@ -215,7 +216,7 @@ def configuration_summary(
     return ConfigurationSummary(**_members(row, links, now, "full"))
 
 
-def configuration_list(
-    rows: list[Configuration], links: LinkBuilder, now: datetime
-) -> ConfigurationList:
+def configuration_list(rows: list[Configuration], links: LinkBuilder) -> ConfigurationList:
+    """CF2/A8: every item's next scheduled time as of one same now."""
+    now = utcnow()
     return ConfigurationList([configuration_summary(row, links, now) for row in rows])
