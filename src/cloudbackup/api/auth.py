@@ -16,13 +16,7 @@ from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.credentials import TokenCache, principal_of
 from cloudbackup.domain.errors import Forbidden, NotFound, Unauthenticated
 
-__all__ = [
-    "METHOD_PERMISSION",
-    "NEEDS_DELETE",
-    "NEEDS_UPDATE",
-    "TokenCache",
-    "require_token",
-]  # app.py builds the TokenCache
+__all__ = ["METHOD_PERMISSION", "TokenCache", "require_token"]  # app.py builds the TokenCache
 
 METHOD_PERMISSION = {
     "GET": Permission.READ,
