@@ -28,6 +28,12 @@ METHOD_PERMISSION = {
 }
 
 
+# The ``opt`` of a route needing another permission than its method's: the admin role's Delete
+# (what reaches beyond one resource: webhooks, drill schedules, dismissing an anomaly), or
+# Update where an agent, which holds neither Create nor Delete (§1.7), reports or writes.
+NEEDS_DELETE: dict[str, Any] = {"permission": Permission.DELETE}
+NEEDS_UPDATE: dict[str, Any] = {"permission": Permission.UPDATE}
+
 AGENT_TOKEN_MISMATCH = "X-Agent-Id must name the agent of this token."
 
 

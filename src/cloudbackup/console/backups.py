@@ -13,16 +13,8 @@ from litestar.params import QueryParameter
 from cloudbackup.client import format as fmt
 from cloudbackup.client.api import ApiError, AsyncApiClient
 from cloudbackup.console import runs
-from cloudbackup.console.views import (
-    AnyRequest,
-    LoggedIn,
-    Query,
-    api_for,
-    names,
-    posted_form,
-    redirect,
-    render,
-)
+from cloudbackup.console.forms import posted_form
+from cloudbackup.console.views import AnyRequest, LoggedIn, Query, api_for, names, redirect, render
 from cloudbackup.domain.run_states import BackupState
 
 StateQuery = Annotated[str, QueryParameter(name="state", required=False)]

@@ -14,20 +14,9 @@ from cloudbackup.client.api import ApiError, AsyncApiClient
 from cloudbackup.client.drafts import DraftError
 from cloudbackup.console.backups import matching_backups
 from cloudbackup.console.configuration_form import WEEKDAY_CHOICES, ConfigForm, time_zones
+from cloudbackup.console.forms import Problem, form_page, post_action, posted_form
 from cloudbackup.console.session import ConsoleUser
-from cloudbackup.console.views import (
-    AnyRequest,
-    LoggedIn,
-    Problem,
-    Query,
-    api_for,
-    form_page,
-    names,
-    post_action,
-    posted_form,
-    redirect,
-    view,
-)
+from cloudbackup.console.views import AnyRequest, LoggedIn, Query, api_for, names, redirect, view
 
 
 async def _form_page(
@@ -119,10 +108,8 @@ class ConfigurationPages(Controller):
         self, request: AnyRequest, user: LoggedIn, config_id: FromPath[str]
     ) -> Response[str]:
         async with api_for(request, user) as api:
-            config = await api.get_configuration(config_id)
-            return await _form_page(
-                request, user, api, ConfigForm.from_api(config), config_id=config_id
-            )
+            form = ConfigForm.from_api(await api.get_configuration(config_id))
+            return await _form_page(request, user, api, form, config_id=config_id)
 
     @post("/configurations/{config_id:str}/edit")
     async def save_configuration(

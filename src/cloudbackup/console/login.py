@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import Controller, Response, get, post
 
+from cloudbackup.console.forms import Problem, posted_form
 from cloudbackup.console.session import (
     COOKIE,
     COOKIE_PATH,
@@ -16,15 +17,7 @@ from cloudbackup.console.session import (
     session_user,
     start_session,
 )
-from cloudbackup.console.views import (
-    AnyRequest,
-    LoggedIn,
-    Problem,
-    Query,
-    posted_form,
-    redirect,
-    view,
-)
+from cloudbackup.console.views import AnyRequest, LoggedIn, Query, redirect, view
 
 INVALID_TOKEN = "The token is invalid, expired or revoked."
 

@@ -8,16 +8,8 @@ from litestar import Controller, Response, get, post
 from litestar.params import FromPath
 
 from cloudbackup.client.api import ApiError
-from cloudbackup.console.views import (
-    AnyRequest,
-    LoggedIn,
-    Problem,
-    Query,
-    api_for,
-    posted_form,
-    redirect,
-    view,
-)
+from cloudbackup.console.forms import Problem, posted_form
+from cloudbackup.console.views import AnyRequest, LoggedIn, Query, api_for, redirect, view
 
 
 class QueuePages(Controller):

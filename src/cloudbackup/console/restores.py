@@ -13,19 +13,9 @@ from cloudbackup.client import format as fmt
 from cloudbackup.client.api import ApiError, AsyncApiClient, restore_body
 from cloudbackup.client.drafts import path_items
 from cloudbackup.console import runs
+from cloudbackup.console.forms import Problem, form_page, posted_form
 from cloudbackup.console.session import ConsoleUser
-from cloudbackup.console.views import (
-    AnyRequest,
-    LoggedIn,
-    Problem,
-    Query,
-    api_for,
-    form_page,
-    names,
-    posted_form,
-    redirect,
-    render,
-)
+from cloudbackup.console.views import AnyRequest, LoggedIn, Query, api_for, names, redirect, render
 
 
 def _form_values(form: FormMultiDict) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from cloudbackup.client.api import ApiError, Unreachable
 from cloudbackup.console.agents import AgentPages
 from cloudbackup.console.backups import BackupPages
 from cloudbackup.console.configurations import ConfigurationPages
+from cloudbackup.console.forms import Problem
 from cloudbackup.console.login import LoginPages
 from cloudbackup.console.queues import QueuePages
 from cloudbackup.console.render import SECURITY_HEADERS, page, static_file
@@ -34,7 +35,7 @@ from cloudbackup.console.session import (
     NotLoggedIn,
     current_user,
 )
-from cloudbackup.console.views import AnyRequest, Problem, redirect
+from cloudbackup.console.views import AnyRequest, redirect
 from cloudbackup.domain.errors import DomainError, status_of
 
 

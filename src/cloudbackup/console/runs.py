@@ -12,7 +12,8 @@ from litestar.params import FromPath
 from cloudbackup.client import format as fmt
 from cloudbackup.client.api import FINAL_STATES, ApiError, AsyncApiClient
 from cloudbackup.client.progress import is_progress_event
-from cloudbackup.console.views import AnyRequest, LoggedIn, Query, post_action, render
+from cloudbackup.console.forms import post_action
+from cloudbackup.console.views import AnyRequest, LoggedIn, Query, render
 
 RESTORE_FINAL_STATES = frozenset({"completed", "completed_with_errors", "failed", "stopped"})
 RUNNING_STATES = ("in_progress", "stop_requested")

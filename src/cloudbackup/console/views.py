@@ -1,5 +1,5 @@
-"""What every console page shares: the API as the logged-in user, the layout's context, redirects
-and checked form posts.
+"""What every console page shares: the API as the logged-in user, the layout's context and
+redirects (the forms' share is in :mod:`cloudbackup.console.forms`).
 
 Each page calls the v2 API in-process (``httpx.ASGITransport`` on this very app) with the token
 from the console cookie, so the console has exactly the API's rules, roles and messages and
@@ -12,21 +12,18 @@ import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Annotated, Any, cast
 from urllib.parse import urlencode
 
 import httpx
 from litestar import Request, Response
-from litestar.datastructures import FormMultiDict
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Redirect
 
-from cloudbackup.client.api import ApiError, AsyncApiClient
-from cloudbackup.client.drafts import DraftError
+from cloudbackup.client.api import AsyncApiClient
 from cloudbackup.console.render import SECURITY_HEADERS, page
-from cloudbackup.console.session import CSRF_FIELD, Can, ConsoleUser, check_form
+from cloudbackup.console.session import CSRF_FIELD, Can, ConsoleUser
 
 AnyRequest = Request[Any, Any, Any]
 Query = Annotated[str, QueryParameter(required=False)]
@@ -50,22 +47,6 @@ NAV = (
     ("restores", "/console/restores", "Restores"),
     ("queues", "/console/queues", "Queues"),
 )
-
-
-@dataclass
-class Problem:
-    """An API refusal shown on a page: its status, message and per-field errors."""
-
-    status: int
-    message: str
-    errors: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, exc: ApiError | DraftError) -> Problem:
-        """The API's refusal, or a 400 of the console's own for a field that does not parse."""
-        if isinstance(exc, DraftError):
-            return cls(400, str(exc))
-        return cls(exc.status, exc.message, exc.errors)
 
 
 @asynccontextmanager
@@ -119,52 +100,6 @@ async def render(
     async with api_for(request, user) as api:
         context = await load(api)
     return view(request, user, template, **layout, **context)
-
-
-async def form_page(
-    request: AnyRequest,
-    user: ConsoleUser,
-    api: AsyncApiClient,
-    template: str,
-    *,
-    active: str,
-    status: int = 200,
-    problem: Problem | None = None,
-    **context: Any,
-) -> Response[str]:
-    """A form with the agents to choose from, and the API's ``problem`` when it refused it."""
-    agents = (await api.list_agents())["agents"]
-    return view(
-        request,
-        user,
-        template,
-        active=active,
-        status=status,
-        agents=agents,
-        problem=problem,
-        **context,
-    )
-
-
-async def posted_form(request: AnyRequest, user: ConsoleUser) -> FormMultiDict:
-    """The form of a post, once it is known to come from this console (origin and CSRF)."""
-    form = await request.form()
-    check_form(request, user, form)
-    return form
-
-
-async def post_action(
-    request: AnyRequest,
-    user: ConsoleUser,
-    act: Callable[[AsyncApiClient], Awaitable[object]],
-    target: str,
-    **query: str,
-) -> Redirect:
-    """A form button that changes one thing: CSRF-checked, ``act`` on the API, then redirect."""
-    await posted_form(request, user)
-    async with api_for(request, user) as api:
-        await act(api)
-    return redirect(target, **query)
 
 
 async def names(api: AsyncApiClient) -> tuple[dict[str, str], dict[str, str]]:

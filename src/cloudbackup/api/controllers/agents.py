@@ -22,16 +22,12 @@ from cloudbackup.api.schemas.agents import (
     parse_registration,
 )
 from cloudbackup.api.schemas.configurations import ConfigurationList, configuration_list
+from cloudbackup.api.service_types import Configurations, Events, Health
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService, AgentUpdate
-from cloudbackup.domain.configurations import ConfigurationService
 from cloudbackup.domain.errors import InvalidInput
-from cloudbackup.domain.event_stream import EventStreamService
-from cloudbackup.domain.health import HealthService
-from cloudbackup.store.tables import utcnow
 
 Agents = NamedDependency[AgentService]
-Configurations = NamedDependency[ConfigurationService]
 
 # path -> (AgentUpdate field, type of the value); OQ-22: `/log-level` is not accepted.
 PATCH_PATHS: dict[str, tuple[str, type[Any]]] = {
@@ -80,15 +76,15 @@ class AgentController(Controller):
         self, call: Call, agent_id: Id, configurations: Configurations
     ) -> ConfigurationList:
         rows = configurations.list_for_agent(call.project_id, agent_id)
-        return configuration_list(rows, call.links, utcnow())
+        return configuration_list(rows, call.links)
 
     @get("/{agent_id:str}/status", sync_to_thread=True)
     def agent_status(
         self,
         call: Call,
         agent_id: Id,
-        events: NamedDependency[EventStreamService],
-        health: NamedDependency[HealthService],
+        events: Events,
+        health: Health,
     ) -> AgentStatusOut:
         """A6 (OQ-41): busy and online; see ``EventStreamService.status``."""
         status = events.status(call.project_id, agent_id, lambda: health.workers_online(agent_id))

@@ -8,6 +8,7 @@ from litestar import Controller, get, patch
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter, RawBody
 
+from cloudbackup.api.auth import NEEDS_DELETE
 from cloudbackup.api.call import Call
 from cloudbackup.api.paging import Paging, paged_rows
 from cloudbackup.api.schemas.anomalies import (
@@ -17,13 +18,10 @@ from cloudbackup.api.schemas.anomalies import (
     parse_dismissal,
 )
 from cloudbackup.domain.anomalies import AnomalyService
-from cloudbackup.domain.auth import Permission
 
 Anomalies = NamedDependency[AnomalyService]
 # `state` is a name Litestar reserves for handler arguments: the parameter is read under another.
 StateQuery = Annotated[str | None, QueryParameter(name="state", required=False)]
-# Dismissing releases a hold on backups: the admin role's delete permission, not a creator's.
-DISMISS = {"permission": Permission.DELETE}
 
 
 class AnomalyController(Controller):
@@ -50,7 +48,8 @@ class AnomalyController(Controller):
     ) -> AnomalyOut:
         return anomaly_out(anomalies.get(call.project_id, anomaly_id), call.links)
 
-    @patch("/{anomaly_id:str}", sync_to_thread=True, opt=DISMISS)
+    # Dismissing releases a hold on backups: the admin role's Delete permission, not a creator's.
+    @patch("/{anomaly_id:str}", sync_to_thread=True, opt=NEEDS_DELETE)
     def update_anomaly(
         self, call: Call, anomaly_id: FromPath[str], body: RawBody, anomalies: Anomalies
     ) -> AnomalyOut:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from litestar import Request, Response, get, post
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_201_CREATED
 
@@ -27,6 +28,27 @@ from cloudbackup.domain.backups import BackupService, BackupStarter
 
 Backups = NamedDependency[BackupService]
 BackupStarts = NamedDependency[BackupStarter]
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFilters:
+    """B2's filters as sent; like ``paging``, a dependency whose query parameters the OpenAPI
+    document lists where the handler takes it."""
+
+    restorable: str | None
+    configuration_id: str | None
+
+    def given(self) -> dict[str, str]:
+        """The filters sent, as the page links repeat them."""
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+def backup_filters(restorable: Query = None, configuration_id: Query = None) -> BackupFilters:
+    return BackupFilters(restorable, configuration_id)
+
+
+FILTERS = {"filters": Provide(backup_filters, sync_to_thread=False)}
+Filters = NamedDependency[BackupFilters]
 BACKUPS = RunResource("backup", BackupOut, backup_out, ErrorListOut, error_list_out, BACKUP_PATCH)
 
 
@@ -51,28 +73,18 @@ class BackupController(RunController, resource=BACKUPS):
             headers={"Location": links.href("backups", row.id)},
         )
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, dependencies=FILTERS)
     def list_backups(
-        self,
-        call: Call,
-        backups: Backups,
-        paging: Paging,
-        restorable: Query = None,
-        configuration_id: Query = None,
+        self, call: Call, backups: Backups, paging: Paging, filters: Filters
     ) -> BackupList:
-        filters = {
-            k: v
-            for k, v in (("restorable", restorable), ("configuration_id", configuration_id))
-            if v is not None
-        }
         items, links = paged_rows(
             call,
             ("backups",),
             backups.page,
             backup_out,
             paging,
-            filters=filters,
-            restorable=boolean("restorable", restorable),
-            configuration_id=configuration_id,
+            filters=filters.given(),
+            restorable=boolean("restorable", filters.restorable),
+            configuration_id=filters.configuration_id,
         )
         return BackupList(backups=items, links=links)

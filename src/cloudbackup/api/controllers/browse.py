@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from cloudbackup.api.auth import reporting_agent
+from cloudbackup.api.auth import NEEDS_UPDATE, reporting_agent
 from cloudbackup.api.call import ApiCall, Call, Id
 from cloudbackup.api.schemas.browse import (
     BrowseResultOut,
@@ -23,7 +23,6 @@ from cloudbackup.api.schemas.browse import (
     parse_backup_browse,
     parse_host_browse,
 )
-from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.browse import BrowseService
 
 Browse = NamedDependency[BrowseService]
@@ -76,7 +75,7 @@ class BrowseController(Controller):
         "/agents/{agent_id:str}/browse-requests/{request_id:str}/result",
         status_code=HTTP_204_NO_CONTENT,
         sync_to_thread=True,
-        opt={"permission": Permission.UPDATE},
+        opt=NEEDS_UPDATE,
     )
     def agent_answered(
         self, call: Call, agent_id: Id, request_id: Id, body: RawBody, browse: Browse

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.di import NamedDependency
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -17,10 +16,7 @@ from cloudbackup.api.schemas.configurations import (
     parse_create,
     parse_patch,
 )
-from cloudbackup.domain.configurations import ConfigurationService
-from cloudbackup.store.tables import utcnow
-
-Configurations = NamedDependency[ConfigurationService]
+from cloudbackup.api.service_types import Configurations
 
 
 class ConfigurationController(Controller):
@@ -32,21 +28,20 @@ class ConfigurationController(Controller):
     ) -> Response[ConfigurationOut]:
         agent_id, draft = parse_create(call.request, body)
         row = configurations.create(call.project_id, agent_id, draft)
-        return call.created(configuration_out(row, call.links, utcnow()), "configurations", row.id)
+        return call.created(configuration_out(row, call.links), "configurations", row.id)
 
     @get("/", sync_to_thread=True)
     def list_configurations(
         self, call: Call, configurations: Configurations, restorable: Query = None
     ) -> ConfigurationList:
         rows = configurations.list_project(call.project_id, boolean("restorable", restorable))
-        return configuration_list(rows, call.links, utcnow())
+        return configuration_list(rows, call.links)
 
     @get("/{configuration_id:str}", sync_to_thread=True)
     def get_configuration(
         self, call: Call, configuration_id: Id, configurations: Configurations
     ) -> ConfigurationOut:
-        row = configurations.get(call.project_id, configuration_id)
-        return configuration_out(row, call.links, utcnow())
+        return configuration_out(configurations.get(call.project_id, configuration_id), call.links)
 
     @patch("/{configuration_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
     def update_configuration(

@@ -12,17 +12,16 @@ from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from cloudbackup.api.auth import NEEDS_DELETE
 from cloudbackup.api.call import Call
 from cloudbackup.api.schemas.drill_schedules import (
     DrillScheduleOut,
     drill_schedule_out,
     parse_put,
 )
-from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.drill_schedules import DrillScheduleService
 
 DrillSchedules = NamedDependency[DrillScheduleService]
-MANAGE = {"permission": Permission.DELETE}
 
 
 class DrillScheduleController(Controller):
@@ -31,7 +30,7 @@ class DrillScheduleController(Controller):
     @put(
         "/",
         sync_to_thread=True,
-        opt=MANAGE,
+        opt=NEEDS_DELETE,
         responses={201: ResponseSpec(DrillScheduleOut, description="The schedule is new.")},
     )
     def put_drill_schedule(
@@ -56,7 +55,7 @@ class DrillScheduleController(Controller):
             drill_schedules.get(call.project_id, configuration_id), call.links
         )
 
-    @delete("/", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True, opt=MANAGE)
+    @delete("/", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True, opt=NEEDS_DELETE)
     def delete_drill_schedule(
         self, call: Call, configuration_id: FromPath[str], drill_schedules: DrillSchedules
     ) -> None:

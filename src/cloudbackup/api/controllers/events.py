@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any, Protocol
 
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -17,12 +16,10 @@ from cloudbackup.api.call import AgentHeader, ApiCall, Call, Id
 from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
+from cloudbackup.api.service_types import Events
 from cloudbackup.domain.errors import InvalidInput
-from cloudbackup.domain.event_stream import EventStreamService
 from cloudbackup.store.repositories import Page, SortDir
 from cloudbackup.store.tables import Event
-
-Events = NamedDependency[EventStreamService]
 
 
 def accepted() -> Response[bytes]:

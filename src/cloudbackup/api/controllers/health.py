@@ -5,16 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Response, get
-from litestar.di import NamedDependency
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_503_SERVICE_UNAVAILABLE
 
 from cloudbackup.api.call import Call
 from cloudbackup.api.schemas.health import check_out, report_out
+from cloudbackup.api.service_types import Health
 from cloudbackup.domain.errors import NotFound
-from cloudbackup.domain.health import HealthService
 
-Health = NamedDependency[HealthService]
 PUBLIC = {"public": True}
 
 

@@ -8,20 +8,18 @@ import re
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, head, put
+from litestar import Controller, Response, delete, get, head, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, HeaderParameter, QueryParameter, RawBody
+from litestar.params import HeaderParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from cloudbackup.api.auth import reporting_agent
+from cloudbackup.api.auth import NEEDS_UPDATE, reporting_agent
+from cloudbackup.api.call import Call, Id, Query
 from cloudbackup.api.errors import error_response
 from cloudbackup.domain.agent_channel import FIRST_MARKER, ChannelService
-from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.vault_objects import MAX_OBJECT_BYTES, VaultObjectService
 
-Query = Annotated[str | None, QueryParameter(required=False)]
-Header = Annotated[str | None, HeaderParameter(required=False)]
 Objects = NamedDependency[VaultObjectService]
 DEFAULT_WAIT_SECONDS = 25
 OBJECT = "/{agent_id:str}/vault/objects/{name:path}"
@@ -79,9 +77,8 @@ class RemoteAgentController(Controller):
     @get("/{agent_id:str}/channel")
     async def read_channel(
         self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
+        call: Call,
+        agent_id: Id,
         agent_channel: NamedDependency[ChannelService],
         marker: Query = None,
         wait: Query = None,
@@ -89,21 +86,17 @@ class RemoteAgentController(Controller):
         """The agent's work after ``marker``, waiting up to ``wait`` seconds for some."""
         after = marker or FIRST_MARKER
         items = await agent_channel.next_items(
-            project_id, agent_id, reporting_agent(request), after, _wait(wait)
+            call.project_id, agent_id, reporting_agent(call.request), after, _wait(wait)
         )
         entries = [ChannelEntryOut(item.marker, item.item) for item in items]
         return ChannelOut(entries, entries[-1].marker if entries else after)
 
     @get("/{agent_id:str}/vault/objects", sync_to_thread=True)
     def list_vault_objects(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        vault_objects: Objects,
-        prefix: Query = None,
+        self, call: Call, agent_id: Id, vault_objects: Objects, prefix: Query = None
     ) -> ObjectListOut:
-        listed = vault_objects.list(project_id, agent_id, reporting_agent(request), prefix or "")
+        caller = reporting_agent(call.request)
+        listed = vault_objects.list(call.project_id, agent_id, caller, prefix or "")
         return ObjectListOut([ObjectInfoOut(i.name, i.size, i.mtime_ns) for i in listed])
 
     @put(
@@ -114,10 +107,9 @@ class RemoteAgentController(Controller):
     )
     def put_vault_object(
         self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        name: FromPath[str],
+        call: Call,
+        agent_id: Id,
+        name: Id,
         body: RawBody,
         vault_objects: Objects,
         if_none_match: Annotated[
@@ -128,39 +120,33 @@ class RemoteAgentController(Controller):
         if_absent = if_none_match is not None
         if if_absent and if_none_match != "*":
             raise InvalidInput("Validation failed.", ["If-None-Match may only be '*'."])
-        caller = reporting_agent(request)
+        caller = reporting_agent(call.request)
         name = _object(name)
-        if vault_objects.put(project_id, agent_id, caller, name, body, if_absent=if_absent):
+        if vault_objects.put(call.project_id, agent_id, caller, name, body, if_absent=if_absent):
             return Response(b"", status_code=HTTP_201_CREATED if if_absent else 204)
         return error_response(412, "An object of that name exists already.")
 
     @get(OBJECT, sync_to_thread=True, media_type=OCTETS)
     def get_vault_object(
         self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        name: FromPath[str],
+        call: Call,
+        agent_id: Id,
+        name: Id,
         vault_objects: Objects,
         range_header: Annotated[str | None, HeaderParameter(name="Range", required=False)] = None,
     ) -> Response[bytes]:
         """The object, or the one byte range asked for (206)."""
         byte_range = _range(range_header)
-        data = vault_objects.get(
-            project_id, agent_id, reporting_agent(request), _object(name), byte_range
-        )
+        caller = reporting_agent(call.request)
+        data = vault_objects.get(call.project_id, agent_id, caller, _object(name), byte_range)
         return Response(data, media_type=OCTETS, status_code=200 if byte_range is None else 206)
 
     @head(OBJECT, sync_to_thread=True)
     def vault_object_size(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        name: FromPath[str],
-        vault_objects: Objects,
+        self, call: Call, agent_id: Id, name: Id, vault_objects: Objects
     ) -> Response[None]:
-        size = vault_objects.size(project_id, agent_id, reporting_agent(request), _object(name))
+        caller = reporting_agent(call.request)
+        size = vault_objects.size(call.project_id, agent_id, caller, _object(name))
         return Response(None, headers={"X-Object-Size": str(size)})
 
     @delete(
@@ -169,14 +155,10 @@ class RemoteAgentController(Controller):
         sync_to_thread=True,
         # Agents hold no Delete permission (§1.7); removing their own vault's objects (locks,
         # pruned packs) is part of writing the vault, as for a hosted worker.
-        opt={"permission": Permission.UPDATE},
+        opt=NEEDS_UPDATE,
     )
     def delete_vault_object(
-        self,
-        request: Request[Any, Any, Any],
-        project_id: FromPath[str],
-        agent_id: FromPath[str],
-        name: FromPath[str],
-        vault_objects: Objects,
+        self, call: Call, agent_id: Id, name: Id, vault_objects: Objects
     ) -> None:
-        vault_objects.delete(project_id, agent_id, reporting_agent(request), _object(name))
+        caller = reporting_agent(call.request)
+        vault_objects.delete(call.project_id, agent_id, caller, _object(name))

@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from cloudbackup.api.auth import reporting_agent
+from cloudbackup.api.auth import NEEDS_UPDATE, reporting_agent
 from cloudbackup.api.call import Call, Id
 from cloudbackup.api.controllers.not_implemented import not_implemented_response
 from cloudbackup.api.schemas.vault import (
@@ -24,18 +24,15 @@ from cloudbackup.api.schemas.vault import (
     parse_verification_report,
     vault_result_out,
 )
-from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.vault_requests import HostedAgent, VaultRequestService
 from cloudbackup.domain.vaults import VaultService
 
 Vaults = NamedDependency[VaultService]
 Requests = NamedDependency[VaultRequestService]
-# §1.7: an agent reporting a result needs the Update permission, not Create.
-REPORT: dict[str, Any] = {"permission": Permission.UPDATE}
-# V3 and V6: what the agent's report of a request answers.
+# V3 and V6: what the agent's report of a request answers (it needs Update, not Create).
 REPORTED: dict[str, Any] = {
     "status_code": HTTP_204_NO_CONTENT,
-    "opt": REPORT,
+    "opt": NEEDS_UPDATE,
     "sync_to_thread": True,
 }
 ENCRYPTION_MISSING = (

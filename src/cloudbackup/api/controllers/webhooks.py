@@ -14,6 +14,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from cloudbackup.api.auth import NEEDS_DELETE
 from cloudbackup.api.call import Call
 from cloudbackup.api.controllers.events import event_marker
 from cloudbackup.api.paging import Paging, paged_list
@@ -26,17 +27,15 @@ from cloudbackup.api.schemas.webhooks import (
     replay_out,
     webhook_out,
 )
-from cloudbackup.domain.auth import Permission
 from cloudbackup.domain.webhooks import WebhookService
 
 Webhooks = NamedDependency[WebhookService]
-MANAGE = {"permission": Permission.DELETE}
 
 
 class WebhookController(Controller):
     path = "/v2/{project_id:str}/webhooks"
 
-    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, opt=MANAGE)
+    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True, opt=NEEDS_DELETE)
     def create_webhook(self, call: Call, body: RawBody, webhooks: Webhooks) -> Response[WebhookOut]:
         draft = parse_create(call.request, body, allow_private=webhooks.allow_private)
         row = webhooks.create(call.project_id, draft)
@@ -51,7 +50,9 @@ class WebhookController(Controller):
     def get_webhook(self, call: Call, webhook_id: FromPath[str], webhooks: Webhooks) -> WebhookOut:
         return webhook_out(webhooks.get(call.project_id, webhook_id), call.links)
 
-    @delete("/{webhook_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True, opt=MANAGE)
+    @delete(
+        "/{webhook_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True, opt=NEEDS_DELETE
+    )
     def delete_webhook(self, call: Call, webhook_id: FromPath[str], webhooks: Webhooks) -> None:
         webhooks.delete(call.project_id, webhook_id)
 
@@ -76,7 +77,7 @@ class WebhookController(Controller):
         "/{webhook_id:str}/deliveries/{delivery_id:str}/retries",
         status_code=HTTP_202_ACCEPTED,
         sync_to_thread=True,
-        opt=MANAGE,
+        opt=NEEDS_DELETE,
     )
     def resend_delivery(
         self, call: Call, webhook_id: FromPath[str], delivery_id: FromPath[str], webhooks: Webhooks
@@ -88,7 +89,7 @@ class WebhookController(Controller):
         "/{webhook_id:str}/replays",
         status_code=HTTP_202_ACCEPTED,
         sync_to_thread=True,
-        opt=MANAGE,
+        opt=NEEDS_DELETE,
     )
     def replay_webhook(
         self, call: Call, webhook_id: FromPath[str], body: RawBody, webhooks: Webhooks

@@ -21,6 +21,20 @@ from cloudbackup.store.tables import Agent
 T = TypeVar("T")
 
 
+# -- what A1 sends and A3 shows alike ---------------------------------------------------------
+
+
+class OsOut(msgspec.Struct):
+    name: str
+    version: str
+    architecture: str
+
+
+class AddressOut(msgspec.Struct):
+    version: int
+    addr: str
+
+
 # -- A1 request -------------------------------------------------------------------------------
 
 
@@ -28,15 +42,12 @@ class MachineIn(msgspec.Struct, forbid_unknown_fields=True):
     id: str
 
 
-class OsIn(msgspec.Struct, forbid_unknown_fields=True):
-    name: str
-    version: str
-    architecture: str
+class OsIn(OsOut, forbid_unknown_fields=True):
+    """A1's ``host.os``: the members the agent shows (A3), and no others."""
 
 
-class AddressIn(msgspec.Struct, forbid_unknown_fields=True):
-    version: int
-    addr: str
+class AddressIn(AddressOut, forbid_unknown_fields=True):
+    """One of A1's ``host.addresses``: as A3 shows it, and no other members."""
 
 
 class HostIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -114,17 +125,6 @@ def parse_registration(request: Request[Any, Any, Any], body: bytes) -> Registra
 class MachineOut(msgspec.Struct):
     id: str
     links: list[Link]
-
-
-class OsOut(msgspec.Struct):
-    name: str
-    version: str
-    architecture: str
-
-
-class AddressOut(msgspec.Struct):
-    version: int
-    addr: str
 
 
 class HostOut(msgspec.Struct):

@@ -12,7 +12,7 @@ import msgspec
 
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link, Ref, from_row
-from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
+from cloudbackup.api.schemas.run_patch import ErrorsValue, RunPatch, bounded_int
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.backups import BackupUpdate, ErrorItem, ErrorReport
 from cloudbackup.domain.run_states import BACKUP_MACHINE
@@ -44,9 +44,13 @@ class StartBackup(msgspec.Struct, forbid_unknown_fields=True):
     state: str
 
 
-class ErrorsSummary(msgspec.Struct):
+# What a run's errors begin with, in its summary (``errors``) and in its list (ER1-ER3).
+class ErrorCounts(msgspec.Struct):
     count: int
     reason: str
+
+
+class ErrorsSummary(ErrorCounts):
     diagnostics: str
     links: list[Link]
 
@@ -90,9 +94,7 @@ class ErrorItemOut(msgspec.Struct):
     exception: ExceptionOut | None
 
 
-class ErrorListOut(msgspec.Struct):
-    count: int
-    reason: str
+class ErrorListOut(ErrorCounts):
     diagnostics: str
     items: list[ErrorItemOut] = msgspec.field(name="list")
     links: list[Link] = msgspec.field(default_factory=list)
@@ -140,6 +142,10 @@ def error_report(reported: ReportedErrors) -> ErrorReport:
     )
 
 
+# The ``/errors`` of a backup's, a restore's or a drill's report.
+AGENT_ERRORS = ErrorsValue(ReportedErrors, error_report)
+
+
 def _set_snapshot_id(update: BackupUpdate, value: Any, path: str) -> None:
     update.snapshot_id = bounded_int(value, path, low=1)
 
@@ -157,8 +163,7 @@ BACKUP_PATCH = RunPatch(
             "/bandwidth_avg_bps",
         }
     ),
-    errors_type=ReportedErrors,
-    errors=error_report,
+    errors=AGENT_ERRORS,
     own_paths={"/snapshot_id": _set_snapshot_id},
 )
 

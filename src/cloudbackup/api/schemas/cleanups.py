@@ -13,9 +13,9 @@ from litestar import Request
 
 from cloudbackup.api.body import convert_value, decode_json
 from cloudbackup.api.links import LinkBuilder
-from cloudbackup.api.schemas.backups import describe, run_fields
+from cloudbackup.api.schemas.backups import ErrorCounts, describe, run_fields
 from cloudbackup.api.schemas.common import Link, Ref, from_row
-from cloudbackup.api.schemas.run_patch import RunPatch, bounded_int
+from cloudbackup.api.schemas.run_patch import ErrorsValue, RunPatch, bounded_int
 from cloudbackup.domain.cleanups import CleanupErrorItem, CleanupErrors, CleanupUpdate
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.run_states import CLEANUP_MACHINE
@@ -77,8 +77,7 @@ CLEANUP_PATCH = RunPatch(
     machine=CLEANUP_MACHINE,
     new_update=CleanupUpdate,
     counters=frozenset({"/bytes_before", "/bytes_after"}),
-    errors_type=ReportedCleanupErrors,
-    errors=_cleanup_errors,
+    errors=ErrorsValue(ReportedCleanupErrors, _cleanup_errors),
     own_paths={"/snapshot_ids": _set_snapshot_ids},
 )
 
@@ -86,9 +85,7 @@ CLEANUP_PATCH = RunPatch(
 # -- responses --------------------------------------------------------------------------------
 
 
-class CleanupErrorsSummary(msgspec.Struct):
-    count: int
-    reason: str
+class CleanupErrorsSummary(ErrorCounts):
     diagnostics: str | None
     links: list[Link]
 
@@ -120,9 +117,7 @@ class CleanupErrorItemOut(msgspec.Struct):
     exception: None
 
 
-class CleanupErrorListOut(msgspec.Struct):
-    count: int
-    reason: str
+class CleanupErrorListOut(ErrorCounts):
     diagnostics: None
     items: list[CleanupErrorItemOut] = msgspec.field(name="list")
     links: list[Link] = msgspec.field(default_factory=list)

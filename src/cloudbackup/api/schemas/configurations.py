@@ -25,7 +25,7 @@ from cloudbackup.domain.configurations import (
 )
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.schedules import schedule_time
-from cloudbackup.store.tables import Configuration
+from cloudbackup.store.tables import Configuration, utcnow
 
 # -- CF1 request ------------------------------------------------------------------------------
 
@@ -126,8 +126,8 @@ class BackupsOut(msgspec.Struct):
     next: NextOut
 
 
-class ConfigurationOut(msgspec.Struct):
-    """Detail form (CF1, CF3)."""
+class ConfigurationHead(msgspec.Struct):
+    """The members both forms of a configuration begin with, in the spec's order."""
 
     project_id: str
     id: str
@@ -136,6 +136,11 @@ class ConfigurationOut(msgspec.Struct):
     enabled: bool
     schedule: ScheduleOut | None
     retention: RetentionOut
+
+
+class ConfigurationOut(ConfigurationHead):
+    """Detail form (CF1, CF3)."""
+
     inclusions: list[PathItem]
     exclusions: list[PathItem]
     notifications: list[Notification]
@@ -144,16 +149,9 @@ class ConfigurationOut(msgspec.Struct):
     links: list[Link]
 
 
-class ConfigurationSummary(msgspec.Struct):
+class ConfigurationSummary(ConfigurationHead):
     """List form (CF2, A8)."""
 
-    project_id: str
-    id: str
-    agent: Ref
-    name: str
-    enabled: bool
-    schedule: ScheduleOut | None
-    retention: RetentionOut
     backups: BackupsOut
     links: list[Link]
 
@@ -200,10 +198,11 @@ def _members(row: Configuration, links: LinkBuilder, now: datetime, own_rel: str
     }
 
 
-def configuration_out(row: Configuration, links: LinkBuilder, now: datetime) -> ConfigurationOut:
+def configuration_out(row: Configuration, links: LinkBuilder) -> ConfigurationOut:
+    """CF1/CF3 (the next scheduled time as of now)."""
     draft = ConfigurationDraft.of(row)
     return ConfigurationOut(
-        **_members(row, links, now, "self"),
+        **_members(row, links, utcnow(), "self"),
         inclusions=list(draft.inclusions),
         exclusions=list(draft.exclusions),
         notifications=list(draft.notifications),
@@ -217,7 +216,7 @@ def configuration_summary(
     return ConfigurationSummary(**_members(row, links, now, "full"))
 
 
-def configuration_list(
-    rows: list[Configuration], links: LinkBuilder, now: datetime
-) -> ConfigurationList:
+def configuration_list(rows: list[Configuration], links: LinkBuilder) -> ConfigurationList:
+    """CF2/A8: every item's next scheduled time as of one same now."""
+    now = utcnow()
     return ConfigurationList([configuration_summary(row, links, now) for row in rows])

@@ -10,10 +10,9 @@ import msgspec
 
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.backups import (
+    AGENT_ERRORS,
     ErrorListOut,
     ErrorsSummary,
-    ReportedErrors,
-    error_report,
     run_error_list,
     run_fields,
 )
@@ -35,8 +34,7 @@ DRILL_PATCH = RunPatch(
     machine=DRILL_MACHINE,
     new_update=DrillUpdate,
     counters=frozenset(),
-    errors_type=ReportedErrors,
-    errors=error_report,
+    errors=AGENT_ERRORS,
 )
 
 

@@ -14,9 +14,8 @@ from litestar import Request
 from cloudbackup.api.body import decode_object
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.backups import (
+    AGENT_ERRORS,
     ErrorsSummary,
-    ReportedErrors,
-    error_report,
     run_error_list,
     run_fields,
 )
@@ -77,8 +76,7 @@ RESTORE_PATCH = RunPatch(
     new_update=RestoreUpdate,
     # The example spellings (OQ-8); the reference table's garbled ones are 400 like any other.
     counters=frozenset({"/files_restored", "/bytes_restored"}),
-    errors_type=ReportedErrors,
-    errors=error_report,
+    errors=AGENT_ERRORS,
 )
 
 

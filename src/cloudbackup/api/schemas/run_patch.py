@@ -44,6 +44,18 @@ def bounded_int(value: Any, path: str, *, low: int = 0, high: int = MAX_INT32) -
     return number
 
 
+ReportedT = TypeVar("ReportedT")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorsValue(Generic[ReportedT]):
+    """How a PATCH's ``/errors`` value reads: the msgspec struct it decodes to, and what the
+    domain makes of that."""
+
+    struct: type[ReportedT]
+    to_domain: Callable[[ReportedT], Any]
+
+
 @dataclass(frozen=True, slots=True)
 class RunPatch(Generic[UpdateT]):
     """What one kind of run's PATCH may write, and how each value becomes its update."""
@@ -51,8 +63,7 @@ class RunPatch(Generic[UpdateT]):
     machine: StateMachine[Any]
     new_update: Callable[[], UpdateT]
     counters: frozenset[str]
-    errors_type: type[Any]  # the msgspec struct an ``/errors`` value decodes to
-    errors: Callable[[Any], Any]  # ... and what the domain makes of it
+    errors: ErrorsValue[Any]
     own_paths: Mapping[str, Callable[[UpdateT, Any, str], None]] = field(default_factory=dict)
 
     @property
@@ -73,7 +84,8 @@ class RunPatch(Generic[UpdateT]):
             elif path in TIME_PATHS:
                 setattr(update, path[1:], _moment(convert_value(op.value, str, path), path))
             elif path == "/errors":
-                update.errors = self.errors(convert_value(op.value, self.errors_type, path))
+                reported = convert_value(op.value, self.errors.struct, path)
+                update.errors = self.errors.to_domain(reported)
                 bounded_int(update.errors.count, "/errors/count")
                 for item in update.errors.items:
                     bounded_int(item.index, "/errors/list/index")
