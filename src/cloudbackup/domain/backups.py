@@ -19,7 +19,7 @@ from cloudbackup.domain.dispatch import AsyncDispatcher
 from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_backup_event
 from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
-from cloudbackup.domain.runs import RunKind, RunService, RunUpdate
+from cloudbackup.domain.runs import FileErrorItem, RunKind, RunService, RunUpdate
 from cloudbackup.store.backup_starts import BackupStartStore, NewRun, StartConflict, StartFlags
 from cloudbackup.store.repositories import (
     BackupRepository,
@@ -40,26 +40,13 @@ ACTIVE_MESSAGE = (
 
 
 @dataclass(slots=True)
-class ErrorItem:
-    """One per-file error as an agent reports it (spec §2.3, without ``description``)."""
+class ErrorItem(FileErrorItem):
+    """One per-file error of a backup, restore or drill as an agent reports it (spec §2.3,
+    without ``description``): with its ``exception``, each part stored in a column."""
 
-    index: int
-    path: str
-    type: str
     exception_code: int | None = None
     exception_description: str | None = None
     exception_details: str | None = None
-
-    def columns(self) -> dict[str, Any]:
-        """The columns of its error row (backups and restores store the same ones)."""
-        return {
-            "index": self.index,
-            "path": self.path,
-            "type": self.type,
-            "exception_code": self.exception_code,
-            "exception_description": self.exception_description,
-            "exception_details": self.exception_details,
-        }
 
 
 @dataclass(slots=True)
@@ -84,10 +71,6 @@ class BackupUpdate(RunUpdate[BackupState, ErrorReport]):
         return values
 
 
-def _error_row(backup_id: str, item: ErrorItem) -> BackupError:
-    return BackupError(backup_id=backup_id, **item.columns())
-
-
 class BackupEnding:
     """A backup that ends records whether it can be restored (a completed run with a
     snapshot); a restorable one becomes its configuration's last completed."""
@@ -106,12 +89,6 @@ BACKUP_RUNS: RunKind[Backup, BackupError, BackupState] = RunKind(
     machine=BACKUP_MACHINE,
     repository=BackupRepository,
     record_event=record_backup_event,
-    error_row=_error_row,
-    agent_of=lambda backup: backup.agent_id,
-    not_found="Backup not found.",
-    not_the_agent=(
-        "Progress and results may only be reported by the backup's agent, with its own token (A9)."
-    ),
     final_values={"active_manual_lock": None},  # a final state frees the manual-start lock
     ending=BackupEnding(),
 )

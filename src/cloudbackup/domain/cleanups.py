@@ -16,21 +16,17 @@ from cloudbackup.domain.agents import live_agent
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput
 from cloudbackup.domain.events import record_cleanup_event
 from cloudbackup.domain.run_states import CLEANUP_MACHINE, CleanupState
-from cloudbackup.domain.runs import RunKind, RunService, RunUpdate, new_run_values
+from cloudbackup.domain.runs import FileErrorItem, RunKind, RunService, RunUpdate, new_run_values
 from cloudbackup.store.run_repositories import CleanupRepository
 from cloudbackup.store.tables import Cleanup, CleanupError
 
-NOT_FOUND = "Cleanup not found."
 ACTIVE_MESSAGE = (
     "A cleanup of this agent's vault is already in progress; wait for it to finish or stop it."
 )
 
 
-@dataclass(slots=True)
-class CleanupErrorItem:
-    index: int
-    path: str
-    type: str
+# A cleanup's per-file error has no ``exception`` (spec §6): the columns every run's has.
+CleanupErrorItem = FileErrorItem
 
 
 @dataclass(slots=True)
@@ -41,10 +37,6 @@ class CleanupErrors:
     reason: str
     items: list[CleanupErrorItem] = field(default_factory=list)
     diagnostics: None = None
-
-
-def error_row(cleanup_id: str, item: CleanupErrorItem) -> CleanupError:
-    return CleanupError(cleanup_id=cleanup_id, index=item.index, path=item.path, type=item.type)
 
 
 @dataclass(slots=True)
@@ -65,12 +57,6 @@ CLEANUP_RUNS: RunKind[Cleanup, CleanupError, CleanupState] = RunKind(
     machine=CLEANUP_MACHINE,
     repository=CleanupRepository,
     record_event=record_cleanup_event,
-    error_row=error_row,
-    agent_of=lambda cleanup: cleanup.agent_id,
-    not_found=NOT_FOUND,
-    not_the_agent=(
-        "Progress and results may only be reported by the cleanup's agent, with its own token (A9)."
-    ),
     final_values={"active_lock": None},  # a final state frees the vault's lock
 )
 

@@ -8,21 +8,18 @@ reading one, its errors, its events and the stop are :class:`RunService`'s.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import storable
-from cloudbackup.domain.backups import ErrorItem, ErrorReport
+from cloudbackup.domain.backups import ErrorReport
 from cloudbackup.domain.errors import Conflict, NotFound
 from cloudbackup.domain.run_states import DRILL_MACHINE, DrillState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate, backup_values, new_run_values
 from cloudbackup.store.drill_repository import DrillRepository
 from cloudbackup.store.repositories import BackupRepository, EventRepository, Page, SortDir
 from cloudbackup.store.tables import Drill, DrillError
-
-NOT_FOUND = "Drill not found."
 
 
 def record_drill_event(
@@ -50,22 +47,14 @@ def record_drill_event(
     )
 
 
-def error_row(drill_id: str, item: ErrorItem) -> DrillError:
-    return DrillError(drill_id=drill_id, **item.columns())
-
-
-@dataclass(slots=True)
-class DrillUpdate(RunUpdate[DrillState, ErrorReport]):
-    """A stop request (the only PATCH a drill takes: its own executor reports the rest)."""
+# A stop request (the only PATCH a drill takes: its own executor reports the rest).
+DrillUpdate = RunUpdate[DrillState, ErrorReport]
 
 
 DRILL_RUNS: RunKind[Drill, DrillError, DrillState] = RunKind(
     machine=DRILL_MACHINE,
     repository=DrillRepository,
     record_event=record_drill_event,
-    error_row=error_row,
-    agent_of=lambda drill: drill.agent_id,
-    not_found=NOT_FOUND,
     not_the_agent="A drill's progress and result are reported by the service's own workers.",
 )
 

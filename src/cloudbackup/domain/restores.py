@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain import configurations, cross_agent_restores
 from cloudbackup.domain.agents import live_agent, storable
-from cloudbackup.domain.backups import ErrorItem, ErrorReport
+from cloudbackup.domain.backups import ErrorReport
 from cloudbackup.domain.configurations import (
     PathItem,
     lies_inside,
@@ -37,7 +37,6 @@ from cloudbackup.store.repositories import BackupRepository
 from cloudbackup.store.run_repositories import RestoreRepository, vault_encrypted
 from cloudbackup.store.tables import Agent, Configuration, Restore, RestoreError
 
-NOT_FOUND = "Restore not found."
 RESTORE_ERROR_REASON = "unable_to_process_some_files"
 RESTORE_DIAGNOSTICS = "Some files may not have been restored."
 MAX_PATH_LENGTH = 4096
@@ -127,22 +126,14 @@ def check_request(request: RestoreRequest) -> list[str]:
 # -- state changes ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class RestoreUpdate(RunUpdate[RestoreState, ErrorReport]):
-    """What an R4 PATCH (or a worker) reports; ``None`` means "not reported"."""
-
-
-def error_row(restore_id: str, item: ErrorItem) -> RestoreError:
-    return RestoreError(restore_id=restore_id, **item.columns())
+# What an R4 PATCH (or a worker) reports; ``None`` means "not reported".
+RestoreUpdate = RunUpdate[RestoreState, ErrorReport]
 
 
 RESTORE_RUNS: RunKind[Restore, RestoreError, RestoreState] = RunKind(
     machine=RESTORE_MACHINE,
     repository=RestoreRepository,
     record_event=record_restore_event,
-    error_row=error_row,
-    agent_of=lambda restore: restore.destination_agent_id,
-    not_found=NOT_FOUND,
     not_the_agent=(
         "Progress and results may only be reported by the restore's destination agent, with "
         "its own token (A9)."

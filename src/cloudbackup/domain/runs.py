@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -57,6 +57,20 @@ class RecordEvent(Protocol[_RunT_contra]):
     ) -> None: ...
 
 
+@dataclass(slots=True)
+class FileErrorItem:
+    """One per-file error as a PATCH reports it: what every kind's error rows hold (spec §2.3,
+    §6; a cleanup's has nothing more, a backup's, restore's or drill's also an ``exception``)."""
+
+    index: int
+    path: str
+    type: str
+
+    def columns(self) -> dict[str, Any]:
+        """The columns of its error row, but for the run's id."""
+        return asdict(self)
+
+
 class ReportedErrors(Protocol):
     """The ``/errors`` a PATCH reports: its per-file ``items`` replace the run's."""
 
@@ -70,7 +84,7 @@ class ReportedErrors(Protocol):
     def diagnostics(self) -> str | None: ...
 
     @property
-    def items(self) -> Sequence[Any]: ...
+    def items(self) -> Sequence[FileErrorItem]: ...
 
 
 ErrorsT = TypeVar("ErrorsT", bound=ReportedErrors)
@@ -112,15 +126,15 @@ class RunEnding(Protocol[_RunT_contra]):
 
 @dataclass(frozen=True, slots=True)
 class RunKind(Generic[RunT, ErrorT, StateT]):
-    """One kind of run: its table, its state machine (``domain.run_states``) and its wording."""
+    """One kind of run: its table (the repository's, which also names the run's agent and error
+    rows), its state machine (``domain.run_states``) and its events; its wording follows from
+    the machine's noun."""
 
     machine: StateMachine[StateT]
-    repository: Callable[[Session], RunRepository[RunT, ErrorT]]
+    repository: type[RunRepository[RunT, ErrorT]]
     record_event: RecordEvent[RunT]
-    error_row: Callable[[str, Any], ErrorT]  # one reported per-file error as a row of the run
-    agent_of: Callable[[RunT], str]  # the agent that reports the run's progress and result
-    not_found: str
-    not_the_agent: str
+    # The 403 to a report from another token than the run's agent's; None: the usual sentence.
+    not_the_agent: str | None = None
     # Columns every final state writes besides ``ended_time`` (a lock the run held, freed).
     final_values: Mapping[str, Any] = field(default_factory=dict)
     ending: RunEnding[RunT] | None = None
@@ -129,6 +143,30 @@ class RunKind(Generic[RunT, ErrorT, StateT]):
     def name(self) -> JobKind:
         """The kind's noun: in messages, and the task a dispatcher publishes."""
         return cast(JobKind, self.machine.noun)
+
+    @property
+    def not_found(self) -> str:
+        return f"{self.name.capitalize()} not found."
+
+    @property
+    def not_the_agent_message(self) -> str:
+        if self.not_the_agent is not None:
+            return self.not_the_agent
+        return (
+            f"Progress and results may only be reported by the {self.name}'s agent, with its "
+            "own token (A9)."
+        )
+
+    def agent_of(self, run: RunT) -> str:
+        """The agent that reports the run's progress and result (the repository's column)."""
+        agent_id: str = getattr(run, self.repository.agent_key)
+        return agent_id
+
+    def error_row(self, run_id: str, item: FileErrorItem) -> ErrorT:
+        """One reported per-file error as a row of the run's error table."""
+        repository = self.repository
+        row: ErrorT = repository.error_model(**{repository.run_key: run_id}, **item.columns())
+        return row
 
     def move(
         self,
@@ -310,7 +348,7 @@ class RunService(Generic[RunT, ErrorT, StateT]):
             state = update.state
             agent_fields = state in machine.agent_settable or bool(values)
             if agent_fields and reporter != kind.agent_of(run):
-                raise Forbidden(kind.not_the_agent)
+                raise Forbidden(kind.not_the_agent_message)
             values |= self._executor_values(run, reporter, attempt)
             self.check_report(session, run, update)
             if state is None:
