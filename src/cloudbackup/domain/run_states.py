@@ -12,60 +12,34 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
-
-class BackupState(StrEnum):
-    START_REQUESTED = "start_requested"
-    START_SCHEDULED = "start_scheduled"
-    QUEUED = "queued"
-    PREPARING = "preparing"
-    IN_PROGRESS = "in_progress"
-    STOP_REQUESTED = "stop_requested"
-    COMPLETED = "completed"
-    COMPLETED_WITH_ERRORS = "completed_with_errors"
-    FAILED = "failed"
-    STOPPED = "stopped"
-    SKIPPED = "skipped"
-    MISSED = "missed"
-
-
-class RestoreState(StrEnum):
-    """Like backups minus start_scheduled/skipped/missed (OQ-30)."""
-
-    START_REQUESTED = "start_requested"
-    QUEUED = "queued"
-    PREPARING = "preparing"
-    IN_PROGRESS = "in_progress"
-    STOP_REQUESTED = "stop_requested"
-    COMPLETED = "completed"
-    COMPLETED_WITH_ERRORS = "completed_with_errors"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-class CleanupState(StrEnum):
-    """No preparing, skipped or missed (OQ-12)."""
-
-    START_REQUESTED = "start_requested"
-    START_SCHEDULED = "start_scheduled"
-    QUEUED = "queued"
-    IN_PROGRESS = "in_progress"
-    STOP_REQUESTED = "stop_requested"
-    COMPLETED = "completed"
-    COMPLETED_WITH_ERRORS = "completed_with_errors"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-class DrillState(StrEnum):
-    """A restore drill (issue 14, an API extension): it passes or fails, or is stopped."""
-
-    START_REQUESTED = "start_requested"
-    QUEUED = "queued"
-    IN_PROGRESS = "in_progress"
-    STOP_REQUESTED = "stop_requested"
-    PASSED = "passed"
-    FAILED = "failed"
-    STOPPED = "stopped"
+# The states of each kind of run, each named once per kind that has it. StrEnum's functional
+# form makes every value its name in lower case: the spec's wire form ("completed_with_errors").
+BackupState = StrEnum(
+    "BackupState",
+    "START_REQUESTED START_SCHEDULED QUEUED PREPARING IN_PROGRESS STOP_REQUESTED"
+    " COMPLETED COMPLETED_WITH_ERRORS FAILED STOPPED SKIPPED MISSED",
+    module=__name__,
+)
+# Like backups minus start_scheduled/skipped/missed (OQ-30).
+RestoreState = StrEnum(
+    "RestoreState",
+    "START_REQUESTED QUEUED PREPARING IN_PROGRESS STOP_REQUESTED"
+    " COMPLETED COMPLETED_WITH_ERRORS FAILED STOPPED",
+    module=__name__,
+)
+# No preparing, skipped or missed (OQ-12).
+CleanupState = StrEnum(
+    "CleanupState",
+    "START_REQUESTED START_SCHEDULED QUEUED IN_PROGRESS STOP_REQUESTED"
+    " COMPLETED COMPLETED_WITH_ERRORS FAILED STOPPED",
+    module=__name__,
+)
+# A restore drill (issue 14, an API extension): it passes or fails, or is stopped.
+DrillState = StrEnum(
+    "DrillState",
+    "START_REQUESTED QUEUED IN_PROGRESS STOP_REQUESTED PASSED FAILED STOPPED",
+    module=__name__,
+)
 
 
 StateT = TypeVar("StateT", BackupState, RestoreState, CleanupState, DrillState)

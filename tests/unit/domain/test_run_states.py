@@ -14,6 +14,7 @@ from cloudbackup.domain.run_states import (
     RESTORE_MACHINE,
     BackupState,
     CleanupState,
+    DrillState,
     RestoreState,
 )
 
@@ -112,6 +113,40 @@ def test_state_values_and_final_states():
     }
     assert RESTORE_MACHINE.final == frozenset(R_FINAL)
     assert CLEANUP_MACHINE.final == frozenset(C_FINAL)
+
+
+def test_every_state_is_its_wire_value_in_the_order_of_the_spec():
+    """What the API writes and the tables hold, whatever form declares the states."""
+    assert [(s.name, s.value) for s in BackupState] == [
+        (value.upper(), value)
+        for value in (
+            "start_requested",
+            "start_scheduled",
+            "queued",
+            "preparing",
+            "in_progress",
+            "stop_requested",
+            "completed",
+            "completed_with_errors",
+            "failed",
+            "stopped",
+            "skipped",
+            "missed",
+        )
+    ]
+    assert [s.value for s in DrillState] == [
+        "start_requested",
+        "queued",
+        "in_progress",
+        "stop_requested",
+        "passed",
+        "failed",
+        "stopped",
+    ]
+    assert BackupState("completed_with_errors") is BackupState.COMPLETED_WITH_ERRORS
+    assert str(CleanupState.START_SCHEDULED) == "start_scheduled"
+    with pytest.raises(ValueError):
+        RestoreState("skipped")
 
 
 def test_final_conflict_messages_are_the_specs_byte_for_byte():
