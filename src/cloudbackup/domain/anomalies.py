@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +28,13 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_backup_event
-from cloudbackup.domain.runs import marker_seq
+from cloudbackup.domain.project_pages import ProjectPages
 from cloudbackup.engine import BackupResult
 from cloudbackup.settings import Settings
 from cloudbackup.store.anomalies import OPEN, AnomalyRepository
 from cloudbackup.store.db import Database
 from cloudbackup.store.mail_outbox import MailOutbox
-from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository, Page, SortDir
+from cloudbackup.store.repositories import BackupRepository, ConfigurationRepository
 from cloudbackup.store.tables import AGENTS, Anomaly, Backup, Configuration
 
 log = logging.getLogger("cloudbackup.anomalies")
@@ -263,11 +264,16 @@ def _queue_mail(session: Session, settings: Settings, backup: Backup, anomaly: A
     )
 
 
-class AnomalyService:
-    """The anomalies API: list, read, dismiss."""
+class AnomalyService(ProjectPages[Anomaly]):
+    """The anomalies API: list (filtered by ``state``), read, dismiss."""
+
+    noun = "anomaly"
 
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    def rows(self, session: Session) -> AnomalyRepository:
+        return AnomalyRepository(session)
 
     def get(self, project_id: str, anomaly_id: str) -> Anomaly:
         with self.db.read() as session:
@@ -276,23 +282,10 @@ class AnomalyService:
             raise NotFound(f"Anomaly {anomaly_id} not found.")
         return row
 
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker: str | None,
-        limit: int,
-        sort_dir: SortDir,
-        state: str | None = None,
-    ) -> Page[Anomaly]:
+    def check_filters(self, filters: Mapping[str, Any]) -> None:
+        state = filters.get("state")
         if state is not None and state not in STATES:
             raise InvalidInput("Validation failed.", [f"state must be one of {', '.join(STATES)}."])
-        with self.db.read() as session:
-            repo = AnomalyRepository(session)
-            after = marker_seq(marker, project_id, repo.seq_of, "anomaly")
-            return repo.page(
-                project_id, marker_seq=after, limit=limit, sort_dir=sort_dir, state=state
-            )
 
     def dismiss(
         self, project_id: str, anomaly_id: str, token_id: str, agent_id: str | None

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import storable
 from cloudbackup.domain.dispatch import Dispatcher, JobKind
-from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
+from cloudbackup.domain.errors import Conflict, Forbidden, NotFound
+from cloudbackup.domain.project_pages import ProjectPages
 from cloudbackup.domain.run_states import StateMachine, StateT
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import Page, RunRepository, SortDir
@@ -210,22 +211,6 @@ class RunKind(Generic[RunT, ErrorT, StateT]):
         return True
 
 
-def marker_seq(
-    marker: str | None, project_id: str, seq_of: Callable[[str, str], int | None], noun: str
-) -> int | None:
-    """The ``seq`` a page of the project's rows starts after: the ``marker``'s (``seq_of`` it;
-    a 400 when the project has no such ``noun``), or None for the first page."""
-    if marker is None:
-        return None
-    seq = seq_of(marker, project_id)
-    if seq is None:
-        article = "an" if noun[0] in "aeiou" else "a"
-        raise InvalidInput(
-            "Validation failed.", [f"marker {marker!r} is not {article} {noun} of this project."]
-        )
-    return seq
-
-
 def new_run_values(project_id: str, state: str, **columns: Any) -> dict[str, Any]:
     """The row of a run just requested in ``state`` (with the kind's own ``columns``): a fresh
     id and request id, published (to a worker), created and updated now."""
@@ -255,15 +240,22 @@ def stale_attempt(noun: str, attempt: int, owner: int) -> str:
     )
 
 
-class RunService(Generic[RunT, ErrorT, StateT]):
-    """Use cases every run resource has, for the API: read (get, list), errors, events, and the
-    PATCH (:meth:`update`). Subclasses set :attr:`kind` and add the start."""
+class RunService(ProjectPages[RunT], Generic[RunT, ErrorT, StateT]):
+    """Use cases every run resource has, for the API: read (get, list: B2/R2/C2), errors,
+    events, and the PATCH (:meth:`update`). Subclasses set :attr:`kind` and add the start."""
 
     kind: RunKind[RunT, ErrorT, StateT]
 
     def __init__(self, db: Database, dispatcher: Dispatcher | None = None) -> None:
         self.db = db
         self.dispatcher = dispatcher
+
+    @property
+    def noun(self) -> str:
+        return self.kind.name
+
+    def rows(self, session: Session) -> RunRepository[RunT, ErrorT]:
+        return self.kind.repository(session)
 
     def record_and_publish(
         self, insert: Callable[[Session], RunT], active_message: str | None = None
@@ -286,24 +278,6 @@ class RunService(Generic[RunT, ErrorT, StateT]):
         """B3/R3/C3: one run of the project (404 otherwise)."""
         with self.db.read() as session:
             return self._get(session, project_id, run_id)
-
-    def page(
-        self,
-        project_id: str,
-        *,
-        marker: str | None,
-        limit: int,
-        sort_dir: SortDir,
-        **filters: Any,
-    ) -> Page[RunT]:
-        """B2/R2/C2: a page of the project's runs after ``marker`` (a run id), in ``seq`` order;
-        ``filters`` are the kind's own (a backup's ``restorable``, ``configuration_id``)."""
-        with self.db.read() as session:
-            repo = self.kind.repository(session)
-            after = marker_seq(marker, project_id, repo.seq_of, self.kind.name)
-            return repo.page(
-                project_id, marker_seq=after, limit=limit, sort_dir=sort_dir, **filters
-            )
 
     def errors(self, project_id: str, run_id: str) -> tuple[RunT, list[ErrorT]]:
         """ER2/ER3: the run and its per-file errors."""
