@@ -68,6 +68,17 @@ class Thresholds:
         )
 
 
+# What a backup's result says of its change against the previous snapshot of its inclusions
+# (the BackupResult fields of these names): measured, and recorded as the later backups' history.
+CHANGE_FIELDS = (
+    "previous_files",
+    "files_changed",
+    "files_deleted",
+    "new_plain_bytes",
+    "new_stored_bytes",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Measures:
     """One backup against the previous snapshot of its inclusions, and the history's bytes."""
@@ -79,6 +90,16 @@ class Measures:
     new_stored_bytes: int
     history_plain_bytes: int = 0
     history_stored_bytes: int = 0
+
+    @classmethod
+    def of(cls, result: BackupResult, history: tuple[int, int]) -> Measures:
+        """The result's change, and the (plaintext, stored) bytes of the history."""
+        change = {name: getattr(result, name) for name in CHANGE_FIELDS}
+        return cls(**change, history_plain_bytes=history[0], history_stored_bytes=history[1])
+
+    def change(self) -> dict[str, int]:
+        """The change as the columns of its record, the later backups' history."""
+        return {name: getattr(self, name) for name in CHANGE_FIELDS}
 
     @property
     def changed_ratio(self) -> float:
@@ -125,26 +146,15 @@ def guard_backup(
         if backup is None or backup.state not in GUARDED_STATES or backup.seq is None:
             return None
         repo = AnomalyRepository(session)
-        plain, stored = repo.history(backup.configuration_id, backup.seq, HISTORY_BACKUPS)
-        measures = Measures(
-            previous_files=result.previous_files,
-            files_changed=result.files_changed,
-            files_deleted=result.files_deleted,
-            new_plain_bytes=result.new_plain_bytes,
-            new_stored_bytes=result.new_stored_bytes,
-            history_plain_bytes=plain,
-            history_stored_bytes=stored,
+        measures = Measures.of(
+            result, repo.history(backup.configuration_id, backup.seq, HISTORY_BACKUPS)
         )
         repo.record_change(
             {
                 "backup_id": backup.id,
                 "configuration_id": backup.configuration_id,
                 "backup_seq": backup.seq,
-                "previous_files": measures.previous_files,
-                "files_changed": measures.files_changed,
-                "files_deleted": measures.files_deleted,
-                "new_plain_bytes": measures.new_plain_bytes,
-                "new_stored_bytes": measures.new_stored_bytes,
+                **measures.change(),
             }
         )
         if not is_anomalous(measures, Thresholds.of(settings)):

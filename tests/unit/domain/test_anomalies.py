@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from cloudbackup.domain.anomalies import Measures, Thresholds, is_anomalous
 from cloudbackup.domain.backup_run import execute_backup
 from cloudbackup.domain.backups import BackupService
+from cloudbackup.engine import BackupResult
 from cloudbackup.settings import load_settings
 from cloudbackup.store.mail_outbox import MailOutbox
 from cloudbackup.store.tables import Anomaly, Backup, BackupChange, Configuration, Event
@@ -131,6 +132,33 @@ def test_the_rule_needs_every_signal():
     assert not is_anomalous(_measures(new_plain_bytes=0, new_stored_bytes=0), t)
     # No history yet: the absolute floor alone decides.
     assert is_anomalous(_measures(history_plain_bytes=0, history_stored_bytes=0), t)
+
+
+def test_measures_are_the_result_s_change_and_the_history_and_record_the_change():
+    result = BackupResult(
+        snapshot_id=3,
+        files_searched=120,
+        bytes_searched=9_000_000,
+        files_backed_up=80,
+        bytes_backed_up=1_000_500,
+        bytes_in_db=4_096,
+        errors=[],
+        duration_seconds=2.5,
+        previous_files=100,
+        files_changed=80,
+        files_deleted=0,
+        new_plain_bytes=1_000_000,
+        new_stored_bytes=1_000_500,
+    )
+    measures = Measures.of(result, (4_000_000, 1_200_000))
+    assert measures == _measures()
+    assert measures.change() == {
+        "previous_files": 100,
+        "files_changed": 80,
+        "files_deleted": 0,
+        "new_plain_bytes": 1_000_000,
+        "new_stored_bytes": 1_000_500,
+    }
 
 
 def test_a_tree_that_never_compressed_needs_the_rise_set_to_zero():
