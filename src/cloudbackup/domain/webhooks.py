@@ -267,7 +267,7 @@ class WebhookService:
         one gets a new delivery of the same event (same ``webhook-id``, fresh back-off)."""
         now = utcnow()
         with self.db.transaction() as session:
-            _webhook(session, project_id, webhook_id)
+            hook = _webhook(session, project_id, webhook_id)
             if not (delivery_id.isascii() and delivery_id.isdigit()) or len(delivery_id) > 18:
                 raise NotFound(f"Delivery {delivery_id} of webhook {webhook_id} not found.")
             old = session.execute(
@@ -286,7 +286,7 @@ class WebhookService:
                 )
                 row = session.get_one(WebhookDelivery, old.id, populate_existing=True)
             else:
-                row = _copy(session, old, now)
+                row = _pending(session, hook, old.event_id, old.event, now, body=old.body)
             session.info.setdefault(NEW_DELIVERIES, []).append(row.id)
         return DeliveryView(row, [])
 
@@ -322,9 +322,10 @@ class WebhookService:
                 if old is not None and old.state == "pending":
                     continue
                 if old is not None:
-                    queued.append(int(_copy(session, old, now).id or 0))
+                    row = _pending(session, hook, event_id, old.event, now, body=old.body)
                 else:
-                    queued.append(_new_delivery(session, hook, event_id, logged[event_id], now))
+                    row = _pending(session, hook, event_id, logged[event_id], now)
+                queued.append(int(row.id or 0))
             session.info.setdefault(NEW_DELIVERIES, []).extend(queued)
         return Replay(
             len(queued),
@@ -343,32 +344,15 @@ def _webhook(session: Session, project_id: str, webhook_id: str) -> Webhook:
     return row
 
 
-def _copy(session: Session, old: WebhookDelivery, now: datetime) -> WebhookDelivery:
-    """A new pending delivery of ``old``'s event and body."""
+def _pending(
+    session: Session, hook: Webhook, event_id: int, event: str, now: datetime, body: str = ""
+) -> WebhookDelivery:
+    """A new delivery of the event to ``hook``, due ``now``: a copy of an earlier delivery
+    keeps its ``body``; an empty one is rendered from the event log when it is sent."""
     row = WebhookDelivery(
-        webhook_id=old.webhook_id,
-        project_id=old.project_id,
-        event_id=old.event_id,
-        event=old.event,
-        body=old.body,
-        next_attempt_at=now,
-        created_at=now,
+        webhook_id=hook.id, project_id=hook.project_id, event_id=event_id, event=event, body=body
     )
+    row.created_at = row.next_attempt_at = now
     session.add(row)
     session.flush()
     return row
-
-
-def _new_delivery(session: Session, hook: Webhook, event_id: int, event: str, now: datetime) -> int:
-    row = WebhookDelivery(
-        webhook_id=hook.id,
-        project_id=hook.project_id,
-        event_id=event_id,
-        event=event,
-        body="",
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(row)
-    session.flush()
-    return int(row.id or 0)
