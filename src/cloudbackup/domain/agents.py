@@ -14,6 +14,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -62,8 +63,9 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 _DIGITS = re.compile(r"[0-9]{1,10}")
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(NamedTuple):
+    """One of a host's addresses, stored as its JSON object (``_asdict``)."""
+
     version: int
     addr: str
 
@@ -203,7 +205,7 @@ class AgentService:
             os_version=reg.os_version,
             os_architecture=reg.os_architecture,
             fingerprint=reg.fingerprint,
-            addresses=[{"version": a.version, "addr": a.addr} for a in reg.addresses],
+            addresses=[a._asdict() for a in reg.addresses],
             enabled=True,
             rsa_modulus=reg.rsa_modulus,
             rsa_exponent=exponent,
@@ -451,7 +453,7 @@ class AgentTokenService:
             agent.os_name = login.os_name
             agent.os_version = login.os_version
             agent.os_architecture = login.os_architecture
-            agent.addresses = [{"version": a.version, "addr": a.addr} for a in login.addresses]
+            agent.addresses = [a._asdict() for a in login.addresses]
             secret, row = create_token(
                 session, project_id, [AGENT_ROLE], ttl=self.ttl, agent_id=agent.id
             )

@@ -114,13 +114,4 @@ class CleanupService(RunService[Cleanup, CleanupError, CleanupState]):
             errors_diagnostics="",
             active_lock=agent.id,
         )
-        repo.insert(values)
-        cleanup = Cleanup.model_construct(**values)
-        record_cleanup_event(
-            session,
-            cleanup,
-            CLEANUP_MACHINE.events[state],
-            request_id=cleanup.request_id,
-            vault_encrypted=agent.vault_encrypted,
-        )
-        return cleanup
+        return CLEANUP_RUNS.insert_start(session, values, vault_encrypted=agent.vault_encrypted)

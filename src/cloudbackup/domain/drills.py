@@ -107,12 +107,4 @@ class DrillService(RunService[Drill, DrillError, DrillState]):
             agent_id=backup.agent_id,
             **backup_values(backup),
         )
-        DrillRepository(session).insert(values)
-        drill = Drill.model_construct(**values)
-        record_drill_event(
-            session,
-            drill,
-            DRILL_MACHINE.events[DrillState.START_REQUESTED],
-            request_id=drill.request_id,
-        )
-        return drill
+        return DRILL_RUNS.insert_start(session, values)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -46,8 +47,9 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 # -- the vault and snapshot of a backup -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RestoreTarget:
+class RestoreTarget(NamedTuple):
+    """Where a backup's files lie: its vault, opened, and its snapshot."""
+
     vault: Vault
     snapshot_id: int
 
@@ -210,16 +212,8 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
             exclusions=[{"type": e.type, "path": e.path} for e in request.exclusions],
             encrypted_password_hex=handed_over,
         )
-        RestoreRepository(session).insert(values)
-        restore = Restore.model_construct(**values)
-        record_restore_event(
-            session,
-            restore,
-            RESTORE_MACHINE.events[RestoreState.START_REQUESTED],
-            request_id=restore.request_id,
-            vault_encrypted=vault_encrypted(session, backup.vault_id),
-        )
-        return restore
+        encrypted = vault_encrypted(session, backup.vault_id)
+        return RESTORE_RUNS.insert_start(session, values, vault_encrypted=encrypted)
 
     def _require_in_roots(
         self, session: Session, request: RestoreRequest, agent: Agent, configuration_id: str

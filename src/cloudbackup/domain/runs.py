@@ -169,6 +169,17 @@ class RunKind(Generic[RunT, ErrorT, StateT]):
         row: ErrorT = repository.error_model(**{repository.run_key: run_id}, **item.columns())
         return row
 
+    def insert_start(self, session: Session, values: dict[str, Any], **start: Any) -> RunT:
+        """Insert a new run's row (``new_run_values``) and record the event of its start state
+        with the run's request id; ``start`` is what the kind's start event says more (a
+        restore's or cleanup's ``vault_encrypted``)."""
+        repository = self.repository(session)
+        repository.insert(values)
+        run: RunT = repository.model.model_construct(**values)
+        event = self.machine.events[self.machine.states(values["state"])]
+        self.record_event(session, run, event, request_id=run.request_id, **start)
+        return run
+
     def move(
         self,
         session: Session,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,8 +20,8 @@ from cloudbackup.store.queue_settings import paused_queue_names
 from cloudbackup.store.tables import BACKUPS, RUN_SLOTS, utcnow
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting:
+# Rows of this module's queries, by name.
+class Waiting(NamedTuple):
     """A run held back, to publish again when capacity frees up."""
 
     backup_id: str
@@ -29,8 +29,7 @@ class Waiting:
     queue: str
 
 
-@dataclass(frozen=True, slots=True)
-class Gated:
+class Gated(NamedTuple):
     """What admission needs of a backup: its state and whom it belongs to."""
 
     state: str
@@ -39,7 +38,7 @@ class Gated:
 
 
 @dataclass(frozen=True, slots=True)
-class SlotCount:
+class SlotCount:  # not a NamedTuple: a tuple's count() would hide the field
     count: int
     oldest_since: datetime | None
 
