@@ -15,37 +15,12 @@ from sqlalchemy.orm import Session
 from cloudbackup.domain.agents import storable
 from cloudbackup.domain.backups import ErrorReport
 from cloudbackup.domain.errors import Conflict, NotFound
+from cloudbackup.domain.events import record_drill_event
 from cloudbackup.domain.run_states import DRILL_MACHINE, DrillState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate, backup_values, new_run_values
 from cloudbackup.store.drill_repository import DrillRepository
-from cloudbackup.store.repositories import BackupRepository, EventRepository, Page, SortDir
+from cloudbackup.store.repositories import BackupRepository, Page, SortDir
 from cloudbackup.store.tables import Drill, DrillError
-
-
-def record_drill_event(
-    session: Session,
-    drill: Drill,
-    event: str,
-    /,
-    *,
-    request_id: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> None:
-    """Append a drill event, tagged with its project and drill only: the v2 event lists of the
-    agent, the configuration and the backup stay as the spec has them."""
-    members: dict[str, Any] = {
-        "drill": {"id": drill.id},
-        "backup": {"id": drill.backup_id, "snapshot_id": drill.snapshot_id},
-        "configuration": {"id": drill.configuration_id},
-    }
-    if request_id is not None:
-        members["request_id"] = request_id
-    if extra:
-        members.update(extra)
-    EventRepository(session).insert(
-        event=event, members=members, project_id=drill.project_id, drill_id=drill.id
-    )
-
 
 # A stop request (the only PATCH a drill takes: its own executor reports the rest).
 DrillUpdate = RunUpdate[DrillState, ErrorReport]

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from cloudbackup.store.repositories import EventRepository
-from cloudbackup.store.tables import Backup, Cleanup, Restore
+from cloudbackup.store.tables import Backup, Cleanup, Drill, Restore
 from cloudbackup.store.tables.events import backup_event_row
 
 
@@ -53,20 +53,22 @@ def record_event(
 
 def record_run_event(
     session: Session,
-    run: Restore | Cleanup,
+    run: Restore | Cleanup | Drill,
     event: str,
     *,
     request_id: str | None = None,
     vault_encrypted: bool | None = None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    """Append a restore or cleanup event: what it says of its run (:func:`_restore_event`,
-    :func:`_cleanup_event`; the start request, given ``vault_encrypted``, says more), the
-    request id and ``extra``, tagged with the run's ids."""
+    """Append a restore, cleanup or drill event: what it says of its run (:func:`_restore_event`,
+    :func:`_cleanup_event`, :func:`_drill_event`; a restore's or cleanup's start request, given
+    ``vault_encrypted``, says more), the request id and ``extra``, tagged with the run's ids."""
     if isinstance(run, Restore):
         members, tags = _restore_event(run, vault_encrypted)
-    else:
+    elif isinstance(run, Cleanup):
         members, tags = _cleanup_event(run, vault_encrypted)
+    else:
+        members, tags = _drill_event(run)
     if request_id is not None:
         members["request_id"] = request_id
     if extra:
@@ -76,6 +78,7 @@ def record_run_event(
 
 record_restore_event = record_run_event
 record_cleanup_event = record_run_event
+record_drill_event = record_run_event
 
 Tags = dict[str, str | None]
 
@@ -121,3 +124,14 @@ def _cleanup_event(cleanup: Cleanup, vault_encrypted: bool | None) -> tuple[dict
         "cleanup_id": cleanup.id,
     }
     return members, tags
+
+
+def _drill_event(drill: Drill) -> tuple[dict[str, Any], Tags]:
+    """A drill event, tagged with its project and drill only: the v2 event lists of the agent,
+    the configuration and the backup stay as the spec has them."""
+    members: dict[str, Any] = {
+        "drill": {"id": drill.id},
+        "backup": {"id": drill.backup_id, "snapshot_id": drill.snapshot_id},
+        "configuration": {"id": drill.configuration_id},
+    }
+    return members, {"project_id": drill.project_id, "drill_id": drill.id}
