@@ -30,6 +30,7 @@ from cloudbackup.domain.errors import Conflict, Forbidden, InvalidInput, NotFoun
 from cloudbackup.domain.events import record_backup_event
 from cloudbackup.domain.project_pages import ProjectPages
 from cloudbackup.engine import BackupResult
+from cloudbackup.engine.backup_results import ChangeMeasures
 from cloudbackup.settings import Settings
 from cloudbackup.store.anomalies import OPEN, AnomalyRepository
 from cloudbackup.store.db import Database
@@ -68,15 +69,9 @@ class Thresholds:
         )
 
 
-# What a backup's result says of its change against the previous snapshot of its inclusions
-# (the BackupResult fields of these names): measured, and recorded as the later backups' history.
-CHANGE_FIELDS = (
-    "previous_files",
-    "files_changed",
-    "files_deleted",
-    "new_plain_bytes",
-    "new_stored_bytes",
-)
+# The change a backup's result measures against the previous snapshot of its inclusions
+# (engine.ChangeMeasures): judged here, and recorded as the later backups' history.
+CHANGE_FIELDS: tuple[str, ...] = ChangeMeasures.__struct_fields__
 
 
 @dataclass(frozen=True, slots=True)

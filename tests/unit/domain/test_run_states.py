@@ -145,7 +145,7 @@ def test_every_state_is_its_wire_value_in_the_order_of_the_spec():
     ]
     assert BackupState("completed_with_errors") is BackupState.COMPLETED_WITH_ERRORS
     assert str(CleanupState.START_SCHEDULED) == "start_scheduled"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'skipped' is not a valid RestoreState"):
         RestoreState("skipped")
 
 
