@@ -24,7 +24,7 @@ from cloudbackup.domain.agent_channel import AgentChannel, tell_document_changed
 from cloudbackup.domain.agents import live_agent, storable
 from cloudbackup.domain.errors import InvalidInput, NotFound
 from cloudbackup.domain.events import record_event
-from cloudbackup.domain.roots import HostRoots, RootsPolicy
+from cloudbackup.domain.roots import NO_POLICY, HostRoots, RootsPolicy
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Agent, Backup, Configuration, as_utc, utcnow
 
@@ -291,12 +291,11 @@ class ConfigurationService:
     def __init__(
         self,
         db: Database,
-        roots: RootsPolicy | None = None,
+        roots: RootsPolicy = NO_POLICY,
         channel: AgentChannel | None = None,
     ) -> None:
         self.db = db
-        # Without a policy nothing is allowed (no roots, nothing protected to name).
-        self.roots = roots or RootsPolicy((), ())
+        self.roots = roots
         self.channel = channel
 
     def _tell_agent(self, row: Configuration, change: str) -> None:

@@ -27,7 +27,7 @@ from cloudbackup.domain.configurations import (
 from cloudbackup.domain.dispatch import Dispatcher
 from cloudbackup.domain.errors import Conflict, InvalidInput, NotFound
 from cloudbackup.domain.events import record_restore_event
-from cloudbackup.domain.roots import RootsPolicy
+from cloudbackup.domain.roots import NO_POLICY, RootsPolicy
 from cloudbackup.domain.run_states import RESTORE_MACHINE, RestoreState
 from cloudbackup.domain.runs import RunKind, RunService, RunUpdate, backup_values, new_run_values
 from cloudbackup.domain.vaults import open_service_vault
@@ -157,11 +157,10 @@ class RestoreService(RunService[Restore, RestoreError, RestoreState]):
         self,
         db: Database,
         dispatcher: Dispatcher | None = None,
-        roots: RootsPolicy | None = None,
+        roots: RootsPolicy = NO_POLICY,
     ) -> None:
         super().__init__(db, dispatcher)
-        # Without a policy nothing is allowed (no roots, nothing protected to name).
-        self.roots = roots or RootsPolicy((), ())
+        self.roots = roots
 
     # -- R1 ---------------------------------------------------------------------------------
     def start(self, project_id: str, request: RestoreRequest) -> Restore:

@@ -210,6 +210,10 @@ class RootsPolicy:
         return HostRoots(self.fallback, self.protected, ROOTS_SETTING)
 
 
+# What a service built without a policy has: no roots (nothing is allowed), nothing protected.
+NO_POLICY = RootsPolicy((), ())
+
+
 # -- the operator's side ------------------------------------------------------------------------
 
 
