@@ -1,0 +1,114 @@
+"""The fuzz test and the hostile-input tests of the API, on PostgreSQL (issue 10 item 15).
+
+The unit suite runs them on SQLite. Here the very same test functions run with the ``settings``
+(and so ``db`` and ``client``) of a fresh PostgreSQL database per test, a copy of one migrated
+template: PostgreSQL refuses what SQLite stores (a 100,000-character id in a ``varchar(36)``
+gave a 500), and B1 takes its one-statement asyncpg path (``store/backup_starts.py``) only here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from unit.api.test_backups import test_nul_characters_never_reach_the_database
+from unit.api.test_fuzz_schemathesis import target, test_fuzz_operation
+from unit.api.test_limits import (
+    setup,
+    test_a_body_over_the_limit_is_413_json,
+    test_a_deep_json_patch_is_400_and_changes_nothing,
+    test_a_query_parameter_given_twice_is_400,
+    test_a_streamed_body_over_the_limit_is_413_json,
+    test_headers_over_the_limit_are_431_json,
+    test_json_nested_too_deep_is_400_not_500,
+    test_json_that_is_not_utf8_is_400_not_500,
+    test_list_limit_outside_1_to_100_is_400,
+    test_numbers_in_queries_are_ascii_digits_of_a_sane_length,
+    test_unknown_query_parameters_are_400,
+)
+from unit.api.test_run_patch import (
+    test_a_huge_counter_through_the_api_is_a_400_that_changes_nothing,
+)
+
+from cloudbackup.settings import Settings, load_settings
+from cloudbackup.store import migrate
+from cloudbackup.store.backup_starts import PostgresBackupStarts, backup_start_store
+from cloudbackup.store.db import Database
+from factories.services import PG_ADMIN_URL, fresh_postgres_database, require_services
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
+
+__all__ = [
+    "setup",
+    "target",
+    "test_a_body_over_the_limit_is_413_json",
+    "test_a_deep_json_patch_is_400_and_changes_nothing",
+    "test_a_huge_counter_through_the_api_is_a_400_that_changes_nothing",
+    "test_a_query_parameter_given_twice_is_400",
+    "test_a_streamed_body_over_the_limit_is_413_json",
+    "test_fuzz_operation",
+    "test_headers_over_the_limit_are_431_json",
+    "test_json_nested_too_deep_is_400_not_500",
+    "test_json_that_is_not_utf8_is_400_not_500",
+    "test_list_limit_outside_1_to_100_is_400",
+    "test_nul_characters_never_reach_the_database",
+    "test_numbers_in_queries_are_ascii_digits_of_a_sane_length",
+    "test_unknown_query_parameters_are_400",
+]
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """One migrated database, copied for each test (a copy takes a fraction of a migration)."""
+    require_services()
+    with fresh_postgres_database() as url:
+        migrate.upgrade(url)
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture
+def pg_copy(pg_template: str) -> Iterator[str]:
+    name = f"cloudbackup_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    try:
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(tmp_path: Path, fake_broker_url: str, pg_copy: str) -> Settings:
+    """The unit suite's settings, on PostgreSQL instead of a SQLite file."""
+    shutil.rmtree(tmp_path / "service", ignore_errors=True)
+    return load_settings(
+        {
+            "CLOUDBACKUP_DATA_DIR": str(tmp_path / "service"),
+            "CLOUDBACKUP_ALLOWED_ROOTS": "/",
+            "CLOUDBACKUP_DATABASE_URL": pg_copy,
+            "CLOUDBACKUP_BROKER_URL": fake_broker_url,
+            "CLOUDBACKUP_VAULT_PATH": str(tmp_path / "vault"),
+            "CLOUDBACKUP_TOKEN_CACHE_SECONDS": "0",
+            "CLOUDBACKUP_BACKUP_QUEUE": f"backups-{tmp_path.name}",
+        }
+    )
+
+
+def test_b1_takes_its_one_statement_path_here(db: Database) -> None:
+    """The app these tests call starts backups on asyncpg's one statement, not the SQLite path."""
+    assert isinstance(backup_start_store(db.url), PostgresBackupStarts)
+
+
+def test_a_configuration_id_of_100000_characters_is_404_through_b1(client, setup) -> None:
+    """The request that gave a 500 on PostgreSQL (``StringDataRightTruncationError``)."""
+    from factories.api import start_backup
+
+    _, _, secret = setup
+    answer = start_backup(client, secret, "c" * 100_000)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["message"] == "Configuration not found."
