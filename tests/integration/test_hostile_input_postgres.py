@@ -8,57 +8,65 @@ gave a 500), and B1 takes its one-statement asyncpg path (``store/backup_starts.
 
 from __future__ import annotations
 
+import importlib
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import psycopg
 import pytest
-from unit.api.test_backups import test_nul_characters_never_reach_the_database
-from unit.api.test_fuzz_schemathesis import target, test_fuzz_operation
-from unit.api.test_limits import (
-    setup,
-    test_a_body_over_the_limit_is_413_json,
-    test_a_deep_json_patch_is_400_and_changes_nothing,
-    test_a_query_parameter_given_twice_is_400,
-    test_a_streamed_body_over_the_limit_is_413_json,
-    test_headers_over_the_limit_are_431_json,
-    test_json_nested_too_deep_is_400_not_500,
-    test_json_that_is_not_utf8_is_400_not_500,
-    test_list_limit_outside_1_to_100_is_400,
-    test_numbers_in_queries_are_ascii_digits_of_a_sane_length,
-    test_unknown_query_parameters_are_400,
-)
-from unit.api.test_run_patch import (
-    test_a_huge_counter_through_the_api_is_a_400_that_changes_nothing,
-)
 
 from cloudbackup.settings import Settings, load_settings
 from cloudbackup.store import migrate
 from cloudbackup.store.backup_starts import PostgresBackupStarts, backup_start_store
 from cloudbackup.store.db import Database
+from factories.api import start_backup
 from factories.services import PG_ADMIN_URL, fresh_postgres_database, require_services
 
-pytestmark = [pytest.mark.slow, pytest.mark.services]
+UNIT_API = Path(__file__).resolve().parents[1] / "unit" / "api"
 
-__all__ = [
-    "setup",
-    "target",
-    "test_a_body_over_the_limit_is_413_json",
-    "test_a_deep_json_patch_is_400_and_changes_nothing",
-    "test_a_huge_counter_through_the_api_is_a_400_that_changes_nothing",
-    "test_a_query_parameter_given_twice_is_400",
-    "test_a_streamed_body_over_the_limit_is_413_json",
-    "test_fuzz_operation",
-    "test_headers_over_the_limit_are_431_json",
-    "test_json_nested_too_deep_is_400_not_500",
-    "test_json_that_is_not_utf8_is_400_not_500",
-    "test_list_limit_outside_1_to_100_is_400",
-    "test_nul_characters_never_reach_the_database",
-    "test_numbers_in_queries_are_ascii_digits_of_a_sane_length",
-    "test_unknown_query_parameters_are_400",
-]
+
+def _unit_module(name: str) -> ModuleType:
+    """A unit test module under the name pytest gives it (its basename: the unit folders have
+    no ``__init__.py``), so it is loaded once per session whichever suite collects it first
+    (the fuzz module registers a schemathesis check, which may happen once)."""
+    if str(UNIT_API) not in sys.path:
+        sys.path.insert(0, str(UNIT_API))
+    return importlib.import_module(name)
+
+
+_fuzz = _unit_module("test_fuzz_schemathesis")
+_limits = _unit_module("test_limits")
+target = _fuzz.target
+test_fuzz_operation = _fuzz.test_fuzz_operation
+setup = _limits.setup
+test_a_body_over_the_limit_is_413_json = _limits.test_a_body_over_the_limit_is_413_json
+test_a_streamed_body_over_the_limit_is_413_json = (
+    _limits.test_a_streamed_body_over_the_limit_is_413_json
+)
+test_headers_over_the_limit_are_431_json = _limits.test_headers_over_the_limit_are_431_json
+test_json_nested_too_deep_is_400_not_500 = _limits.test_json_nested_too_deep_is_400_not_500
+test_a_deep_json_patch_is_400_and_changes_nothing = (
+    _limits.test_a_deep_json_patch_is_400_and_changes_nothing
+)
+test_json_that_is_not_utf8_is_400_not_500 = _limits.test_json_that_is_not_utf8_is_400_not_500
+test_list_limit_outside_1_to_100_is_400 = _limits.test_list_limit_outside_1_to_100_is_400
+test_unknown_query_parameters_are_400 = _limits.test_unknown_query_parameters_are_400
+test_a_query_parameter_given_twice_is_400 = _limits.test_a_query_parameter_given_twice_is_400
+test_numbers_in_queries_are_ascii_digits_of_a_sane_length = (
+    _limits.test_numbers_in_queries_are_ascii_digits_of_a_sane_length
+)
+test_nul_characters_never_reach_the_database = _unit_module(
+    "test_backups"
+).test_nul_characters_never_reach_the_database
+test_a_huge_counter_through_the_api_is_a_400_that_changes_nothing = _unit_module(
+    "test_run_patch"
+).test_a_huge_counter_through_the_api_is_a_400_that_changes_nothing
+
+pytestmark = [pytest.mark.slow, pytest.mark.services]
 
 
 @pytest.fixture(scope="session")
@@ -106,8 +114,6 @@ def test_b1_takes_its_one_statement_path_here(db: Database) -> None:
 
 def test_a_configuration_id_of_100000_characters_is_404_through_b1(client, setup) -> None:
     """The request that gave a 500 on PostgreSQL (``StringDataRightTruncationError``)."""
-    from factories.api import start_backup
-
     _, _, secret = setup
     answer = start_backup(client, secret, "c" * 100_000)
     assert answer.status_code == 404, answer.text
