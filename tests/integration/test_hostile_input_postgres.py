@@ -118,3 +118,31 @@ def test_a_configuration_id_of_100000_characters_is_404_through_b1(client, setup
     answer = start_backup(client, secret, "c" * 100_000)
     assert answer.status_code == 404, answer.text
     assert answer.json()["message"] == "Configuration not found."
+
+
+WIDE = 794_857_345_871  # the fuzzer's delivery id: wider than an INTEGER column
+
+
+def test_ids_wider_than_32_bits_never_reach_postgresql(client, setup) -> None:
+    """Event and delivery ids are INTEGER columns: wider ones in paths, markers and bodies are
+    answered as on SQLite (404, a page, an empty replay), never with PostgreSQL's 500
+    ``integer out of range`` (the fuzzer found it on the delivery retry)."""
+    from factories.api import PROJECT, headers
+
+    _, _, secret = setup
+    hook = client.post(
+        f"/v2/{PROJECT}/webhooks",
+        json={"url": "http://93.184.216.34/", "events": ["*"]},
+        headers=headers(secret),
+    )
+    assert hook.status_code == 201, hook.text
+    base = f"/v2/{PROJECT}/webhooks/{hook.json()['id']}"
+    retry = client.post(f"{base}/deliveries/{WIDE}/retries", headers=headers(secret))
+    assert retry.status_code == 404, retry.text
+    for path in (f"{base}/deliveries", f"/v2/{PROJECT}/events"):
+        for order in ("asc", "desc"):
+            page = client.get(f"{path}?marker={WIDE}&sort_dir={order}", headers=headers(secret))
+            assert page.status_code == 200, (path, order, page.text)
+    replay = client.post(f"{base}/replays", json={"from_event_id": WIDE}, headers=headers(secret))
+    assert replay.status_code == 202, replay.text
+    assert replay.json()["queued"] == 0
