@@ -204,6 +204,21 @@ def _wait_status(page, wanted: set[str], timeout: float = 60.0) -> str:
         time.sleep(0.2)
 
 
+# Each table's scroll area scrolled to its end: its overflow, the columns shown (by their
+# text, before CSS upper-cases them) and where the last one lies.
+REACH_THE_LAST_COLUMN = """
+[...document.querySelectorAll('.scroll')].filter(a => a.querySelector('thead')).map(area => {
+  area.scrollLeft = area.scrollWidth;
+  const shown = [...area.querySelectorAll('thead th')]
+    .filter(th => getComputedStyle(th).display !== 'none');
+  const last = shown[shown.length - 1].getBoundingClientRect();
+  return {overflow: getComputedStyle(area).overflowX, right: area.getBoundingClientRect().right,
+          columns: shown.map(th => th.textContent.trim()), last_left: last.left,
+          last_right: last.right};
+})
+"""
+
+
 def test_a_user_backs_up_stops_and_restores_from_the_console(stack, browser, tmp_path):
     small = make_tree(tmp_path / "small", files=25, size=20_000)
     big = make_tree(
@@ -319,6 +334,17 @@ def test_a_user_backs_up_stops_and_restores_from_the_console(stack, browser, tmp
     for path in (done_url.replace(stack.base, ""), "/console/configurations", "/console/backups"):
         page.goto(stack.base + path)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+    # ... and a wide table scrolls inside its area: scrolled to its end, its last column (the
+    # columns after STATE, ERRORS last) lies wholly on the screen, never clipped.
+    for path, after_state in (
+        ("/console/backups", ["Progress", "Files", "Stored", "Errors"]),
+        ("/console/restores", ["Files", "Bytes", "Errors"]),
+    ):
+        page.goto(stack.base + path)
+        area = page.evaluate(REACH_THE_LAST_COLUMN)[0]  # the list comes first
+        assert area["overflow"] in {"auto", "scroll"}, (path, area)
+        assert area["columns"][area["columns"].index("State") + 1 :] == after_state, (path, area)
+        assert area["last_left"] >= 0 and area["last_right"] <= area["right"] <= 390, (path, area)
     page.screenshot(path=str(_artifacts(tmp_path) / "console-backups-phone.png"), full_page=True)
     assert problems == []
     context.close()

@@ -75,8 +75,8 @@ def procfile(cwd: Path, **extra_env: str) -> Iterator[Procfile]:
             CLOUDBACKUP_DATABASE_URL=url,
             CLOUDBACKUP_BROKER_URL=REDIS_URL,
             CLOUDBACKUP_BACKUP_QUEUE=f"backups-procfile-{uuid.uuid4().hex[:8]}",
-            **extra_env,
         )
+        env.update(extra_env)  # a test's own broker, too
         # The test's folder (the trees it backs up are beside `cwd`): without roots nothing is.
         env.setdefault("CLOUDBACKUP_ALLOWED_ROOTS", str(cwd.parent))
         migrate.upgrade(url)
@@ -268,3 +268,62 @@ def test_an_admins_first_hour_schedules_fire_mail_arrives_retention_prunes(tmp_p
             )
             text = stack.text()
     assert "retention started 1 cleanups" in text
+
+
+def test_backups_accepted_while_redis_is_down_run_once_it_is_back(tmp_path):
+    """The Procfile in an empty folder on PostgreSQL, on a Redis of its own: while Redis is
+    down every POST is a 201, and once Redis is back (empty: the messages are lost) beat's
+    sweeper re-publishes them and each backup runs once (issue 13 item 4: 10 of 10 never ran
+    while beat could not start)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from factories.private_services import private_redis
+
+    tree = make_tree(tmp_path / "src", files=5, with_excluded=False)
+    env = {
+        "CLOUDBACKUP_SWEEP_AFTER_SECONDS": "3",
+        "CLOUDBACKUP_BROKER_PUBLISH_TIMEOUT": "1",
+        "CLOUDBACKUP_MAX_RUNNING_PER_AGENT": "0",
+    }
+    with (
+        private_redis() as redis_server,
+        procfile(tmp_path / "empty", CLOUDBACKUP_BROKER_URL=redis_server.url, **env) as stack,
+    ):
+        agent = stack.post("/agents", agent_body()).json()
+        configs = [
+            stack.post(
+                "/configurations",
+                configuration_body(agent["id"], [f"{tree.root}/"], name=f"config {n}"),
+            ).json()["id"]
+            for n in range(10)
+        ]
+        redis_server.stop()
+
+        def start(config_id: str) -> httpx.Response:
+            body = {"configuration_id": config_id, "state": "start_requested"}
+            return stack.post("/backups", body)
+
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(start, configs))
+        assert [a.status_code for a in answers] == [201] * 10, [a.text for a in answers]
+        urls = [a.headers["location"] for a in answers]
+        time.sleep(2)  # worker and beat see the outage
+        redis_server.start()  # same port, empty
+
+        finals = [stack.poll(url, lambda b: b["state"] in FINAL, 150) for url in urls]
+        events = [
+            httpx.get(f"{url}/events", headers=stack.headers).json()["events"] for url in urls
+        ]
+        text = stack.text()
+
+    assert [b["state"] for b in finals] == ["completed"] * 10, text[-4000:]
+    assert all(b["files_searched"] == tree.files for b in finals)
+    for listed in events:
+        kinds = [e["event"] for e in listed]
+        assert kinds.count("backup_queued") == 1, kinds  # claimed once
+        assert kinds.count("backup_completed") == 1, kinds  # ran once
+    assert "FileNotFoundError" not in text
+    assert (tmp_path / "empty" / ".cloudbackup" / "celerybeat-schedule.dat").exists()
+
+
+FINAL = {"completed", "completed_with_errors", "failed", "stopped", "skipped", "missed"}

@@ -37,6 +37,9 @@ from cloudbackup.store.tables import (
 from cloudbackup.store.tables.webhooks import Webhook, WebhookAttempt, WebhookDelivery
 from cloudbackup.store.webhook_log import EVERY_EVENT, NEW_DELIVERIES
 
+# Delivery ids are INTEGER primary keys (32-bit on PostgreSQL).
+MAX_ROW_ID = 2**31 - 1
+
 SECRET_PREFIX = "whsec_"
 SCHEMES = ("http", "https")
 
@@ -268,7 +271,11 @@ class WebhookService:
         now = utcnow()
         with self.db.transaction() as session:
             hook = _webhook(session, project_id, webhook_id)
-            if not (delivery_id.isascii() and delivery_id.isdigit()) or len(delivery_id) > 18:
+            if (
+                not (delivery_id.isascii() and delivery_id.isdigit())
+                or len(delivery_id) > 18
+                or int(delivery_id) > MAX_ROW_ID  # no row has it; PostgreSQL would 500
+            ):
                 raise NotFound(f"Delivery {delivery_id} of webhook {webhook_id} not found.")
             old = session.execute(
                 sa.select(WebhookDelivery).where(

@@ -329,3 +329,17 @@ def test_sweeper_republishes_unanswered_requests(client, db, settings):
     later = utcnow() + timedelta(seconds=settings.sweep_after_seconds + 1)
     assert sweep_browse(db, recorder, settings, now=later).republished == 1
     assert recorder.published == [("browse", request_id, agent.id)]
+
+
+def test_the_202_of_a_browse_request_is_documented_as_what_it_is(client, db, tmp_path):
+    """B5/A10 answer 202 with an empty text/plain body and the Location; the OpenAPI document
+    said application/json, which the fuzz test found for A10 (ST105)."""
+    agent = rows.agent(db)
+    secret = token(db)
+    answer = ask_host(client, secret, agent.id, str(make_folder(tmp_path / "host")))
+    assert answer.status_code == 202 and answer.content == b""
+    media_type = answer.headers["content-type"].split(";")[0]
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    for owner in ("agents/{agent_id}", "backups/{backup_id}"):
+        accepted = paths[f"/v2/{{project_id}}/{owner}/browse-requests"]["post"]["responses"]["202"]
+        assert list(accepted["content"]) == [media_type], (owner, accepted)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from litestar import Controller, Request, Response, get, post, put
+from litestar import Controller, MediaType, Request, Response, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import RawBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
@@ -27,7 +27,12 @@ from cloudbackup.domain.browse import BrowseService
 
 Browse = NamedDependency[BrowseService]
 AskedT = TypeVar("AskedT")
-ASKED: dict[str, Any] = {"status_code": HTTP_202_ACCEPTED, "sync_to_thread": True}
+# The 202 is empty text/plain (``accepted_empty``): the media type documents it as such.
+ASKED: dict[str, Any] = {
+    "status_code": HTTP_202_ACCEPTED,
+    "sync_to_thread": True,
+    "media_type": MediaType.TEXT,
+}
 
 
 def _accepted(

@@ -16,6 +16,7 @@ from cloudbackup.api.call import AgentHeader, ApiCall, Call, Id
 from cloudbackup.api.paging import ListQuery, Paging, paged_list
 from cloudbackup.api.schemas.event_requests import parse_activation, parse_agent_event
 from cloudbackup.api.schemas.events import event_out
+from cloudbackup.api.schemas.run_patch import MAX_INT32
 from cloudbackup.api.service_types import Events
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.store.repositories import Page, SortDir
@@ -32,7 +33,9 @@ def event_marker(marker: str | None) -> int | None:
         return None
     if not (marker.isascii() and marker.isdigit()) or len(marker) > 18:
         raise InvalidInput("Validation failed.", ["marker must be an event id (digits)."])
-    return int(marker)
+    # Event ids are 32-bit (PostgreSQL refuses a wider operand: a 500): a wider marker pages
+    # as the widest id does, as it did on SQLite.
+    return min(int(marker), MAX_INT32)
 
 
 class EventPage(Protocol):

@@ -10,6 +10,7 @@ from litestar import Request
 from cloudbackup.api.body import decode_json, decode_object
 from cloudbackup.api.links import LinkBuilder
 from cloudbackup.api.schemas.common import Link
+from cloudbackup.api.schemas.run_patch import MAX_INT32
 from cloudbackup.api.schemas.times import iso_z
 from cloudbackup.domain.errors import InvalidInput
 from cloudbackup.domain.webhooks import DeliveryView, Replay, WebhookDraft, check_draft
@@ -76,10 +77,12 @@ def parse_create(
 def parse_replay(request: Request[Any, Any, Any], body: bytes) -> int:
     data = decode_json(request, body, StartReplay)
     value = data.from_event_id
+    # Event ids are 32-bit: a wider one replays what the widest id would (nothing), and never
+    # reaches PostgreSQL as an out-of-range operand.
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
+        return min(int(value), MAX_INT32)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**18:
-        return value
+        return min(value, MAX_INT32)
     raise InvalidInput("Validation failed.", ["from_event_id is required: an event id (digits)."])
 
 
