@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 from cloudbackup.domain.auth import hash_token
+from cloudbackup.engine.location import vault_storage
 from cloudbackup.store.db import Database
 from cloudbackup.store.tables import Agent, Backup, Configuration
 
@@ -187,3 +188,9 @@ def anomaly(db: Database, backup_row: Backup, **overrides: Any) -> Any:
     with db.transaction() as session:
         session.add(row)
     return row
+
+
+def stored_snapshot(settings: Any, vault_id: str, snapshot_id: int) -> None:
+    """Put a snapshot object named ``snapshot_id`` in the vault's storage, as an agent's
+    finished backup leaves it (the API checks that a reported snapshot exists, by name)."""
+    vault_storage(settings, vault_id).put(f"snapshots/{snapshot_id}.manifest", b"sealed")

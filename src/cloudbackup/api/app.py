@@ -57,7 +57,7 @@ from cloudbackup.domain.agent_channel import AgentChannel, AgentChannelReader, C
 from cloudbackup.domain.agent_document import AgentDocumentService
 from cloudbackup.domain.agents import AgentService, AgentTokenService
 from cloudbackup.domain.anomalies import AnomalyService
-from cloudbackup.domain.backups import BackupService, BackupStarter
+from cloudbackup.domain.backups import BackupService, BackupStarter, stored_snapshots
 from cloudbackup.domain.browse import BrowseService
 from cloudbackup.domain.cleanups import CleanupService
 from cloudbackup.domain.configurations import ConfigurationService
@@ -93,7 +93,7 @@ def versions(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 # Each resource: the name handlers ask for (`NamedDependency[...]`) and how to build its service.
 SERVICES: dict[str, Callable[[Database, Dispatcher, Settings], object]] = {
-    "backups": lambda db, dispatcher, _: BackupService(db, dispatcher),
+    "backups": lambda db, d, s: BackupService(db, d, stored_snapshots(s)),
     "agent_tokens": lambda db, _, s: AgentTokenService(db, s.agent_token_ttl_seconds),
     "restores": lambda db, d, s: RestoreService(db, d, RootsPolicy.from_settings(s)),
     "browse": lambda db, dispatcher, settings: BrowseService(db, dispatcher, settings),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -15,12 +16,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from cloudbackup.domain.agents import storable
-from cloudbackup.domain.dispatch import AsyncDispatcher
+from cloudbackup.domain.dispatch import AsyncDispatcher, Dispatcher
 from cloudbackup.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from cloudbackup.domain.events import record_backup_event
 from cloudbackup.domain.run_states import BACKUP_MACHINE, RESTORABLE_STATES, BackupState
 from cloudbackup.domain.runs import FileErrorItem, RunKind, RunService, RunUpdate
+from cloudbackup.engine.location import vault_storage
+from cloudbackup.engine.vault import snapshot_stored
+from cloudbackup.settings import Settings
 from cloudbackup.store.backup_starts import BackupStartStore, NewRun, StartConflict, StartFlags
+from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import (
     BackupRepository,
     ConfigurationRepository,
@@ -218,11 +223,27 @@ class BackupStarter:
         return backup
 
 
+def stored_snapshots(settings: Settings) -> Callable[[str, int], bool]:
+    """Whether vault ``vault_id`` holds snapshot ``n``, read from its storage's names."""
+    return lambda vault_id, n: snapshot_stored(vault_storage(settings, vault_id), n)
+
+
 class BackupService(RunService[Backup, BackupError, BackupState]):
     """Use cases of the backups resource, for the API (and the CLI): the start here, the
     rest shared with every run."""
 
     kind = BACKUP_RUNS
+
+    def __init__(
+        self,
+        db: Database,
+        dispatcher: Dispatcher | None = None,
+        snapshot_stored: Callable[[str, int], bool] | None = None,
+    ) -> None:
+        super().__init__(db, dispatcher)
+        # Whether a vault holds a snapshot (``engine.snapshot_stored`` on the vault's storage):
+        # a reported snapshot must exist there. None where nothing reports (the scheduler).
+        self.snapshot_stored = snapshot_stored
 
     def check_report(
         self, session: Session, run: Backup, update: RunUpdate[BackupState, Any]
@@ -235,6 +256,11 @@ class BackupService(RunService[Backup, BackupError, BackupState]):
         owner = BackupRepository(session).snapshot_owner(run.vault_id, snapshot_id)
         if owner is not None and owner != run.id:
             raise Conflict(f"Snapshot {snapshot_id} is another backup's snapshot in this vault.")
+        if self.snapshot_stored is not None and not self.snapshot_stored(run.vault_id, snapshot_id):
+            raise Conflict(
+                f"Snapshot {snapshot_id} is not in this backup's vault: report the id of the "
+                "snapshot the backup stored, once its manifest is written."
+            )
 
     # -- B1 ---------------------------------------------------------------------------------
     def start(

@@ -422,3 +422,11 @@ class Vault:
         return sum(
             info.size for info in self.storage.list("") if not info.name.startswith(LOCK_PREFIX)
         )
+
+
+def snapshot_stored(storage: Storage, snapshot_id: int) -> bool:
+    """Whether the vault in ``storage`` holds a complete snapshot ``snapshot_id`` (its manifest
+    object), told from the names alone: the server asks it of a remote agent's vault, whose key
+    it never holds."""
+    name = f"snapshots/{snapshot_id}{_MANIFEST_SUFFIX}"
+    return any(info.name == name for info in storage.list(name))

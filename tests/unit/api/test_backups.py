@@ -347,9 +347,10 @@ def test_stop_before_pickup_goes_straight_to_stopped(client, setup):
     assert start_backup(client, secret, config.id).status_code == 201
 
 
-def test_agent_reports_progress_and_final_result(client, setup, db):
+def test_agent_reports_progress_and_final_result(client, setup, db, settings):
     agent, config, secret = setup
     agent_secret = agent_token(db, agent.id)
+    rows.stored_snapshot(settings, agent.vault_id, 1111)  # the snapshot the agent reports
     backup_id = start_backup(client, secret, config.id).json()["id"]
     as_agent = {"X-Agent-Id": agent.id}
     for state in ("queued", "preparing", "in_progress"):

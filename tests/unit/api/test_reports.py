@@ -91,6 +91,21 @@ def test_an_agent_tokens_x_agent_id_must_name_its_agent(client, db):
     assert client.get(f"/v2/{PROJECT}/backups", headers=headers(mine)).status_code == 200
 
 
+def test_a_reported_snapshot_must_be_in_the_backups_vault(client, db, settings):
+    """A snapshot id the vault does not hold is refused (the run stays as it was) until the
+    agent's snapshot object is there: the server tells it by name, without the vault's key."""
+    path, agent = _running(db, "backups")
+    mine = agent_token(db, agent.id)
+    report = [*COMPLETE, {"op": "replace", "path": "/snapshot_id", "value": 9}]
+    answer = _patch(client, mine, path, report)
+    assert answer.status_code == 409, answer.text
+    assert "not in this backup's vault" in answer.json()["message"]
+    assert _state(client, mine, path) == "in_progress"
+    rows.stored_snapshot(settings, agent.vault_id, 9)
+    assert _patch(client, mine, path, report).status_code == 204
+    assert _state(client, mine, path) == "completed"
+
+
 def test_a_reported_snapshot_must_be_the_backups_own(client, db):
     """The attack of the security review: report a running backup completed with the snapshot
     of a backup kept for years, so that a cleanup later forgets the victim's data."""
