@@ -40,9 +40,11 @@ def from_row(out_type: type[S], row: object, prefix: str = "", /, **computed: An
     """An ``out_type`` whose members are ``computed``, the others copied as they are from the
     attributes of ``row`` with the same names after ``prefix`` (most members of a resource are
     its row's)."""
+    # ``__struct_fields__``, not ``msgspec.structs.fields``: that one resolves the class's type
+    # annotations on every call (it was 45% of the instructions of a B1 request).
     copied = {
-        field.name: getattr(row, prefix + field.name)
-        for field in msgspec.structs.fields(out_type)
-        if field.name not in computed
+        name: getattr(row, prefix + name)
+        for name in out_type.__struct_fields__
+        if name not in computed
     }
     return out_type(**copied, **computed)
