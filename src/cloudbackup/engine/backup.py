@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Final, Literal
+from typing import Final, Literal
 
 import msgspec
 
@@ -53,7 +53,7 @@ from cloudbackup.engine.source_files import SourceFailed
 from cloudbackup.engine.source_files import open_regular as _open_regular
 from cloudbackup.engine.throttle import Throttle
 from cloudbackup.engine.vault import Vault
-from cloudbackup.engine.walk import walk_in_folders
+from cloudbackup.engine.walk import FileTally, count_files, walk_in_folders
 
 Phase = Literal["preparing", "in_progress"]
 #: Read size for source files and the unit of progress reports.
@@ -87,8 +87,9 @@ def run_backup(
     """Back up ``inclusions`` minus ``exclusions`` into ``vault`` as a new snapshot.
 
     ``on_progress`` and ``should_stop`` are called after an entry or a block read (at most
-    1 MiB) once ``report_seconds`` have passed since their last call (0: after every one), and
-    at the end of each phase, so the caller must throttle any expensive reaction. ``max_bps`` >
+    1 MiB; the scan counts files without an entry each: after a folder, a link, an error or
+    ``walk.TALLY_EVERY`` files) once ``report_seconds`` have passed since their last call (0:
+    after every one), and at the end of each phase, so the caller must throttle any expensive reaction. ``max_bps`` >
     0 caps the rate at which source bytes are read, so a run takes about ``bytes read /
     max_bps`` seconds.
     Per-path problems end up in ``errors``; a stop request raises :class:`BackupStopped`; any
@@ -334,16 +335,16 @@ class _Archiver:
             raise BackupStopped("stop requested")
 
     def scan(self, selection: Selection) -> None:
-        """Count what the selection holds, reading no content."""
-        for item, _folder in walk_in_folders(selection):
+        """Count what the selection holds, reading no content (and making no entry per file)."""
+        tally = FileTally()
+        for item in count_files(selection, tally):
             if isinstance(item, FileError):
                 self._scan_errors += 1
-            elif item.kind == "file":
-                self.scanned_files += 1
-                self.scanned_bytes += item.size
+            self.scanned_files, self.scanned_bytes = tally.files, tally.bytes
             self.checkpoint()
-        if self._behind:
-            self.checkpoint(now=True)  # the scan's totals, before storing starts
+        self.scanned_files, self.scanned_bytes = tally.files, tally.bytes
+        # The scan's totals, before storing starts (files since the last item are unreported).
+        self.checkpoint(now=True)
 
     def store(
         self,
@@ -367,25 +368,29 @@ class _Archiver:
         # A resumed attempt's totals start from what its earlier attempts stored.
         self.files_backed_up = self.resumable.files_backed_up if self.resumable else 0
         self.bytes_backed_up = self.resumable.bytes_backed_up if self.resumable else 0
+        resumed = resume.files.get if resume.files else None
+        find_previous, pending_entries = prev.find, self.out
         for item, folder in walk_in_folders(selection):
             if isinstance(item, FileError):
                 self.errors.append(item)
             elif item.kind != "file":
-                self.out.append(_Pending(item))
+                pending_entries.append(_Pending(item))
             else:
                 self.files_searched += 1
                 self.bytes_searched += item.size
-                old = prev.find(item.path)
+                old = find_previous(item.path)
                 if old is not None and old.kind != "file":
                     old = None
                 self.files_matched += old is not None
                 # Stored by an unfinished run since the last snapshot, or unchanged since it.
-                same = _unchanged(item, resume.find(item.path), view) or _unchanged(item, old, view)
-                if same is not None:
+                same = (resumed is not None and _unchanged(item, resumed(item.path), view)) or (
+                    _unchanged(item, old, view)
+                )
+                if same:
                     # Reuse its chunks without reading.
                     reused = _Pending(msgspec.structs.replace(item, chunks=same.chunks))
                     reused.previous = None if old is None else old.chunks
-                    self.out.append(reused)
+                    pending_entries.append(reused)
                     self.bytes_completed += item.size
                 else:
                     self._read_file(item, folder, None if old is None else old.chunks)
@@ -405,15 +410,11 @@ class _Archiver:
         pending = _Pending(entry, slots)
         pending.previous = previous
         try:
-            source, st = _open_regular(entry.path, folder)
-            with source:
-                read = 0
-                for block, last in self._read(source, entry, done_before):
-                    read += len(block)
-                    for chunk in self.cutter.feed(block, last=last):
-                        slots.append(self._add_chunk(chunk))
-                for chunk in self.cutter.finish():
-                    slots.append(self._add_chunk(chunk))
+            fd, st = _open_regular(entry.path, folder)
+            try:
+                read = self._read(fd, entry, done_before, slots)
+            finally:
+                os.close(fd)
             # Metadata from the open file, not the scan: it belongs with the bytes read.
             pending.entry = msgspec.structs.replace(
                 entry,
@@ -432,28 +433,40 @@ class _Archiver:
         self.out.append(pending)
 
     def _read(
-        self, source: BinaryIO, entry: Entry, done_before: int
-    ) -> Iterator[tuple[bytes, bool]]:
-        """Yield the file's blocks, each with whether it is the last, and checkpoint after each."""
+        self, fd: int, entry: Entry, done_before: int, slots: list[tuple[_Batch, int]]
+    ) -> int:
+        """Read the open file to its end, cutting it into chunks for the pool; the bytes read.
+        Checkpoints after each block but the last (the caller does after each file)."""
+        block_size = self.block_size
+        # One byte more than the scan saw: a file that has not grown is read by one call, whose
+        # short result says it is the end (no empty read to confirm it). Small reads also keep
+        # a 1 MiB buffer from being allocated (and shrunk) per small file.
+        want = min(block_size, entry.size + 1)
+        feed, add = self.cutter.feed, self._add_chunk
+        throttled = self.throttle.max_bps > 0
         read = 0
         while True:
             try:
-                block = source.read(self.block_size)
+                block = os.read(fd, want)
             except OSError as exc:
                 raise SourceFailed(os_error(entry.path, exc)) from exc
-            if not block:
-                return
-            read += len(block)
-            self.throttle.consume(len(block))
-            self.bytes_completed = done_before + min(read, entry.size)
-            # A short read of a regular file is its end: save the empty read (and the GIL
-            # round trip it costs) that would confirm it.
-            last = len(block) < self.block_size
-            yield block, last
+            n = len(block)
+            # A short read of a regular file is its end.
+            last = n < want
+            if n:
+                read += n
+                if throttled:
+                    self.throttle.consume(n)
+                self.bytes_completed = done_before + min(read, entry.size)
+                for chunk in feed(block, last=last):
+                    slots.append(add(chunk))
+            if last:
+                for chunk in self.cutter.finish():
+                    slots.append(add(chunk))
+                return read
+            want = block_size
             self._drain(block=False)
             self.checkpoint()
-            if last:
-                return
 
     # -- the pool ---------------------------------------------------------------------------------
 
@@ -544,8 +557,10 @@ def _unchanged(item: Entry, old: Entry | None, view: Index) -> Entry | None:
     if (
         old is not None
         and item.inode != 0
-        and (old.size, old.mtime_ns, old.inode) == (item.size, item.mtime_ns, item.inode)
-        and all(c in view for c in old.chunks)
+        and old.size == item.size
+        and old.mtime_ns == item.mtime_ns
+        and old.inode == item.inode
+        and view.has_all(old.chunks)
     ):
         return old
     return None
