@@ -89,9 +89,9 @@ def run_backup(
     ``on_progress`` and ``should_stop`` are called after an entry or a block read (at most
     1 MiB; the scan counts files without an entry each: after a folder, a link, an error or
     ``walk.TALLY_EVERY`` files) once ``report_seconds`` have passed since their last call (0:
-    after every one), and at the end of each phase, so the caller must throttle any expensive reaction. ``max_bps`` >
-    0 caps the rate at which source bytes are read, so a run takes about ``bytes read /
-    max_bps`` seconds.
+    after every one), and at the end of each phase, so the caller must throttle any expensive
+    reaction. ``max_bps`` > 0 caps the rate at which source bytes are read, so a run takes
+    about ``bytes read / max_bps`` seconds.
     Per-path problems end up in ``errors``; a stop request raises :class:`BackupStopped`; any
     exception leaves no snapshot behind. The snapshot id is allocated just before the snapshot
     is written, so ids follow completion order and failed runs use none. A malformed rule
@@ -374,7 +374,10 @@ class _Archiver:
             if isinstance(item, FileError):
                 self.errors.append(item)
             elif item.kind != "file":
-                pending_entries.append(_Pending(item))
+                if pending_entries:
+                    pending_entries.append(_Pending(item))
+                else:
+                    self.tree.add(item)  # nothing before it waits: no need to queue it
             else:
                 self.files_searched += 1
                 self.bytes_searched += item.size
@@ -388,10 +391,16 @@ class _Archiver:
                 )
                 if same:
                     # Reuse its chunks without reading.
-                    reused = _Pending(msgspec.structs.replace(item, chunks=same.chunks))
-                    reused.previous = None if old is None else old.chunks
-                    pending_entries.append(reused)
+                    reused = msgspec.structs.replace(item, chunks=same.chunks)
                     self.bytes_completed += item.size
+                    if pending_entries:  # after the files still waiting for their chunks
+                        waiting = _Pending(reused)
+                        waiting.previous = None if old is None else old.chunks
+                        pending_entries.append(waiting)
+                    else:  # what _finish does with it, without a queue round trip
+                        self.files_changed += old is not None and old.chunks != same.chunks
+                        self.bytes_stored += item.size
+                        self.tree.add(reused)
                 else:
                     self._read_file(item, folder, None if old is None else old.chunks)
             self._drain(block=False)
