@@ -185,12 +185,15 @@ _Stored = list[tuple[bytes, bool, int]]  # per chunk: id, newly stored, plaintex
 class _Batch:
     """Chunks sent to the pool as one task; small files travel many to a batch."""
 
-    __slots__ = ("chunks", "counted", "future", "nbytes")
+    __slots__ = ("chunks", "counted", "future", "nbytes", "stored")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.nbytes = 0
         self.future: Future[_Stored] | None = None
+        # The task's result, set by the task itself: the main thread checks it per file
+        # without the future's lock (a failed task leaves it None; its future raises).
+        self.stored: _Stored | None = None
         self.counted = False  # its new bytes are in ``bytes_backed_up``
 
 
@@ -295,10 +298,15 @@ class _Archiver:
         """Count a stored batch's new bytes once, as soon as they are in the vault: not when
         its file reaches the snapshot's tree, which waits for every earlier file (a file whose
         small last chunk waits in a shared batch would hold the counter still for seconds)."""
-        if batch.counted or batch.future is None or not batch.future.done():
+        stored = batch.stored
+        if stored is None:
+            if batch.future is not None and batch.future.done():
+                batch.future.result()  # a failed task: its error ends the run
+            return
+        if batch.counted:
             return
         batch.counted = True
-        self.bytes_backed_up += sum(n for _, new, n in batch.future.result() if new)
+        self.bytes_backed_up += sum(n for _, new, n in stored if new)
 
     def _progress(self) -> BackupProgress:
         # While storing, the scan's totals stand until the second walk has seen more.
@@ -512,11 +520,12 @@ class _Archiver:
             # Only the ids are needed from here on: let the bytes go now, not when the file
             # (possibly many chunks long) is finished.
             chunks.clear()
+            batch.stored = stored
             return stored
 
         batch.future = self.pool.submit(work)
         self.inflight.append(batch)
-        while self.inflight and self.inflight[0].future.done():  # type: ignore[union-attr]
+        while self.inflight and self.inflight[0].stored is not None:
             self._settle(self.inflight.popleft())
 
     def _drain(self, *, block: bool) -> None:
@@ -530,7 +539,7 @@ class _Archiver:
                     if not block:
                         return
                     self._submit_batch()
-                if not block and not all(b.future.done() for b, _ in head.slots):  # type: ignore[union-attr]
+                if not block and not all(b.stored is not None for b, _ in head.slots):
                     return
             out.popleft()
             if not head.failed:
@@ -544,7 +553,10 @@ class _Archiver:
             chunks: list[bytes] = []
             for batch, i in head.slots:
                 self._settle(batch)
-                chunk_id, new, _ = batch.future.result()[i]  # type: ignore[union-attr]
+                stored = batch.stored
+                if stored is None:  # waited for at the end of the run, or failed: it raises
+                    stored = batch.future.result()  # type: ignore[union-attr]
+                chunk_id, new, _ = stored[i]
                 chunks.append(chunk_id)
                 stored_new = stored_new or new
             entry = msgspec.structs.replace(entry, chunks=tuple(chunks))

@@ -381,6 +381,30 @@ def test_crash_before_the_manifest_leaves_no_snapshot(
     assert vault.list_snapshots() == [1]
 
 
+@pytest.mark.parametrize("fail_at", [1, 3, 6])
+def test_a_chunk_the_pool_cannot_store_fails_the_run(
+    tree: Tree, vault: Vault, backup: BackupFn, monkeypatch: pytest.MonkeyPatch, fail_at: int
+) -> None:
+    # The main thread checks finished batches without their futures: a failed one must still
+    # end the run with its error, whichever file's chunk it was.
+    real_store = backup_module.ChunkWriter.store
+    calls = 0
+    lock = threading.Lock()
+
+    def failing_store(self: Any, data: bytes) -> Any:
+        nonlocal calls
+        with lock:
+            calls += 1
+            if calls == fail_at:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_store(self, data)
+
+    monkeypatch.setattr(backup_module.ChunkWriter, "store", failing_store)
+    with pytest.raises(OSError, match="No space left"):
+        backup(tree.inclusions())
+    assert vault.list_snapshots() == []
+
+
 def test_max_bps_throttles_reading(tmp_path: Path, vault: Vault, backup: BackupFn) -> None:
     # One new 2 MiB file, read once and throttled: about 2 s at 1 MiB/s.
     (tmp_path / "src").mkdir()
