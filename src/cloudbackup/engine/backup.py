@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Final, Literal
+from typing import Final, Literal
 
 import msgspec
 
@@ -53,7 +53,7 @@ from cloudbackup.engine.source_files import SourceFailed
 from cloudbackup.engine.source_files import open_regular as _open_regular
 from cloudbackup.engine.throttle import Throttle
 from cloudbackup.engine.vault import Vault
-from cloudbackup.engine.walk import walk_in_folders
+from cloudbackup.engine.walk import FileTally, count_files, walk_in_folders
 
 Phase = Literal["preparing", "in_progress"]
 #: Read size for source files and the unit of progress reports.
@@ -87,10 +87,11 @@ def run_backup(
     """Back up ``inclusions`` minus ``exclusions`` into ``vault`` as a new snapshot.
 
     ``on_progress`` and ``should_stop`` are called after an entry or a block read (at most
-    1 MiB) once ``report_seconds`` have passed since their last call (0: after every one), and
-    at the end of each phase, so the caller must throttle any expensive reaction. ``max_bps`` >
-    0 caps the rate at which source bytes are read, so a run takes about ``bytes read /
-    max_bps`` seconds.
+    1 MiB; the scan counts files without an entry each: after a folder, a link, an error or
+    ``walk.TALLY_EVERY`` files) once ``report_seconds`` have passed since their last call (0:
+    after every one), and at the end of each phase, so the caller must throttle any expensive
+    reaction. ``max_bps`` > 0 caps the rate at which source bytes are read, so a run takes
+    about ``bytes read / max_bps`` seconds.
     Per-path problems end up in ``errors``; a stop request raises :class:`BackupStopped`; any
     exception leaves no snapshot behind. The snapshot id is allocated just before the snapshot
     is written, so ids follow completion order and failed runs use none. A malformed rule
@@ -184,12 +185,15 @@ _Stored = list[tuple[bytes, bool, int]]  # per chunk: id, newly stored, plaintex
 class _Batch:
     """Chunks sent to the pool as one task; small files travel many to a batch."""
 
-    __slots__ = ("chunks", "counted", "future", "nbytes")
+    __slots__ = ("chunks", "counted", "future", "nbytes", "stored")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.nbytes = 0
         self.future: Future[_Stored] | None = None
+        # The task's result, set by the task itself: the main thread checks it per file
+        # without the future's lock (a failed task leaves it None; its future raises).
+        self.stored: _Stored | None = None
         self.counted = False  # its new bytes are in ``bytes_backed_up``
 
 
@@ -294,10 +298,15 @@ class _Archiver:
         """Count a stored batch's new bytes once, as soon as they are in the vault: not when
         its file reaches the snapshot's tree, which waits for every earlier file (a file whose
         small last chunk waits in a shared batch would hold the counter still for seconds)."""
-        if batch.counted or batch.future is None or not batch.future.done():
+        stored = batch.stored
+        if stored is None:
+            if batch.future is not None and batch.future.done():
+                batch.future.result()  # a failed task: its error ends the run
+            return
+        if batch.counted:
             return
         batch.counted = True
-        self.bytes_backed_up += sum(n for _, new, n in batch.future.result() if new)
+        self.bytes_backed_up += sum(n for _, new, n in stored if new)
 
     def _progress(self) -> BackupProgress:
         # While storing, the scan's totals stand until the second walk has seen more.
@@ -334,16 +343,16 @@ class _Archiver:
             raise BackupStopped("stop requested")
 
     def scan(self, selection: Selection) -> None:
-        """Count what the selection holds, reading no content."""
-        for item, _folder in walk_in_folders(selection):
+        """Count what the selection holds, reading no content (and making no entry per file)."""
+        tally = FileTally()
+        for item in count_files(selection, tally):
             if isinstance(item, FileError):
                 self._scan_errors += 1
-            elif item.kind == "file":
-                self.scanned_files += 1
-                self.scanned_bytes += item.size
+            self.scanned_files, self.scanned_bytes = tally.files, tally.bytes
             self.checkpoint()
-        if self._behind:
-            self.checkpoint(now=True)  # the scan's totals, before storing starts
+        self.scanned_files, self.scanned_bytes = tally.files, tally.bytes
+        # The scan's totals, before storing starts (files since the last item are unreported).
+        self.checkpoint(now=True)
 
     def store(
         self,
@@ -367,26 +376,39 @@ class _Archiver:
         # A resumed attempt's totals start from what its earlier attempts stored.
         self.files_backed_up = self.resumable.files_backed_up if self.resumable else 0
         self.bytes_backed_up = self.resumable.bytes_backed_up if self.resumable else 0
+        resumed = resume.files.get if resume.files else None
+        find_previous, pending_entries = prev.find, self.out
         for item, folder in walk_in_folders(selection):
             if isinstance(item, FileError):
                 self.errors.append(item)
             elif item.kind != "file":
-                self.out.append(_Pending(item))
+                if pending_entries:
+                    pending_entries.append(_Pending(item))
+                else:
+                    self.tree.add(item)  # nothing before it waits: no need to queue it
             else:
                 self.files_searched += 1
                 self.bytes_searched += item.size
-                old = prev.find(item.path)
+                old = find_previous(item.path)
                 if old is not None and old.kind != "file":
                     old = None
                 self.files_matched += old is not None
                 # Stored by an unfinished run since the last snapshot, or unchanged since it.
-                same = _unchanged(item, resume.find(item.path), view) or _unchanged(item, old, view)
-                if same is not None:
+                same = (resumed is not None and _unchanged(item, resumed(item.path), view)) or (
+                    _unchanged(item, old, view)
+                )
+                if same:
                     # Reuse its chunks without reading.
-                    reused = _Pending(msgspec.structs.replace(item, chunks=same.chunks))
-                    reused.previous = None if old is None else old.chunks
-                    self.out.append(reused)
+                    reused = msgspec.structs.replace(item, chunks=same.chunks)
                     self.bytes_completed += item.size
+                    if pending_entries:  # after the files still waiting for their chunks
+                        waiting = _Pending(reused)
+                        waiting.previous = None if old is None else old.chunks
+                        pending_entries.append(waiting)
+                    else:  # what _finish does with it, without a queue round trip
+                        self.files_changed += old is not None and old.chunks != same.chunks
+                        self.bytes_stored += item.size
+                        self.tree.add(reused)
                 else:
                     self._read_file(item, folder, None if old is None else old.chunks)
             self._drain(block=False)
@@ -405,15 +427,11 @@ class _Archiver:
         pending = _Pending(entry, slots)
         pending.previous = previous
         try:
-            source, st = _open_regular(entry.path, folder)
-            with source:
-                read = 0
-                for block, last in self._read(source, entry, done_before):
-                    read += len(block)
-                    for chunk in self.cutter.feed(block, last=last):
-                        slots.append(self._add_chunk(chunk))
-                for chunk in self.cutter.finish():
-                    slots.append(self._add_chunk(chunk))
+            fd, st = _open_regular(entry.path, folder)
+            try:
+                read = self._read(fd, entry, done_before, slots)
+            finally:
+                os.close(fd)
             # Metadata from the open file, not the scan: it belongs with the bytes read.
             pending.entry = msgspec.structs.replace(
                 entry,
@@ -432,28 +450,40 @@ class _Archiver:
         self.out.append(pending)
 
     def _read(
-        self, source: BinaryIO, entry: Entry, done_before: int
-    ) -> Iterator[tuple[bytes, bool]]:
-        """Yield the file's blocks, each with whether it is the last, and checkpoint after each."""
+        self, fd: int, entry: Entry, done_before: int, slots: list[tuple[_Batch, int]]
+    ) -> int:
+        """Read the open file to its end, cutting it into chunks for the pool; the bytes read.
+        Checkpoints after each block but the last (the caller does after each file)."""
+        block_size = self.block_size
+        # One byte more than the scan saw: a file that has not grown is read by one call, whose
+        # short result says it is the end (no empty read to confirm it). Small reads also keep
+        # a 1 MiB buffer from being allocated (and shrunk) per small file.
+        want = min(block_size, entry.size + 1)
+        feed, add = self.cutter.feed, self._add_chunk
+        throttled = self.throttle.max_bps > 0
         read = 0
         while True:
             try:
-                block = source.read(self.block_size)
+                block = os.read(fd, want)
             except OSError as exc:
                 raise SourceFailed(os_error(entry.path, exc)) from exc
-            if not block:
-                return
-            read += len(block)
-            self.throttle.consume(len(block))
-            self.bytes_completed = done_before + min(read, entry.size)
-            # A short read of a regular file is its end: save the empty read (and the GIL
-            # round trip it costs) that would confirm it.
-            last = len(block) < self.block_size
-            yield block, last
+            n = len(block)
+            # A short read of a regular file is its end.
+            last = n < want
+            if n:
+                read += n
+                if throttled:
+                    self.throttle.consume(n)
+                self.bytes_completed = done_before + min(read, entry.size)
+                for chunk in feed(block, last=last):
+                    slots.append(add(chunk))
+            if last:
+                for chunk in self.cutter.finish():
+                    slots.append(add(chunk))
+                return read
+            want = block_size
             self._drain(block=False)
             self.checkpoint()
-            if last:
-                return
 
     # -- the pool ---------------------------------------------------------------------------------
 
@@ -490,11 +520,12 @@ class _Archiver:
             # Only the ids are needed from here on: let the bytes go now, not when the file
             # (possibly many chunks long) is finished.
             chunks.clear()
+            batch.stored = stored
             return stored
 
         batch.future = self.pool.submit(work)
         self.inflight.append(batch)
-        while self.inflight and self.inflight[0].future.done():  # type: ignore[union-attr]
+        while self.inflight and self.inflight[0].stored is not None:
             self._settle(self.inflight.popleft())
 
     def _drain(self, *, block: bool) -> None:
@@ -508,7 +539,7 @@ class _Archiver:
                     if not block:
                         return
                     self._submit_batch()
-                if not block and not all(b.future.done() for b, _ in head.slots):  # type: ignore[union-attr]
+                if not block and not all(b.stored is not None for b, _ in head.slots):
                     return
             out.popleft()
             if not head.failed:
@@ -522,7 +553,10 @@ class _Archiver:
             chunks: list[bytes] = []
             for batch, i in head.slots:
                 self._settle(batch)
-                chunk_id, new, _ = batch.future.result()[i]  # type: ignore[union-attr]
+                stored = batch.stored
+                if stored is None:  # waited for at the end of the run, or failed: it raises
+                    stored = batch.future.result()  # type: ignore[union-attr]
+                chunk_id, new, _ = stored[i]
                 chunks.append(chunk_id)
                 stored_new = stored_new or new
             entry = msgspec.structs.replace(entry, chunks=tuple(chunks))
@@ -544,8 +578,10 @@ def _unchanged(item: Entry, old: Entry | None, view: Index) -> Entry | None:
     if (
         old is not None
         and item.inode != 0
-        and (old.size, old.mtime_ns, old.inode) == (item.size, item.mtime_ns, item.inode)
-        and all(c in view for c in old.chunks)
+        and old.size == item.size
+        and old.mtime_ns == item.mtime_ns
+        and old.inode == item.inode
+        and view.has_all(old.chunks)
     ):
         return old
     return None

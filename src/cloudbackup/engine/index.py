@@ -91,6 +91,10 @@ class Index:
     def __contains__(self, chunk_id: object) -> bool:
         return chunk_id in self._chunks
 
+    def has_all(self, chunk_ids: Iterable[bytes]) -> bool:
+        """Whether every one of ``chunk_ids`` is indexed (one call per file, not per chunk)."""
+        return all(map(self._chunks.__contains__, chunk_ids))
+
     def __len__(self) -> int:
         return len(self._chunks)
 

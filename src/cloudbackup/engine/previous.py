@@ -50,19 +50,21 @@ def _path_key(path: bytes) -> list[bytes]:
 class PreviousCursor:
     """Merge-join cursor over the previous snapshot's entries, which are in walk order too.
     ``files`` counts the previous snapshot's files passed so far (all of them after
-    :meth:`finish`)."""
+    :meth:`finish`).
+
+    Lookups come in walk order, so the entry sought is nearly always the cursor's own: it is
+    compared as bytes, and paths are split into components (the walk order's key) only when
+    it is not (at each folder's first file, and around added or deleted files)."""
 
     def __init__(self, entries: Iterator[Entry]) -> None:
         self._entries = entries
         self._current: Entry | None = None
-        self._key: list[bytes] | None = None
         self.files = 0
         self._advance()
 
     def _advance(self) -> None:
-        self._current = next(self._entries, None)
-        self._key = None if self._current is None else _path_key(self._current.path)
-        if self._current is not None and self._current.kind == "file":
+        current = self._current = next(self._entries, None)
+        if current is not None and current.kind == "file":
             self.files += 1
 
     def finish(self) -> int:
@@ -72,7 +74,15 @@ class PreviousCursor:
         return self.files
 
     def find(self, path: bytes) -> Entry | None:
-        key = _path_key(path)
-        while self._key is not None and self._key < key:
+        """The previous entry at ``path``, if any; the cursor moves past it (each path is
+        looked up once, in walk order)."""
+        current = self._current
+        if current is not None and current.path != path:
+            key = _path_key(path)
+            while current is not None and _path_key(current.path) < key:
+                self._advance()
+                current = self._current
+        if current is not None and current.path == path:
             self._advance()
-        return self._current if self._key == key else None
+            return current
+        return None

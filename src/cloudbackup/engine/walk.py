@@ -14,6 +14,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterator
+from typing import Final, cast
 
 from cloudbackup.engine.dirfd import LIST, NotAFolder, open_folder
 from cloudbackup.engine.errors import (
@@ -42,6 +43,42 @@ def walk(selection: Selection) -> Iterator[Entry | FileError]:
 def walk_in_folders(selection: Selection) -> Iterator[tuple[Entry | FileError, int]]:
     """:func:`walk`, each item with the descriptor of the folder holding it, valid until the
     next item: open a file as ``os.open(name, flags, dir_fd=folder)``, never by its path."""
+    # Without a tally, only entries and errors come out.
+    return cast(Iterator[tuple[Entry | FileError, int]], _walk_roots(selection, None))
+
+
+class FileTally:
+    """What a counting walk has seen of regular files so far: how many, how many bytes."""
+
+    __slots__ = ("bytes", "files")
+
+    def __init__(self) -> None:
+        self.files = 0
+        self.bytes = 0
+
+    def add(self, size: int) -> bool:
+        """Count one file; whether it is time to show the tally."""
+        self.files += 1
+        self.bytes += size
+        return not self.files % TALLY_EVERY
+
+
+#: A counting walk shows its tally after at most this many files (a huge folder included).
+TALLY_EVERY: Final = 256
+
+
+def count_files(selection: Selection, tally: FileTally) -> Iterator[Entry | FileError | FileTally]:
+    """:func:`walk`, but regular files are only added to ``tally`` (no entry is made for them),
+    which is yielded every :data:`TALLY_EVERY` files so a caller can report as it goes: the scan
+    before a backup, which wants totals, not entries. Folders, links and errors come as in
+    :func:`walk`; the folders are opened and listed the same way."""
+    for item, _folder in _walk_roots(selection, tally):
+        yield item
+
+
+def _walk_roots(
+    selection: Selection, tally: FileTally | None
+) -> Iterator[tuple[Entry | FileError | FileTally, int]]:
     for root in selection.roots():
         # The inclusion's own parents are followed, as their path says (the allowed roots
         # check them); from the inclusion down, nothing is.
@@ -58,7 +95,11 @@ def walk_in_folders(selection: Selection) -> Iterator[tuple[Entry | FileError, i
             except OSError as exc:
                 yield os_error(root, exc, missing_type=INCLUSION_MISSING), folder
                 continue
-            yield from _visit(root, name, st, folder, selection)
+            if tally is not None and stat.S_ISREG(st.st_mode):  # a file inclusion
+                tally.add(st.st_size)
+                yield tally, folder
+                continue
+            yield from _visit(root, name, st, folder, selection, tally)
         finally:
             os.close(folder)
 
@@ -69,8 +110,13 @@ _FS, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 def _visit(
-    path: bytes, name: bytes, st: os.stat_result, folder: int, selection: Selection
-) -> Iterator[tuple[Entry | FileError, int]]:
+    path: bytes,
+    name: bytes,
+    st: os.stat_result,
+    folder: int,
+    selection: Selection,
+    tally: FileTally | None,
+) -> Iterator[tuple[Entry | FileError | FileTally, int]]:
     results, listing = _expand(path, name, st, folder)
     for result in results:
         yield result, folder
@@ -94,7 +140,10 @@ def _visit(
                     yield os_error(child_path, exc), fd
                     continue
                 if is_file(child_st.st_mode):  # most entries: no detour through _expand
-                    yield _entry(child_path, "file", child_st, size=child_st.st_size), fd
+                    if tally is None:
+                        yield _file(child_path, child_st), fd
+                    elif tally.add(child_st.st_size):
+                        yield tally, fd
                     continue
                 results, listing = _expand(child_path, child_name, child_st, fd)
                 for result in results:
@@ -163,6 +212,22 @@ def _changed(path: bytes, exc: NotAFolder) -> FileError:
         type=FILE_UNREADABLE,
         code=exc.errno,
         description=f"was a folder when looked at, now {exc.what}",
+    )
+
+
+def _file(path: bytes, st: os.stat_result) -> Entry:
+    """:func:`_entry` of a regular file, positional: the walk makes one per file."""
+    return Entry(
+        path,
+        "file",
+        st.st_mode & 0o7777,
+        st.st_mtime_ns,
+        st.st_size,
+        st.st_uid,
+        st.st_gid,
+        (),
+        None,
+        st.st_ino,
     )
 
 

@@ -326,10 +326,11 @@ def test_phases_are_announced_before_their_work(tree: Tree, backup: BackupFn) ->
     )
 
 
-# The tree gives 40 checks: 15 while scanning, 15 entries while storing, one after each block
-# read (big.bin's 4, and the one block of each of the 5 other non-empty files), and a final
-# one once everything is stored. 40 is the very last one.
-@pytest.mark.parametrize("stop_after", [1, 17, 21, 40])
+# The tree gives 28 checks: 9 while scanning (its 8 folders and links: files are only counted,
+# and once at its end), 15 entries while storing, one after each block read but a file's last
+# (big.bin's first 3: the entry's own check follows the last), and a final one once everything
+# is stored. 28 is the very last one.
+@pytest.mark.parametrize("stop_after", [1, 11, 15, 28])
 def test_stop_request_raises_and_leaves_no_snapshot(
     tree: Tree, vault: Vault, backup: BackupFn, stop_after: int
 ) -> None:
@@ -358,7 +359,7 @@ def test_the_stop_checks_are_counted_right(tree: Tree, backup: BackupFn) -> None
         return False
 
     backup(tree.inclusions(), should_stop=should_stop)
-    assert calls == 40  # the last stop_after above is the very last check
+    assert calls == 28  # the last stop_after above is the very last check
 
 
 def test_crash_before_the_manifest_leaves_no_snapshot(
@@ -378,6 +379,30 @@ def test_crash_before_the_manifest_leaves_no_snapshot(
     assert result.snapshot_id == 1
     assert result.files_backed_up == 5
     assert vault.list_snapshots() == [1]
+
+
+@pytest.mark.parametrize("fail_at", [1, 3, 6])
+def test_a_chunk_the_pool_cannot_store_fails_the_run(
+    tree: Tree, vault: Vault, backup: BackupFn, monkeypatch: pytest.MonkeyPatch, fail_at: int
+) -> None:
+    # The main thread checks finished batches without their futures: a failed one must still
+    # end the run with its error, whichever file's chunk it was.
+    real_store = backup_module.ChunkWriter.store
+    calls = 0
+    lock = threading.Lock()
+
+    def failing_store(self: Any, data: bytes) -> Any:
+        nonlocal calls
+        with lock:
+            calls += 1
+            if calls == fail_at:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_store(self, data)
+
+    monkeypatch.setattr(backup_module.ChunkWriter, "store", failing_store)
+    with pytest.raises(OSError, match="No space left"):
+        backup(tree.inclusions())
+    assert vault.list_snapshots() == []
 
 
 def test_max_bps_throttles_reading(tmp_path: Path, vault: Vault, backup: BackupFn) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cloudbackup.engine import BackupProgress, BackupResult, Vault, run_backup
+from cloudbackup.engine.walk import TALLY_EVERY
 
 
 def small_tree(root: Path, files: int) -> list[dict[str, str]]:
@@ -77,5 +78,31 @@ def test_the_scans_totals_are_reported_before_storing_starts(vault: Vault, tmp_p
 def test_with_no_interval_every_entry_reports(vault: Vault, tmp_path: Path) -> None:
     inclusions = small_tree(tmp_path / "src", 40)
     reports, stops, _, _ = calls_of(vault, inclusions, report_seconds=0.0)
-    # 40 files in one folder, each seen by the scan and by the store (the folder too).
-    assert len(reports) == stops >= 2 * 40
+    # 40 files in one folder, each seen by the store (the folders too); the scan only counts
+    # files, reporting at each folder and at its end.
+    assert len(reports) == stops == (2 + 1) + (2 + 40 + 1)
+
+
+def test_a_scan_reports_within_a_folder_of_many_files(vault: Vault, tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    for n in range(3 * TALLY_EVERY + 5):
+        (root / f"f{n:05d}").write_bytes(b"x" * (n % 7))
+    events: list[str] = []
+    reports: list[int] = []
+
+    def on_progress(progress: BackupProgress) -> None:
+        if "in_progress" not in events:
+            reports.append(progress.files_searched)
+
+    run_backup(
+        vault,
+        [{"type": "folder", "path": f"{root}/"}],
+        [],
+        on_progress=on_progress,
+        should_stop=lambda: False,
+        on_phase=events.append,
+        report_seconds=0.0,
+    )
+    # One folder: the tally shows every TALLY_EVERY files, then the scan's totals.
+    assert reports == [0, TALLY_EVERY, 2 * TALLY_EVERY, 3 * TALLY_EVERY, 3 * TALLY_EVERY + 5]

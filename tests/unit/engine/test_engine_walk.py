@@ -14,7 +14,7 @@ from engine_trees import NON_UTF8_NAME, Tree
 
 from cloudbackup.engine import FILE_UNREADABLE, INCLUSION_MISSING, Entry, FileError, Selection
 from cloudbackup.engine import walk as walk_module
-from cloudbackup.engine.walk import walk
+from cloudbackup.engine.walk import FileTally, count_files, walk
 
 
 def scan(inclusions: list[Any], exclusions: list[Any] | None = None) -> list[Entry | FileError]:
@@ -53,6 +53,27 @@ def test_reports_every_kind_without_following_links(tree: Tree) -> None:
     assert big.size == len(tree.files[tree.path("big.bin")])
     assert found[tree.path("nested/a")].mode == 0o750
     assert found[tree.path("nested/a/b/deep.txt")].mode == 0o600
+
+
+def test_a_counting_walk_tallies_the_files_and_yields_the_rest(tree: Tree) -> None:
+    exclusions = [{"type": "file", "path": os.fsdecode(tree.path("top.txt"))}]
+    walked = scan([*tree.inclusions(), {"type": "file", "path": "/missing"}], exclusions)
+    tally = FileTally()
+    selection = Selection([*tree.inclusions(), {"type": "file", "path": "/missing"}], exclusions)
+    counted = [r for r in count_files(selection, tally) if r is not tally]
+    files = [r for r in walked if isinstance(r, Entry) and r.kind == "file"]
+    assert (tally.files, tally.bytes) == (len(files), sum(f.size for f in files))
+    assert counted == [r for r in walked if not (isinstance(r, Entry) and r.kind == "file")]
+    assert any(isinstance(r, FileError) for r in counted)  # the missing inclusion
+
+
+def test_a_file_inclusion_is_tallied(tree: Tree) -> None:
+    tally = FileTally()
+    items = list(
+        count_files(Selection([{"type": "file", "path": os.fsdecode(tree.path("zero"))}]), tally)
+    )
+    assert items == [tally]
+    assert (tally.files, tally.bytes) == (1, 0)
 
 
 def test_directories_come_before_their_contents(tree: Tree) -> None:
