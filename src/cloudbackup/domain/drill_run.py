@@ -55,6 +55,9 @@ CONTENT_MISMATCH = "content_mismatch"  # restored, but not the content the manif
 FILE_NOT_RESTORED = "file_not_restored"  # the restore reported nothing, yet no file is there
 SCRATCH_FOLDER = "drills"  # under the data folder: <data_dir>/drills/<drill id>
 READ_WHOLE = 256 * 1024  # files up to this size are read, larger ones mapped
+# How often the comparison looks for the next file while the restore is behind: each look takes
+# the GIL from the restore's writer threads, so not too often (the end of the restore wakes it).
+WAIT_SECONDS = 0.02
 
 DrillClaim = RunClaim[Drill, DrillError, DrillState]
 
@@ -205,7 +208,7 @@ class _Comparator(threading.Thread):
         while not os.path.lexists(target):
             if self.restored.is_set() or self.cancelled.is_set():
                 return
-            self.restored.wait(0.002)
+            self.restored.wait(WAIT_SECONDS)
 
 
 def _in_snapshot(error: FileError, prefix: bytes) -> FileError:
