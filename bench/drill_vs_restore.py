@@ -4,8 +4,11 @@ Not a test. Generates a deterministic tree (small and large files, half compress
 random), backs it up through the service's own run (SQLite, an encrypted vault, in-process as
 a worker runs it), then alternates, ``--runs`` times: a plain restore of the backup into a fresh
 folder (``execute_restore``) and a drill of it (``execute_drill``: restore into scratch, read
-every file back and compare its chunk ids with the manifest, remove the scratch folder). Each
-is timed from its claim to its final state; throughput is the tree's bytes over that time.
+every file back, hash it in the pieces the manifest's chunks make (their lengths from the
+vault's index) and compare the ids with the manifest's, remove each file once checked, then
+the emptied scratch folder). Each is timed from its claim to its final state; throughput is the
+tree's bytes over that time. The restore's folder is removed outside its timing; the drill's
+removal is part of the drill.
 
     .venv/bin/python bench/drill_vs_restore.py               # 300 MB, 2 runs
     .venv/bin/python bench/drill_vs_restore.py --size-mb 100 --runs 3

@@ -2,10 +2,13 @@
 scratch folder under the data folder, compare each restored file's content with the manifest,
 remove the folder (also on a failure or a stop), and record what was proven and how fast.
 
-The comparison reads each restored file back from disk, cuts it with the vault's chunker and
-hashes every piece with the vault's chunk-id function: the file passes when the ids are the
-manifest's, in order. The restore (``engine.restore_snapshot``) already checks each chunk as
-it reads it from the vault; reading the written file back also proves what reached the disk.
+The comparison reads each restored file back from disk, cuts it where the manifest's chunks
+end (each chunk's plaintext length is in the vault's index: the chunker is not run again) and
+hashes every piece with the vault's chunk-id function: the file passes when its size is the
+manifest's and every piece's id is the manifest's, in order. The restore
+(``engine.restore_snapshot``) already checks each chunk as it reads it from the vault; reading
+the written file back also proves what reached the disk. A file is removed as soon as it is
+checked, so the scratch folder empties as the drill goes and removing it at the end is quick.
 
 The claim, heartbeat, stop check, hand-back and finish are the run protocol every kind shares
 (``domain.run_protocol``).
@@ -13,12 +16,14 @@ The claim, heartbeat, stop check, hand-back and finish are the run protocol ever
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import mmap
 import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +38,9 @@ from cloudbackup.engine import (
     Vault,
     restore_snapshot,
 )
-from cloudbackup.engine.chunking import new_chunker
+from cloudbackup.engine.dirfd import FolderCache
 from cloudbackup.engine.errors import path_str
+from cloudbackup.engine.selection import normalize
 from cloudbackup.settings import Settings
 from cloudbackup.store.db import Database
 from cloudbackup.store.repositories import BackupRepository
@@ -48,6 +54,10 @@ DAMAGE_REASON = "files_not_restorable"
 CONTENT_MISMATCH = "content_mismatch"  # restored, but not the content the manifest records
 FILE_NOT_RESTORED = "file_not_restored"  # the restore reported nothing, yet no file is there
 SCRATCH_FOLDER = "drills"  # under the data folder: <data_dir>/drills/<drill id>
+READ_WHOLE = 256 * 1024  # files up to this size are read, larger ones mapped
+# How often the comparison looks for the next file while the restore is behind: each look takes
+# the GIL from the restore's writer threads, so not too often (the end of the restore wakes it).
+WAIT_SECONDS = 0.02
 
 DrillClaim = RunClaim[Drill, DrillError, DrillState]
 
@@ -162,8 +172,8 @@ class DrillRun(OwnedRun[Drill, DrillError, DrillState]):
 
 class _Comparator(threading.Thread):
     """Reads each file of the snapshot back from the scratch folder as soon as the restore has
-    placed it (a file appears under its name only once complete) and compares it with the
-    manifest; once the restore has ended, a file still missing is reported."""
+    placed it (a file appears under its name only once complete), compares it with the
+    manifest and removes it; once the restore has ended, a file still missing is reported."""
 
     def __init__(self, vault: Vault, snapshot_id: int, prefix: bytes) -> None:
         super().__init__(name="drill-compare", daemon=True)
@@ -176,27 +186,29 @@ class _Comparator(threading.Thread):
         self.failure: Exception | None = None
 
     def run(self) -> None:
+        folders = FolderCache()  # this thread's: descriptors are never shared
         try:
             for entry in self.vault.iter_entries(self.snapshot_id):
                 if entry.kind != "file":
                     continue
                 if self.cancelled.is_set():
                     return
-                target = self.prefix + entry.path
-                self._wait_for(target)
-                problem = _check_file(self.vault, target, entry)
+                self._wait_for(self.prefix + entry.path)
+                problem = _check_file(self.vault, folders, self.prefix, entry)
                 if problem is not None:
                     self.problems.append(problem)
                 self.files += 1
                 self.bytes += entry.size
         except Exception as exc:  # handed to the run, which fails with it
             self.failure = exc
+        finally:
+            folders.close()
 
     def _wait_for(self, target: bytes) -> None:
         while not os.path.lexists(target):
             if self.restored.is_set() or self.cancelled.is_set():
                 return
-            self.restored.wait(0.002)
+            self.restored.wait(WAIT_SECONDS)
 
 
 def _in_snapshot(error: FileError, prefix: bytes) -> FileError:
@@ -206,43 +218,86 @@ def _in_snapshot(error: FileError, prefix: bytes) -> FileError:
     return FileError(path or "/", error.type, error.code, error.description, error.details)
 
 
-def _check_file(vault: Vault, restored: bytes, entry: Entry) -> FileError | None:
-    """Why the restored file at ``restored`` is not ``entry``'s content, or None. The file is
-    mapped, cut where the backup's chunker cut it and each piece hashed in place (no copies)."""
+def _check_file(
+    vault: Vault, folders: FolderCache, scratch: bytes, entry: Entry
+) -> FileError | None:
+    """Why the file restored for ``entry`` below ``scratch`` is not ``entry``'s content, or
+    None; the file is removed once read (the scratch folder empties as the drill goes, so
+    removing it at the end is quick). Reached one folder at a time without following links,
+    as the restore wrote it."""
     path = path_str(entry.path)
+    if not _normalized(entry.path):
+        # Never written (the restore reports it), and never a way out of the scratch folder.
+        return FileError(path, FILE_NOT_RESTORED, None, "not a normalized absolute path")
+    folder, _, name = entry.path.lstrip(b"/").rpartition(b"/")
     try:
-        fd = os.open(restored, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        parent = folders.folder(scratch, folder, create=False)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except OSError as exc:
         return FileError(path, FILE_NOT_RESTORED, exc.errno, "not found after the restore")
     try:
-        size = os.fstat(fd).st_size
-        if size != entry.size:
-            ids: tuple[bytes, ...] = ()
-        elif size == 0:
-            ids = ()
-        else:
-            with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped:
-                ids = _chunk_ids(vault, memoryview(mapped))
+        matches = _holds_content(vault, fd, entry)
     finally:
         os.close(fd)
-    if size != entry.size or ids != entry.chunks:
+        with contextlib.suppress(OSError):  # what stays is removed with the folder
+            os.unlink(name, dir_fd=parent)
+    if not matches:
         return FileError(
             path, CONTENT_MISMATCH, None, "the restored content differs from the manifest"
         )
     return None
 
 
-def _chunk_ids(vault: Vault, data: memoryview) -> tuple[bytes, ...]:
-    """The ids of the chunks the vault's chunker cuts ``data`` into (as ``Cutter`` does for a
-    file read whole: up to the minimum size it is one chunk)."""
-    chunk_id = vault.sealer.chunk_id
+def _normalized(path: bytes) -> bool:
     try:
-        cdc = new_chunker(vault.config.chunker, vault.chunker_seed)
-        if len(data) <= cdc.min_size:
-            return (chunk_id(data),)
-        return tuple(chunk_id(data[c.offset : c.offset + c.length]) for c in cdc.cut_buf(data))
-    finally:
-        data.release()
+        return b"\0" not in path and normalize(path) == path
+    except ValueError:  # not absolute
+        return False
+
+
+def _holds_content(vault: Vault, fd: int, entry: Entry) -> bool:
+    """Whether the open file ``fd`` is ``entry``'s content: cut where the manifest's chunks
+    end (their plaintext lengths from the vault's index, no chunker run again), every piece's
+    id is the manifest's. Small files are read, larger ones mapped and hashed in place."""
+    size = os.fstat(fd).st_size
+    if size != entry.size:
+        return False
+    if size == 0:
+        return not entry.chunks
+    lengths = _chunk_lengths(vault, entry)
+    if lengths is None:
+        return False
+    chunk_id = vault.sealer.chunk_id
+    if size <= READ_WHOLE:
+        data = os.read(fd, size)
+        return len(data) == size and _ids_match(chunk_id, memoryview(data), entry, lengths)
+    with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mapped, memoryview(mapped) as view:
+        return _ids_match(chunk_id, view, entry, lengths)
+
+
+def _chunk_lengths(vault: Vault, entry: Entry) -> tuple[int, ...] | None:
+    """Where each of ``entry``'s chunks ends in the file, as lengths; None if they cannot
+    add up to its size (a chunk the index does not know)."""
+    if len(entry.chunks) == 1:
+        return (entry.size,)
+    index = vault.index()
+    lengths = tuple(index.plain_length(c) or 0 for c in entry.chunks)
+    return lengths if 0 not in lengths and sum(lengths) == entry.size else None
+
+
+def _ids_match(
+    chunk_id: Callable[[memoryview], bytes],
+    data: memoryview,
+    entry: Entry,
+    lengths: tuple[int, ...],
+) -> bool:
+    offset = 0
+    for expected, length in zip(entry.chunks, lengths, strict=True):
+        with data[offset : offset + length] as piece:
+            if chunk_id(piece) != expected:
+                return False
+        offset += length
+    return True
 
 
 DRILLS = RunExecutor(DRILL_RUNS, DrillRun, give_up=give_up_after_deaths(FAILED_REASON, "drill"))

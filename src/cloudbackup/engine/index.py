@@ -59,7 +59,8 @@ class Location(NamedTuple):
 
 
 class Index:
-    """Chunk id → location, compact: one int per chunk (about 160 bytes per entry in all)."""
+    """Chunk id → location and plaintext length, compact: one int per chunk (about 160 bytes
+    per entry in all)."""
 
     def __init__(self) -> None:
         self.packs: list[str] = []
@@ -85,8 +86,8 @@ class Index:
             chunks = self._chunks
             for b in blobs:
                 if b.id not in chunks:
-                    packed = (no << 65) | (b.offset << 33) | (b.length << 1) | int(b.compressed)
-                    chunks[b.id] = packed
+                    packed = (no << 97) | (b.raw_length << 65) | (b.offset << 33)
+                    chunks[b.id] = packed | (b.length << 1) | int(b.compressed)
 
     def __contains__(self, chunk_id: object) -> bool:
         return chunk_id in self._chunks
@@ -103,8 +104,13 @@ class Index:
         if packed is None:
             return None
         return Location(
-            self.packs[packed >> 65],
+            self.packs[packed >> 97],
             (packed >> 33) & 0xFFFFFFFF,
             (packed >> 1) & 0xFFFFFFFF,
             bool(packed & 1),
         )
+
+    def plain_length(self, chunk_id: bytes) -> int | None:
+        """The length of a chunk's plaintext (where a file's next chunk starts), or None."""
+        packed = self._chunks.get(chunk_id)
+        return None if packed is None else (packed >> 65) & 0xFFFFFFFF

@@ -127,36 +127,116 @@ def test_a_damaged_pack_fails_the_drill_naming_the_files(db, settings, source):
     assert not scratch_folder(settings, drill.id).exists()
 
 
-def test_a_restored_file_changed_on_disk_is_a_content_mismatch(db, settings, source, monkeypatch):
-    """The comparison reads the restored file back: bytes that differ from the manifest's on
-    disk (whatever wrote them) fail the drill even when the vault read back clean."""
-    tree, _, backup = source
-    import cloudbackup.domain.drill_run as drill_run
-
+def _restore_then(drill_run, change):
+    """A restore into a folder beside the scratch folder, then ``change(staging)``, then every
+    restored path moved in at once: the comparison (which follows the restore) only ever sees
+    the changed tree."""
     real_restore = drill_run.restore_snapshot
 
-    def restore_then_spoil(vault, snapshot_id, destination, **kwargs):
-        # Restored beside the scratch folder, spoiled, then moved in at once: the comparison
-        # (which follows the restore) can only ever see the spoiled file.
+    def restore_then_change(vault, snapshot_id, destination, **kwargs):
         staging = destination.parent / f"{destination.name}-staging"
         staging.mkdir()
         result = real_restore(vault, snapshot_id, staging, **kwargs)
-        spoiled = next(staging.rglob("file3.bin"))
-        data = bytearray(spoiled.read_bytes())
-        data[0] ^= 0x01
-        spoiled.write_bytes(bytes(data))
+        change(staging)
         for child in staging.iterdir():
             os.rename(child, destination / child.name)
         return result
 
-    monkeypatch.setattr(drill_run, "restore_snapshot", restore_then_spoil)
+    return restore_then_change
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [("file3.bin", "first"), ("big0.bin", "first"), ("big0.bin", "last")],
+)
+def test_a_restored_file_changed_on_disk_is_a_content_mismatch(
+    db, settings, source, monkeypatch, name, where
+):
+    """The comparison reads the restored file back: bytes that differ from the manifest's on
+    disk (whatever wrote them) fail the drill even when the vault read back clean, in any of
+    a file's chunks (the file is cut where the manifest's chunks end)."""
+    tree, _, backup = source
+    import cloudbackup.domain.drill_run as drill_run
+
+    vault = open_service_vault(db, settings, backup.vault_id)
+    entry = next(e for e in vault.iter_entries(backup.snapshot_id) if e.path.endswith(b"/big0.bin"))
+    assert len(entry.chunks) >= 2  # the big file's first and last bytes lie in other chunks
+
+    def spoil(staging: Path) -> None:
+        spoiled = next(staging.rglob(name))
+        data = bytearray(spoiled.read_bytes())
+        data[0 if where == "first" else -1] ^= 0x01
+        spoiled.write_bytes(bytes(data))
+
+    monkeypatch.setattr(drill_run, "restore_snapshot", _restore_then(drill_run, spoil))
+    drill = _start(db, backup)
+    assert execute_drill(db, settings, drill.id) == "failed"
+    errors = _errors(db, drill.id)
+    assert [(e.path.rsplit("/", 1)[-1], e.type) for e in errors] == [(name, "content_mismatch")]
+    assert _row(db, drill.id).files_checked == tree.files
+
+
+def test_a_file_missing_after_the_restore_is_reported_not_restored(
+    db, settings, source, monkeypatch
+):
+    """A file the restore said nothing about, yet not there, fails the drill: nothing is taken
+    as proven that the comparison did not read."""
+    tree, _, backup = source
+    import cloudbackup.domain.drill_run as drill_run
+
+    def lose(staging: Path) -> None:
+        next(staging.rglob("file5.bin")).unlink()
+
+    monkeypatch.setattr(drill_run, "restore_snapshot", _restore_then(drill_run, lose))
     drill = _start(db, backup)
     assert execute_drill(db, settings, drill.id) == "failed"
     errors = _errors(db, drill.id)
     assert [(e.path.rsplit("/", 1)[-1], e.type) for e in errors] == [
-        ("file3.bin", "content_mismatch")
+        ("file5.bin", "file_not_restored")
     ]
     assert _row(db, drill.id).files_checked == tree.files
+
+
+def test_each_file_is_removed_once_checked(db, settings, source, monkeypatch):
+    """The scratch folder empties as the drill goes: the removal at the end finds folders
+    (and the snapshot's links) only, so it adds little to the drill's time."""
+    _, _, backup = source
+    import cloudbackup.domain.drill_run as drill_run
+
+    real_remove = drill_run.remove_scratch
+    left: list[list[Path]] = []
+
+    def remove_and_record(folder: Path) -> None:
+        if folder.exists():
+            left.append([p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()])
+        real_remove(folder)
+
+    monkeypatch.setattr(drill_run, "remove_scratch", remove_and_record)
+    drill = _start(db, backup)
+    assert execute_drill(db, settings, drill.id) == "passed"
+    assert left == [[]]
+    assert not scratch_folder(settings, drill.id).exists()
+
+
+def test_a_path_that_is_not_normalized_is_never_read_or_removed(tmp_path: Path):
+    """A manifest is data read from disk: a file entry naming ``..`` is a mismatch (the restore
+    refuses it too), never a way to read or remove a file outside the scratch folder."""
+    from cloudbackup.domain.drill_run import _check_file
+    from cloudbackup.engine import Entry
+    from cloudbackup.engine.dirfd import FolderCache
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not the drill's")
+    entry = Entry(b"/../outside.txt", "file", 0o644, 0, size=15, chunks=(b"x" * 32,))
+    folders = FolderCache()
+    try:
+        problem = _check_file(None, folders, os.fsencode(scratch), entry)  # type: ignore[arg-type]
+    finally:
+        folders.close()
+    assert problem is not None and problem.type == "file_not_restored"
+    assert outside.read_bytes() == b"not the drill's"
 
 
 def test_the_scratch_folder_is_removed_when_the_drill_fails(db, settings, source, monkeypatch):

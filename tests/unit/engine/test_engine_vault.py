@@ -33,6 +33,7 @@ from cloudbackup.engine import (
     read_vault_password,
 )
 from cloudbackup.engine.chunking import MAX_CHUNK, MIN_CHUNK
+from cloudbackup.engine.index import BlobRef, Index, Location
 
 
 def manifest(snapshot_id: int, entries: list[Entry] | None = None) -> Manifest:
@@ -96,6 +97,30 @@ def test_compressible_chunks_are_stored_compressed_random_ones_not(vault: Vault)
     assert flags == {True}
     flags = {index.get(c).compressed for c in content_ids(vault, noise)}  # type: ignore[union-attr]
     assert flags == {False}
+
+
+def test_the_index_knows_each_chunks_plaintext_length(vault: Vault) -> None:
+    """Where a file's next chunk starts without running the chunker again (a drill's check),
+    for compressed and stored chunks alike; the location fields keep their values."""
+    text = b"the same line of text, again and again\n" * 100_000
+    noise = random.Random(5).randbytes(6 * MIB)
+    ids = vault.store_bytes(text) + vault.store_bytes(noise)
+    index = vault.load_index()
+    assert len(ids) > 2
+    assert [index.plain_length(c) for c in ids] == [len(vault.read_chunk(c)) for c in ids]
+    assert sum(index.plain_length(c) or 0 for c in ids) == len(text) + len(noise)
+    assert index.plain_length(b"\0" * 32) is None
+
+
+def test_index_fields_do_not_overlap_at_their_limits() -> None:
+    top = 0xFFFFFFFF
+    index = Index()
+    for n in range(3):
+        index.add(f"pack{n}", [BlobRef(bytes([n]) * 32, top - n, top - 1, top - 2 - n, n == 1)])
+    for n in range(3):
+        chunk_id = bytes([n]) * 32
+        assert index.get(chunk_id) == Location(f"pack{n}", top - n, top - 1, n == 1)
+        assert index.plain_length(chunk_id) == top - 2 - n
 
 
 def _pack_bytes(vault: Vault) -> int:
