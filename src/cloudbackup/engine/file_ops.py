@@ -1,5 +1,5 @@
-"""File operations the restorer needs beyond ``os``: placing a file without replacing one, the
-umask."""
+"""File operations the restorer needs beyond ``os``: placing a file without replacing one,
+unnamed files (``O_TMPFILE``) given a name once complete, the umask."""
 
 from __future__ import annotations
 
@@ -73,6 +73,42 @@ def place_at(parent: int, tmp: bytes, name: bytes, *, replace: bool) -> bool:
             os.rename(tmp, name, **at)
             return True
     os.unlink(tmp, dir_fd=parent)
+    return True
+
+
+#: Where a process sees its own descriptors as links: how an unnamed file is given a name
+#: without CAP_DAC_READ_SEARCH (linkat's AT_EMPTY_PATH needs it).
+_OWN_FDS: Final = "/proc/self/fd"
+_UNNAMED: Final = os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_TMPFILE", 0)
+# open(O_TMPFILE) fails with these where the kernel or filesystem lacks it.
+_NO_TMPFILE: Final = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
+_tmpfile_usable = bool(getattr(os, "O_TMPFILE", 0)) and os.path.isdir(_OWN_FDS)
+
+
+def open_unnamed(parent: int, mode: int) -> int | None:
+    """A new file without a name in the folder open as ``parent`` (``O_TMPFILE``), created with
+    ``mode`` (less the umask), for writing; None where that is unsupported (then never again).
+    Nothing of it is visible in the folder until :func:`link_unnamed`; a crash leaves nothing.
+    """
+    global _tmpfile_usable
+    if not _tmpfile_usable:
+        return None
+    try:
+        return os.open(".", _UNNAMED, mode, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno not in _NO_TMPFILE:
+            raise
+        _tmpfile_usable = False
+        return None
+
+
+def link_unnamed(fd: int, parent: int, name: bytes) -> bool:
+    """Give the unnamed file open as ``fd`` the name ``name`` in folder ``parent``; never
+    replaces anything (False if ``name`` exists, as a link or anything else)."""
+    try:
+        os.link(f"{_OWN_FDS}/{fd}", name, dst_dir_fd=parent, follow_symlinks=True)
+    except FileExistsError:
+        return False
     return True
 
 

@@ -5,13 +5,16 @@ then symbolic links, so a restored link can never redirect a later write of the 
 outside the destination; then directory modes and mtimes, once nothing else will be created in
 them: a new entry would bump the mtime and a read-only mode would block the writes.
 
-Every file is written to a temp name in its target directory from its chunks (each one decrypted,
-decompressed and checked against its id as it is read), then moved into place: a target path only
-ever holds a complete, verified file. A re-driven attempt (and, with overwrite, any restore)
-keeps a file already in place that is provably the entry's (``engine/restored_files.py``) and
-counts it restored without writing it again. Entries stream from the snapshot's tree, so memory
-does not grow with the number of files (only directories and links are kept for the final
-passes).
+Every file is written from its chunks (each one decrypted, decompressed and checked against its
+id as it is read) as an unnamed file in its target directory (``O_TMPFILE``; where that is not
+supported, under a temp name), then given its name: a target path only ever holds a complete,
+verified file. The chunks of a batch of small files are read together, in few ranges of their
+packs (``engine/restore_reads.py``); in a folder this restore made, nothing can already be
+there, so a file's name is not looked up before it is written. A re-driven attempt (and, with
+overwrite, any restore) keeps a file already in place that is provably the entry's
+(``engine/restored_files.py``) and counts it restored without writing it again. Entries stream
+from the snapshot's tree, so memory does not grow with the number of files (only directories
+and links are kept for the final passes).
 Ownership, extended attributes, hard links and sparseness are not restored.
 
 Nothing is done by path below the destination (or, restoring in place, below the folder holding
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import msgspec
 
@@ -47,8 +50,15 @@ from cloudbackup.engine.errors import (
     RestoreStopped,
     path_str,
 )
-from cloudbackup.engine.file_ops import current_umask, place_at, unlink_quietly
+from cloudbackup.engine.file_ops import (
+    current_umask,
+    link_unnamed,
+    open_unnamed,
+    place_at,
+    unlink_quietly,
+)
 from cloudbackup.engine.restore_batches import FileBatches
+from cloudbackup.engine.restore_reads import ChunkData, read_chunks
 from cloudbackup.engine.restored_files import (
     TempNames,
     clear_leftovers,
@@ -58,6 +68,11 @@ from cloudbackup.engine.restored_files import (
 from cloudbackup.engine.selection import is_within, normalize
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo
 from cloudbackup.engine.vault import Vault
+
+#: The callbacks run at most this often while entries are handed out (and at every wait).
+REPORT_SECONDS: Final = 0.02
+#: Files up to this size have their chunks read with the rest of their batch's.
+_GROUPED_FILE_BYTES: Final = 1024 * 1024
 
 
 class _Target(NamedTuple):
@@ -200,7 +215,7 @@ def _write_entries(
                 dirs.append((target, entry))
         elif entry.kind == "file":
             files.add(target, entry)
-            run.checkpoint()
+            run.checkpoint_due()
         else:
             links.append((target, entry))
     files.finish()
@@ -243,6 +258,17 @@ class _Restore:
         self.inclusions: list[bytes] = [b"/"]  # the snapshot's, set by restore_snapshot
         self.temp_names = TempNames(run_key)
         self.umask = current_umask()
+        # Folders this restore created, as (anchor, relative path): nothing was there before.
+        self.made: set[tuple[bytes, bytes]] = set()
+        self._next_report = 0.0
+
+    def checkpoint_due(self) -> None:
+        """:meth:`checkpoint` if the last one was at least ``REPORT_SECONDS`` ago: the
+        callbacks' cost does not grow with the number of files."""
+        now = time.monotonic()
+        if now >= self._next_report:
+            self._next_report = now + REPORT_SECONDS
+            self.checkpoint()
 
     def checkpoint(self) -> None:
         if self.on_progress is not None:
@@ -315,6 +341,7 @@ class _Restore:
                         os.makedirs(name)
                     else:
                         os.mkdir(name, 0o777, dir_fd=parent)
+                        self.made.add((target.anchor, posixpath.join(target.folder, name)))
                     return True
                 except FileExistsError:  # made meanwhile: judge what is there now
                     existing = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -334,23 +361,62 @@ class _Restore:
             return False
 
     def restore_files(self, batch: list[tuple[_Target, Entry]]) -> None:
-        """Write a batch of files in order (in a worker thread); stops early on a stop."""
+        """Write a batch of files in order (in a worker thread); stops early on a stop. The
+        chunks of its small files are read together first; resuming or overwriting, only
+        those of files not found in place."""
+        if self.resume or self.overwrite:
+            to_write: list[tuple[_Target, Entry, int | None]] = []
+            for target, entry in batch:
+                if self.stopping.is_set():
+                    return
+                found = self._to_write(target, entry)
+                if found is not None:
+                    to_write.append((target, entry, found[0]))
+            chunks = self._read_grouped([entry for _target, entry, _parent in to_write])
+            for target, entry, parent in to_write:
+                if self.stopping.is_set():
+                    return
+                self._write_file(target, entry, parent, chunks)
+            return
+        chunks = self._read_grouped([entry for _target, entry in batch])
         for target, entry in batch:
             if self.stopping.is_set():
                 return
-            self.restore_file(target, entry)
+            self.restore_file(target, entry, chunks)
 
-    def restore_file(self, target: _Target, entry: Entry) -> None:
-        """Write one file (in a worker thread); never calls the callbacks."""
+    def _read_grouped(self, entries: list[Entry]) -> dict[bytes, ChunkData]:
+        """The chunks of the small files among ``entries``, read in few ranges."""
+        grouped = [
+            chunk_id
+            for entry in entries
+            if entry.size <= _GROUPED_FILE_BYTES
+            for chunk_id in entry.chunks
+        ]
+        return read_chunks(self.vault, grouped) if len(grouped) > 1 else {}
+
+    def restore_file(
+        self, target: _Target, entry: Entry, chunks: dict[bytes, ChunkData] | None = None
+    ) -> None:
+        """Write one file (in a worker thread); never calls the callbacks. ``chunks`` holds
+        some of its chunks already read."""
+        found = self._to_write(target, entry)
+        if found is not None:
+            self._write_file(target, entry, found[0], chunks or {})
+
+    def _to_write(self, target: _Target, entry: Entry) -> tuple[int | None] | None:
+        """Whether ``entry`` is to be written, and then the open folder it goes in (None while
+        that does not exist); None when it is done with (kept in place, or an error)."""
         if not target.name:
             self.fail(target.path, INVALID_ENTRY, "only a folder can be restored here")
-            return
+            return None
         try:
             parent = self._existing_folder(target)
         except OSError as exc:
             self.fail_os(target.path, exc)
-            return
-        if parent is not None:
+            return None
+        # In a folder this restore made, only what it wrote there can be (or an intruder's
+        # file, which the no-replace placing refuses as having appeared meanwhile).
+        if parent is not None and (target.anchor, target.folder) not in self.made:
             if (self.resume or self.overwrite) and holds_entry(
                 self.vault, parent, target.name, entry
             ):
@@ -359,14 +425,14 @@ class _Restore:
                     self.bytes_restored += entry.size
                     self.files_in_place += 1
                     self.bytes_in_place += entry.size
-                return
+                return None
             if not self.overwrite and lexists_at(parent, target.name):
                 self.fail(target.path, FILE_EXISTS, "already exists")
-                return
+                return None
         if entry.size and not entry.chunks:
             self.fail(target.path, INVALID_ENTRY, "file entry without content chunks")
-            return
-        self._write_file(target, entry, parent)
+            return None
+        return (parent,)
 
     def _clear_leftovers(self, target: _Target) -> None:
         """Remove what earlier attempts of this run left half-written in folder ``target``."""
@@ -384,32 +450,39 @@ class _Restore:
         except FileNotFoundError:
             return None
 
-    def _write_file(self, target: _Target, entry: Entry, parent: int | None) -> None:
-        """Write a file to a temp name beside its target, then move it into place."""
-        name = target.name
+    def _write_file(
+        self, target: _Target, entry: Entry, parent: int | None, chunks: dict[bytes, ChunkData]
+    ) -> None:
+        """Write a file unnamed (or to a temp name) beside its target, then give it its name;
+        ``chunks`` holds some of its chunks already read."""
         tmp: bytes | None = None
         placed = False
         written = [0]
         try:
             if parent is None:
                 parent = self.folders.cache().folder(target.anchor, target.folder, create=True)
-            tmp = self.temp_names.next(name)
             # Created with its final permissions when the umask lets them through (saves a
             # chmod per file); special bits and masked ones are set explicitly below.
             exact = entry.mode & 0o7000 == 0 and entry.mode & self.umask == 0
             create_mode = entry.mode if exact else 0o600
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            fd = os.open(tmp, flags, create_mode, dir_fd=parent)
+            fd = open_unnamed(parent, create_mode)
+            if fd is None:
+                tmp = self.temp_names.next(target.name)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(tmp, flags, create_mode, dir_fd=parent)
             try:
-                if not self._copy_verified(fd, target.path, entry, written):
+                if not self._copy_verified(fd, target.path, entry, written, chunks):
                     return
                 if not exact:
                     os.fchmod(fd, entry.mode)
                 # After the last write: closing does not touch the mtime again.
                 os.utime(fd, ns=(entry.mtime_ns, entry.mtime_ns))
+                if tmp is None:
+                    placed = self._name_unnamed(fd, parent, target.name)
             finally:
                 os.close(fd)
-            placed = place_at(parent, tmp, target.name, replace=self.overwrite)
+            if tmp is not None:
+                placed = place_at(parent, tmp, target.name, replace=self.overwrite)
             if not placed:
                 self.fail(target.path, FILE_EXISTS, "appeared during the restore")
         except OSError as exc:
@@ -423,33 +496,74 @@ class _Restore:
                     self.files_restored += 1
                     self.bytes_restored += entry.size
 
-    def _copy_verified(self, fd: int, target: bytes, entry: Entry, written: list[int]) -> bool:
+    def _name_unnamed(self, fd: int, parent: int, name: bytes) -> bool:
+        """Give the complete unnamed file ``fd`` its name; with overwrite, replacing what is
+        there (through a temp name: a link cannot replace)."""
+        if link_unnamed(fd, parent, name):
+            return True
+        if not self.overwrite:
+            return False
+        tmp = self.temp_names.next(name)
+        if not link_unnamed(fd, parent, tmp):
+            return False
+        try:
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError:
+            unlink_quietly(tmp, dir_fd=parent)
+            raise
+        return True
+
+    def _copy_verified(
+        self,
+        fd: int,
+        target: bytes,
+        entry: Entry,
+        written: list[int],
+        chunks: dict[bytes, ChunkData],
+    ) -> bool:
         """Write a file's chunks, each checked on read; on a problem report it, return False.
         ``written[0]`` counts the bytes written (and reported in flight) so far."""
+        if len(entry.chunks) == 1 and entry.chunks[0] in chunks:
+            # A small file read with its batch: one write, no progress while it lasts.
+            data = chunks[entry.chunks[0]]
+            if isinstance(data, ChunkError):
+                return self._chunk_failed(target, data)
+            if len(data) != entry.size:
+                return self._size_wrong(target, len(data), entry.size)
+            _write_all(fd, data)
+            return True
         total = 0
         for chunk_id in entry.chunks:
             if self.stopping.is_set():
                 return False
+            found = chunks.get(chunk_id)
             try:
-                data = self.vault.read_chunk(chunk_id)
+                if found is None:
+                    found = self.vault.read_chunk(chunk_id)
+                elif isinstance(found, ChunkError):
+                    raise found
             except ChunkError as exc:
-                kind = BLOB_MISSING if exc.kind == "missing" else BLOB_CORRUPT
-                self.fail(target, kind, f"content chunk {chunk_id.hex()} is {exc.kind}")
-                return False
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            total += len(data)
-            counted = min(len(data), max(entry.size - written[0], 0))
+                return self._chunk_failed(target, exc)
+            _write_all(fd, found)
+            total += len(found)
+            counted = min(len(found), max(entry.size - written[0], 0))
             written[0] += counted
             with self._lock:
                 self.bytes_in_flight += counted
             if total > entry.size:
                 break
         if total != entry.size:
-            self.fail(target, BLOB_CORRUPT, f"content is {total} bytes, expected {entry.size}")
-            return False
+            return self._size_wrong(target, total, entry.size)
         return True
+
+    def _chunk_failed(self, target: bytes, exc: ChunkError) -> bool:
+        kind = BLOB_MISSING if exc.kind == "missing" else BLOB_CORRUPT
+        self.fail(target, kind, f"content chunk {exc.chunk_id.hex()} is {exc.kind}")
+        return False
+
+    def _size_wrong(self, target: bytes, total: int, size: int) -> bool:
+        self.fail(target, BLOB_CORRUPT, f"content is {total} bytes, expected {size}")
+        return False
 
     def make_link(self, target: _Target, entry: Entry) -> None:
         if entry.target is None:
@@ -495,3 +609,9 @@ class _Restore:
                 os.close(fd)
         except OSError as exc:
             self.fail_os(target.path, exc)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -17,7 +17,7 @@ from typing import Any
 
 from celery import bootsteps
 from celery.beat import PersistentScheduler, ScheduleEntry
-from celery.signals import setup_logging
+from celery.signals import setup_logging, task_postrun
 from celery.worker import state as worker_state
 
 from cloudbackup.domain.logfiles import agent_log_folder
@@ -30,6 +30,7 @@ from cloudbackup.store.db import Database
 from cloudbackup.store.queue_settings import paused_queues
 from cloudbackup.store.tables import utcnow
 from cloudbackup.store.worker_heartbeats import forget_worker, record_heartbeat
+from cloudbackup.workers.memory import release_freed_memory
 
 log = logging.getLogger("cloudbackup.worker")
 
@@ -49,6 +50,13 @@ app.conf.beat_scheduler = "cloudbackup.workers.app:Beat"
 def _our_logging(**_: Any) -> None:
     """Celery leaves logging alone when this signal has a receiver: keep our JSON lines."""
     configure_logging(settings.log_level, agent_log_dir=agent_log_folder(settings))
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]
+def _release_memory(**_: Any) -> None:
+    """What a task freed goes back to the system: the next task's peak does not start from
+    this one's (``workers/memory.py``)."""
+    release_freed_memory()
 
 
 class Beat(PersistentScheduler):  # type: ignore[misc]

@@ -130,18 +130,19 @@ def test_a_folder_replaced_by_a_link_during_the_restore_is_never_followed(
     destination = tmp_path / "restore"
     sub = at(destination, small.path("sub"))
     first_content = content_ids(vault, b"first\n")[0]
-    real_read = vault.read_chunk
+    real_decode = vault.decode_chunk
     swapped: list[bool] = []
 
     def read_then_swap(chunk_id: bytes, *args: Any) -> bytes:
-        # While a.txt is written, every folder exists: sub is swapped before x.txt is written.
+        # Once a.txt's content is read, every folder exists: sub is swapped before x.txt is
+        # written (decode_chunk: chunks are read one by one or with their batch's).
         if chunk_id == first_content and not swapped:
             sub.rename(sub.with_name("sub.moved"))
             os.symlink(outside, sub)
             swapped.append(True)
-        return real_read(chunk_id, *args)
+        return real_decode(chunk_id, *args)
 
-    monkeypatch.setattr(vault, "read_chunk", read_then_swap)
+    monkeypatch.setattr(vault, "decode_chunk", read_then_swap)
     result = restore_snapshot(vault, snapshot_id, destination, workers=1)
 
     assert swapped
@@ -201,7 +202,8 @@ def test_folders_are_opened_once_per_thread_not_once_per_file(
     folder_opens: list[Any] = []
 
     def counting_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if flags & os.O_DIRECTORY:
+        # O_TMPFILE holds O_DIRECTORY's bit: a new file, not a folder opened.
+        if flags & os.O_DIRECTORY and flags & os.O_TMPFILE != os.O_TMPFILE:
             folder_opens.append(path)
         return real_open(path, flags, *args, **kwargs)
 

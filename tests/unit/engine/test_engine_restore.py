@@ -231,7 +231,7 @@ def test_progress_counts_up_to_the_totals(
 
     restore_snapshot(vault, snapshot_id, tmp_path / "restore", on_progress=progress.append)
 
-    assert len(progress) > tree.file_count  # per file, plus waits and the final report
+    assert len(progress) >= 2  # the first check, then at most every REPORT_SECONDS, the last
     completed = [p.bytes_completed for p in progress]
     assert completed == sorted(completed)
     last = progress[-1]
