@@ -69,8 +69,11 @@ from cloudbackup.engine.selection import is_within, normalize
 from cloudbackup.engine.snapshot import Entry, SnapshotInfo
 from cloudbackup.engine.vault import Vault
 
-#: The callbacks run at most this often while entries are handed out (and at every wait).
+#: The callbacks run at most this often while entries are handed out (and at every wait)...
 REPORT_SECONDS: Final = 0.02
+#: ...and whenever this much more has been handed out: a caller that throttles by sleeping in
+#: ``on_progress`` (``restore_max_bps``) still holds a fast restore to its pace.
+REPORT_BYTES: Final = 1024 * 1024
 #: Files up to this size have their chunks read with the rest of their batch's.
 _GROUPED_FILE_BYTES: Final = 1024 * 1024
 
@@ -261,13 +264,16 @@ class _Restore:
         # Folders this restore created, as (anchor, relative path): nothing was there before.
         self.made: set[tuple[bytes, bytes]] = set()
         self._next_report = 0.0
+        self._next_report_bytes = 0
 
     def checkpoint_due(self) -> None:
-        """:meth:`checkpoint` if the last one was at least ``REPORT_SECONDS`` ago: the
-        callbacks' cost does not grow with the number of files."""
+        """:meth:`checkpoint` if the last one was at least ``REPORT_SECONDS`` or
+        ``REPORT_BYTES`` ago: the callbacks' cost does not grow with the number of files."""
         now = time.monotonic()
-        if now >= self._next_report:
+        handed_out = self.bytes_restored + self.bytes_in_flight
+        if now >= self._next_report or handed_out >= self._next_report_bytes:
             self._next_report = now + REPORT_SECONDS
+            self._next_report_bytes = handed_out + REPORT_BYTES
             self.checkpoint()
 
     def checkpoint(self) -> None:
